@@ -1,0 +1,1 @@
+//! The engine: plan, apply, prune and health wait for one app.

@@ -1,0 +1,396 @@
+//! The `ferry.yaml` schema. [`AppSpec`] is also the spec of the agent's
+//! `Application` custom resource, so it derives a JSON schema and uses camelCase.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An error in an app definition.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for the schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Parser message with line and column.
+        message: String,
+    },
+    /// A field has an invalid value.
+    #[error("{location}: field {field}: {message}")]
+    Invalid {
+        /// File and app the field belongs to.
+        location: String,
+        /// The field's path.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No app of that name.
+    #[error("no app named {name:?} in {path} (apps: {known})")]
+    UnknownApp {
+        /// The requested name.
+        name: String,
+        /// The file searched.
+        path: PathBuf,
+        /// Names that exist.
+        known: String,
+    },
+}
+
+/// Which renderer turns the app directory into manifests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RendererKind {
+    /// Detect: `kustomization.yaml` → kustomize, `Chart.yaml` → helm, else plain.
+    #[default]
+    Auto,
+    /// YAML/JSON files, recursively.
+    Plain,
+    /// `kustomize build`.
+    Kustomize,
+    /// `helm template`.
+    Helm,
+}
+
+/// Options for the Kustomize renderer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KustomizeOptions {
+    /// `LoadRestrictionsRootOnly` (default) or `LoadRestrictionsNone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_restrictor: Option<String>,
+    /// Pass `--enable-helm` (off by default).
+    #[serde(default)]
+    pub enable_helm: bool,
+}
+
+/// Options for the Helm renderer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HelmOptions {
+    /// Release name (default: the app name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_name: Option<String>,
+    /// Values files, relative to the chart directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values_files: Vec<String>,
+    /// Inline values, merged last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub values: Option<serde_json::Value>,
+    /// Render the chart's `crds/` too (default true).
+    #[serde(default = "yes")]
+    pub include_crds: bool,
+}
+
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where an app's manifests come from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Repository URL (`https://`, `ssh://`, `git@host:path`, `file://`) or a local path.
+    pub repo: String,
+    /// Branch, tag or commit SHA (default: the remote's HEAD).
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    /// Directory inside the repository (default: its root).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// Renderer (default: auto-detect).
+    #[serde(default)]
+    pub renderer: RendererKind,
+    /// Kustomize options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kustomize: Option<KustomizeOptions>,
+    /// Helm options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmOptions>,
+    /// Variables substituted as `${VAR}` / `${VAR:=default}` after rendering.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+    /// Fail on an undefined variable instead of leaving it empty.
+    #[serde(default)]
+    pub strict_vars: bool,
+}
+
+/// Where an app is deployed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Destination {
+    /// kubeconfig context (default: the current one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Default namespace for namespaced objects without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Create the namespace when missing.
+    #[serde(default)]
+    pub create_namespace: bool,
+}
+
+/// Health wait settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaitSpec {
+    /// Wait for health after applying (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How long to wait, e.g. `5m` (default `5m`).
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+}
+
+fn default_timeout() -> String {
+    "5m".into()
+}
+
+impl Default for WaitSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timeout: default_timeout(),
+        }
+    }
+}
+
+/// One application: a source, a destination and sync policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppSpec {
+    /// Where manifests come from.
+    pub source: SourceSpec,
+    /// Where they go.
+    #[serde(default)]
+    pub destination: Destination,
+    /// Delete objects that left Git (default true).
+    #[serde(default = "yes")]
+    pub prune: bool,
+    /// Health wait.
+    #[serde(default)]
+    pub wait: WaitSpec,
+    /// Agent: restore drifted objects at once (default true).
+    #[serde(default = "yes")]
+    pub self_heal: bool,
+    /// Agent: Git poll interval, e.g. `60s` (default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Agent: do not reconcile.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// A named app as listed in `ferry.yaml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedApp {
+    /// App name: a DNS label, unique in the file.
+    pub name: String,
+    /// The app.
+    #[serde(flatten)]
+    pub spec: AppSpec,
+}
+
+/// The contents of a `ferry.yaml`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FerryFile {
+    /// Apps.
+    #[serde(default)]
+    pub apps: Vec<NamedApp>,
+}
+
+impl FerryFile {
+    /// Reads and validates a `ferry.yaml`. Relative local `repo` paths are resolved
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut file = Self::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for app in &mut file.apps {
+            let repo = &app.spec.source.repo;
+            if !repo.contains("://") && !repo.contains('@') && Path::new(repo).is_relative() {
+                app.spec.source.repo = base.join(repo).to_string_lossy().into_owned();
+            }
+        }
+        Ok(file)
+    }
+
+    /// Parses and validates `ferry.yaml` text; `path` is used in messages only.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, SpecError> {
+        let file: Self = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
+            path: path.to_path_buf(),
+            message: one_line(&e.to_string()),
+        })?;
+        let mut seen = std::collections::HashSet::new();
+        for app in &file.apps {
+            let location = format!("{} app {:?}", path.display(), app.name);
+            let invalid = |field: &str, message: String| SpecError::Invalid {
+                location: location.clone(),
+                field: field.into(),
+                message,
+            };
+            if !is_dns_label(&app.name) {
+                return Err(invalid("name", "must be a DNS label (a-z, 0-9, -)".into()));
+            }
+            if !seen.insert(app.name.as_str()) {
+                return Err(invalid("name", "duplicate app name".into()));
+            }
+            app.spec.validate().map_err(|(f, m)| invalid(&f, m))?;
+        }
+        Ok(file)
+    }
+
+    /// The app named `name`.
+    pub fn app(&self, name: &str, path: &Path) -> Result<&NamedApp, SpecError> {
+        self.apps
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| SpecError::UnknownApp {
+                name: name.into(),
+                path: path.to_path_buf(),
+                known: self
+                    .apps
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+impl AppSpec {
+    /// Checks field values; returns the offending field and why.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.source.repo.trim().is_empty() {
+            return Err(("source.repo".into(), "must not be empty".into()));
+        }
+        if let Some(ns) = &self.destination.namespace
+            && !is_dns_label(ns)
+        {
+            return Err((
+                "destination.namespace".into(),
+                format!("{ns:?} is not a valid namespace name"),
+            ));
+        }
+        parse_duration(&self.wait.timeout).map_err(|m| ("wait.timeout".into(), m))?;
+        if let Some(i) = &self.interval {
+            parse_duration(i).map_err(|m| ("interval".into(), m))?;
+        }
+        Ok(())
+    }
+
+    /// The wait timeout.
+    pub fn wait_timeout(&self) -> Duration {
+        parse_duration(&self.wait.timeout).unwrap_or(Duration::from_secs(300))
+    }
+
+    /// The agent's poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        self.interval
+            .as_deref()
+            .and_then(|i| parse_duration(i).ok())
+            .unwrap_or(Duration::from_secs(60))
+    }
+}
+
+/// Parses a duration such as `90s`, `5m` or `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration ({e})"))
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+apps:
+  - name: web
+    source:
+      repo: https://example.com/org/repo.git
+      ref: main
+      path: deploy/web
+    destination:
+      namespace: web
+      createNamespace: true
+    wait:
+      timeout: 2m
+"#;
+
+    #[test]
+    fn parses_with_defaults() {
+        let f = FerryFile::parse(FILE, Path::new("ferry.yaml")).unwrap();
+        let app = f.app("web", Path::new("ferry.yaml")).unwrap();
+        assert_eq!(app.spec.source.git_ref.as_deref(), Some("main"));
+        assert!(app.spec.prune && app.spec.wait.enabled && app.spec.self_heal);
+        assert_eq!(app.spec.wait_timeout(), Duration::from_secs(120));
+        assert_eq!(app.spec.poll_interval(), Duration::from_secs(60));
+        assert_eq!(app.spec.source.renderer, RendererKind::Auto);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let text = FILE.replace("createNamespace", "createNamespaces");
+        let err = FerryFile::parse(&text, Path::new("ferry.yaml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("ferry.yaml: "), "{msg}");
+        assert!(msg.contains("createNamespaces"), "{msg}");
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let err = FerryFile::parse(&FILE.replace("2m", "soon"), Path::new("f.yaml")).unwrap_err();
+        assert!(err.to_string().starts_with("f.yaml app \"web\": field wait.timeout:"));
+        let err = FerryFile::parse(&FILE.replace("name: web", "name: Web"), Path::new("f.yaml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("field name"), "{err}");
+        let dup = format!("{FILE}{}", &FILE[FILE.find("  - name").unwrap()..]);
+        let err = FerryFile::parse(&dup, Path::new("f.yaml")).unwrap_err();
+        assert!(err.to_string().contains("duplicate app name"), "{err}");
+    }
+
+    #[test]
+    fn unknown_app_lists_known() {
+        let f = FerryFile::parse(FILE, Path::new("ferry.yaml")).unwrap();
+        let err = f.app("api", Path::new("ferry.yaml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no app named \"api\" in ferry.yaml (apps: web)"
+        );
+    }
+}

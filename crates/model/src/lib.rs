@@ -1,0 +1,28 @@
+//! ferry's shared types, handed from stage to stage:
+//! source → render ([`Manifest`]) → plan ([`ChangeSet`]) → apply → prune → observe ([`Health`]).
+//!
+//! This crate has no I/O besides parsing `ferry.yaml`; every other crate depends on it.
+
+mod app;
+mod changeset;
+mod health;
+mod manifest;
+mod object;
+
+pub use app::{
+    AppSpec, Destination, FerryFile, HelmOptions, KustomizeOptions, NamedApp, RendererKind, SourceSpec,
+    SpecError, WaitSpec, parse_duration,
+};
+pub use changeset::{Action, Change, ChangeSet, Summary};
+pub use health::{Health, HealthStatus};
+pub use manifest::{Manifest, ManifestError, Origin};
+pub use object::ObjectRef;
+
+/// The field manager ferry uses for every server-side apply.
+pub const FIELD_MANAGER: &str = "ferry";
+/// Label put on every object ferry applies, naming the owning app.
+pub const APP_LABEL: &str = "ferry.dev/app";
+/// Annotation that protects an object from pruning when set to `disabled`.
+pub const PRUNE_ANNOTATION: &str = "ferry.dev/prune";
+/// Namespace holding ferry's per-app inventories.
+pub const SYSTEM_NAMESPACE: &str = "ferry-system";

@@ -1,0 +1,1 @@
+//! Render stage: turns an app directory into manifests (plain YAML, Kustomize, Helm).

@@ -1,0 +1,1 @@
+//! Source stage: fetches Git repositories into a cache and checks out revisions.

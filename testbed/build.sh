@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the pinned test-bed binaries (kube-apiserver, kube-controller-manager,
+# kube-scheduler, etcd, kwok, helm, kustomize) into the cache, skipping those present.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+mkdir -p "$TESTBED_BIN"
+
+minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+pkg=k8s.io/component-base/version
+ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+
+build() { # build <name> <module dir> <package> [ldflags]
+  local name=$1 dir=$2 package=$3 flags=${4:-"-s -w"}
+  if [ -x "$TESTBED_BIN/$name" ]; then return 0; fi
+  log "building $name ($package)"
+  local start=$SECONDS
+  if ! (cd "$TESTBED_DIR/$dir" && go build -trimpath -ldflags "$flags" -o "$TESTBED_BIN/$name.tmp" "$package") \
+      >"$TESTBED_BIN/$name.build.log" 2>&1; then
+    tail -n 20 "$TESTBED_BIN/$name.build.log" >&2
+    die "build of $name failed; full log: $TESTBED_BIN/$name.build.log"
+  fi
+  mv "$TESTBED_BIN/$name.tmp" "$TESTBED_BIN/$name"
+  log "built $name in $((SECONDS - start)) s"
+}
+
+build etcd etcd . 
+build kwok kwok sigs.k8s.io/kwok/cmd/kwok "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
+build kube-controller-manager k8s k8s.io/kubernetes/cmd/kube-controller-manager "$ldflags"
+build kube-scheduler k8s k8s.io/kubernetes/cmd/kube-scheduler "$ldflags"
+build helm tools helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+build kustomize tools sigs.k8s.io/kustomize/kustomize/v5 "-s -w"
+echo "$TESTBED_BIN"
