@@ -1,1 +1,21 @@
-//! The engine: plan, apply, prune and health wait for one app.
+//! The engine: everything between a Git revision and a healthy cluster, for one app.
+//!
+//! Data flows one way: [`source::render_app`] (fetch + render) → [`sync::plan`]
+//! (GET + server-side-apply dry-run, then the pure [`plan::plan`]) → [`sync::apply`]
+//! (staged apply, prune, inventory) → [`wait::wait_healthy`] (kstatus health).
+//!
+//! Pure modules, testable without a cluster: [`health`], [`order`], [`diff`], [`plan`],
+//! [`preview`]. The I/O modules talk to the cluster only through `ferry_kube`.
+
+pub mod diff;
+mod error;
+pub mod health;
+pub mod order;
+pub mod plan;
+pub mod preview;
+pub mod progress;
+pub mod source;
+pub mod sync;
+pub mod wait;
+
+pub use error::EngineError;

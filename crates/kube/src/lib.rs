@@ -1,1 +1,319 @@
 //! The only crate that talks to the Kubernetes API server.
+//!
+//! [`Cluster`] wraps a `kube` client with cached discovery and exposes the few
+//! operations the engine needs: resolve a kind, get, server-side apply (optionally
+//! dry-run), delete, read and write an app's inventory, and answer "can I?".
+//! Every error is a [`KubeError`] that names the object it concerns.
+
+mod error;
+mod inventory;
+
+use std::sync::Arc;
+
+use ferry_model::{FIELD_MANAGER, ObjectRef};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::KubeConfigOptions;
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use serde_json::Value;
+use tokio::sync::RwLock;
+
+pub use error::KubeError;
+pub use inventory::Inventory;
+
+/// A resolved kind: how to address it and whether it is namespaced.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// Group, version, kind and plural.
+    pub resource: ApiResource,
+    /// True for namespaced kinds.
+    pub namespaced: bool,
+}
+
+/// What `ferry cluster-info` reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClusterInfo {
+    /// API server URL.
+    pub server: String,
+    /// Server version, e.g. `v1.34.4`.
+    pub version: String,
+    /// Number of API groups discovered.
+    pub groups: usize,
+    /// Number of resource kinds discovered (all versions).
+    pub resources: usize,
+    /// Namespace the permission checks were made in.
+    pub namespace: String,
+    /// (verb, allowed) for create, patch and delete.
+    pub permissions: Vec<(String, bool)>,
+}
+
+/// A connection to one cluster, with discovery cached and refreshable.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+    server: String,
+    discovery: Arc<RwLock<Discovery>>,
+}
+
+impl Cluster {
+    /// Connects with the kubeconfig (`$KUBECONFIG` or `~/.kube/config`; in a pod, the
+    /// service account), using `context` or the current context, and runs discovery.
+    pub async fn connect(context: Option<&str>) -> Result<Self, KubeError> {
+        let config = match context {
+            None => kube::Config::infer().await.map_err(|e| error::chain(&e)),
+            Some(c) => {
+                let options = KubeConfigOptions {
+                    context: Some(c.to_string()),
+                    ..Default::default()
+                };
+                kube::Config::from_kubeconfig(&options)
+                    .await
+                    .map_err(|e| error::chain(&e))
+            }
+        }
+        .map_err(|message| KubeError::Config { message })?;
+        let server = config.cluster_url.to_string();
+        let client = kube::Client::try_from(config).map_err(|e| KubeError::Config {
+            message: error::chain(&e),
+        })?;
+        Self::from_client(client, server).await
+    }
+
+    /// Wraps an existing client (`server` is used in messages) and runs discovery.
+    pub async fn from_client(client: kube::Client, server: String) -> Result<Self, KubeError> {
+        let discovery = discover(&client, &server).await?;
+        Ok(Self {
+            client,
+            server,
+            discovery: Arc::new(RwLock::new(discovery)),
+        })
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// The API server URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Re-runs discovery (after CRDs were applied).
+    pub async fn refresh(&self) -> Result<(), KubeError> {
+        let fresh = discover(&self.client, &self.server).await?;
+        *self.discovery.write().await = fresh;
+        Ok(())
+    }
+
+    /// Resolves an `apiVersion` and kind through discovery.
+    pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<Resolved, KubeError> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let found = self.discovery.read().await.resolve_gvk(&gvk);
+        match found {
+            Some((resource, ApiCapabilities { scope, .. })) => Ok(Resolved {
+                resource,
+                namespaced: scope == Scope::Namespaced,
+            }),
+            None => Err(KubeError::UnknownKind {
+                api_version: api_version.into(),
+                kind: kind.into(),
+            }),
+        }
+    }
+
+    async fn api(&self, subject: &ObjectRef) -> Result<Api<DynamicObject>, KubeError> {
+        let r = self.resolve(&subject.api_version(), &subject.kind).await?;
+        Ok(match (&subject.namespace, r.namespaced) {
+            (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &r.resource),
+            _ => Api::all_with(self.client.clone(), &r.resource),
+        })
+    }
+
+    /// Reads an object; `None` when it does not exist.
+    pub async fn get(&self, subject: &ObjectRef) -> Result<Option<Value>, KubeError> {
+        let api = self.api(subject).await?;
+        let obj = api
+            .get_opt(&subject.name)
+            .await
+            .map_err(|e| KubeError::from_api(e, "get", subject))?;
+        obj.map(to_value).transpose()
+    }
+
+    /// Lists the objects of one kind (all namespaces) carrying a label selector.
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        label_selector: &str,
+    ) -> Result<Vec<Value>, KubeError> {
+        let r = self.resolve(api_version, kind).await?;
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &r.resource);
+        let subject = ObjectRef::new(api_version, kind, None, "*");
+        let list = api
+            .list(&kube::api::ListParams::default().labels(label_selector))
+            .await
+            .map_err(|e| KubeError::from_api(e, "list", &subject))?;
+        list.items.into_iter().map(to_value).collect()
+    }
+
+    /// Server-side applies `object` as field manager `ferry` with force-conflicts;
+    /// with `dry_run`, nothing is persisted and the would-be object is returned.
+    pub async fn apply(&self, object: &Value, dry_run: bool) -> Result<Value, KubeError> {
+        let subject = object_ref(object);
+        let api = self.api(&subject).await?;
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = dry_run;
+        let applied = api
+            .patch(&subject.name, &params, &Patch::Apply(object))
+            .await
+            .map_err(|e| KubeError::from_api(e, "apply", &subject))?;
+        to_value(applied)
+    }
+
+    /// Deletes an object (background propagation). Already gone is not an error.
+    pub async fn delete(&self, subject: &ObjectRef) -> Result<(), KubeError> {
+        let api = self.api(subject).await?;
+        match api.delete(&subject.name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+            Err(e) => Err(KubeError::from_api(e, "delete", subject)),
+        }
+    }
+
+    /// Creates a namespace when it does not exist.
+    pub async fn ensure_namespace(&self, name: &str) -> Result<(), KubeError> {
+        let subject = ObjectRef::new("v1", "Namespace", None, name);
+        if self.get(&subject).await?.is_some() {
+            return Ok(());
+        }
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+            .expect("static namespace object");
+        match api.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+            Err(e) => Err(KubeError::from_api(e, "create", &subject)),
+        }
+    }
+
+    /// Asks the API server whether the current identity may `verb` `resource`
+    /// (plural, group) in `namespace`.
+    pub async fn can_i(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> Result<bool, KubeError> {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    namespace: namespace.map(str::to_string),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let subject = ObjectRef::new(
+            "authorization.k8s.io/v1",
+            "SelfSubjectAccessReview",
+            None,
+            verb,
+        );
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| KubeError::from_api(e, "create", &subject))?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+
+    /// Server version and the served group/versions (`apps/v1`), for renderers.
+    pub async fn facts(&self) -> Result<(String, Vec<String>), KubeError> {
+        let version = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| KubeError::unreachable(&self.server, &e))?;
+        let d = self.discovery.read().await;
+        let mut versions: Vec<String> = d
+            .groups()
+            .flat_map(|g| {
+                g.versions().map(move |v| match g.name() {
+                    "" => v.to_string(),
+                    name => format!("{name}/{v}"),
+                })
+            })
+            .collect();
+        versions.sort();
+        Ok((version.git_version, versions))
+    }
+
+    /// Server version, discovery counts and create/patch/delete permissions in `namespace`.
+    pub async fn info(&self, namespace: &str) -> Result<ClusterInfo, KubeError> {
+        let version = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| KubeError::unreachable(&self.server, &e))?;
+        let (groups, resources) = {
+            let d = self.discovery.read().await;
+            let groups = d.groups().count();
+            let resources = d
+                .groups()
+                .flat_map(|g| g.versions().flat_map(move |v| g.versioned_resources(v)))
+                .count();
+            (groups, resources)
+        };
+        let mut permissions = Vec::new();
+        for verb in ["create", "patch", "delete"] {
+            let allowed = self.can_i(verb, "*", "*", Some(namespace)).await?;
+            permissions.push((verb.to_string(), allowed));
+        }
+        Ok(ClusterInfo {
+            server: self.server.clone(),
+            version: version.git_version,
+            groups,
+            resources,
+            namespace: namespace.into(),
+            permissions,
+        })
+    }
+}
+
+async fn discover(client: &kube::Client, server: &str) -> Result<Discovery, KubeError> {
+    match Discovery::new(client.clone()).run_aggregated().await {
+        Ok(d) => Ok(d),
+        Err(kube::Error::Api(_)) => Discovery::new(client.clone())
+            .run()
+            .await
+            .map_err(|e| KubeError::unreachable(server, &e)),
+        Err(e) => Err(KubeError::unreachable(server, &e)),
+    }
+}
+
+/// The reference of a JSON object (`apiVersion`, `kind`, `metadata.namespace/name`).
+pub fn object_ref(object: &Value) -> ObjectRef {
+    let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("");
+    ObjectRef::new(
+        s("/apiVersion"),
+        s("/kind"),
+        Some(s("/metadata/namespace")),
+        s("/metadata/name"),
+    )
+}
+
+fn to_value(obj: DynamicObject) -> Result<Value, KubeError> {
+    serde_json::to_value(obj).map_err(|e| KubeError::Decode {
+        message: e.to_string(),
+    })
+}

@@ -375,7 +375,10 @@ apps:
     #[test]
     fn bad_values_name_the_field() {
         let err = FerryFile::parse(&FILE.replace("2m", "soon"), Path::new("f.yaml")).unwrap_err();
-        assert!(err.to_string().starts_with("f.yaml app \"web\": field wait.timeout:"));
+        assert!(
+            err.to_string()
+                .starts_with("f.yaml app \"web\": field wait.timeout:")
+        );
         let err = FerryFile::parse(&FILE.replace("name: web", "name: Web"), Path::new("f.yaml"))
             .unwrap_err();
         assert!(err.to_string().contains("field name"), "{err}");

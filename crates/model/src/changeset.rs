@@ -36,7 +36,9 @@ pub struct Change {
 }
 
 /// Counts of actions in a [`ChangeSet`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Summary {
     /// Objects to create.
     pub create: usize,

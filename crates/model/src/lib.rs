@@ -10,8 +10,8 @@ mod manifest;
 mod object;
 
 pub use app::{
-    AppSpec, Destination, FerryFile, HelmOptions, KustomizeOptions, NamedApp, RendererKind, SourceSpec,
-    SpecError, WaitSpec, parse_duration,
+    AppSpec, Destination, FerryFile, HelmOptions, KustomizeOptions, NamedApp, RendererKind,
+    SourceSpec, SpecError, WaitSpec, parse_duration,
 };
 pub use changeset::{Action, Change, ChangeSet, Summary};
 pub use health::{Health, HealthStatus};

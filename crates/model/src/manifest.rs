@@ -118,7 +118,12 @@ impl Manifest {
 
     /// The object's reference.
     pub fn object_ref(&self) -> ObjectRef {
-        ObjectRef::new(self.api_version(), self.kind(), self.namespace(), self.name())
+        ObjectRef::new(
+            self.api_version(),
+            self.kind(),
+            self.namespace(),
+            self.name(),
+        )
     }
 
     fn metadata_mut(&mut self) -> &mut serde_json::Map<String, Value> {
@@ -155,8 +160,11 @@ mod tests {
 
     #[test]
     fn missing_name_names_file_and_field() {
-        let err = Manifest::new(json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{}}), origin())
-            .unwrap_err();
+        let err = Manifest::new(
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{}}),
+            origin(),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "app/cm.yaml (document 2): object has no metadata.name"

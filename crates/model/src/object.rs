@@ -56,7 +56,12 @@ impl ObjectRef {
     }
 
     fn identity(&self) -> (&str, &str, Option<&str>, &str) {
-        (&self.group, &self.kind, self.namespace.as_deref(), &self.name)
+        (
+            &self.group,
+            &self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+        )
     }
 }
 

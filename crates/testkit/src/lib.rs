@@ -1,1 +1,280 @@
 //! Test support: test-bed access, per-test namespaces, Git repositories made by tests.
+//!
+//! Cluster tests run against the real control plane that `testbed/up` starts (etcd,
+//! kube-apiserver, kube-controller-manager, kube-scheduler and kwok for the nodes):
+//!
+//! ```text
+//! eval "$(testbed/up)"   # exports KUBECONFIG
+//! cargo test -p <crate>
+//! testbed/down
+//! ```
+//!
+//! Cluster tests never skip: [`client`] panics when the test bed cannot be reached, both
+//! locally and in CI, so a missing test bed shows up as failed tests rather than green ones.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// The kubeconfig context that `testbed/up` writes; [`client`] connects through this
+/// context only, so that tests cannot touch whatever cluster another context points at.
+pub const TESTBED_CONTEXT: &str = "ferry-testbed";
+
+/// The label that marks namespaces made by [`TestNamespace`], for manual clean-up with
+/// `kubectl delete namespace -l app.kubernetes.io/managed-by=ferry-testkit`.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ferry-testkit");
+
+const START_HINT: &str = "start it with `eval \"$(testbed/up)\"`";
+
+/// How long [`client`] waits for the API server to answer before declaring it unreachable.
+const REACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`TestNamespace::cleanup`] waits for the namespace to disappear.
+const NAMESPACE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client for the test bed, from the `ferry-testbed` context of `$KUBECONFIG`.
+///
+/// # Panics
+///
+/// When `KUBECONFIG` is unset or lacks the `ferry-testbed` context, or the API server does
+/// not answer within 10 s, with the message `test bed unreachable at …: start it with
+/// testbed/up`. This holds whether or not `CI=true`: cluster tests fail, they never skip.
+pub async fn client() -> Client {
+    let config = testbed_config().await.unwrap_or_else(|e| panic!("{e}"));
+    let url = config.cluster_url.clone();
+    let client = Client::try_from(config)
+        .unwrap_or_else(|e| panic!("test bed unreachable at {url}: {e}; {START_HINT}"));
+    match tokio::time::timeout(REACH_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(_)) => client,
+        Ok(Err(e)) => panic!("test bed unreachable at {url}: {e}; {START_HINT}"),
+        Err(_) => panic!(
+            "test bed unreachable at {url}: no answer within {REACH_TIMEOUT:?}; {START_HINT}"
+        ),
+    }
+}
+
+/// The client configuration of the `ferry-testbed` context in `$KUBECONFIG`.
+async fn testbed_config() -> Result<Config, String> {
+    let Some(path) = std::env::var_os("KUBECONFIG") else {
+        return Err(format!(
+            "test bed unreachable at $KUBECONFIG: KUBECONFIG is not set; {START_HINT}"
+        ));
+    };
+    let unreachable = |e: &dyn Display| {
+        format!(
+            "test bed unreachable at KUBECONFIG={}: {e}; {START_HINT}",
+            path.display()
+        )
+    };
+    let kubeconfig = Kubeconfig::from_env()
+        .map_err(|e| unreachable(&e))?
+        .ok_or_else(|| unreachable(&"no kubeconfig there"))?;
+    let options = KubeConfigOptions {
+        context: Some(TESTBED_CONTEXT.to_owned()),
+        ..KubeConfigOptions::default()
+    };
+    Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| unreachable(&e))
+}
+
+/// Polls `check` every 200 ms until it yields `Some(value)`, and returns that value.
+///
+/// Errors from `check` count as "not yet" (an object may not exist yet, the API server may
+/// be briefly busy); the last one is kept for the panic message.
+///
+/// # Panics
+///
+/// When `timeout` passes first, naming `what`.
+pub async fn wait_for<T, E, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, E>>,
+    E: Display,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match tokio::time::timeout_at(deadline, check()).await {
+            Ok(Ok(Some(value))) => return value,
+            Ok(Ok(None)) | Err(_) => {}
+            Ok(Err(e)) => last_error = Some(e.to_string()),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            match last_error {
+                Some(e) => {
+                    panic!("timed out after {timeout:?} waiting for {what}; last error: {e}")
+                }
+                None => panic!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A namespace of one test's own, named `<prefix>-<random suffix>` and labelled
+/// [`MANAGED_BY`].
+///
+/// Call [`cleanup`](Self::cleanup) at the end of the test: it deletes the namespace and
+/// waits until it is gone, which also proves that nothing in it is stuck on a finalizer.
+/// When the test ends without it (a failed assertion, an early return), `Drop` deletes the
+/// namespace best-effort. `Drop` cannot await and may run inside a current-thread runtime
+/// that is blocked in that very drop, so it cannot use the test's client; it sends the
+/// DELETE from a new thread with its own runtime and its own client (same kubeconfig) and
+/// joins it. That costs one round trip, needs no `kubectl`, and does not wait for the
+/// namespace controller; failures are printed, never raised.
+pub struct TestNamespace {
+    client: Client,
+    name: String,
+    deleted: bool,
+}
+
+impl TestNamespace {
+    /// Creates a namespace named `<prefix>-<random suffix>`.
+    ///
+    /// # Panics
+    ///
+    /// When `prefix` cannot start a namespace name (a DNS label of at most 54 characters
+    /// here) or the API server refuses the namespace.
+    pub async fn new(client: &Client, prefix: &str) -> Self {
+        assert!(
+            !prefix.is_empty()
+                && prefix.len() <= 54
+                && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+                && prefix
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "namespace prefix {prefix:?} must be a lowercase DNS label of at most 54 characters"
+        );
+        let name = format!("{prefix}-{}", random_suffix());
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("creating test namespace {name}: {e}"));
+        Self {
+            client: client.clone(),
+            name,
+            deleted: false,
+        }
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Deletes the namespace and waits until it is gone.
+    ///
+    /// # Panics
+    ///
+    /// When the deletion is refused or the namespace still exists after 60 s.
+    pub async fn cleanup(mut self) {
+        self.deleted = true;
+        let api = Api::<Namespace>::all(self.client.clone());
+        match api.delete(&self.name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => return,
+            Err(e) => panic!("deleting test namespace {}: {e}", self.name),
+        }
+        wait_for(
+            &format!("test namespace {} to be deleted", self.name),
+            NAMESPACE_DELETE_TIMEOUT,
+            || async {
+                api.get_opt(&self.name)
+                    .await
+                    .map(|ns| ns.is_none().then_some(()))
+            },
+        )
+        .await;
+    }
+}
+
+impl std::fmt::Debug for TestNamespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestNamespace")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if self.deleted {
+            return;
+        }
+        let name = std::mem::take(&mut self.name);
+        let deleting = name.clone();
+        let outcome = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let client =
+                    Client::try_from(testbed_config().await?).map_err(|e| e.to_string())?;
+                match Api::<Namespace>::all(client)
+                    .delete(&deleting, &DeleteParams::background())
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the deleting thread panicked".to_owned()));
+        if let Err(e) = outcome {
+            eprintln!("ferry-testkit: could not delete test namespace {name}: {e}");
+        }
+    }
+}
+
+/// Eight random characters from `[0-9a-z]`, different on every call.
+fn random_suffix() -> String {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut n = RandomState::new().hash_one((
+        SystemTime::now(),
+        std::process::id(),
+        CALLS.fetch_add(1, Ordering::Relaxed),
+    ));
+    (0..8)
+        .map(|_| {
+            let digit = (n % 36) as u32;
+            n /= 36;
+            char::from_digit(digit, 36).expect("a digit below 36")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_suffix;
+
+    #[test]
+    fn suffixes_are_dns_label_characters_and_differ() {
+        let a = random_suffix();
+        let b = random_suffix();
+        assert_eq!(a.len(), 8);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,89 @@
+use ferry_model::ObjectRef;
+
+/// Why syncing an app failed, with the stage it failed in.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Fetching or checking out the source failed.
+    #[error(transparent)]
+    Source(#[from] ferry_source::SourceError),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] ferry_render::RenderError),
+    /// The API server refused or could not be reached.
+    #[error(transparent)]
+    Kube(#[from] ferry_kube::KubeError),
+    /// The plan is impossible (e.g. an object owned by another app).
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    /// An immutable field changed and `--force` was not given.
+    #[error(
+        "{subject}: an immutable field changed ({message}); re-run with --force to delete and re-create it"
+    )]
+    Immutable {
+        /// The object.
+        subject: Box<ObjectRef>,
+        /// The server's message naming the field.
+        message: String,
+    },
+    /// An object is namespaced but neither it nor the app names a namespace.
+    #[error(
+        "{origin}: {subject} is namespaced but has no namespace and the app sets no destination.namespace"
+    )]
+    NoNamespace {
+        /// The object.
+        subject: Box<ObjectRef>,
+        /// Where it came from.
+        origin: String,
+    },
+    /// A kind the cluster does not know, and no CRD for it in the app.
+    #[error("{origin}: {subject}: {source}")]
+    UnknownKind {
+        /// The object.
+        subject: Box<ObjectRef>,
+        /// Where it came from.
+        origin: String,
+        /// The discovery error.
+        source: ferry_kube::KubeError,
+    },
+    /// Pruning failed for some objects; they stay in the inventory.
+    #[error("prune failed for {count} object(s): {first}")]
+    Prune {
+        /// How many deletions failed.
+        count: usize,
+        /// The first failure.
+        first: String,
+    },
+    /// Waiting for something other than health (CRD established, object deleted) timed out.
+    #[error("timed out after {seconds} s waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// A background task panicked or was cancelled.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// True when a later retry may succeed without a change in Git.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Source(e) => e.is_transient(),
+            EngineError::Kube(e) => e.is_transient(),
+            EngineError::Prune { .. } | EngineError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The stage that failed, for status reasons: Source, Render, Apply or Prune.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            EngineError::Source(_) => "Source",
+            EngineError::Render(_) => "Render",
+            EngineError::Prune { .. } => "Prune",
+            _ => "Apply",
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Plan, apply and prune one app against a cluster (the I/O side of [`crate::plan`]).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use ferry_kube::{Cluster, Inventory, KubeError};
+use ferry_model::{APP_LABEL, Action, AppSpec, ChangeSet, Manifest, ObjectRef};
+use futures::{StreamExt, TryStreamExt, stream};
+
+use crate::order::{Stage, stage};
+use crate::plan::{Desired, Leftover, PlanInput};
+use crate::progress::{Event, Progress};
+use crate::source::Rendered;
+use crate::{EngineError, wait};
+
+/// How many API requests one app keeps in flight.
+const CONCURRENCY: usize = 16;
+
+/// Options for planning and applying.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncOptions {
+    /// Delete and re-create objects whose immutable fields changed.
+    pub force: bool,
+}
+
+/// A plan made against the live cluster, ready to apply.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// What would change.
+    pub changeset: ChangeSet,
+    /// The manifests to apply, keyed by object, as prepared (namespace, labels).
+    manifests: HashMap<ObjectRef, Manifest>,
+    /// The inventory before this sync.
+    previous: Vec<ObjectRef>,
+}
+
+impl Planned {
+    /// The desired objects, in apply order.
+    pub fn desired(&self) -> Vec<ObjectRef> {
+        self.changeset
+            .changes
+            .iter()
+            .filter(|c| self.manifests.contains_key(&c.subject))
+            .map(|c| c.subject.clone())
+            .collect()
+    }
+}
+
+/// Namespaces, ownership labels and kind checks applied to rendered manifests.
+async fn prepare(
+    cluster: &Cluster,
+    app: &str,
+    spec: &AppSpec,
+    manifests: &[Manifest],
+) -> Result<Vec<(Manifest, bool)>, EngineError> {
+    let crd_scopes = crd_scopes(manifests);
+    let mut out = Vec::with_capacity(manifests.len());
+    for m in manifests {
+        let mut m = m.clone();
+        let known = match cluster.resolve(m.api_version(), m.kind()).await {
+            Ok(r) => Some(r.namespaced),
+            Err(e @ KubeError::UnknownKind { .. }) => {
+                let group = m.api_version().split_once('/').map_or("", |(g, _)| g);
+                match crd_scopes.get(&(group.to_string(), m.kind().to_string())) {
+                    Some(namespaced) => {
+                        out.push((finish(m, *namespaced, spec, app)?, false));
+                        continue;
+                    }
+                    None => {
+                        return Err(EngineError::UnknownKind {
+                            subject: Box::new(m.object_ref()),
+                            origin: m.origin.to_string(),
+                            source: e,
+                        });
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(namespaced) = known {
+            m = finish(m, namespaced, spec, app)?;
+        }
+        out.push((m, true));
+    }
+    Ok(out)
+}
+
+fn finish(
+    mut m: Manifest,
+    namespaced: bool,
+    spec: &AppSpec,
+    app: &str,
+) -> Result<Manifest, EngineError> {
+    if namespaced {
+        if m.namespace().is_none() {
+            match &spec.destination.namespace {
+                Some(ns) => m.set_namespace(ns),
+                None => {
+                    return Err(EngineError::NoNamespace {
+                        subject: Box::new(m.object_ref()),
+                        origin: m.origin.to_string(),
+                    });
+                }
+            }
+        }
+    } else {
+        m.clear_namespace();
+    }
+    m.set_label(APP_LABEL, app);
+    Ok(m)
+}
+
+/// (group, kind) → namespaced, for CRDs defined in the same set of manifests.
+fn crd_scopes(manifests: &[Manifest]) -> HashMap<(String, String), bool> {
+    manifests
+        .iter()
+        .filter(|m| m.kind() == "CustomResourceDefinition")
+        .filter_map(|m| {
+            let s = &m.object["spec"];
+            Some((
+                (
+                    s["group"].as_str()?.to_string(),
+                    s["names"]["kind"].as_str()?.to_string(),
+                ),
+                s["scope"].as_str() != Some("Cluster"),
+            ))
+        })
+        .collect()
+}
+
+/// Plans `rendered` against the cluster: GET and server-side-apply dry-run per object,
+/// then [`crate::plan::plan`]. Writes nothing.
+pub async fn plan(
+    cluster: &Cluster,
+    app: &str,
+    spec: &AppSpec,
+    rendered: &Rendered,
+    opts: SyncOptions,
+) -> Result<Planned, EngineError> {
+    let prepared = prepare(cluster, app, spec, &rendered.manifests).await?;
+    let previous = cluster
+        .read_inventory(app)
+        .await?
+        .map(|i| i.entries)
+        .unwrap_or_default();
+
+    let mut recreate = HashSet::new();
+    let desired: Vec<(Desired, bool)> = stream::iter(prepared)
+        .map(|(manifest, known)| async move {
+            if !known {
+                return Ok((
+                    Desired {
+                        manifest,
+                        live: None,
+                        dry_run: None,
+                    },
+                    false,
+                ));
+            }
+            let subject = manifest.object_ref();
+            let live = cluster.get(&subject).await?;
+            let (dry_run, immutable) = match cluster.apply(&manifest.object, true).await {
+                Ok(v) => (Some(v), false),
+                Err(e) if e.is_immutable() && opts.force => (None, true),
+                Err(
+                    e @ KubeError::Invalid {
+                        immutable: true, ..
+                    },
+                ) => {
+                    let KubeError::Invalid { message, .. } = e else {
+                        unreachable!()
+                    };
+                    return Err(EngineError::Immutable {
+                        subject: Box::new(subject),
+                        message,
+                    });
+                }
+                // The namespace does not exist yet (it is created by this sync).
+                Err(KubeError::Api { code: 404, .. }) if live.is_none() => (None, false),
+                Err(e) => return Err(e.into()),
+            };
+            Ok((
+                Desired {
+                    manifest,
+                    live,
+                    dry_run,
+                },
+                immutable,
+            ))
+        })
+        .buffered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let desired: Vec<Desired> = desired
+        .into_iter()
+        .map(|(d, immutable)| {
+            if immutable {
+                recreate.insert(d.manifest.object_ref());
+            }
+            d
+        })
+        .collect();
+
+    let wanted: HashSet<ObjectRef> = desired.iter().map(|d| d.manifest.object_ref()).collect();
+    let leftovers: Vec<Leftover> = stream::iter(previous.iter().filter(|r| !wanted.contains(r)))
+        .map(|subject| async move {
+            let live = match cluster.get(subject).await {
+                Ok(live) => live,
+                // Its kind is gone from the cluster, so the object is too.
+                Err(KubeError::UnknownKind { .. }) => None,
+                Err(e) => return Err(EngineError::from(e)),
+            };
+            Ok(Leftover {
+                subject: subject.clone(),
+                live,
+            })
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+
+    let manifests = desired
+        .iter()
+        .map(|d| (d.manifest.object_ref(), d.manifest.clone()))
+        .collect();
+    let mut changeset = crate::plan::plan(PlanInput {
+        app,
+        revision: &rendered.revision.sha,
+        desired,
+        leftovers,
+        prune: spec.prune,
+    })?;
+    for change in &mut changeset.changes {
+        if recreate.contains(&change.subject) {
+            change.action = Action::Recreate;
+            change.reason = Some("immutable field changed; will delete and re-create".into());
+        }
+    }
+    Ok(Planned {
+        changeset,
+        manifests,
+        previous,
+    })
+}
+
+/// What [`apply`] did.
+#[derive(Clone, Debug)]
+pub struct ApplyReport {
+    /// The plan that was carried out.
+    pub changeset: ChangeSet,
+    /// Every desired object (written or unchanged), in apply order.
+    pub objects: Vec<ObjectRef>,
+}
+
+/// Carries out a plan: stage 1 (CRDs, Namespaces, ClusterRoles) applied and waited
+/// for, discovery refreshed, stage 2 in kind order; only changed objects are written.
+/// The inventory is widened before the first write and narrowed only after prune, so
+/// it never loses track of an object; prune runs only when every apply succeeded.
+pub async fn apply(
+    cluster: &Cluster,
+    app: &str,
+    spec: &AppSpec,
+    planned: &Planned,
+    progress: &dyn Progress,
+) -> Result<ApplyReport, EngineError> {
+    let revision = planned.changeset.revision.clone();
+    let desired = planned.desired();
+    let mut widened: Vec<ObjectRef> = planned.previous.clone();
+    widened.extend(desired.iter().cloned());
+    if !planned.changeset.in_sync() || planned.previous.is_empty() {
+        cluster
+            .write_inventory(
+                app,
+                &Inventory {
+                    revision: revision.clone(),
+                    entries: widened,
+                },
+            )
+            .await?;
+    }
+    if spec.destination.create_namespace
+        && let Some(ns) = &spec.destination.namespace
+    {
+        cluster.ensure_namespace(ns).await?;
+    }
+
+    let writes: Vec<_> = planned
+        .changeset
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Recreate))
+        .collect();
+    for wanted_stage in [Stage::Cluster, Stage::Resources] {
+        let batch: Vec<_> = writes
+            .iter()
+            .filter(|c| stage(&c.subject.kind) == wanted_stage)
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        progress.event(Event::Phase(format!(
+            "applying {} object(s) ({})",
+            batch.len(),
+            match wanted_stage {
+                Stage::Cluster => "definitions",
+                Stage::Resources => "resources",
+            }
+        )));
+        // Kinds apply in order; objects of one kind rank go in parallel.
+        let mut i = 0;
+        while i < batch.len() {
+            let rank = crate::order::kind_rank(&batch[i].subject.kind);
+            let group: Vec<_> = batch[i..]
+                .iter()
+                .take_while(|c| crate::order::kind_rank(&c.subject.kind) == rank)
+                .collect();
+            i += group.len();
+            stream::iter(group)
+                .map(|c| async move {
+                    let manifest = &planned.manifests[&c.subject];
+                    if c.action == Action::Recreate {
+                        cluster.delete(&c.subject).await?;
+                        wait::gone(cluster, &c.subject, Duration::from_secs(60)).await?;
+                    }
+                    cluster.apply(&manifest.object, false).await?;
+                    progress.event(Event::Applied {
+                        subject: c.subject.clone(),
+                        action: c.action,
+                    });
+                    Ok::<_, EngineError>(())
+                })
+                .buffer_unordered(CONCURRENCY)
+                .try_collect::<()>()
+                .await?;
+        }
+        if wanted_stage == Stage::Cluster {
+            let crds: Vec<ObjectRef> = batch
+                .iter()
+                .filter(|c| c.subject.kind == "CustomResourceDefinition")
+                .map(|c| c.subject.clone())
+                .collect();
+            wait::established(cluster, &crds, Duration::from_secs(60)).await?;
+            cluster.refresh().await?;
+        }
+    }
+
+    let prune = prune(cluster, planned, progress).await;
+    let mut entries = desired.clone();
+    let failed = prune
+        .as_ref()
+        .err()
+        .map(|(f, _)| f.clone())
+        .unwrap_or_default();
+    entries.extend(failed);
+    entries.sort();
+    entries.dedup();
+    if entries != planned.previous || !planned.changeset.in_sync() {
+        cluster
+            .write_inventory(app, &Inventory { revision, entries })
+            .await?;
+    }
+    if let Err((failed, first)) = prune {
+        return Err(EngineError::Prune {
+            count: failed.len(),
+            first,
+        });
+    }
+    Ok(ApplyReport {
+        changeset: planned.changeset.clone(),
+        objects: desired,
+    })
+}
+
+/// Deletes the plan's prune entries in prune order; on failure returns the objects
+/// that could not be deleted and the first error.
+async fn prune(
+    cluster: &Cluster,
+    planned: &Planned,
+    progress: &dyn Progress,
+) -> Result<(), (Vec<ObjectRef>, String)> {
+    let doomed: Vec<&ObjectRef> = planned
+        .changeset
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Prune)
+        .map(|c| &c.subject)
+        .collect();
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    progress.event(Event::Phase(format!("pruning {} object(s)", doomed.len())));
+    let mut failed = Vec::new();
+    let mut first = None;
+    for subject in doomed {
+        match cluster.delete(subject).await {
+            Ok(()) => progress.event(Event::Pruned(subject.clone())),
+            Err(e) => {
+                first.get_or_insert_with(|| e.to_string());
+                failed.push(subject.clone());
+            }
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(first) => Err((failed, first)),
+    }
+}

@@ -1,0 +1,134 @@
+//! Command-line flags.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// GitOps continuous delivery for Kubernetes: render manifests from a Git revision,
+/// diff them against a cluster, apply with server-side apply, prune and wait for health.
+///
+/// Exit codes: 0 success (or in sync), 1 changes pending (diff) or unhealthy (apply --wait), 2 error.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, env = "FERRY_CONTEXT")]
+    pub context: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Log more (repeat for debug logs).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable text.
+    Text,
+    /// JSON on stdout.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print ferry's version.
+    Version,
+    /// Check the connection to a cluster: server version, discovered API resources, permissions.
+    ClusterInfo {
+        /// Namespace to check create/patch/delete permissions in.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+    },
+    /// Render an app's manifests from Git and print them (no cluster needed).
+    Render {
+        #[command(flatten)]
+        app: AppArgs,
+        /// Git revision to render instead of the app's ref (branch, tag, SHA).
+        #[arg(long)]
+        revision: Option<String>,
+    },
+    /// Show what `apply` would change. Exit 0 in sync, 1 changes pending, 2 error.
+    ///
+    /// With `--revision A --against B` no cluster is used: both revisions are rendered
+    /// and compared, e.g. a pull request's head against its base.
+    Diff {
+        #[command(flatten)]
+        app: AppArgs,
+        /// Git revision to diff instead of the app's ref.
+        #[arg(long)]
+        revision: Option<String>,
+        /// Compare --revision with this revision offline instead of with the cluster.
+        #[arg(long, requires = "revision")]
+        against: Option<String>,
+    },
+    /// Apply an app: server-side apply, prune what left Git, wait for health.
+    /// Exit 0 healthy, 1 unhealthy or timed out, 2 error.
+    Apply {
+        #[command(flatten)]
+        app: AppArgs,
+        /// Deploy this Git revision instead of the app's ref (e.g. to roll back).
+        #[arg(long)]
+        revision: Option<String>,
+        /// Delete and re-create objects whose immutable fields changed.
+        #[arg(long)]
+        force: bool,
+        /// Do not wait for health after applying.
+        #[arg(long)]
+        no_wait: bool,
+        /// Health wait timeout (default: the app's wait.timeout, 5m).
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Do not delete objects that left Git.
+        #[arg(long)]
+        no_prune: bool,
+    },
+}
+
+/// Which app: a name in a ferry.yaml, or a one-off app from flags.
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// App name in the ferry.yaml (optional when it has one app).
+    pub name: Option<String>,
+    /// App definitions file.
+    #[arg(long, short = 'f', default_value = "ferry.yaml")]
+    pub file: std::path::PathBuf,
+    /// One-off app: repository URL or local path (instead of a ferry.yaml).
+    #[arg(long, conflicts_with = "file")]
+    pub repo: Option<String>,
+    /// One-off app: branch, tag or commit (default: the remote HEAD).
+    #[arg(long = "ref", requires = "repo")]
+    pub git_ref: Option<String>,
+    /// One-off app: directory inside the repository.
+    #[arg(long, requires = "repo", default_value = "")]
+    pub path: String,
+    /// One-off app: destination namespace.
+    #[arg(long, short = 'n', requires = "repo")]
+    pub namespace: Option<String>,
+    /// One-off app: create the namespace if missing.
+    #[arg(long, requires = "repo")]
+    pub create_namespace: bool,
+}
+
+/// Sets up logging to stderr; `RUST_LOG` overrides the level.
+pub fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

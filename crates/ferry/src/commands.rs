@@ -1,0 +1,322 @@
+//! Dispatch: one function per command, each returning the exit code.
+
+mod output;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ferry_engine::source::{ClusterFacts, Rendered, render_app};
+use ferry_engine::sync::{SyncOptions, apply as apply_plan, plan};
+use ferry_engine::wait::{WaitOutcome, wait_healthy};
+use ferry_kube::Cluster;
+use ferry_model::{AppSpec, Destination, FerryFile, NamedApp, SourceSpec, parse_duration};
+use ferry_render::Tools;
+use ferry_source::GitCache;
+
+use crate::cli::{AppArgs, Cli, Command, Output};
+use output::{ChangeSetView, Printer};
+
+/// Runs a parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let out = cli.global.output;
+    let context = cli.global.context.as_deref();
+    match cli.command {
+        Command::Version => version(out),
+        Command::ClusterInfo { namespace } => cluster_info(context, &namespace, out).await,
+        Command::Render { app, revision } => render(&app, revision.as_deref(), out).await,
+        Command::Diff {
+            app,
+            revision,
+            against,
+        } => match against {
+            Some(base) => preview(&app, revision.as_deref().unwrap_or_default(), &base, out).await,
+            None => diff(context, &app, revision.as_deref(), out).await,
+        },
+        Command::Apply {
+            app,
+            revision,
+            force,
+            no_wait,
+            timeout,
+            no_prune,
+        } => {
+            let mut named = load_app(&app)?;
+            if no_prune {
+                named.spec.prune = false;
+            }
+            let timeout = match timeout {
+                Some(t) => parse_duration(&t).map_err(|m| anyhow::anyhow!("--timeout: {m}"))?,
+                None => named.spec.wait_timeout(),
+            };
+            let wait = (!no_wait && named.spec.wait.enabled).then_some(timeout);
+            apply(context, &named, revision.as_deref(), force, wait, out).await
+        }
+    }
+}
+
+fn version(out: Output) -> Result<i32> {
+    let v = env!("CARGO_PKG_VERSION");
+    match out {
+        Output::Json => println!("{}", serde_json::json!({ "version": v })),
+        Output::Text => println!("ferry {v}"),
+    }
+    Ok(0)
+}
+
+async fn cluster_info(context: Option<&str>, namespace: &str, out: Output) -> Result<i32> {
+    let cluster = Cluster::connect(context).await?;
+    let info = cluster.info(namespace).await?;
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+        Output::Text => {
+            println!("server:     {}", info.server);
+            println!("version:    {}", info.version);
+            println!(
+                "discovery:  {} API groups, {} resources",
+                info.groups, info.resources
+            );
+            let perms: Vec<String> = info
+                .permissions
+                .iter()
+                .map(|(verb, ok)| format!("{verb}: {}", if *ok { "yes" } else { "no" }))
+                .collect();
+            println!("namespace {}: {}", info.namespace, perms.join(", "));
+        }
+    }
+    Ok(0)
+}
+
+/// ferry's cache directory: `$FERRY_CACHE` or `~/.cache/ferry`.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("FERRY_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+            PathBuf::from(home).join(".cache/ferry")
+        })
+}
+
+fn git_cache() -> GitCache {
+    GitCache::new(cache_dir().join("git"))
+}
+
+/// The app from flags: a one-off `--repo` app or one entry of the ferry.yaml.
+fn load_app(args: &AppArgs) -> Result<NamedApp> {
+    if let Some(repo) = &args.repo {
+        let name = args.name.clone().unwrap_or_else(|| "app".into());
+        let spec = AppSpec {
+            source: SourceSpec {
+                repo: repo.clone(),
+                git_ref: args.git_ref.clone(),
+                path: args.path.clone(),
+                ..Default::default()
+            },
+            destination: Destination {
+                namespace: args.namespace.clone(),
+                create_namespace: args.create_namespace,
+                context: None,
+            },
+            prune: true,
+            self_heal: true,
+            ..Default::default()
+        };
+        spec.validate().map_err(|(field, msg)| {
+            anyhow::anyhow!("--{}: {msg}", field.rsplit('.').next().unwrap_or(&field))
+        })?;
+        return Ok(NamedApp { name, spec });
+    }
+    let file = FerryFile::load(&args.file)?;
+    match &args.name {
+        Some(name) => Ok(file.app(name, &args.file)?.clone()),
+        None => match file.apps.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => bail!("{}: no apps defined", args.file.display()),
+            many => bail!(
+                "{} defines {} apps; name one: {}",
+                args.file.display(),
+                many.len(),
+                many.iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    }
+}
+
+async fn render_named(
+    app: &NamedApp,
+    revision: Option<&str>,
+    facts: &ClusterFacts,
+) -> Result<Rendered> {
+    Ok(render_app(
+        &git_cache(),
+        &Tools::discover(),
+        &app.name,
+        &app.spec,
+        revision,
+        facts,
+    )
+    .await?)
+}
+
+async fn render(args: &AppArgs, revision: Option<&str>, out: Output) -> Result<i32> {
+    let app = load_app(args)?;
+    let rendered = render_named(&app, revision, &ClusterFacts::default()).await?;
+    eprintln!(
+        "rendered {} object(s) from {} at {} ({})",
+        rendered.manifests.len(),
+        app.spec.source.repo,
+        rendered.revision.short_sha(),
+        rendered.renderer
+    );
+    match out {
+        Output::Json => {
+            let objects: Vec<_> = rendered.manifests.iter().map(|m| &m.object).collect();
+            println!("{}", serde_json::to_string_pretty(&objects)?);
+        }
+        Output::Text => print!("{}", ferry_render::to_yaml(&rendered.manifests)),
+    }
+    Ok(0)
+}
+
+/// Connects to the app's cluster (`--context` wins over the app's destination.context).
+async fn connect(context: Option<&str>, app: &NamedApp) -> Result<(Cluster, ClusterFacts)> {
+    let context = context.or(app.spec.destination.context.as_deref());
+    let cluster = Cluster::connect(context).await?;
+    let (kube_version, api_versions) = cluster.facts().await?;
+    let facts = ClusterFacts {
+        kube_version: Some(kube_version),
+        api_versions,
+    };
+    Ok((cluster, facts))
+}
+
+async fn diff(
+    context: Option<&str>,
+    args: &AppArgs,
+    revision: Option<&str>,
+    out: Output,
+) -> Result<i32> {
+    let app = load_app(args)?;
+    let (cluster, facts) = connect(context, &app).await?;
+    let rendered = render_named(&app, revision, &facts).await?;
+    let planned = plan(
+        &cluster,
+        &app.name,
+        &app.spec,
+        &rendered,
+        SyncOptions { force: true },
+    )
+    .await?;
+    ChangeSetView(&planned.changeset).print(out)?;
+    Ok(if planned.changeset.in_sync() { 0 } else { 1 })
+}
+
+async fn preview(args: &AppArgs, head: &str, base: &str, out: Output) -> Result<i32> {
+    let app = load_app(args)?;
+    let facts = ClusterFacts::default();
+    let new = render_named(&app, Some(head), &facts)
+        .await
+        .with_context(|| format!("--revision {head}"))?;
+    let old = render_named(&app, Some(base), &facts)
+        .await
+        .with_context(|| format!("--against {base}"))?;
+    let cs = ferry_engine::preview::compare(
+        &app.name,
+        &new.revision.sha,
+        &old.manifests,
+        &new.manifests,
+    );
+    if out == Output::Text {
+        eprintln!(
+            "comparing {} ({}) with {} ({}), no cluster",
+            head,
+            new.revision.short_sha(),
+            base,
+            old.revision.short_sha()
+        );
+    }
+    ChangeSetView(&cs).print(out)?;
+    Ok(if cs.in_sync() { 0 } else { 1 })
+}
+
+async fn apply(
+    context: Option<&str>,
+    app: &NamedApp,
+    revision: Option<&str>,
+    force: bool,
+    wait: Option<Duration>,
+    out: Output,
+) -> Result<i32> {
+    let (cluster, facts) = connect(context, app).await?;
+    let printer = Printer::new(out);
+    let rendered = render_named(app, revision, &facts).await?;
+    printer.line(&format!(
+        "{}: {} object(s) at {} ({}): {}",
+        app.name,
+        rendered.manifests.len(),
+        rendered.revision.short_sha(),
+        rendered.renderer,
+        rendered.revision.message
+    ));
+    let planned = plan(
+        &cluster,
+        &app.name,
+        &app.spec,
+        &rendered,
+        SyncOptions { force },
+    )
+    .await?;
+    let report = apply_plan(&cluster, &app.name, &app.spec, &planned, &printer).await?;
+    printer.line(&format!("applied: {}", report.changeset.summary()));
+    let health = match wait {
+        Some(timeout) => Some(wait_healthy(&cluster, &report.objects, timeout, &printer).await?),
+        None => None,
+    };
+    printer.finish();
+    let code = match &health {
+        Some(h) if h.outcome != WaitOutcome::Healthy => 1,
+        _ => 0,
+    };
+    match out {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "app": app.name,
+                "revision": rendered.revision.sha,
+                "changeset": report.changeset,
+                "health": health,
+            }))?
+        ),
+        Output::Text => {
+            if let Some(h) = &health {
+                match h.outcome {
+                    WaitOutcome::Healthy => {
+                        println!("{}: all {} object(s) healthy", app.name, h.objects.len())
+                    }
+                    WaitOutcome::Failed | WaitOutcome::TimedOut => {
+                        let why = if h.outcome == WaitOutcome::Failed {
+                            "failed"
+                        } else {
+                            "timed out waiting for health"
+                        };
+                        println!("{}: {why}:", app.name);
+                        for (subject, health) in h.unready() {
+                            println!("  {subject}: {} {}", health.status, health.message);
+                        }
+                    }
+                }
+            } else {
+                println!(
+                    "{}: applied {} ({})",
+                    app.name,
+                    rendered.revision.short_sha(),
+                    report.changeset.summary()
+                );
+            }
+        }
+    }
+    Ok(code)
+}

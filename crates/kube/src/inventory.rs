@@ -1,0 +1,80 @@
+//! Per-app inventory: which objects ferry applied for an app, kept in the cluster as a
+//! ConfigMap `ferry-inventory-<app>` in the `ferry-system` namespace (one JSON entry per
+//! object, Flux's `<ns>_<name>_<group>_<kind>` identity plus the version to read it back).
+
+use ferry_model::{ObjectRef, SYSTEM_NAMESPACE};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+
+use crate::{Cluster, KubeError};
+
+/// The objects an app owns, as last recorded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Git revision of the last successful apply.
+    pub revision: String,
+    /// Owned objects.
+    pub entries: Vec<ObjectRef>,
+}
+
+fn name(app: &str) -> String {
+    format!("ferry-inventory-{app}")
+}
+
+impl Cluster {
+    /// Reads an app's inventory; `None` when the app was never applied.
+    pub async fn read_inventory(&self, app: &str) -> Result<Option<Inventory>, KubeError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client().clone(), SYSTEM_NAMESPACE);
+        let subject = ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name(app));
+        let Some(cm) = api
+            .get_opt(&subject.name)
+            .await
+            .map_err(|e| KubeError::from_api(e, "get", &subject))?
+        else {
+            return Ok(None);
+        };
+        let data = cm.data.unwrap_or_default();
+        let entries = match data.get("entries") {
+            Some(text) => serde_json::from_str(text).map_err(|e| KubeError::Decode {
+                message: format!("{subject}: entries: {e}"),
+            })?,
+            None => Vec::new(),
+        };
+        Ok(Some(Inventory {
+            revision: data.get("revision").cloned().unwrap_or_default(),
+            entries,
+        }))
+    }
+
+    /// Writes an app's inventory (creating `ferry-system` when missing).
+    pub async fn write_inventory(&self, app: &str, inv: &Inventory) -> Result<(), KubeError> {
+        self.ensure_namespace(SYSTEM_NAMESPACE).await?;
+        let subject = ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name(app));
+        let mut entries = inv.entries.clone();
+        entries.sort();
+        entries.dedup();
+        let entries = serde_json::to_string(&entries).map_err(|e| KubeError::Decode {
+            message: e.to_string(),
+        })?;
+        let cm = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": subject.name,
+                "namespace": SYSTEM_NAMESPACE,
+                "labels": {"app.kubernetes.io/managed-by": "ferry", ferry_model::APP_LABEL: app},
+            },
+            "data": {"app": app, "revision": inv.revision, "entries": entries},
+        });
+        let api: Api<ConfigMap> = Api::namespaced(self.client().clone(), SYSTEM_NAMESPACE);
+        api.patch(
+            &subject.name,
+            &PatchParams::apply(ferry_model::FIELD_MANAGER).force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .map_err(|e| KubeError::from_api(e, "apply", &subject))?;
+        Ok(())
+    }
+}

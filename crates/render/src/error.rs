@@ -1,0 +1,126 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_model::{ManifestError, Origin};
+
+/// Why rendering failed. Every message is one line and names the file, object or tool.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A file or directory could not be read (or a scratch file written).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file or a renderer's output is not valid UTF-8.
+    #[error("{file}: not valid UTF-8")]
+    NotUtf8 {
+        /// The file (relative to the app directory) or the renderer's name.
+        file: String,
+    },
+    /// Invalid YAML or JSON.
+    #[error("{file}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file (relative to the app directory) or the renderer's name.
+        file: String,
+        /// One-based line.
+        line: u64,
+        /// One-based column.
+        column: u64,
+        /// The parser's message.
+        message: String,
+    },
+    /// A document is not a Kubernetes object.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Two manifests describe the same object.
+    #[error("duplicate object {object}: in {first} and {second}")]
+    Duplicate {
+        /// The object, `Kind/namespace/name`.
+        object: String,
+        /// Where it is first defined.
+        first: Origin,
+        /// Where it is defined again.
+        second: Origin,
+    },
+    /// Strict variable substitution met an undefined variable.
+    #[error("{origin}: {object}: variable {name} is not defined (strictVars is on)")]
+    UndefinedVariable {
+        /// The variable.
+        name: String,
+        /// The object using it, `Kind/namespace/name` as written before substitution.
+        object: String,
+        /// Where the object comes from.
+        origin: Origin,
+    },
+    /// A path escapes the working copy.
+    #[error("{} is outside the working copy {}", path.display(), root.display())]
+    OutsideRoot {
+        /// The offending path.
+        path: PathBuf,
+        /// The working-copy root.
+        root: PathBuf,
+    },
+    /// A renderer option has an invalid value.
+    #[error("{field}: {message}")]
+    InvalidOption {
+        /// The option, e.g. `kustomize.loadRestrictor`.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A Helm chart cannot be rendered as it is (e.g. unvendored dependencies).
+    #[error("{}: {message}", chart.display())]
+    Chart {
+        /// The chart directory.
+        chart: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The renderer's binary was not found.
+    #[error("{tool} not found: install it (testbed/build.sh installs a pinned one) or set {env}")]
+    ToolNotFound {
+        /// `helm` or `kustomize`.
+        tool: &'static str,
+        /// The environment variable that names the binary.
+        env: &'static str,
+    },
+    /// The renderer's binary could not be started.
+    #[error("cannot run {tool} ({}): {source}", program.display())]
+    Spawn {
+        /// `helm` or `kustomize`.
+        tool: &'static str,
+        /// The binary.
+        program: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The renderer exited unsuccessfully.
+    #[error("{tool} failed ({status}): {stderr}")]
+    ToolFailed {
+        /// `helm` or `kustomize`.
+        tool: &'static str,
+        /// The exit status, e.g. `exit status: 1`.
+        status: String,
+        /// The last lines of its standard error, joined into one bounded line.
+        stderr: String,
+    },
+    /// The renderer ran longer than allowed and was killed.
+    #[error("{tool} did not finish within {timeout:?} and was killed")]
+    Timeout {
+        /// `helm` or `kustomize`.
+        tool: &'static str,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The renderer printed more than allowed and was killed.
+    #[error("{tool} output exceeds the limit of {limit} bytes")]
+    OutputTooLarge {
+        /// `helm` or `kustomize`.
+        tool: &'static str,
+        /// The limit in bytes.
+        limit: usize,
+    },
+}

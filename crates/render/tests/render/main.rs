@@ -1,0 +1,9 @@
+//! Integration tests of the render stage. Kustomize and Helm tests run the real binaries
+//! (see `common::real_tools`); they fail under `CI=true` when a binary is missing.
+
+mod common;
+mod helm;
+mod kustomize;
+mod plain;
+mod process;
+mod vars;

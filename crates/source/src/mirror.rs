@@ -1,0 +1,451 @@
+//! One cached bare mirror: locating it, locking, fetching and resolving refs.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use gix::bstr::{BString, ByteSlice};
+use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};
+use gix::remote::Direction;
+use gix::remote::fetch::Status;
+use gix::remote::fetch::refs::update::Mode;
+use sha2::{Digest, Sha256};
+
+use crate::Revision;
+use crate::error::{SourceError, gix_line};
+
+/// Where the remote's `HEAD` commit is recorded in a mirror.
+const HEAD_REF: &str = "refs/ferry/HEAD";
+
+/// What a mirror fetches: all branches and tags under their own names, and the remote `HEAD`.
+const REFSPECS: [&str; 3] = [
+    "+refs/heads/*:refs/heads/*",
+    "+refs/tags/*:refs/tags/*",
+    "+HEAD:refs/ferry/HEAD",
+];
+
+/// Local refs kept in sync with the remote; those the remote no longer has are deleted.
+const MIRRORED_PREFIXES: [&str; 3] = ["refs/heads/", "refs/tags/", "refs/ferry/"];
+
+/// A repository's bare mirror in the cache.
+pub(crate) struct Mirror {
+    /// The repository as the caller spelled it (password redacted), for messages.
+    pub(crate) repo: String,
+    /// The URL fetched from (local paths made absolute and canonical).
+    url: gix::Url,
+    /// The local path, when the URL is a local repository.
+    local: Option<PathBuf>,
+    /// The bare mirror directory.
+    dir: PathBuf,
+    /// The lock file guarding `dir`.
+    lock_path: PathBuf,
+}
+
+/// Holds the exclusive lock of a mirror until dropped.
+pub(crate) struct MirrorLock {
+    _file: File,
+}
+
+impl Mirror {
+    /// Locates the mirror of `repo` under `root`, without creating anything.
+    pub(crate) fn locate(root: &Path, repo: &str) -> Result<Self, SourceError> {
+        let spelled = repo.trim();
+        let invalid = |message: String| SourceError::InvalidUrl {
+            repo: repo.to_string(),
+            message,
+        };
+        if spelled.is_empty() {
+            return Err(invalid("empty".into()));
+        }
+        let mut url =
+            gix::url::parse(spelled.as_bytes().as_bstr()).map_err(|e| invalid(e.to_string()))?;
+        let local = if url.scheme == gix::url::Scheme::File {
+            let path = gix::path::from_byte_slice(url.path.as_slice())
+                .map_err(|e| invalid(gix_line(&e)))?
+                .to_path_buf();
+            // One mirror per repository however it is spelled (relative, `file://`, via symlinks).
+            let absolute = std::fs::canonicalize(&path)
+                .or_else(|_| std::path::absolute(&path))
+                .map_err(|e| invalid(e.to_string()))?;
+            let spelled =
+                gix::path::into_bstr(absolute.as_path()).map_err(|e| invalid(gix_line(&e)))?;
+            url = gix::url::parse(spelled.as_ref()).map_err(|e| invalid(e.to_string()))?;
+            Some(absolute)
+        } else {
+            None
+        };
+        // A password (e.g. a rotating token) neither selects the mirror nor shows in messages.
+        let mut without_password = url.clone();
+        let display = match without_password.set_password(None) {
+            Some(_) => {
+                let mut redacted = url.clone();
+                redacted.set_password(Some("***".into()));
+                redacted.to_bstring().to_string()
+            }
+            None => repo.to_string(),
+        };
+        let canonical = without_password.to_bstring();
+        let hash = hex::encode(&Sha256::digest(canonical.as_slice())[..12]);
+        let name = format!("{}-{hash}", readable_name(&canonical));
+        Ok(Self {
+            repo: display,
+            url,
+            local,
+            dir: root.join(format!("{name}.git")),
+            lock_path: root.join(format!("{name}.lock")),
+        })
+    }
+
+    /// Blocks until this process holds the mirror's lock (other processes and threads wait).
+    pub(crate) fn lock(&self) -> Result<MirrorLock, SourceError> {
+        if let Some(parent) = self.lock_path.parent() {
+            std::fs::create_dir_all(parent).map_err(SourceError::io(format!(
+                "creating git cache {}",
+                parent.display()
+            )))?;
+        }
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(SourceError::io(format!(
+                "opening lock file {}",
+                self.lock_path.display()
+            )))?;
+        file.lock().map_err(SourceError::io(format!(
+            "locking {}",
+            self.lock_path.display()
+        )))?;
+        Ok(MirrorLock { _file: file })
+    }
+
+    /// Opens the mirror, creating it first if missing. Call with the lock held.
+    pub(crate) fn open_or_init(&self, _lock: &MirrorLock) -> Result<gix::Repository, SourceError> {
+        if let Some(path) = &self.local {
+            self.check_local(path)?;
+        }
+        if self.dir.exists() {
+            match gix::open(&self.dir) {
+                Ok(repo) => return Ok(repo),
+                Err(err) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %gix_line(&err), "recreating unreadable git cache");
+                    std::fs::remove_dir_all(&self.dir).map_err(SourceError::io(format!(
+                        "removing unreadable git cache {}",
+                        self.dir.display()
+                    )))?;
+                }
+            }
+        }
+        // Initialise next to the final place and rename, so a crash never leaves a half-made mirror.
+        let parent = self.dir.parent().unwrap_or(Path::new("."));
+        let staging = tempfile::Builder::new()
+            .prefix(".init-")
+            .tempdir_in(parent)
+            .map_err(SourceError::io(format!(
+                "creating a directory in git cache {}",
+                parent.display()
+            )))?;
+        gix::init_bare(staging.path()).map_err(|e| self.cache_error(&e))?;
+        std::fs::rename(staging.path(), &self.dir).map_err(SourceError::io(format!(
+            "moving new mirror to {}",
+            self.dir.display()
+        )))?;
+        gix::open(&self.dir).map_err(|e| self.cache_error(&e))
+    }
+
+    /// Rejects a local repository that is missing (transient) or not a repository (terminal),
+    /// with clearer messages than the transport's.
+    fn check_local(&self, path: &Path) -> Result<(), SourceError> {
+        if !path.exists() {
+            return Err(SourceError::Unreachable {
+                repo: self.repo.clone(),
+                message: format!("{} does not exist", path.display()),
+            });
+        }
+        if let Err(err) = gix::open_opts(path, gix::open::Options::isolated()) {
+            tracing::debug!(path = %path.display(), error = %gix_line(&err), "not a repository");
+            return Err(SourceError::NotARepository {
+                repo: self.repo.clone(),
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
+    /// An anonymous remote for the URL with the mirror's refspecs.
+    fn remote<'r>(&self, repo: &'r gix::Repository) -> Result<gix::Remote<'r>, SourceError> {
+        repo.remote_at(self.url.clone())
+            .and_then(|r| r.with_refspecs(REFSPECS, Direction::Fetch))
+            .map(|r| r.with_fetch_tags(gix::remote::fetch::Tags::None))
+            .map_err(|e| SourceError::InvalidUrl {
+                repo: self.repo.clone(),
+                message: gix_line(&e),
+            })
+    }
+
+    /// Fetches new objects and updates the mirror's refs to match the remote, deleting
+    /// branches and tags the remote no longer has. Call with the lock held.
+    pub(crate) fn fetch(&self, repo: &gix::Repository) -> Result<(), SourceError> {
+        let _span = tracing::debug_span!("git fetch", repo = %self.repo).entered();
+        let remote = self.remote(repo)?;
+        let unreachable = |e: gix::Error| SourceError::Unreachable {
+            repo: self.repo.clone(),
+            message: gix_line(&e),
+        };
+        let outcome = remote
+            .connect(Direction::Fetch)
+            .map_err(unreachable)?
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(unreachable)?
+            .receive(gix::progress::Discard, &AtomicBool::new(false))
+            .map_err(unreachable)?;
+        let (Status::NoPackReceived { update_refs, .. } | Status::Change { update_refs, .. }) =
+            &outcome.status;
+        for (update, mapping) in update_refs.updates.iter().zip(&outcome.ref_map.mappings) {
+            if matches!(
+                update.mode,
+                Mode::RejectedSourceObjectNotFound { .. }
+                    | Mode::RejectedTagUpdate
+                    | Mode::RejectedNonFastForward
+                    | Mode::RejectedToReplaceWithUnborn
+                    | Mode::RejectedCurrentlyCheckedOut { .. }
+            ) {
+                tracing::warn!(repo = %self.repo, r#ref = %mapping.remote.as_name().unwrap_or_default(), mode = %update.mode, "ref not updated in git cache");
+            }
+        }
+        let remote_names: HashSet<BString> = outcome
+            .ref_map
+            .mappings
+            .iter()
+            // An unborn remote ref (an empty remote's HEAD) leaves nothing to keep.
+            .filter(|m| m.remote.as_id().is_some())
+            .filter_map(|m| m.local.clone())
+            .collect();
+        self.prune(repo, &remote_names)
+    }
+
+    /// Deletes mirrored refs that are not in `keep`.
+    fn prune(&self, repo: &gix::Repository, keep: &HashSet<BString>) -> Result<(), SourceError> {
+        let mut edits = Vec::new();
+        let platform = repo.references().map_err(|e| self.cache_error(&e))?;
+        for prefix in MIRRORED_PREFIXES {
+            let refs = platform
+                .prefixed(prefix)
+                .map_err(|e| self.cache_error(&e))?;
+            for reference in refs {
+                let reference = reference.map_err(|e| self.cache_error(&e))?;
+                let name = reference.name().as_bstr();
+                if !keep.contains(name) {
+                    tracing::debug!(repo = %self.repo, name = %name, "pruning ref gone from remote");
+                    edits.push(RefEdit {
+                        change: Change::Delete {
+                            expected: PreviousValue::Any,
+                            log: RefLog::AndReference,
+                        },
+                        name: reference.name().to_owned(),
+                        deref: false,
+                    });
+                }
+            }
+        }
+        if !edits.is_empty() {
+            repo.edit_references(edits)
+                .map_err(|e| self.cache_error(&e))?;
+        }
+        Ok(())
+    }
+
+    /// The commit `git_ref` names on the remote right now, from a ref listing only.
+    /// `Ok(None)` when no branch or tag matches (the caller may treat it as a SHA).
+    pub(crate) fn remote_commit(
+        &self,
+        repo: &gix::Repository,
+        git_ref: Option<&str>,
+    ) -> Result<Option<String>, SourceError> {
+        let remote = self.remote(repo)?;
+        let unreachable = |e: gix::Error| SourceError::Unreachable {
+            repo: self.repo.clone(),
+            message: gix_line(&e),
+        };
+        let (ref_map, _) = remote
+            .connect(Direction::Fetch)
+            .map_err(unreachable)?
+            .ref_map(gix::progress::Discard, Default::default())
+            .map_err(unreachable)?;
+        let wants_head = matches!(git_ref, None | Some("HEAD"));
+        for candidate in &candidate_names(git_ref, "HEAD") {
+            let found = ref_map
+                .remote_refs
+                .iter()
+                .map(|r| r.unpack())
+                .find(|(name, _, _)| *name == candidate.as_str());
+            if let Some((_, direct, peeled)) = found {
+                return match peeled.or(direct) {
+                    Some(id) => Ok(Some(id.to_string())),
+                    None if wants_head => Err(SourceError::NoHead {
+                        repo: self.repo.clone(),
+                    }),
+                    None => Err(SourceError::RefNotFound {
+                        repo: self.repo.clone(),
+                        git_ref: git_ref.unwrap_or("HEAD").to_string(),
+                    }),
+                };
+            }
+        }
+        if wants_head {
+            return Err(SourceError::NoHead {
+                repo: self.repo.clone(),
+            });
+        }
+        Ok(None)
+    }
+
+    /// Resolves `git_ref` among the mirror's refs and objects (no network).
+    pub(crate) fn resolve_local<'r>(
+        &self,
+        repo: &'r gix::Repository,
+        git_ref: Option<&str>,
+    ) -> Result<gix::Commit<'r>, SourceError> {
+        let wanted = git_ref.unwrap_or("HEAD");
+        let not_found = || match git_ref {
+            None | Some("HEAD") => SourceError::NoHead {
+                repo: self.repo.clone(),
+            },
+            Some(r) => SourceError::RefNotFound {
+                repo: self.repo.clone(),
+                git_ref: r.to_string(),
+            },
+        };
+        for candidate in candidate_names(git_ref, HEAD_REF) {
+            let Ok(name) = gix::refs::FullName::try_from(candidate.as_str()) else {
+                continue;
+            };
+            let found = repo
+                .try_find_reference(&name)
+                .map_err(|e| self.cache_error(&e))?;
+            if let Some(mut reference) = found {
+                // A symbolic ref left dangling by an unborn remote HEAD resolves to nothing.
+                return match reference.peel_to_id() {
+                    Ok(id) => self.commit(repo, id.detach(), wanted),
+                    Err(e) if e.is_not_found() => Err(not_found()),
+                    Err(e) => Err(self.cache_error(&e)),
+                };
+            }
+        }
+        match git_ref {
+            Some(r) if is_hex_prefix(r) => self.resolve_sha(repo, r)?.ok_or_else(not_found),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// Finds the commit whose SHA is, or starts with, the hex string `sha` among the
+    /// mirror's objects; `Ok(None)` when none matches.
+    pub(crate) fn resolve_sha<'r>(
+        &self,
+        repo: &'r gix::Repository,
+        sha: &str,
+    ) -> Result<Option<gix::Commit<'r>>, SourceError> {
+        let Ok(prefix) = gix::hash::Prefix::from_hex(sha) else {
+            return Ok(None);
+        };
+        match repo
+            .objects
+            .lookup_prefix(prefix, None)
+            .map_err(|e| self.cache_error(&e))?
+        {
+            None => Ok(None),
+            Some(Err(())) => Err(SourceError::AmbiguousRef {
+                repo: self.repo.clone(),
+                git_ref: sha.to_string(),
+            }),
+            Some(Ok(id)) => self.commit(repo, id, sha).map(Some),
+        }
+    }
+
+    /// Looks up `id`, following annotated tags, and requires a commit.
+    fn commit<'r>(
+        &self,
+        repo: &'r gix::Repository,
+        id: gix::ObjectId,
+        wanted: &str,
+    ) -> Result<gix::Commit<'r>, SourceError> {
+        let object = repo
+            .find_object(id)
+            .and_then(|o| o.peel_tags_to_end())
+            .map_err(|e| self.cache_error(&e))?;
+        if object.kind != gix::object::Kind::Commit {
+            return Err(SourceError::NotACommit {
+                repo: self.repo.clone(),
+                git_ref: wanted.to_string(),
+            });
+        }
+        Ok(object.into_commit())
+    }
+
+    /// The commit's [`Revision`].
+    pub(crate) fn revision(&self, commit: &gix::Commit<'_>) -> Result<Revision, SourceError> {
+        let message = commit.message().map_err(|e| self.cache_error(&e))?;
+        let author = commit.author().map_err(|e| self.cache_error(&e))?;
+        let time = author.time().map_err(|e| self.cache_error(&e))?;
+        Ok(Revision {
+            sha: commit.id.to_string(),
+            message: message.summary().to_str_lossy().into_owned(),
+            author: author.name.to_str_lossy().into_owned(),
+            time: time.seconds,
+        })
+    }
+
+    /// A failure reading or writing the mirror.
+    pub(crate) fn cache_error(&self, err: &gix::Error) -> SourceError {
+        SourceError::Cache {
+            repo: self.repo.clone(),
+            dir: self.dir.clone(),
+            message: gix_line(err),
+        }
+    }
+}
+
+/// Full ref names `git_ref` may stand for, in priority order: `head` for none or
+/// `HEAD`, the name itself for `refs/…`, else the branch then the tag.
+fn candidate_names(git_ref: Option<&str>, head: &str) -> Vec<String> {
+    match git_ref {
+        None | Some("HEAD") => vec![head.into()],
+        Some(r) if r.starts_with("refs/") => vec![r.into()],
+        Some(r) => vec![format!("refs/heads/{r}"), format!("refs/tags/{r}")],
+    }
+}
+
+/// Whether `s` can be an abbreviated or full commit SHA.
+pub(crate) fn is_hex_prefix(s: &str) -> bool {
+    (4..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A short, filesystem-safe name derived from the URL's last path component.
+fn readable_name(url: &BString) -> String {
+    let text = url.to_str_lossy();
+    let last = text
+        .trim_end_matches('/')
+        .rsplit(['/', ':', '\\'])
+        .next()
+        .unwrap_or_default();
+    let last = last.strip_suffix(".git").unwrap_or(last);
+    let name: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    let name = name.trim_start_matches('.');
+    if name.is_empty() {
+        "repo".into()
+    } else {
+        name.to_string()
+    }
+}

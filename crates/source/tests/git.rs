@@ -1,0 +1,544 @@
+//! Tests against real repositories created with the `git` CLI in temporary directories.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferry_source::{GitCache, SourceError};
+use tempfile::TempDir;
+
+/// Runs `git` in `dir` with a fixed identity and no user configuration; returns trimmed stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Ada Author")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Cy Committer")
+        .env("GIT_COMMITTER_EMAIL", "cy@example.com")
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Like [`git`], feeding `input` on stdin.
+fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "git {args:?} failed");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn commit(dir: &Path, message: &str) -> String {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "--allow-empty", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// A repository with branch `main` (HEAD), a branch `feature`, an annotated tag
+/// `v1` and a lightweight tag `light`.
+struct Fixture {
+    _tmp: TempDir,
+    work: PathBuf,
+    cache: GitCache,
+    /// First commit (tagged `v1` and `light`, parent of `feature`).
+    c1: String,
+    /// Second commit on `main`.
+    c2: String,
+    /// Commit on `feature`.
+    c3: String,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = TempDir::new().unwrap();
+        let work = tmp.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        git(&work, &["init", "-q", "-b", "main"]);
+        write(&work, "apps/web/deploy.yaml", "kind: Deployment\n");
+        let c1 = commit(&work, "first commit\n\nwith a body\nover lines");
+        git(&work, &["tag", "-a", "v1", "-m", "release 1"]);
+        git(&work, &["tag", "light"]);
+        git(&work, &["checkout", "-q", "-b", "feature"]);
+        write(&work, "feature.txt", "feature\n");
+        let c3 = commit(&work, "feature work");
+        git(&work, &["checkout", "-q", "main"]);
+        write(&work, "apps/web/service.yaml", "kind: Service\n");
+        let c2 = commit(&work, "second commit");
+        let cache = GitCache::new(tmp.path().join("cache"));
+        Self {
+            _tmp: tmp,
+            work,
+            cache,
+            c1,
+            c2,
+            c3,
+        }
+    }
+
+    fn repo(&self) -> String {
+        self.work.to_string_lossy().into_owned()
+    }
+
+    fn sha(&self, git_ref: Option<&str>) -> String {
+        self.cache.resolve(&self.repo(), git_ref).unwrap().sha
+    }
+
+    /// The single bare mirror in the cache.
+    fn mirror_dir(&self) -> PathBuf {
+        let mirrors: Vec<PathBuf> = std::fs::read_dir(self.cache.root())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "git"))
+            .collect();
+        assert_eq!(mirrors.len(), 1, "one mirror per repository: {mirrors:?}");
+        mirrors[0].clone()
+    }
+}
+
+#[test]
+fn resolves_head_branches_tags_and_shas() {
+    let f = Fixture::new();
+    let head = f.cache.resolve(&f.repo(), None).unwrap();
+    assert_eq!(head.sha, f.c2);
+    assert_eq!(head.message, "second commit");
+    assert_eq!(head.author, "Ada Author");
+    let author_time: i64 = git(&f.work, &["log", "-1", "--format=%at", &f.c2])
+        .parse()
+        .unwrap();
+    assert_eq!(head.time, author_time);
+    assert_eq!(head.short_sha(), &f.c2[..7]);
+
+    assert_eq!(f.sha(Some("HEAD")), f.c2);
+    assert_eq!(f.sha(Some("main")), f.c2);
+    assert_eq!(f.sha(Some("refs/heads/main")), f.c2);
+    assert_eq!(f.sha(Some("feature")), f.c3);
+    assert_eq!(
+        f.sha(Some("v1")),
+        f.c1,
+        "annotated tag peeled to its commit"
+    );
+    assert_eq!(f.sha(Some("light")), f.c1);
+    assert_eq!(f.sha(Some(&f.c1)), f.c1);
+    assert_eq!(f.sha(Some(&f.c3[..7])), f.c3);
+    assert_eq!(f.sha(Some(&f.c1.to_uppercase()[..10])), f.c1);
+
+    let first = f.cache.resolve(&f.repo(), Some("v1")).unwrap();
+    assert_eq!(first.message, "first commit", "subject line only");
+}
+
+#[test]
+fn sees_new_commits_and_deleted_branches_on_next_resolve() {
+    let f = Fixture::new();
+    assert_eq!(f.sha(None), f.c2);
+    assert_eq!(f.sha(Some("feature")), f.c3);
+    let mirror = f.mirror_dir();
+
+    write(&f.work, "apps/web/config.yaml", "kind: ConfigMap\n");
+    let c4 = commit(&f.work, "third commit");
+    git(&f.work, &["branch", "-D", "-q", "feature"]);
+    git(&f.work, &["tag", "-d", "light"]);
+
+    let rev = f.cache.resolve(&f.repo(), None).unwrap();
+    assert_eq!(rev.sha, c4);
+    assert_eq!(rev.message, "third commit");
+    assert_eq!(f.mirror_dir(), mirror, "the mirror is reused");
+    for gone in ["feature", "light"] {
+        let err = f.cache.resolve(&f.repo(), Some(gone)).unwrap_err();
+        assert!(matches!(err, SourceError::RefNotFound { .. }), "{err}");
+    }
+    // A commit that is no longer on any branch stays resolvable by SHA once fetched.
+    assert_eq!(f.sha(Some(&f.c3)), f.c3);
+}
+
+#[test]
+fn follows_remote_head_changes() {
+    let f = Fixture::new();
+    assert_eq!(f.sha(None), f.c2);
+    git(&f.work, &["checkout", "-q", "feature"]);
+    assert_eq!(f.sha(None), f.c3);
+}
+
+#[test]
+fn file_urls_relative_paths_and_bare_repositories() {
+    let f = Fixture::new();
+    let url = format!("file://{}", f.work.display());
+    assert_eq!(f.cache.resolve(&url, Some("main")).unwrap().sha, f.c2);
+
+    let cwd = std::env::current_dir().unwrap();
+    let relative = relative_path(&cwd, &f.work);
+    assert!(relative.is_relative());
+    let rev = f
+        .cache
+        .resolve(relative.to_str().unwrap(), Some("feature"))
+        .unwrap();
+    assert_eq!(rev.sha, f.c3);
+    assert_eq!(f.sha(None), f.c2);
+    f.mirror_dir(); // the three spellings share one mirror
+
+    let bare = f.work.with_file_name("bare.git");
+    git(
+        f.work.parent().unwrap(),
+        &["clone", "-q", "--bare", "work", "bare.git"],
+    );
+    let bare = bare.to_string_lossy().into_owned();
+    assert_eq!(f.cache.resolve(&bare, None).unwrap().sha, f.c2);
+    let checkout = f.cache.checkout(&bare, Some("v1")).unwrap();
+    assert!(checkout.root().join("apps/web/deploy.yaml").is_file());
+}
+
+/// `to` relative to the directory `from`, both absolute.
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn unknown_ref_is_terminal_and_named() {
+    let f = Fixture::new();
+    let err = f.cache.resolve(&f.repo(), Some("nope")).unwrap_err();
+    assert!(!err.is_transient());
+    let text = err.to_string();
+    assert_eq!(
+        text,
+        format!(
+            "repository {}: ref \"nope\" not found (no branch, tag or commit matches)",
+            f.repo()
+        )
+    );
+    let err = f.cache.resolve(&f.repo(), Some("deadbeef")).unwrap_err();
+    assert!(matches!(err, SourceError::RefNotFound { .. }), "{err}");
+    let err = f
+        .cache
+        .checkout(&f.repo(), Some("no such..ref"))
+        .unwrap_err();
+    assert!(matches!(err, SourceError::RefNotFound { .. }), "{err}");
+}
+
+#[test]
+fn unreachable_repository_is_transient_and_not_a_repository_is_terminal() {
+    let tmp = TempDir::new().unwrap();
+    let cache = GitCache::new(tmp.path().join("cache"));
+    let missing = tmp.path().join("does-not-exist");
+    let missing = missing.to_str().unwrap();
+    for err in [
+        cache.resolve(missing, None).unwrap_err(),
+        cache.remote_sha(missing, None).unwrap_err(),
+    ] {
+        assert!(err.is_transient(), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(missing), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+    }
+    let file_url = format!("file://{missing}");
+    let err = cache.resolve(&file_url, None).unwrap_err();
+    assert!(err.is_transient(), "{err}");
+
+    let plain = tmp.path().join("plain-dir");
+    std::fs::create_dir(&plain).unwrap();
+    let err = cache.resolve(plain.to_str().unwrap(), None).unwrap_err();
+    assert!(matches!(err, SourceError::NotARepository { .. }), "{err}");
+    assert!(!err.is_transient());
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    git(&empty, &["init", "-q", "-b", "main"]);
+    let err = cache.resolve(empty.to_str().unwrap(), None).unwrap_err();
+    assert!(matches!(err, SourceError::NoHead { .. }), "{err}");
+    assert!(!err.is_transient());
+}
+
+#[test]
+fn unreachable_network_remote_is_transient() {
+    let tmp = TempDir::new().unwrap();
+    let cache = GitCache::new(tmp.path().join("cache"));
+    // Nothing listens on port 1 of localhost: the connection is refused at once.
+    let url = "http://127.0.0.1:1/repo.git";
+    let err = cache.resolve(url, None).unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("repository {url}: ")), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+
+    let with_token = "http://user:s3cr3t@127.0.0.1:1/repo.git";
+    let err = cache.remote_sha(with_token, None).unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let text = err.to_string();
+    assert!(!text.contains("s3cr3t"), "password redacted: {text}");
+    assert!(text.contains("user:***@127.0.0.1"), "{text}");
+}
+
+#[test]
+fn public_types_can_cross_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<GitCache>();
+    check::<ferry_source::Revision>();
+    check::<ferry_source::Checkout>();
+    check::<SourceError>();
+}
+
+#[test]
+fn ambiguous_short_sha_is_an_error() {
+    let tmp = TempDir::new().unwrap();
+    let work = tmp.path().join("many");
+    std::fs::create_dir(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    // Among 1500 distinct blobs two all but certainly share a 4-digit prefix (and,
+    // as blob ids depend only on content, the same two on every run): find such a
+    // pair by hashing contents, then commit just that pair.
+    let mut first_by_prefix = std::collections::HashMap::new();
+    let (prefix, pair) = (0..1500)
+        .map(|i| i.to_string())
+        .find_map(|name| {
+            let content = format!("{name}\n");
+            let id = gix::objs::compute_hash(
+                gix::hash::Kind::Sha1,
+                gix::objs::Kind::Blob,
+                content.as_bytes(),
+            )
+            .unwrap();
+            let prefix = id.to_string()[..4].to_string();
+            let other = first_by_prefix.insert(prefix.clone(), name.clone())?;
+            Some((prefix, [other, name]))
+        })
+        .expect("some 4-digit prefix is shared");
+    for name in &pair {
+        write(&work, name, &format!("{name}\n"));
+    }
+    commit(&work, "two blobs with a common prefix");
+    let cache = GitCache::new(tmp.path().join("cache"));
+    let err = cache
+        .resolve(work.to_str().unwrap(), Some(&prefix))
+        .unwrap_err();
+    assert!(matches!(err, SourceError::AmbiguousRef { .. }), "{err}");
+    assert!(!err.is_transient());
+}
+
+#[test]
+fn checkout_writes_files_and_confines_app_paths() {
+    let f = Fixture::new();
+    write(&f.work, "scripts/run.sh", "#!/bin/sh\n");
+    use std::os::unix::fs::PermissionsExt;
+    let script = f.work.join("scripts/run.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("web", f.work.join("apps/web-link")).unwrap();
+    std::os::unix::fs::symlink("deploy.yaml", f.work.join("apps/web/alias.yaml")).unwrap();
+    std::fs::create_dir_all(f.work.join("other")).unwrap();
+    std::os::unix::fs::symlink("..", f.work.join("other/up")).unwrap();
+    std::fs::create_dir_all(f.work.join("bad/evil")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", f.work.join("bad/evil/passwd")).unwrap();
+    std::os::unix::fs::symlink("../..", f.work.join("bad/evil-rel")).unwrap();
+    let sha = commit(&f.work, "layout");
+
+    let checkout = f.cache.checkout(&f.repo(), None).unwrap();
+    assert_eq!(checkout.revision.sha, sha);
+    let root = checkout.root().to_path_buf();
+    assert!(!root.starts_with(f.cache.root()), "never inside the cache");
+    assert!(!root.join(".git").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.join("apps/web/deploy.yaml")).unwrap(),
+        "kind: Deployment\n"
+    );
+    assert!(!root.join("feature.txt").exists(), "only main's tree");
+    assert_eq!(
+        std::fs::read_link(root.join("apps/web/alias.yaml")).unwrap(),
+        Path::new("deploy.yaml")
+    );
+    let mode = std::fs::metadata(root.join("scripts/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert!(mode & 0o100 != 0, "executable bit kept: {mode:o}");
+
+    assert_eq!(checkout.app_dir("apps/web").unwrap(), root.join("apps/web"));
+    assert_eq!(
+        checkout.app_dir("apps/web/").unwrap(),
+        root.join("apps/web")
+    );
+    assert_eq!(
+        checkout.app_dir("apps/web-link").unwrap(),
+        root.join("apps/web"),
+        "a symlink that stays inside is resolved"
+    );
+    assert_eq!(
+        checkout.app_dir("apps/../apps/web").unwrap(),
+        root.join("apps/web")
+    );
+    assert_eq!(checkout.app_dir("apps").unwrap(), root.join("apps"));
+    assert_eq!(
+        checkout.app_dir("other/up/apps/web").unwrap(),
+        root.join("apps/web")
+    );
+
+    let short = &sha[..7];
+    let rejected = |path: &str| {
+        let err = checkout.app_dir(path).unwrap_err();
+        assert!(
+            matches!(err, SourceError::PathEscapes { .. }),
+            "{path}: {err}"
+        );
+        assert!(!err.is_transient());
+        err.to_string()
+    };
+    let text = rejected("../outside");
+    assert_eq!(
+        text,
+        format!(
+            "path \"../outside\" in {}@{short} is not allowed: \"..\" leaves the checkout",
+            f.repo()
+        )
+    );
+    rejected("apps/../../x");
+    assert!(rejected("/etc").contains("absolute"));
+    assert!(rejected("bad/evil-rel").contains("symlink \"bad/evil-rel\""));
+    assert!(rejected("bad/evil-rel/etc").contains("points outside the checkout"));
+    let text = rejected("bad/evil");
+    assert!(text.contains("symlink \"bad/evil/passwd\""), "{text}");
+    // The root contains `bad/evil`, and `other/up` leads back to the root.
+    rejected("");
+    rejected("other");
+
+    let err = checkout.app_dir("nope").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("path \"nope\" does not exist in {}@{short}", f.repo())
+    );
+    assert!(!err.is_transient());
+    let err = checkout.app_dir("apps/web/deploy.yaml").unwrap_err();
+    assert!(matches!(err, SourceError::NotADirectory { .. }), "{err}");
+
+    let dir = root.clone();
+    drop(checkout);
+    assert!(!dir.exists(), "the checkout is removed on drop");
+}
+
+#[test]
+fn checkout_rejects_unsafe_tree_entries() {
+    let f = Fixture::new();
+    let blob = git(&f.work, &["hash-object", "-w", "apps/web/deploy.yaml"]);
+    for name in ["..", ".GIT"] {
+        let tree = git_stdin(
+            &f.work,
+            &["mktree"],
+            &format!("100644 blob {blob}\t{name}\n"),
+        );
+        let sha = git(&f.work, &["commit-tree", &tree, "-m", "evil"]);
+        git(&f.work, &["update-ref", "refs/heads/evil", &sha]);
+        let err = f.cache.checkout(&f.repo(), Some("evil")).unwrap_err();
+        assert!(
+            matches!(err, SourceError::UnsafeTreeEntry { ref entry, .. } if entry == name),
+            "{err}"
+        );
+        assert!(!err.is_transient());
+    }
+}
+
+#[test]
+fn checkout_of_a_tag_and_a_branch() {
+    let f = Fixture::new();
+    let v1 = f.cache.checkout(&f.repo(), Some("v1")).unwrap();
+    assert_eq!(v1.revision.sha, f.c1);
+    assert!(v1.root().join("apps/web/deploy.yaml").is_file());
+    assert!(!v1.root().join("apps/web/service.yaml").exists());
+    assert_eq!(v1.app_dir("").unwrap(), v1.root());
+    assert_eq!(v1.app_dir(".").unwrap(), v1.root());
+    assert_eq!(v1.app_dir("./apps").unwrap(), v1.root().join("apps"));
+    let feature = f.cache.checkout(&f.repo(), Some("feature")).unwrap();
+    assert!(feature.root().join("feature.txt").is_file());
+    assert_ne!(v1.root(), feature.root());
+}
+
+#[test]
+fn remote_sha_lists_without_fetching() {
+    let f = Fixture::new();
+    let repo = f.repo();
+    assert_eq!(f.cache.remote_sha(&repo, None).unwrap(), f.c2);
+    assert_eq!(f.cache.remote_sha(&repo, Some("feature")).unwrap(), f.c3);
+    assert_eq!(f.cache.remote_sha(&repo, Some("v1")).unwrap(), f.c1);
+    assert_eq!(f.cache.remote_sha(&repo, Some(&f.c1)).unwrap(), f.c1);
+    let err = f.cache.remote_sha(&repo, Some("nope")).unwrap_err();
+    assert!(matches!(err, SourceError::RefNotFound { .. }), "{err}");
+
+    let mirror = f.mirror_dir();
+    let fetched = |sha: &str| {
+        Command::new("git")
+            .args(["--git-dir", mirror.to_str().unwrap(), "cat-file", "-e", sha])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!fetched(&f.c2), "remote_sha fetched no objects");
+
+    // A short SHA needs objects: it is expanded from the cache, fetching once.
+    assert_eq!(f.cache.remote_sha(&repo, Some(&f.c3[..8])).unwrap(), f.c3);
+    assert!(fetched(&f.c2));
+
+    let c4 = commit(&f.work, "new on main");
+    assert_eq!(f.cache.remote_sha(&repo, Some("main")).unwrap(), c4);
+    assert!(!fetched(&c4));
+    assert_eq!(f.sha(None), c4);
+}
+
+#[test]
+fn concurrent_resolves_of_one_repository_succeed() {
+    let f = Fixture::new();
+    let repo = f.repo();
+    let results: Vec<Result<String, SourceError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|i| {
+                let (cache, repo) = (f.cache.clone(), repo.clone());
+                s.spawn(move || {
+                    let git_ref = if i == 0 { None } else { Some("main") };
+                    cache.resolve(&repo, git_ref).map(|r| r.sha)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for result in results {
+        assert_eq!(result.unwrap(), f.c2);
+    }
+    f.mirror_dir();
+}
+
+#[test]
+fn invalid_repository_string_is_terminal() {
+    let cache = GitCache::new(TempDir::new().unwrap().path().join("cache"));
+    let err = cache.resolve("", None).unwrap_err();
+    assert!(matches!(err, SourceError::InvalidUrl { .. }), "{err}");
+    assert!(!err.is_transient());
+}

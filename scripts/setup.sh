@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need beyond the machine's toolchains
+# (Go, Rust, Node, kubectl): openssl and git from Debian when missing.
+set -euo pipefail
+missing=()
+for tool in openssl git; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[setup] installing ${missing[*]}" >&2
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+for tool in go cargo kubectl; do
+  command -v "$tool" >/dev/null || { echo "[setup] error: $tool is not installed" >&2; exit 1; }
+done

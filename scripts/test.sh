@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh or warm machine: installs what is missing,
+# builds the test bed, starts it (in its own state dir), runs formatting, lint and all
+# workspace tests against it, and stops it again even when a test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+scripts/setup.sh
+testbed/build.sh >/dev/null
+
+export FERRY_TESTBED_STATE="$FERRY_CACHE/testbed-test"
+testbed/down >/dev/null 2>&1 || true
+trap 'testbed/down' EXIT
+eval "$(testbed/up)"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+CI=true cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$FERRY_CACHE/last-test.log"
