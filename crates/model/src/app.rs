@@ -77,7 +77,7 @@ pub struct KustomizeOptions {
 }
 
 /// Options for the Helm renderer.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HelmOptions {
     /// Release name (default: the app name).
@@ -93,6 +93,17 @@ pub struct HelmOptions {
     /// Render the chart's `crds/` too (default true).
     #[serde(default = "yes")]
     pub include_crds: bool,
+}
+
+impl Default for HelmOptions {
+    fn default() -> Self {
+        Self {
+            release_name: None,
+            values_files: Vec::new(),
+            values: None,
+            include_crds: true,
+        }
+    }
 }
 
 fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -104,9 +104,14 @@ impl GitCache {
     /// abbreviated SHA is expanded from the cache, fetching only if it is not there yet.
     pub fn remote_sha(&self, repo: &str, git_ref: Option<&str>) -> Result<String, SourceError> {
         let mirror = Mirror::locate(&self.root, repo)?;
-        let handle = {
-            let lock = mirror.lock()?;
-            mirror.open_or_init(&lock)?
+        mirror.check_local()?;
+        // Without waiting for a fetch in progress, unless the mirror must be created.
+        let handle = match mirror.open_existing() {
+            Some(handle) => handle,
+            None => {
+                let lock = mirror.lock()?;
+                mirror.open_or_init(&lock)?
+            }
         };
         if let Some(sha) = mirror.remote_commit(&handle, git_ref)? {
             return Ok(sha);
@@ -131,6 +136,7 @@ impl GitCache {
         git_ref: Option<&str>,
     ) -> Result<(Mirror, gix::Repository, gix::ObjectId), SourceError> {
         let mirror = Mirror::locate(&self.root, repo)?;
+        mirror.check_local()?;
         let lock = mirror.lock()?;
         let handle = mirror.open_or_init(&lock)?;
         mirror.fetch(&handle)?;

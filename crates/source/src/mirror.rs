@@ -123,9 +123,6 @@ impl Mirror {
 
     /// Opens the mirror, creating it first if missing. Call with the lock held.
     pub(crate) fn open_or_init(&self, _lock: &MirrorLock) -> Result<gix::Repository, SourceError> {
-        if let Some(path) = &self.local {
-            self.check_local(path)?;
-        }
         if self.dir.exists() {
             match gix::open(&self.dir) {
                 Ok(repo) => return Ok(repo),
@@ -155,9 +152,21 @@ impl Mirror {
         gix::open(&self.dir).map_err(|e| self.cache_error(&e))
     }
 
+    /// Opens the mirror if it exists and is readable; safe without the lock, as a
+    /// mirror only ever appears whole (see [`open_or_init`](Self::open_or_init)).
+    pub(crate) fn open_existing(&self) -> Option<gix::Repository> {
+        self.dir
+            .exists()
+            .then(|| gix::open(&self.dir).ok())
+            .flatten()
+    }
+
     /// Rejects a local repository that is missing (transient) or not a repository (terminal),
-    /// with clearer messages than the transport's.
-    fn check_local(&self, path: &Path) -> Result<(), SourceError> {
+    /// with clearer messages than the transport's. Remote URLs pass.
+    pub(crate) fn check_local(&self) -> Result<(), SourceError> {
+        let Some(path) = &self.local else {
+            return Ok(());
+        };
         if !path.exists() {
             return Err(SourceError::Unreachable {
                 repo: self.repo.clone(),

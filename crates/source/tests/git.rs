@@ -536,6 +536,30 @@ fn concurrent_resolves_of_one_repository_succeed() {
 }
 
 #[test]
+fn fetch_waits_for_the_lock_file_held_elsewhere() {
+    let f = Fixture::new();
+    assert_eq!(f.sha(None), f.c2);
+    let lock_path = std::fs::read_dir(f.cache.root())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "lock"))
+        .expect("a lock file next to the mirror");
+    // Another process would hold it through its own open file, like this one.
+    let held = std::fs::File::open(&lock_path).unwrap();
+    held.lock().unwrap();
+    let c4 = commit(&f.work, "while locked");
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| f.cache.resolve(&f.repo(), None).map(|r| r.sha));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!waiter.is_finished(), "resolve waits for the lock");
+        // remote_sha only lists refs and does not wait.
+        assert_eq!(f.cache.remote_sha(&f.repo(), None).unwrap(), c4);
+        held.unlock().unwrap();
+        assert_eq!(waiter.join().unwrap().unwrap(), c4);
+    });
+}
+
+#[test]
 fn invalid_repository_string_is_terminal() {
     let cache = GitCache::new(TempDir::new().unwrap().path().join("cache"));
     let err = cache.resolve("", None).unwrap_err();
