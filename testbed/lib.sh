@@ -63,5 +63,6 @@ testbed_stop() {
 testbed_lock() {
   mkdir -p "$(dirname "$TESTBED_STATE")"
   exec 9>"$TESTBED_STATE.lock"
-  flock -w 600 9 || die "could not lock $TESTBED_STATE.lock within 600 s"
+  flock -w 120 9 || die "$TESTBED_STATE.lock is still held after 120 s, by another up or down, or
+  by a component started by an older up (see \`lsof $TESTBED_STATE.lock\`)"
 }

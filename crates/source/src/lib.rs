@@ -129,7 +129,8 @@ impl GitCache {
         }
     }
 
-    /// Fetches under the mirror's lock and resolves `git_ref` to a commit id.
+    /// Fetches under the mirror's lock (unless `git_ref` is a full SHA already
+    /// present) and resolves `git_ref` to a commit id.
     fn fetch_and_resolve(
         &self,
         repo: &str,
@@ -139,8 +140,21 @@ impl GitCache {
         mirror.check_local()?;
         let lock = mirror.lock()?;
         let handle = mirror.open_or_init(&lock)?;
-        mirror.fetch(&handle)?;
-        let id = mirror.resolve_local(&handle, git_ref)?.id;
+        // A full SHA already in the mirror needs no fetch (the agent fetches once per
+        // repository, then checks out the fetched commit for every app).
+        let cached = match git_ref {
+            Some(sha) if sha.len() == 40 && is_hex_prefix(sha) => {
+                mirror.resolve_sha(&handle, sha)?.map(|c| c.id)
+            }
+            _ => None,
+        };
+        let id = match cached {
+            Some(id) => id,
+            None => {
+                mirror.fetch(&handle)?;
+                mirror.resolve_local(&handle, git_ref)?.id
+            }
+        };
         drop(lock);
         Ok((mirror, handle, id))
     }

@@ -36,8 +36,8 @@ const START_HINT: &str = "start it with `eval \"$(testbed/up)\"`";
 /// How long [`client`] waits for the API server to answer before declaring it unreachable.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long [`TestNamespace::cleanup`] waits for the namespace to disappear.
-const NAMESPACE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the `Drop` of a [`TestNamespace`] waits for its DELETE to be answered.
+const DROP_DELETE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client for the test bed, from the `ferry-testbed` context of `$KUBECONFIG`.
 ///
@@ -62,6 +62,9 @@ pub async fn client() -> Client {
 
 /// The client configuration of the `ferry-testbed` context in `$KUBECONFIG`.
 async fn testbed_config() -> Result<Config, String> {
+    // Several rustls crypto providers may be linked into a test binary, and then rustls
+    // cannot pick one by itself; an error only means that one is installed already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let Some(path) = std::env::var_os("KUBECONFIG") else {
         return Err(format!(
             "test bed unreachable at $KUBECONFIG: KUBECONFIG is not set; {START_HINT}"
@@ -122,14 +125,15 @@ where
 /// A namespace of one test's own, named `<prefix>-<random suffix>` and labelled
 /// [`MANAGED_BY`].
 ///
-/// Call [`cleanup`](Self::cleanup) at the end of the test: it deletes the namespace and
-/// waits until it is gone, which also proves that nothing in it is stuck on a finalizer.
-/// When the test ends without it (a failed assertion, an early return), `Drop` deletes the
-/// namespace best-effort. `Drop` cannot await and may run inside a current-thread runtime
-/// that is blocked in that very drop, so it cannot use the test's client; it sends the
-/// DELETE from a new thread with its own runtime and its own client (same kubeconfig) and
-/// joins it. That costs one round trip, needs no `kubectl`, and does not wait for the
-/// namespace controller; failures are printed, never raised.
+/// Call [`cleanup`](Self::cleanup) at the end of the test: it deletes the namespace with
+/// the test's client and fails the test if that is refused. When the test ends without it
+/// (a failed assertion, an early return), `Drop` deletes the namespace best-effort.
+///
+/// `Drop` cannot await, and it may run inside a current-thread runtime that is blocked in
+/// that very drop, so it cannot use the test's client. It sends the DELETE from a new
+/// thread with its own runtime and its own client (same kubeconfig) and joins it: one
+/// round trip of at most 10 s, no `kubectl` needed, works while the test panics. Failures
+/// are printed, never raised.
 pub struct TestNamespace {
     client: Client,
     name: String,
@@ -178,29 +182,29 @@ impl TestNamespace {
         &self.name
     }
 
-    /// Deletes the namespace and waits until it is gone.
+    /// Deletes the namespace. The namespace controller then empties and removes it in the
+    /// background, which takes several seconds once it holds pods, so this does not wait.
     ///
     /// # Panics
     ///
-    /// When the deletion is refused or the namespace still exists after 60 s.
+    /// When the API server refuses the deletion.
     pub async fn cleanup(mut self) {
         self.deleted = true;
-        let api = Api::<Namespace>::all(self.client.clone());
-        match api.delete(&self.name, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => return,
-            Err(e) => panic!("deleting test namespace {}: {e}", self.name),
+        if let Err(e) = delete_namespace(self.client.clone(), &self.name).await {
+            panic!("deleting test namespace {}: {e}", self.name);
         }
-        wait_for(
-            &format!("test namespace {} to be deleted", self.name),
-            NAMESPACE_DELETE_TIMEOUT,
-            || async {
-                api.get_opt(&self.name)
-                    .await
-                    .map(|ns| ns.is_none().then_some(()))
-            },
-        )
-        .await;
+    }
+}
+
+/// Deletes a namespace; one that is gone already counts as deleted.
+async fn delete_namespace(client: Client, name: &str) -> Result<(), kube::Error> {
+    match Api::<Namespace>::all(client)
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -217,8 +221,7 @@ impl Drop for TestNamespace {
         if self.deleted {
             return;
         }
-        let name = std::mem::take(&mut self.name);
-        let deleting = name.clone();
+        let name = self.name.clone();
         let outcome = std::thread::spawn(move || -> Result<(), String> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -227,20 +230,19 @@ impl Drop for TestNamespace {
             runtime.block_on(async {
                 let client =
                     Client::try_from(testbed_config().await?).map_err(|e| e.to_string())?;
-                match Api::<Namespace>::all(client)
-                    .delete(&deleting, &DeleteParams::background())
+                tokio::time::timeout(DROP_DELETE_TIMEOUT, delete_namespace(client, &name))
                     .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                    Err(e) => Err(e.to_string()),
-                }
+                    .map_err(|_| format!("no answer within {DROP_DELETE_TIMEOUT:?}"))?
+                    .map_err(|e| e.to_string())
             })
         })
         .join()
         .unwrap_or_else(|_| Err("the deleting thread panicked".to_owned()));
         if let Err(e) = outcome {
-            eprintln!("ferry-testkit: could not delete test namespace {name}: {e}");
+            eprintln!(
+                "ferry-testkit: could not delete test namespace {}: {e}",
+                self.name
+            );
         }
     }
 }

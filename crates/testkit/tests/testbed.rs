@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ferry_testkit::{TestNamespace, client, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{
@@ -154,6 +154,23 @@ async fn crd_serves_custom_resources() {
     crds.delete(&crd_name, &DeleteParams::default())
         .await
         .unwrap();
+}
+
+/// Dropping a TestNamespace without `cleanup` (a failed test) still deletes it, also from
+/// a current-thread runtime like this one.
+#[tokio::test]
+async fn dropped_namespace_is_deleted() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "testkit-drop").await;
+    let name = ns.name().to_owned();
+    drop(ns);
+    // Drop returns once the API server accepted the DELETE: the namespace is terminating
+    // (the namespace controller empties it) or already gone.
+    let left = Api::<Namespace>::all(client).get_opt(&name).await.unwrap();
+    assert!(
+        left.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()),
+        "namespace {name} is not being deleted"
+    );
 }
 
 /// The API server reports the version pinned in testbed/versions.env, which build.sh

@@ -1,0 +1,1 @@
+//! Pull mode: the agent.
