@@ -1,1 +1,188 @@
-//! Pull mode: the agent.
+//! Pull mode: `ferry agent` reconciles apps continuously.
+//!
+//! Triggers — a Git poll per repository ([`poller`]), push webhooks ([`api`]), live
+//! changes seen by one watch per kind ([`drift`]), API actions — feed one work queue
+//! ([`controller`]) that runs the same engine as `ferry apply`. Status lives in
+//! [`state::Store`], history in a redb file ([`history`]), metrics in [`metrics`].
+//! With leader election only the lease holder reconciles.
+
+pub mod api;
+pub mod controller;
+pub mod drift;
+pub mod history;
+pub mod metrics;
+pub mod poller;
+pub mod state;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_engine::source::ClusterFacts;
+use ferry_kube::Cluster;
+use ferry_model::FerryFile;
+use ferry_render::Tools;
+use ferry_source::GitCache;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::history::{History, Trigger};
+
+/// An error that stops the agent from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The apps file is invalid.
+    #[error(transparent)]
+    Spec(#[from] ferry_model::SpecError),
+    /// The cluster is unreachable or refused.
+    #[error(transparent)]
+    Kube(#[from] ferry_kube::KubeError),
+    /// The history store cannot be opened.
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
+    /// The listen address is in use or invalid.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Leader election could not start.
+    #[error("leader election: {0}")]
+    Lease(String),
+}
+
+/// How to run the agent.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The `ferry.yaml` listing the apps.
+    pub apps_file: PathBuf,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Directory for the history store.
+    pub data_dir: PathBuf,
+    /// Git mirror cache.
+    pub git_cache: PathBuf,
+    /// kubeconfig context.
+    pub context: Option<String>,
+    /// Webhook secret (HMAC key or token).
+    pub webhook_secret: Option<String>,
+    /// Reconciles running at once.
+    pub concurrency: usize,
+    /// Longest one sync may take.
+    pub sync_timeout: Duration,
+    /// Lease namespace for leader election; `None` = no election (single agent).
+    pub lease_namespace: Option<String>,
+    /// This agent's identity in the lease.
+    pub identity: String,
+}
+
+/// Runs the agent until `shutdown` is cancelled (SIGTERM/SIGINT in the binary).
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let file = FerryFile::load(&config.apps_file)?;
+    let cluster = Cluster::connect(config.context.as_deref()).await?;
+    let (kube_version, api_versions) = cluster.facts().await?;
+    let history = History::open(&config.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+
+    let leader = leader(&cluster, &config).await?;
+    let store = state::Store::default();
+    for app in &file.apps {
+        store.upsert(&app.name, app.spec.clone()).await;
+    }
+    let (ctx, rx) = controller::context(
+        cluster,
+        ClusterFacts {
+            kube_version: Some(kube_version),
+            api_versions,
+        },
+        GitCache::new(&config.git_cache),
+        Tools::discover(),
+        store,
+        history,
+        Arc::new(metrics::Metrics::new()),
+        config.sync_timeout,
+        leader.clone(),
+        shutdown.clone(),
+    );
+
+    let mut pollers = poller::Pollers::default();
+    pollers.sync(&ctx, &shutdown).await;
+    tokio::spawn(on_leadership(ctx.clone(), leader, shutdown.clone()));
+
+    let app = api::router(api::Api {
+        ctx: ctx.clone(),
+        webhook_secret: config
+            .webhook_secret
+            .as_ref()
+            .map(|s| Arc::from(s.as_bytes())),
+    });
+    info!(addr = %config.listen, apps = file.apps.len(), "agent listening");
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .await
+    });
+    controller::run_queue(ctx, rx, config.concurrency.max(1), shutdown).await;
+    if let Ok(Err(e)) = server.await {
+        warn!("http server: {e}");
+    }
+    info!("agent stopped");
+    Ok(())
+}
+
+/// A leadership flag: always true without election, else driven by the Lease.
+async fn leader(
+    cluster: &Cluster,
+    config: &AgentConfig,
+) -> Result<watch::Receiver<bool>, AgentError> {
+    let Some(ns) = &config.lease_namespace else {
+        let (tx, rx) = watch::channel(true);
+        std::mem::forget(tx);
+        return Ok(rx);
+    };
+    cluster.ensure_namespace(ns).await?;
+    let manager =
+        kube_lease_manager::LeaseManagerBuilder::new(cluster.client().clone(), "ferry-agent")
+            .with_namespace(ns)
+            .with_identity(&config.identity)
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await
+            .map_err(|e| AgentError::Lease(e.to_string()))?;
+    let (rx, _task) = manager.watch().await;
+    Ok(rx)
+}
+
+/// Queues every app whenever this agent becomes the leader (at start, too).
+async fn on_leadership(
+    ctx: Arc<controller::Ctx>,
+    mut leader: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if *leader.borrow_and_update() {
+            info!("leading: reconciling all apps");
+            for app in ctx.store.names().await {
+                ctx.enqueue(&app, Trigger::Startup);
+            }
+        } else {
+            info!("standing by: another agent holds the lease");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = leader.changed() => if changed.is_err() { return },
+        }
+    }
+}

@@ -35,6 +35,16 @@ pub enum EngineError {
         /// Where it came from.
         origin: String,
     },
+    /// An object's namespace does not exist and this sync does not create it.
+    #[error(
+        "{subject}: namespace {namespace} does not exist; create it, or set destination.createNamespace (--create-namespace)"
+    )]
+    NoSuchNamespace {
+        /// The object.
+        subject: Box<ObjectRef>,
+        /// The missing namespace.
+        namespace: String,
+    },
     /// A kind the cluster does not know, and no CRD for it in the app.
     #[error("{origin}: {subject}: {source}")]
     UnknownKind {

@@ -144,6 +144,20 @@ pub async fn plan(
         .map(|i| i.entries)
         .unwrap_or_default();
 
+    // Namespaces this sync creates: a dry-run in them answers 404 until then.
+    let mut creates_namespace: HashSet<&str> = rendered
+        .manifests
+        .iter()
+        .filter(|m| m.kind() == "Namespace" && m.api_version() == "v1")
+        .map(|m| m.name())
+        .collect();
+    if spec.destination.create_namespace
+        && let Some(ns) = &spec.destination.namespace
+    {
+        creates_namespace.insert(ns);
+    }
+    let creates_namespace = &creates_namespace;
+
     let mut recreate = HashSet::new();
     let desired: Vec<(Desired, bool)> = stream::iter(prepared)
         .map(|(manifest, known)| async move {
@@ -175,8 +189,23 @@ pub async fn plan(
                         message,
                     });
                 }
-                // The namespace does not exist yet (it is created by this sync).
-                Err(KubeError::Api { code: 404, .. }) if live.is_none() => (None, false),
+                // The namespace does not exist: fine when this sync creates it.
+                Err(KubeError::Api {
+                    code: 404, message, ..
+                }) if live.is_none()
+                    && manifest
+                        .namespace()
+                        .is_some_and(|ns| message.contains(&format!("namespaces \"{ns}\""))) =>
+                {
+                    let namespace = manifest.namespace().unwrap_or_default();
+                    if !creates_namespace.contains(namespace) {
+                        return Err(EngineError::NoSuchNamespace {
+                            namespace: namespace.to_string(),
+                            subject: Box::new(subject),
+                        });
+                    }
+                    (None, false)
+                }
                 Err(e) => return Err(e.into()),
             };
             Ok((
@@ -202,18 +231,22 @@ pub async fn plan(
         .collect();
 
     let wanted: HashSet<ObjectRef> = desired.iter().map(|d| d.manifest.object_ref()).collect();
-    let leftovers: Vec<Leftover> = stream::iter(previous.iter().filter(|r| !wanted.contains(r)))
+    // Owned items in the streams below: borrowed closure arguments make the futures
+    // not `Send` for every lifetime, which callers that spawn them (the agent) need.
+    let gone: Vec<ObjectRef> = previous
+        .iter()
+        .filter(|r| !wanted.contains(*r))
+        .cloned()
+        .collect();
+    let leftovers: Vec<Leftover> = stream::iter(gone)
         .map(|subject| async move {
-            let live = match cluster.get(subject).await {
+            let live = match cluster.get(&subject).await {
                 Ok(live) => live,
                 // Its kind is gone from the cluster, so the object is too.
                 Err(KubeError::UnknownKind { .. }) => None,
                 Err(e) => return Err(EngineError::from(e)),
             };
-            Ok(Leftover {
-                subject: subject.clone(),
-                live,
-            })
+            Ok(Leftover { subject, live })
         })
         .buffered(CONCURRENCY)
         .try_collect()
@@ -315,18 +348,19 @@ pub async fn apply(
                 .take_while(|c| crate::order::kind_rank(&c.subject.kind) == rank)
                 .collect();
             i += group.len();
-            stream::iter(group)
-                .map(|c| async move {
-                    let manifest = &planned.manifests[&c.subject];
-                    if c.action == Action::Recreate {
-                        cluster.delete(&c.subject).await?;
-                        wait::gone(cluster, &c.subject, Duration::from_secs(60)).await?;
+            let owned: Vec<(ObjectRef, Action)> = group
+                .iter()
+                .map(|c| (c.subject.clone(), c.action))
+                .collect();
+            stream::iter(owned)
+                .map(|(subject, action)| async move {
+                    let manifest = &planned.manifests[&subject];
+                    if action == Action::Recreate {
+                        cluster.delete(&subject).await?;
+                        wait::gone(cluster, &subject, Duration::from_secs(60)).await?;
                     }
                     cluster.apply(&manifest.object, false).await?;
-                    progress.event(Event::Applied {
-                        subject: c.subject.clone(),
-                        action: c.action,
-                    });
+                    progress.event(Event::Applied { subject, action });
                     Ok::<_, EngineError>(())
                 })
                 .buffer_unordered(CONCURRENCY)

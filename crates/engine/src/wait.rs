@@ -47,13 +47,13 @@ pub async fn observe(
     cluster: &Cluster,
     subjects: &[ObjectRef],
 ) -> Result<Vec<(ObjectRef, Health)>, EngineError> {
-    stream::iter(subjects)
+    stream::iter(subjects.to_vec())
         .map(|s| async move {
-            let h = match cluster.get(s).await? {
+            let h = match cluster.get(&s).await? {
                 Some(obj) => health(&obj),
                 None => Health::new(HealthStatus::NotFound, "object not found"),
             };
-            Ok::<_, EngineError>((s.clone(), h))
+            Ok::<_, EngineError>((s, h))
         })
         .buffered(16)
         .try_collect()

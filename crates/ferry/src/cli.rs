@@ -91,6 +91,87 @@ pub enum Command {
         #[arg(long)]
         no_prune: bool,
     },
+    /// Run the pull-mode agent: poll Git, take webhooks, watch for drift and reconcile
+    /// continuously; serves /api/v1, /metrics, /healthz, /readyz and /hooks/<provider>.
+    Agent(AgentArgs),
+    /// List the agent's apps (or show one with its objects).
+    Get {
+        /// What to get: `apps`, or `app`.
+        #[arg(value_parser = ["apps", "app"])]
+        what: String,
+        /// App name (with `app`).
+        name: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Ask the agent to sync an app now (applies even when self-heal is off).
+    Sync(AppAction),
+    /// Ask the agent to fetch an app's repository now and re-compare.
+    Refresh(AppAction),
+    /// Stop reconciling an app.
+    Suspend(AppAction),
+    /// Reconcile an app again (also clears a rollback pin).
+    Resume(AppAction),
+    /// Show an app's sync history.
+    History(AppAction),
+    /// Roll an app back to a history entry id or a Git revision (pinned until `resume`).
+    Rollback {
+        /// App name.
+        name: String,
+        /// History entry id or Git revision.
+        target: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Where the agent's API is.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The agent's address.
+    #[arg(long, env = "FERRY_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+}
+
+/// An action on one app through the agent.
+#[derive(Debug, Args)]
+pub struct AppAction {
+    /// App name.
+    pub name: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Flags of `ferry agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The apps to reconcile.
+    #[arg(long, short = 'f', default_value = "ferry.yaml")]
+    pub file: std::path::PathBuf,
+    /// HTTP listen address (API, metrics, webhooks).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Directory for the sync history (default: ~/.cache/ferry/agent).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Webhook secret: HMAC key (GitHub, Gitea, Bitbucket, generic) or token (GitLab).
+    #[arg(long, env = "FERRY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Longest one sync may take.
+    #[arg(long, default_value = "5m")]
+    pub sync_timeout: String,
+    /// Elect a leader through a Lease in this namespace (run several agents for failover).
+    #[arg(long)]
+    pub leader_elect_namespace: Option<String>,
+    /// This agent's identity in the lease (default: hostname and pid).
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
 }
 
 /// Which app: a name in a ferry.yaml, or a one-off app from flags.
@@ -119,16 +200,22 @@ pub struct AppArgs {
 }
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the level.
-pub fn init_tracing(verbose: u8) {
+pub fn init_tracing(verbose: u8, json: bool) {
     let level = match verbose {
-        0 => "warn",
+        // kube's client logs each failed request as an ERROR; ferry reports the same
+        // failure itself, as one `error:` line, so those logs only show with -v.
+        0 => "warn,kube_client=off",
         1 => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
 }

@@ -1,5 +1,6 @@
 //! Dispatch: one function per command, each returning the exit code.
 
+mod agent;
 mod output;
 
 use std::path::PathBuf;
@@ -33,6 +34,20 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Some(base) => preview(&app, revision.as_deref().unwrap_or_default(), &base, out).await,
             None => diff(context, &app, revision.as_deref(), out).await,
         },
+        Command::Agent(args) => agent::run(args, context).await,
+        Command::Get { what, name, server } => {
+            agent::get(&server.server, &what, name.as_deref(), out).await
+        }
+        Command::Sync(a) => agent::action(&a.server.server, &a.name, "sync", out).await,
+        Command::Refresh(a) => agent::action(&a.server.server, &a.name, "refresh", out).await,
+        Command::Suspend(a) => agent::action(&a.server.server, &a.name, "suspend", out).await,
+        Command::Resume(a) => agent::action(&a.server.server, &a.name, "resume", out).await,
+        Command::History(a) => agent::history(&a.server.server, &a.name, out).await,
+        Command::Rollback {
+            name,
+            target,
+            server,
+        } => agent::rollback(&server.server, &name, &target, out).await,
         Command::Apply {
             app,
             revision,
@@ -88,7 +103,7 @@ async fn cluster_info(context: Option<&str>, namespace: &str, out: Output) -> Re
 }
 
 /// ferry's cache directory: `$FERRY_CACHE` or `~/.cache/ferry`.
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     std::env::var_os("FERRY_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

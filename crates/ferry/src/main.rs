@@ -10,7 +10,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    cli::init_tracing(cli.global.verbose);
+    let json_logs = matches!(&cli.command, cli::Command::Agent(a) if a.log_json);
+    let verbose = match cli.command {
+        cli::Command::Agent(_) => cli.global.verbose.max(1),
+        _ => cli.global.verbose,
+    };
+    cli::init_tracing(verbose, json_logs);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -21,12 +26,22 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => ExitCode::from(code as u8),
         Err(err) => {
-            let msg = format!("{err:#}");
-            eprintln!(
-                "error: {}",
-                msg.split_whitespace().collect::<Vec<_>>().join(" ")
-            );
+            eprintln!("error: {}", one_line(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line. A cause whose text an earlier message already
+/// contains is skipped: many errors print their source in their own message.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }

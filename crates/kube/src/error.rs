@@ -30,16 +30,16 @@ pub enum KubeError {
     Forbidden {
         /// The verb.
         verb: &'static str,
-        /// The object.
-        subject: ObjectRef,
+        /// The object (boxed to keep `Result`s small).
+        subject: Box<ObjectRef>,
         /// The server's message.
         message: String,
     },
     /// The server rejected the object as invalid (422); `immutable` when an immutable field changed.
     #[error("{subject} is invalid: {message}")]
     Invalid {
-        /// The object.
-        subject: ObjectRef,
+        /// The object (boxed to keep `Result`s small).
+        subject: Box<ObjectRef>,
         /// The server's message (names the field).
         message: String,
         /// True when the rejection is an immutable-field change.
@@ -50,8 +50,8 @@ pub enum KubeError {
     Api {
         /// The verb.
         verb: &'static str,
-        /// The object.
-        subject: ObjectRef,
+        /// The object (boxed to keep `Result`s small).
+        subject: Box<ObjectRef>,
         /// HTTP status code (0 when there was no response).
         code: u16,
         /// The server's message or the transport error.
@@ -74,19 +74,19 @@ impl KubeError {
                 if status.is_forbidden() {
                     KubeError::Forbidden {
                         verb,
-                        subject: subject.clone(),
+                        subject: Box::new(subject.clone()),
                         message,
                     }
                 } else if status.is_invalid() {
                     KubeError::Invalid {
-                        immutable: message.contains("immutable"),
-                        subject: subject.clone(),
+                        immutable: is_immutable_message(&message),
+                        subject: Box::new(subject.clone()),
                         message,
                     }
                 } else {
                     KubeError::Api {
                         verb,
-                        subject: subject.clone(),
+                        subject: Box::new(subject.clone()),
                         code: status.code,
                         message,
                     }
@@ -94,7 +94,7 @@ impl KubeError {
             }
             other => KubeError::Api {
                 verb,
-                subject: subject.clone(),
+                subject: Box::new(subject.clone()),
                 code: 0,
                 message: chain(&other),
             },
@@ -106,7 +106,7 @@ impl KubeError {
         match err {
             kube::Error::Api(status) if status.is_forbidden() => KubeError::Forbidden {
                 verb: "discover",
-                subject: ObjectRef::new("v1", "APIResourceList", None, "/apis"),
+                subject: Box::new(ObjectRef::new("v1", "APIResourceList", None, "/apis")),
                 message: status.message.clone(),
             },
             _ => KubeError::Unreachable {
@@ -137,6 +137,16 @@ impl KubeError {
     }
 }
 
+/// Whether a 422 message rejects a change to a field that cannot change after creation.
+/// The API server words this in several ways: `field is immutable` (Deployment selector,
+/// Job template), `may not change once set` (Service clusterIP), and StatefulSet's
+/// `updates to statefulset spec for fields other than … are forbidden`.
+fn is_immutable_message(message: &str) -> bool {
+    message.contains("immutable")
+        || message.contains("may not change once set")
+        || (message.contains("updates to") && message.contains("are forbidden"))
+}
+
 /// Joins an error and its sources into one line, skipping repeats.
 pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = vec![err.to_string()];
@@ -153,4 +163,24 @@ pub(crate) fn chain(err: &dyn std::error::Error) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_immutable_message;
+
+    #[test]
+    fn immutable_messages() {
+        for m in [
+            r#"Deployment.apps "web" is invalid: spec.selector: Invalid value: {"matchLabels":{"app":"v2"}}: field is immutable"#,
+            r#"Service "s" is invalid: spec.clusterIPs[0]: Invalid value: ["10.0.0.51"]: may not change once set"#,
+            r#"StatefulSet.apps "ss" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"#,
+            r#"PersistentVolumeClaim "data" is invalid: spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"#,
+        ] {
+            assert!(is_immutable_message(m), "{m}");
+        }
+        assert!(!is_immutable_message(
+            r#"ConfigMap "x" is invalid: metadata.name: Invalid value: "X": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters"#
+        ));
+    }
 }

@@ -7,6 +7,7 @@
 
 mod error;
 mod inventory;
+mod watch;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use tokio::sync::RwLock;
 
 pub use error::KubeError;
 pub use inventory::Inventory;
+pub use watch::WatchEvent;
 
 /// A resolved kind: how to address it and whether it is namespaced.
 #[derive(Clone, Debug)]

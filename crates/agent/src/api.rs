@@ -1,0 +1,301 @@
+//! The agent's HTTP surface: health probes, Prometheus metrics, Git webhooks and the
+//! JSON API (apps, history, actions) that the CLI and the dashboard use.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::controller::{Ctx, repo_key};
+use crate::history::Trigger;
+use crate::poller::refresh;
+use crate::state::AppStatus;
+use crate::webhook::{MAX_BODY, Provider, repo_matches, verify_and_parse};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct Api {
+    /// The reconciler context.
+    pub ctx: Arc<Ctx>,
+    /// Secret for webhook signatures/tokens; webhooks are refused without one.
+    pub webhook_secret: Option<Arc<[u8]>>,
+}
+
+/// The agent's router.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/hooks/{provider}", post(webhook))
+        .route("/api/v1/apps", get(list_apps))
+        .route("/api/v1/apps/{name}", get(get_app))
+        .route("/api/v1/apps/{name}/history", get(history))
+        .route("/api/v1/apps/{name}/{action}", post(action))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        api.ctx.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn webhook(
+    State(api): State<Api>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(provider) = Provider::from_path(&provider) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("unknown webhook provider {provider:?}"),
+        );
+    };
+    let Some(secret) = &api.webhook_secret else {
+        api.ctx.metrics.webhook(provider.name(), "unauthorized");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "webhooks are disabled: no secret configured",
+        );
+    };
+    let event = match verify_and_parse(provider, &headers, &body, secret) {
+        Ok(event) => event,
+        Err(e) => {
+            api.ctx.metrics.webhook(provider.name(), e.result());
+            return error(e.status(), e.to_string());
+        }
+    };
+    let branch = event.git_ref.as_deref().map(|r| {
+        r.trim_start_matches("refs/heads/")
+            .trim_start_matches("refs/tags/")
+    });
+    let mut keys = Vec::new();
+    for app in api.ctx.store.list().await {
+        let key = repo_key(&app.spec);
+        let ref_ok = match (&key.1, branch) {
+            (Some(want), Some(got)) => want == got,
+            _ => true,
+        };
+        if ref_ok && repo_matches(&key.0, &event.repos) && !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    api.ctx.metrics.webhook(provider.name(), "accepted");
+    let ctx = api.ctx.clone();
+    let repos = keys.len();
+    tokio::spawn(async move {
+        for key in keys {
+            refresh(&ctx, &key, Trigger::Webhook).await;
+        }
+    });
+    (StatusCode::ACCEPTED, Json(json!({ "repositories": repos }))).into_response()
+}
+
+/// Query parameters of the app list.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// `Synced`, `OutOfSync` or `Unknown`.
+    pub sync: Option<String>,
+    /// A health status, e.g. `Current`.
+    pub health: Option<String>,
+    /// Substring of the name, repository or path.
+    pub q: Option<String>,
+    /// Items to skip.
+    #[serde(default)]
+    pub offset: usize,
+    /// Items to return (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// One row of the app list.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppSummary {
+    name: String,
+    repo: String,
+    path: String,
+    namespace: Option<String>,
+    sync: crate::state::SyncState,
+    health: ferry_model::HealthStatus,
+    revision: String,
+    message: String,
+    last_sync_at: Option<i64>,
+    suspended: bool,
+    reason: Option<String>,
+}
+
+impl From<&AppStatus> for AppSummary {
+    fn from(s: &AppStatus) -> Self {
+        Self {
+            name: s.name.clone(),
+            repo: s.spec.source.repo.clone(),
+            path: s.spec.source.path.clone(),
+            namespace: s.spec.destination.namespace.clone(),
+            sync: s.sync,
+            health: s.health,
+            revision: s.revision.clone(),
+            message: s.message.clone(),
+            last_sync_at: s.last_sync_at,
+            suspended: s.suspended,
+            reason: s.reason().map(str::to_string),
+        }
+    }
+}
+
+async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Response {
+    let apps = api.ctx.store.list().await;
+    let needle = q.q.as_deref().map(str::to_lowercase);
+    let matching: Vec<&AppStatus> = apps
+        .iter()
+        .filter(|a| {
+            q.sync
+                .as_deref()
+                .is_none_or(|s| format!("{:?}", a.sync) == s)
+        })
+        .filter(|a| {
+            q.health
+                .as_deref()
+                .is_none_or(|h| a.health.to_string() == h)
+        })
+        .filter(|a| {
+            needle.as_deref().is_none_or(|n| {
+                a.name.contains(n)
+                    || a.spec.source.repo.to_lowercase().contains(n)
+                    || a.spec.source.path.to_lowercase().contains(n)
+            })
+        })
+        .collect();
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let items: Vec<AppSummary> = matching
+        .iter()
+        .skip(q.offset)
+        .take(limit)
+        .map(|a| AppSummary::from(*a))
+        .collect();
+    Json(json!({ "total": matching.len(), "offset": q.offset, "items": items })).into_response()
+}
+
+async fn get_app(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    match api.ctx.store.get(&name).await {
+        Some(app) => Json(app).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no app named {name:?}")),
+    }
+}
+
+/// Query parameters of the history list.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    /// Entries to return (default 50).
+    pub limit: Option<usize>,
+}
+
+async fn history(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    if api.ctx.store.get(&name).await.is_none() {
+        return error(StatusCode::NOT_FOUND, format!("no app named {name:?}"));
+    }
+    match api.ctx.history.list(&name, q.limit.unwrap_or(50)) {
+        Ok(entries) => Json(json!({ "items": entries })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Body of a rollback: a history id or a Git revision.
+#[derive(Debug, Deserialize)]
+pub struct RollbackBody {
+    /// History entry id, or a commit SHA / ref.
+    pub target: String,
+}
+
+async fn action(
+    State(api): State<Api>,
+    Path((name, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let ctx = &api.ctx;
+    let Some(app) = ctx.store.get(&name).await else {
+        return error(StatusCode::NOT_FOUND, format!("no app named {name:?}"));
+    };
+    match action.as_str() {
+        "sync" => {
+            ctx.enqueue(&name, Trigger::Manual);
+        }
+        "refresh" => {
+            let ctx = ctx.clone();
+            let key = repo_key(&app.spec);
+            tokio::spawn(async move { refresh(&ctx, &key, Trigger::Manual).await });
+        }
+        "suspend" => {
+            ctx.store.update(&name, |s| s.suspended = true).await;
+            ctx.enqueue(&name, Trigger::Manual);
+        }
+        "resume" => {
+            ctx.store
+                .update(&name, |s| {
+                    s.suspended = false;
+                    s.pinned = None;
+                })
+                .await;
+            ctx.enqueue(&name, Trigger::Manual);
+        }
+        "rollback" => {
+            let target = match serde_json::from_slice::<RollbackBody>(&body) {
+                Ok(b) => b.target,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+            };
+            let revision = match target.parse::<u64>() {
+                Ok(id) if target.len() < 7 => match ctx.history.get(id) {
+                    Ok(Some(entry)) if entry.app == name => entry.revision,
+                    Ok(_) => {
+                        return error(
+                            StatusCode::NOT_FOUND,
+                            format!("no history entry {id} for app {name:?}"),
+                        );
+                    }
+                    Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                },
+                _ => target,
+            };
+            if revision.is_empty() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "that history entry has no revision",
+                );
+            }
+            ctx.store
+                .update(&name, |s| s.pinned = Some(revision.clone()))
+                .await;
+            ctx.enqueue(&name, Trigger::Rollback);
+            return (
+                StatusCode::ACCEPTED,
+                Json(json!({ "app": name, "action": action, "revision": revision })),
+            )
+                .into_response();
+        }
+        other => return error(StatusCode::NOT_FOUND, format!("unknown action {other:?}")),
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "app": name, "action": action })),
+    )
+        .into_response()
+}

@@ -1,0 +1,573 @@
+//! The reconciler: a work queue of apps, bounded concurrency, one reconcile per app at a
+//! time, requeue with backoff. Each reconcile is idempotent and runs in its own span:
+//! resolve the revision → render (cached per revision) → plan → apply when needed →
+//! observe health → record.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ferry_engine::EngineError;
+use ferry_engine::progress::Silent;
+use ferry_engine::source::{ClusterFacts, Rendered, render_app};
+use ferry_engine::sync::{SyncOptions, apply, plan};
+use ferry_engine::wait::observe;
+use ferry_kube::Cluster;
+use ferry_model::{Action, AppSpec, HealthStatus, ObjectRef};
+use ferry_render::Tools;
+use ferry_source::{GitCache, Revision};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::history::{Entry, History, Outcome, Trigger};
+use crate::metrics::Metrics;
+use crate::state::{ObjectStatus, Store, SyncState, aggregate};
+
+/// A repository and ref, the unit Git is polled and fetched by.
+pub type RepoKey = (String, Option<String>);
+
+/// Everything a reconcile needs, shared by all tasks.
+pub struct Ctx {
+    /// The target cluster.
+    pub cluster: Cluster,
+    /// Facts for renderers.
+    pub facts: ClusterFacts,
+    /// Git mirrors.
+    pub git: GitCache,
+    /// Renderer binaries.
+    pub tools: Tools,
+    /// App statuses.
+    pub store: Store,
+    /// Sync history.
+    pub history: History,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Longest a reconcile may take.
+    pub sync_timeout: Duration,
+    /// True while this agent holds the lease (only the leader writes).
+    pub leader: watch::Receiver<bool>,
+    /// Cancelled when the agent stops.
+    pub shutdown: CancellationToken,
+    queue: mpsc::UnboundedSender<(String, Trigger)>,
+    watches: tokio::sync::Mutex<crate::drift::Watches>,
+    revisions: Mutex<HashMap<RepoKey, Revision>>,
+    renders: Mutex<HashMap<String, Arc<Rendered>>>,
+    failures: Mutex<HashMap<String, u32>>,
+    heals: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+/// Builds the context and the receiving end of its work queue.
+#[allow(clippy::too_many_arguments)]
+pub fn context(
+    cluster: Cluster,
+    facts: ClusterFacts,
+    git: GitCache,
+    tools: Tools,
+    store: Store,
+    history: History,
+    metrics: Arc<Metrics>,
+    sync_timeout: Duration,
+    leader: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+) -> (Arc<Ctx>, mpsc::UnboundedReceiver<(String, Trigger)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ctx = Ctx {
+        cluster,
+        facts,
+        git,
+        tools,
+        store,
+        history,
+        metrics,
+        sync_timeout,
+        leader,
+        shutdown,
+        queue: tx,
+        watches: Default::default(),
+        revisions: Default::default(),
+        renders: Default::default(),
+        failures: Default::default(),
+        heals: Default::default(),
+    };
+    (Arc::new(ctx), rx)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A pseudo-random fraction in [0, 1) for jitter, without a RNG dependency.
+pub fn jitter() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// The repository key of an app.
+pub fn repo_key(spec: &AppSpec) -> RepoKey {
+    (spec.source.repo.clone(), spec.source.git_ref.clone())
+}
+
+impl Ctx {
+    /// Queues a reconcile of `app`.
+    pub fn enqueue(&self, app: &str, trigger: Trigger) {
+        let _ = self.queue.send((app.to_string(), trigger));
+    }
+
+    /// Queues a reconcile after `delay`.
+    pub fn enqueue_after(self: &Arc<Self>, app: &str, trigger: Trigger, delay: Duration) {
+        let ctx = self.clone();
+        let app = app.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            ctx.enqueue(&app, trigger);
+        });
+    }
+
+    /// The last fetched revision of a repository key.
+    pub fn known_revision(&self, key: &RepoKey) -> Option<Revision> {
+        self.revisions.lock().expect("revisions").get(key).cloned()
+    }
+
+    /// Fetches a repository key now; returns the revision and whether it changed.
+    pub async fn fetch(&self, key: &RepoKey) -> Result<(Revision, bool), EngineError> {
+        let git = self.git.clone();
+        let (repo, git_ref) = key.clone();
+        let start = Instant::now();
+        let rev = tokio::task::spawn_blocking(move || git.resolve(&repo, git_ref.as_deref()))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        self.metrics
+            .git_fetch(&key.0, start.elapsed().as_secs_f64());
+        let mut revisions = self.revisions.lock().expect("revisions");
+        let changed = revisions.get(key).is_none_or(|r| r.sha != rev.sha);
+        revisions.insert(key.clone(), rev.clone());
+        Ok((rev, changed))
+    }
+
+    /// Cheap remote check for a repository key (no object transfer).
+    pub async fn remote_sha(&self, key: &RepoKey) -> Result<String, EngineError> {
+        let git = self.git.clone();
+        let (repo, git_ref) = key.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || git.remote_sha(&repo, git_ref.as_deref()))
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))??,
+        )
+    }
+
+    /// Apps whose source is `key`.
+    pub async fn apps_of(&self, key: &RepoKey) -> Vec<String> {
+        self.store
+            .list()
+            .await
+            .into_iter()
+            .filter(|a| repo_key(&a.spec) == *key)
+            .map(|a| a.name)
+            .collect()
+    }
+
+    async fn render(
+        &self,
+        name: &str,
+        spec: &AppSpec,
+        sha: &str,
+    ) -> Result<Arc<Rendered>, EngineError> {
+        let key = format!(
+            "{sha}\n{name}\n{}",
+            serde_json::to_string(&(&spec.source, &spec.destination.namespace)).unwrap_or_default()
+        );
+        if let Some(r) = self.renders.lock().expect("renders").get(&key) {
+            return Ok(r.clone());
+        }
+        let rendered =
+            Arc::new(render_app(&self.git, &self.tools, name, spec, Some(sha), &self.facts).await?);
+        let mut renders = self.renders.lock().expect("renders");
+        if renders.len() > 4096 {
+            renders.clear();
+        }
+        renders.insert(key, rendered.clone());
+        Ok(rendered)
+    }
+}
+
+/// Runs the work queue until `shutdown`: at most `concurrency` reconciles at once and
+/// one per app; a trigger for an app in flight runs again after it. On shutdown no new
+/// work starts and in-flight reconciles finish (each is bounded by the sync timeout).
+pub async fn run_queue(
+    ctx: Arc<Ctx>,
+    mut rx: mpsc::UnboundedReceiver<(String, Trigger)>,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) {
+    let mut inflight: HashSet<String> = HashSet::new();
+    let mut again: HashMap<String, Trigger> = HashMap::new();
+    let mut backlog: VecDeque<(String, Trigger)> = VecDeque::new();
+    let mut tasks: JoinSet<String> = JoinSet::new();
+    let start = |tasks: &mut JoinSet<String>, app: String, trigger: Trigger| {
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            reconcile(&ctx, &app, trigger).await;
+            app
+        });
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some((app, trigger)) = rx.recv() => {
+                if inflight.contains(&app) || backlog.iter().any(|(a, _)| *a == app) {
+                    again.entry(app).and_modify(|t| *t = stronger(*t, trigger)).or_insert(trigger);
+                } else if inflight.len() < concurrency {
+                    inflight.insert(app.clone());
+                    start(&mut tasks, app, trigger);
+                } else {
+                    backlog.push_back((app, trigger));
+                }
+            }
+            Some(done) = tasks.join_next() => {
+                let app = match done {
+                    Ok(app) => app,
+                    Err(e) => { warn!("reconcile task failed: {e}"); continue; }
+                };
+                inflight.remove(&app);
+                if let Some(trigger) = again.remove(&app) {
+                    backlog.push_back((app, trigger));
+                }
+                while inflight.len() < concurrency {
+                    let Some((app, trigger)) = backlog.pop_front() else { break };
+                    let trigger = again.remove(&app).map_or(trigger, |t| stronger(t, trigger));
+                    inflight.insert(app.clone());
+                    start(&mut tasks, app, trigger);
+                }
+            }
+        }
+    }
+    info!(
+        in_flight = inflight.len(),
+        "shutting down: letting in-flight syncs finish"
+    );
+    while tasks.join_next().await.is_some() {}
+}
+
+/// When two triggers merge, keep the one that says most about why.
+fn stronger(a: Trigger, b: Trigger) -> Trigger {
+    let rank = |t: Trigger| match t {
+        Trigger::Rollback => 5,
+        Trigger::Manual => 4,
+        Trigger::Webhook => 3,
+        Trigger::Poll => 2,
+        Trigger::Drift => 1,
+        Trigger::Startup => 0,
+    };
+    if rank(a) >= rank(b) { a } else { b }
+}
+
+/// One reconcile of one app, with timeout, status, history, metrics and requeue.
+async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
+    let span = info_span!("reconcile", app = %name, trigger = ?trigger);
+    async {
+        if !*ctx.leader.borrow() {
+            return;
+        }
+        let Some(status) = ctx.store.get(name).await else {
+            return;
+        };
+        if status.suspended {
+            ctx.store
+                .update(name, |s| {
+                    s.set_ready(false, "Suspended", "reconciliation is suspended", false)
+                })
+                .await;
+            return;
+        }
+        let started_at = now_ms();
+        let start = Instant::now();
+        let outcome = tokio::time::timeout(
+            ctx.sync_timeout,
+            sync_once(
+                ctx,
+                name,
+                &status.spec,
+                status.pinned.as_deref(),
+                &status.revision,
+                trigger,
+            ),
+        )
+        .await;
+        let seconds = start.elapsed().as_secs_f64();
+        let result = match outcome {
+            Ok(r) => r,
+            Err(_) => Err(SyncFailure {
+                error: EngineError::Timeout {
+                    what: "the sync".into(),
+                    seconds: ctx.sync_timeout.as_secs(),
+                },
+                revision: None,
+            }),
+        };
+        match result {
+            Ok(requeue) => {
+                ctx.failures.lock().expect("failures").remove(name);
+                ctx.metrics.reconcile_finished(name, "success", seconds);
+                if let Some(delay) = requeue {
+                    ctx.enqueue_after(name, trigger, delay);
+                }
+            }
+            Err(SyncFailure { error, revision }) => {
+                ctx.metrics.reconcile_finished(name, "failure", seconds);
+                let attempts = {
+                    let mut f = ctx.failures.lock().expect("failures");
+                    let n = f.entry(name.to_string()).or_default();
+                    *n += 1;
+                    *n
+                };
+                let reason = format!("{}Failed", error.stage());
+                let message = error.to_string();
+                warn!(%reason, attempts, "sync failed: {message}");
+                let (sha, commit) = revision.map(|r| (r.sha, r.message)).unwrap_or_default();
+                let stalled = !error.is_transient();
+                ctx.store
+                    .update(name, |s| {
+                        s.set_ready(false, &reason, &message, stalled);
+                        s.last_duration_ms = start.elapsed().as_millis() as u64;
+                    })
+                    .await;
+                if attempts == 1 || !stalled {
+                    record(
+                        ctx,
+                        name,
+                        &sha,
+                        &commit,
+                        trigger,
+                        started_at,
+                        start,
+                        Outcome::Failed,
+                        Some(message),
+                        Default::default(),
+                    );
+                }
+                // Retry with exponential backoff (5 s × 2ⁿ, at most 3 min) and jitter.
+                let base = 5.0 * 2f64.powi(attempts.min(6) as i32 - 1);
+                let delay = Duration::from_secs_f64(base.min(180.0) * (1.0 + 0.2 * jitter()));
+                ctx.enqueue_after(name, trigger, delay);
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+struct SyncFailure {
+    error: EngineError,
+    revision: Option<Revision>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    ctx: &Ctx,
+    app: &str,
+    revision: &str,
+    message: &str,
+    trigger: Trigger,
+    started_at: i64,
+    start: Instant,
+    outcome: Outcome,
+    error: Option<String>,
+    changeset: ferry_model::ChangeSet,
+) {
+    let entry = Entry {
+        id: 0,
+        app: app.into(),
+        revision: revision.into(),
+        message: message.into(),
+        trigger,
+        started_at,
+        duration_ms: start.elapsed().as_millis() as u64,
+        outcome,
+        error,
+        summary: changeset.summary(),
+        changeset,
+    };
+    if let Err(e) = ctx.history.record(entry) {
+        warn!("cannot record history: {e}");
+    }
+}
+
+/// Resolve, render, plan, apply when needed, observe health. Returns when to look again.
+async fn sync_once(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    spec: &AppSpec,
+    pinned: Option<&str>,
+    last_revision: &str,
+    trigger: Trigger,
+) -> Result<Option<Duration>, SyncFailure> {
+    let fail = |revision: Option<&Revision>| {
+        let revision = revision.cloned();
+        move |error: EngineError| SyncFailure { error, revision }
+    };
+    let started_at = now_ms();
+    let start = Instant::now();
+    let key = repo_key(spec);
+    let rev = match (pinned, ctx.known_revision(&key)) {
+        (Some(pin), _) => {
+            let pin_key = (spec.source.repo.clone(), Some(pin.to_string()));
+            ctx.fetch(&pin_key).await.map_err(fail(None))?.0
+        }
+        (None, Some(rev)) => rev,
+        (None, None) => ctx.fetch(&key).await.map_err(fail(None))?.0,
+    };
+    let rendered = ctx
+        .render(name, spec, &rev.sha)
+        .await
+        .map_err(fail(Some(&rev)))?;
+    let planned = plan(&ctx.cluster, name, spec, &rendered, SyncOptions::default())
+        .await
+        .map_err(fail(Some(&rev)))?;
+    let changeset = planned.changeset.clone();
+    let drifted: Vec<ObjectRef> = changeset
+        .changes
+        .iter()
+        .filter(|c| !matches!(c.action, Action::Unchanged | Action::Orphan))
+        .map(|c| c.subject.clone())
+        .collect();
+    let new_revision = rev.sha != last_revision;
+    let mut wrote = false;
+    if !changeset.in_sync() {
+        let is_drift = !new_revision && !matches!(trigger, Trigger::Manual | Trigger::Rollback);
+        if is_drift {
+            ctx.metrics.drift_detected(name);
+            info!(objects = drifted.len(), "drift detected");
+            if !spec.self_heal {
+                ctx.store
+                    .update(name, |s| {
+                        s.sync = SyncState::OutOfSync;
+                        s.drifted = drifted.clone();
+                        s.changeset = Some(changeset.clone());
+                        s.set_ready(
+                            false,
+                            "OutOfSync",
+                            &format!(
+                                "{} object(s) differ from Git; self-heal is off",
+                                drifted.len()
+                            ),
+                            false,
+                        );
+                    })
+                    .await;
+                return Ok(None);
+            }
+            if let Some(wait) = heal_backoff(ctx, name) {
+                return Ok(Some(wait));
+            }
+        }
+        apply(&ctx.cluster, name, spec, &planned, &Silent)
+            .await
+            .map_err(fail(Some(&rev)))?;
+        wrote = true;
+        let trigger = if is_drift { Trigger::Drift } else { trigger };
+        record(
+            ctx,
+            name,
+            &rev.sha,
+            &rev.message,
+            trigger,
+            started_at,
+            start,
+            Outcome::Succeeded,
+            None,
+            changeset.clone(),
+        );
+        info!(revision = %rev.short_sha(), summary = %changeset.summary(), "applied");
+    }
+    let desired = planned.desired();
+    ctx.watches
+        .lock()
+        .await
+        .ensure(ctx, &desired, &ctx.shutdown)
+        .await;
+    let health = observe(&ctx.cluster, &desired)
+        .await
+        .map_err(fail(Some(&rev)))?;
+    let objects: Vec<ObjectStatus> = health
+        .into_iter()
+        .map(|(subject, health)| ObjectStatus { subject, health })
+        .collect();
+    let overall = aggregate(&objects);
+    let sync_label = "Synced";
+    ctx.metrics
+        .app_info(name, sync_label, &overall.to_string(), &rev.sha);
+    let elapsed = start.elapsed().as_millis() as u64;
+    ctx.store
+        .update(name, |s| {
+            s.sync = SyncState::Synced;
+            s.health = overall;
+            s.revision = rev.sha.clone();
+            s.message = rev.message.clone();
+            s.drifted.clear();
+            s.inventory = desired.len();
+            s.objects = objects;
+            s.last_duration_ms = elapsed;
+            if wrote {
+                s.last_sync_at = Some(now_ms());
+                s.changeset = Some(changeset);
+            }
+            match overall {
+                HealthStatus::Current => s.set_ready(
+                    true,
+                    "ReconciliationSucceeded",
+                    &format!("applied revision {}", rev.short_sha()),
+                    false,
+                ),
+                HealthStatus::Failed => {
+                    s.set_ready(false, "HealthCheckFailed", "an object is Failed", true)
+                }
+                _ => s.set_ready(
+                    false,
+                    "Progressing",
+                    "waiting for objects to become healthy",
+                    false,
+                ),
+            }
+        })
+        .await;
+    Ok(match overall {
+        HealthStatus::Current | HealthStatus::Failed => None,
+        _ => Some(Duration::from_secs(2)),
+    })
+}
+
+/// Self-heal backoff: heals within 10 s of the previous one wait 1 s × 2ⁿ (≤ 300 s),
+/// so a fight with another controller does not spin. `None` = heal now.
+fn heal_backoff(ctx: &Ctx, name: &str) -> Option<Duration> {
+    let mut heals = ctx.heals.lock().expect("heals");
+    let now = Instant::now();
+    let (count, last) = heals
+        .get(name)
+        .copied()
+        .unwrap_or((0, now - Duration::from_secs(3600)));
+    let since = now.duration_since(last);
+    let count = if since > Duration::from_secs(10) {
+        0
+    } else {
+        count
+    };
+    let wait = if count == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs((1u64 << count.min(9)).min(300))
+    };
+    if since < wait {
+        return Some(wait - since);
+    }
+    heals.insert(name.to_string(), (count + 1, now));
+    None
+}

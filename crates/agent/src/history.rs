@@ -1,0 +1,484 @@
+//! Sync history: one [`Entry`] per reconcile that applied (or tried to apply) a
+//! revision, stored in a redb database so it survives restarts and crashes.
+//!
+//! Entries are JSON values keyed by id in one table; a second table indexes
+//! `(app, id)` so per-app listing is a range scan. Every [`History::record`] is a
+//! single durable transaction: after it returns, the entry survives `SIGKILL` and
+//! power loss, and a crash mid-write leaves the previous state intact.
+//!
+//! The calls block on disk I/O (an `fsync` per record); call them from
+//! `spawn_blocking` or accept a few milliseconds of blocking.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferry_model::{ChangeSet, Summary};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+/// Most entries kept per app; recording one more removes the oldest.
+pub const MAX_PER_APP: usize = 200;
+
+/// File name of the database inside the history directory.
+const FILE_NAME: &str = "history.redb";
+
+/// Entry id → JSON-encoded [`Entry`].
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+/// `(app, id)` → nothing: the per-app index.
+const BY_APP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_app");
+
+/// What started a sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// The periodic Git poll found a new revision.
+    Poll,
+    /// A push webhook.
+    Webhook,
+    /// Drift in the cluster was corrected (self-heal).
+    Drift,
+    /// A user asked for a sync.
+    Manual,
+    /// A user rolled back to an earlier revision.
+    Rollback,
+    /// The agent's first reconcile after starting.
+    Startup,
+}
+
+/// How a sync ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Everything applied (and became healthy when waiting).
+    Succeeded,
+    /// The sync stopped with an error.
+    Failed,
+}
+
+/// One recorded sync.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Unique id, assigned by [`History::record`]; increases with every record.
+    pub id: u64,
+    /// App name.
+    pub app: String,
+    /// Git commit SHA that was synced.
+    pub revision: String,
+    /// The commit's message (first line or full).
+    pub message: String,
+    /// What started the sync.
+    pub trigger: Trigger,
+    /// Start time, Unix milliseconds.
+    pub started_at: i64,
+    /// How long the sync took, milliseconds.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// Counts of the changes.
+    pub summary: Summary,
+    /// The changes themselves.
+    pub changeset: ChangeSet,
+}
+
+/// An error reading or writing the history.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The history directory could not be created.
+    #[error("history directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database failed (open, transaction, storage or commit).
+    #[error("history database: {0}")]
+    Db(#[from] redb::Error),
+    /// An entry could not be encoded as JSON.
+    #[error("encoding history entry: {0}")]
+    Encode(serde_json::Error),
+    /// A stored entry is not valid JSON for [`Entry`].
+    #[error("history entry {id} is corrupt: {source}")]
+    Corrupt {
+        /// The entry's id.
+        id: u64,
+        /// The decoding error.
+        source: serde_json::Error,
+    },
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for HistoryError {
+            fn from(e: $t) -> Self {
+                Self::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The sync history store. Cheap to clone; clones share one database.
+#[derive(Clone)]
+pub struct History {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").finish_non_exhaustive()
+    }
+}
+
+impl History {
+    /// Opens (or creates) `dir/history.redb`, creating `dir` when missing. A database
+    /// left by a crashed process is repaired on open. Only one process may have it open.
+    pub fn open(dir: &Path) -> Result<Self, HistoryError> {
+        std::fs::create_dir_all(dir).map_err(|source| HistoryError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let db = Database::create(dir.join(FILE_NAME))?;
+        // Create the tables up front so read transactions always find them.
+        let txn = db.begin_write()?;
+        txn.open_table(ENTRIES)?;
+        txn.open_table(BY_APP)?;
+        txn.commit()?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Stores `entry` under a new id (its `id` field is ignored and overwritten),
+    /// drops the app's oldest entries beyond [`MAX_PER_APP`], and commits durably.
+    /// Returns the id.
+    pub fn record(&self, mut entry: Entry) -> Result<u64, HistoryError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut entries = txn.open_table(ENTRIES)?;
+            let mut index = txn.open_table(BY_APP)?;
+            // Retention never removes an app's newest entry, so the largest id stays.
+            entry.id = match entries.last()? {
+                Some((id, _)) => id.value() + 1,
+                None => 1,
+            };
+            let json = serde_json::to_vec(&entry).map_err(HistoryError::Encode)?;
+            entries.insert(entry.id, json.as_slice())?;
+            let app = entry.app.as_str();
+            index.insert((app, entry.id), ())?;
+
+            let ids = index
+                .range((app, 0)..=(app, u64::MAX))?
+                .map(|item| item.map(|(key, _)| key.value().1))
+                .collect::<Result<Vec<u64>, _>>()?;
+            let excess = ids.len().saturating_sub(MAX_PER_APP);
+            for &old in &ids[..excess] {
+                index.remove((app, old))?;
+                entries.remove(old)?;
+            }
+        }
+        txn.commit()?;
+        Ok(entry.id)
+    }
+
+    /// The app's newest `limit` entries, newest first.
+    pub fn list(&self, app: &str, limit: usize) -> Result<Vec<Entry>, HistoryError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.scan_newest_first(app, |entry| {
+            out.push(entry);
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// The entry with this id, if it is (still) stored.
+    pub fn get(&self, id: u64) -> Result<Option<Entry>, HistoryError> {
+        let txn = self.db.begin_read()?;
+        let entries = txn.open_table(ENTRIES)?;
+        entries
+            .get(id)?
+            .map(|json| decode(id, json.value()))
+            .transpose()
+    }
+
+    /// The app's newest entry whose outcome is [`Outcome::Succeeded`].
+    pub fn last_success(&self, app: &str) -> Result<Option<Entry>, HistoryError> {
+        let mut found = None;
+        self.scan_newest_first(app, |entry| {
+            if entry.outcome == Outcome::Succeeded {
+                found = Some(entry);
+                false
+            } else {
+                true
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Feeds the app's entries, newest first, to `visit` until it returns false.
+    fn scan_newest_first(
+        &self,
+        app: &str,
+        mut visit: impl FnMut(Entry) -> bool,
+    ) -> Result<(), HistoryError> {
+        let txn = self.db.begin_read()?;
+        let entries = txn.open_table(ENTRIES)?;
+        let index = txn.open_table(BY_APP)?;
+        for item in index.range((app, 0)..=(app, u64::MAX))?.rev() {
+            let id = item?.0.value().1;
+            // Both tables change in one transaction, so the entry is present.
+            if let Some(json) = entries.get(id)?
+                && !visit(decode(id, json.value())?)
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode(id: u64, json: &[u8]) -> Result<Entry, HistoryError> {
+    serde_json::from_slice(json).map_err(|source| HistoryError::Corrupt { id, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ferry_model::{Action, Change, ObjectRef};
+
+    use super::*;
+
+    /// A directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "ferry-history-test-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn entry(app: &str, n: u64, outcome: Outcome) -> Entry {
+        let changeset = ChangeSet {
+            app: app.into(),
+            revision: format!("{n:040x}"),
+            changes: vec![Change {
+                subject: ObjectRef::new("apps/v1", "Deployment", Some("web"), "api"),
+                action: Action::Update,
+                diff: format!("-replicas: {n}\n+replicas: {}\n", n + 1),
+                reason: None,
+            }],
+        };
+        Entry {
+            id: 0,
+            app: app.into(),
+            revision: changeset.revision.clone(),
+            message: format!("commit {n}"),
+            trigger: Trigger::Poll,
+            started_at: 1_700_000_000_000 + n as i64,
+            duration_ms: n,
+            outcome,
+            error: (outcome == Outcome::Failed).then(|| "boom".to_string()),
+            summary: changeset.summary(),
+            changeset,
+        }
+    }
+
+    fn ids(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn record_list_get() {
+        let dir = TempDir::new();
+        let h = History::open(&dir.0.join("nested")).unwrap();
+        assert!(h.list("a", 10).unwrap().is_empty());
+        assert_eq!(h.get(1).unwrap(), None);
+        assert_eq!(h.last_success("a").unwrap(), None);
+
+        let mut e = entry("a", 1, Outcome::Succeeded);
+        e.id = 99; // ignored
+        assert_eq!(h.record(e.clone()).unwrap(), 1);
+        assert_eq!(h.record(entry("b", 2, Outcome::Succeeded)).unwrap(), 2);
+        assert_eq!(h.record(entry("a", 3, Outcome::Failed)).unwrap(), 3);
+        assert_eq!(h.record(entry("ab", 4, Outcome::Succeeded)).unwrap(), 4);
+
+        assert_eq!(ids(&h.list("a", 10).unwrap()), [3, 1]);
+        assert_eq!(ids(&h.list("a", 1).unwrap()), [3]);
+        assert!(h.list("a", 0).unwrap().is_empty());
+        assert_eq!(ids(&h.list("b", 10).unwrap()), [2]);
+        assert!(h.list("", 10).unwrap().is_empty());
+
+        e.id = 1;
+        assert_eq!(h.get(1).unwrap(), Some(e));
+        assert_eq!(h.get(3).unwrap().unwrap().error.as_deref(), Some("boom"));
+        assert_eq!(h.get(5).unwrap(), None);
+        assert_eq!(h.last_success("a").unwrap().unwrap().id, 1);
+        assert_eq!(h.last_success("nope").unwrap(), None);
+    }
+
+    #[test]
+    fn json_shape() {
+        let v = serde_json::to_value(entry("a", 1, Outcome::Failed)).unwrap();
+        assert_eq!(v["trigger"], "poll");
+        assert_eq!(v["outcome"], "failed");
+        assert_eq!(v["summary"]["update"], 1);
+        assert_eq!(v["changeset"]["changes"][0]["action"], "update");
+    }
+
+    #[test]
+    fn reopen_keeps_data() {
+        let dir = TempDir::new();
+        {
+            let h = History::open(&dir.0).unwrap();
+            let clone = h.clone();
+            h.record(entry("a", 1, Outcome::Succeeded)).unwrap();
+            clone.record(entry("a", 2, Outcome::Failed)).unwrap();
+        }
+        let h = History::open(&dir.0).unwrap();
+        assert_eq!(ids(&h.list("a", 10).unwrap()), [2, 1]);
+        assert_eq!(h.record(entry("a", 3, Outcome::Succeeded)).unwrap(), 3);
+    }
+
+    #[test]
+    fn retention_keeps_newest_per_app() {
+        let dir = TempDir::new();
+        let h = History::open(&dir.0).unwrap();
+        h.record(entry("other", 0, Outcome::Succeeded)).unwrap();
+        let first = h.record(entry("a", 0, Outcome::Succeeded)).unwrap();
+        for n in 1..MAX_PER_APP as u64 + 5 {
+            h.record(entry("a", n, Outcome::Failed)).unwrap();
+        }
+        let list = h.list("a", usize::MAX).unwrap();
+        assert_eq!(list.len(), MAX_PER_APP);
+        let newest = list[0].id;
+        assert_eq!(newest, 2 + MAX_PER_APP as u64 + 4);
+        assert_eq!(
+            ids(&list),
+            (newest - MAX_PER_APP as u64 + 1..=newest)
+                .rev()
+                .collect::<Vec<_>>()
+        );
+        // The removed entries are gone from the entry table too.
+        assert_eq!(h.get(first).unwrap(), None);
+        assert_eq!(h.last_success("a").unwrap(), None);
+        // Other apps are untouched.
+        assert_eq!(h.list("other", 10).unwrap().len(), 1);
+        assert_eq!(table_len(&h), MAX_PER_APP + 1);
+    }
+
+    fn table_len(h: &History) -> usize {
+        use redb::ReadableTableMetadata;
+        let txn = h.db.begin_read().unwrap();
+        let entries = txn.open_table(ENTRIES).unwrap().len().unwrap();
+        let index = txn.open_table(BY_APP).unwrap().len().unwrap();
+        assert_eq!(entries, index, "entry table and index disagree");
+        entries as usize
+    }
+
+    const CHILD_ENV: &str = "FERRY_HISTORY_CHILD";
+    /// Committed records the parent waits for before killing: past the retention limit.
+    const KILL_AFTER: u64 = MAX_PER_APP as u64 + 30;
+
+    /// Kills the child on drop, so a failing assertion does not leak it.
+    struct KillOnDrop(Child);
+
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn survives_sigkill() {
+        if let Some(dir) = std::env::var_os(CHILD_ENV) {
+            // Child: record forever, reporting each committed id, until killed.
+            let h = History::open(Path::new(&dir)).unwrap();
+            let mut out = std::io::stdout().lock();
+            for n in 0.. {
+                let id = h.record(entry("crash", n, Outcome::Succeeded)).unwrap();
+                writeln!(out, "recorded {id}").unwrap();
+                out.flush().unwrap();
+            }
+            unreachable!();
+        }
+
+        let dir = TempDir::new();
+        let name = concat!(module_path!(), "::survives_sigkill")
+            .split_once("::")
+            .unwrap()
+            .1;
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &dir.0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut child = KillOnDrop(child);
+        let stdout = child.0.stdout.take().unwrap();
+        let mut acked = 0;
+        for line in BufReader::new(stdout).lines() {
+            if let Some(id) = line.unwrap().strip_prefix("recorded ") {
+                acked = id.parse::<u64>().unwrap();
+                if acked >= KILL_AFTER {
+                    break;
+                }
+            }
+        }
+        assert!(acked >= KILL_AFTER, "child stopped after {acked} records");
+        // SIGKILL while the child is in the middle of its next record.
+        child.0.kill().unwrap();
+        let status = child.0.wait().unwrap();
+        assert!(!status.success());
+
+        let h = History::open(&dir.0).unwrap();
+        let list = h.list("crash", usize::MAX).unwrap();
+        let newest = list[0].id;
+        assert!(
+            newest == acked || newest == acked + 1,
+            "acknowledged {acked}, stored {newest}"
+        );
+        // Contiguous newest ids, all decodable, consistent with the index.
+        assert_eq!(
+            ids(&list),
+            (newest - MAX_PER_APP as u64 + 1..=newest)
+                .rev()
+                .collect::<Vec<_>>()
+        );
+        for e in &list {
+            assert_eq!(e.message, format!("commit {}", e.id - 1));
+            assert_eq!(h.get(e.id).unwrap().as_ref(), Some(e));
+        }
+        assert_eq!(table_len(&h), MAX_PER_APP);
+        assert_eq!(
+            h.record(entry("crash", 0, Outcome::Failed)).unwrap(),
+            newest + 1
+        );
+    }
+}

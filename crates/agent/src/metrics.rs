@@ -1,0 +1,358 @@
+//! Prometheus metrics of the agent, exposed in the OpenMetrics text format.
+//!
+//! | family | type | labels |
+//! |---|---|---|
+//! | `ferry_reconcile_duration_seconds` | histogram | `app` |
+//! | `ferry_sync_total` | counter | `app`, `result` |
+//! | `ferry_app_info` | gauge (always 1) | `app`, `sync`, `health`, `revision` |
+//! | `ferry_drift_detected_total` | counter | `app` |
+//! | `ferry_git_fetch_duration_seconds` | histogram | `repo` |
+//! | `ferry_webhook_requests_total` | counter | `provider`, `result` |
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabels {
+    app: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    app: String,
+    sync: String,
+    health: String,
+    revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepoLabels {
+    repo: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    provider: String,
+    result: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Reconcile durations: 0.1 s to about 3.4 min.
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.1, 2.0, 12))
+}
+
+/// Git fetch durations: 0.05 s to about 1.7 min.
+fn fetch_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.05, 2.0, 12))
+}
+
+/// The label sets an app currently has, so they can be replaced or removed.
+#[derive(Debug, Default)]
+struct AppSeries {
+    info: Option<InfoLabels>,
+    results: BTreeSet<String>,
+}
+
+/// The agent's metrics. `Send + Sync`: share one behind an `Arc`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconcile_duration: Histograms<AppLabels>,
+    syncs: Family<SyncLabels, Counter>,
+    app_info: Family<InfoLabels, Gauge>,
+    drift: Family<AppLabels, Counter>,
+    git_fetch: Histograms<RepoLabels>,
+    webhooks: Family<WebhookLabels, Counter>,
+    apps: Mutex<HashMap<String, AppSeries>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family. A family appears in [`Metrics::encode`] once it has a series.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let reconcile_duration =
+            Histograms::<AppLabels>::new_with_constructor(reconcile_histogram as fn() -> _);
+        registry.register_with_unit(
+            "ferry_reconcile_duration",
+            "Duration of reconciles of an app",
+            Unit::Seconds,
+            reconcile_duration.clone(),
+        );
+        let syncs = Family::<SyncLabels, Counter>::default();
+        registry.register(
+            "ferry_sync",
+            "Syncs of an app by result (success, failure)",
+            syncs.clone(),
+        );
+        let app_info = Family::<InfoLabels, Gauge>::default();
+        registry.register(
+            "ferry_app_info",
+            "Current sync status, health and revision of an app (always 1)",
+            app_info.clone(),
+        );
+        let drift = Family::<AppLabels, Counter>::default();
+        registry.register(
+            "ferry_drift_detected",
+            "Times live objects of an app were found to differ from Git",
+            drift.clone(),
+        );
+        let git_fetch =
+            Histograms::<RepoLabels>::new_with_constructor(fetch_histogram as fn() -> _);
+        registry.register_with_unit(
+            "ferry_git_fetch_duration",
+            "Duration of Git fetches of a repository",
+            Unit::Seconds,
+            git_fetch.clone(),
+        );
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "ferry_webhook_requests",
+            "Webhook requests by provider and result (accepted, unauthorized, bad_request, ignored)",
+            webhooks.clone(),
+        );
+        Self {
+            registry,
+            reconcile_duration,
+            syncs,
+            app_info,
+            drift,
+            git_fetch,
+            webhooks,
+            apps: Mutex::default(),
+        }
+    }
+
+    /// A reconcile of `app` finished with `result` (`success` or `failure`) after
+    /// `seconds`: observes `ferry_reconcile_duration_seconds` and counts `ferry_sync_total`.
+    pub fn reconcile_finished(&self, app: &str, result: &str, seconds: f64) {
+        self.reconcile_duration
+            .get_or_create(&AppLabels { app: app.into() })
+            .observe(seconds);
+        self.syncs
+            .get_or_create(&SyncLabels {
+                app: app.into(),
+                result: result.into(),
+            })
+            .inc();
+        self.apps()
+            .entry(app.into())
+            .or_default()
+            .results
+            .insert(result.into());
+    }
+
+    /// Sets `ferry_app_info{app,sync,health,revision} 1`, removing the app's previous
+    /// series so only the current state is exported.
+    pub fn app_info(&self, app: &str, sync: &str, health: &str, revision: &str) {
+        let labels = InfoLabels {
+            app: app.into(),
+            sync: sync.into(),
+            health: health.into(),
+            revision: revision.into(),
+        };
+        // Hold the lock across remove + set so concurrent calls cannot leave two series.
+        let mut apps = self.apps();
+        let series = apps.entry(app.into()).or_default();
+        if let Some(old) = series.info.take()
+            && old != labels
+        {
+            self.app_info.remove(&old);
+        }
+        self.app_info.get_or_create(&labels).set(1);
+        series.info = Some(labels);
+    }
+
+    /// Removes every series labelled with `app` (the app was deleted).
+    pub fn remove_app(&self, app: &str) {
+        let Some(series) = self.apps().remove(app) else {
+            return;
+        };
+        if let Some(info) = series.info {
+            self.app_info.remove(&info);
+        }
+        for result in series.results {
+            self.syncs.remove(&SyncLabels {
+                app: app.into(),
+                result,
+            });
+        }
+        let labels = AppLabels { app: app.into() };
+        self.reconcile_duration.remove(&labels);
+        self.drift.remove(&labels);
+    }
+
+    /// Counts `ferry_drift_detected_total{app}`.
+    pub fn drift_detected(&self, app: &str) {
+        self.apps().entry(app.into()).or_default();
+        self.drift
+            .get_or_create(&AppLabels { app: app.into() })
+            .inc();
+    }
+
+    /// Observes a Git fetch of `repo` in `ferry_git_fetch_duration_seconds`.
+    pub fn git_fetch(&self, repo: &str, seconds: f64) {
+        self.git_fetch
+            .get_or_create(&RepoLabels { repo: repo.into() })
+            .observe(seconds);
+    }
+
+    /// Counts a webhook request in `ferry_webhook_requests_total{provider,result}`;
+    /// `result` is `accepted`, `unauthorized`, `bad_request` or `ignored`.
+    pub fn webhook(&self, provider: &str, result: &str) {
+        self.webhooks
+            .get_or_create(&WebhookLabels {
+                provider: provider.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// All metrics in the OpenMetrics text format (serve with [`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    fn apps(&self) -> std::sync::MutexGuard<'_, HashMap<String, AppSeries>> {
+        // The map stays consistent even if a holder panicked: every update is one call.
+        self.apps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn empty_until_used() {
+        assert_eq!(Metrics::new().encode(), "# EOF\n");
+    }
+
+    #[test]
+    fn encodes_every_family() {
+        let m = Metrics::new();
+        m.reconcile_finished("web", "success", 0.3);
+        m.reconcile_finished("web", "success", 1.5);
+        m.reconcile_finished("web", "failure", 0.05);
+        m.app_info("web", "Synced", "Healthy", "abc123");
+        m.drift_detected("web");
+        m.drift_detected("web");
+        m.git_fetch("https://example.com/org/repo.git", 0.2);
+        m.webhook("github", "accepted");
+        m.webhook("github", "unauthorized");
+        m.webhook("github", "accepted");
+        let text = m.encode();
+
+        for family in [
+            "ferry_reconcile_duration_seconds histogram",
+            "ferry_sync counter",
+            "ferry_app_info gauge",
+            "ferry_drift_detected counter",
+            "ferry_git_fetch_duration_seconds histogram",
+            "ferry_webhook_requests counter",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family}\n")),
+                "{family}\n{text}"
+            );
+        }
+        assert!(text.contains("# UNIT ferry_reconcile_duration_seconds seconds\n"));
+        assert!(text.ends_with("# EOF\n"));
+        for line in [
+            r#"ferry_reconcile_duration_seconds_count{app="web"} 3"#,
+            r#"ferry_reconcile_duration_seconds_sum{app="web"} 1.85"#,
+            r#"ferry_reconcile_duration_seconds_bucket{le="0.1",app="web"} 1"#,
+            r#"ferry_reconcile_duration_seconds_bucket{le="+Inf",app="web"} 3"#,
+            r#"ferry_sync_total{app="web",result="success"} 2"#,
+            r#"ferry_sync_total{app="web",result="failure"} 1"#,
+            r#"ferry_app_info{app="web",sync="Synced",health="Healthy",revision="abc123"} 1"#,
+            r#"ferry_drift_detected_total{app="web"} 2"#,
+            r#"ferry_git_fetch_duration_seconds_count{repo="https://example.com/org/repo.git"} 1"#,
+            r#"ferry_webhook_requests_total{provider="github",result="accepted"} 2"#,
+            r#"ferry_webhook_requests_total{provider="github",result="unauthorized"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+    }
+
+    #[test]
+    fn app_info_replaces_previous_series() {
+        let m = Metrics::new();
+        m.app_info("web", "OutOfSync", "Progressing", "aaa");
+        m.app_info("db", "Synced", "Healthy", "ccc");
+        m.app_info("web", "Synced", "Healthy", "bbb");
+        m.app_info("web", "Synced", "Healthy", "bbb");
+        let text = m.encode();
+        assert_eq!(
+            lines_with(&text, r#"ferry_app_info{app="web""#),
+            [r#"ferry_app_info{app="web",sync="Synced",health="Healthy",revision="bbb"} 1"#]
+        );
+        assert_eq!(lines_with(&text, r#"ferry_app_info{app="db""#).len(), 1);
+    }
+
+    #[test]
+    fn remove_app_drops_its_series() {
+        let m = Metrics::new();
+        for app in ["web", "db"] {
+            m.reconcile_finished(app, "success", 1.0);
+            m.reconcile_finished(app, "failure", 1.0);
+            m.app_info(app, "Synced", "Healthy", "abc");
+            m.drift_detected(app);
+        }
+        m.remove_app("web");
+        m.remove_app("never-seen");
+        let text = m.encode();
+        assert!(!text.contains(r#"app="web""#), "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.contains(r#"app="db""#)).count(),
+            // 12 buckets + +Inf + sum + count, 2 sync results, info, drift
+            15 + 2 + 1 + 1
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.git_fetch("a\"b\\c", 1.0);
+        assert!(
+            m.encode()
+                .contains(r#"ferry_git_fetch_duration_seconds_count{repo="a\"b\\c"} 1"#)
+        );
+    }
+
+    #[test]
+    fn is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Metrics>();
+    }
+}

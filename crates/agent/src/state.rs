@@ -1,0 +1,230 @@
+//! What the agent knows about each app, shared by the reconciler, the API and the dashboard.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ferry_model::{AppSpec, ChangeSet, Health, HealthStatus, ObjectRef};
+use serde::Serialize;
+use tokio::sync::{RwLock, broadcast};
+
+/// Whether the cluster matches Git.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SyncState {
+    /// Every object matches the desired revision.
+    Synced,
+    /// Some object differs (drift, or a new revision not yet applied).
+    OutOfSync,
+    /// Not reconciled yet.
+    Unknown,
+}
+
+/// A Kubernetes-style condition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    /// `Ready`, `Reconciling` or `Stalled`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `True` or `False`.
+    pub status: &'static str,
+    /// CamelCase reason, e.g. `ApplyFailed`.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// One object of an app with its health.
+#[derive(Clone, Debug, Serialize)]
+pub struct ObjectStatus {
+    /// The object.
+    pub subject: ObjectRef,
+    /// Its health.
+    pub health: Health,
+}
+
+/// The status of one app.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppStatus {
+    /// App name.
+    pub name: String,
+    /// The app's definition.
+    pub spec: AppSpec,
+    /// Sync state.
+    pub sync: SyncState,
+    /// Aggregated health (worst of the objects).
+    pub health: HealthStatus,
+    /// Last applied (or observed in sync) commit SHA.
+    pub revision: String,
+    /// That commit's subject line.
+    pub message: String,
+    /// Unix ms of the last sync that wrote something.
+    pub last_sync_at: Option<i64>,
+    /// How long the last reconcile took, in ms.
+    pub last_duration_ms: u64,
+    /// Number of objects in the inventory.
+    pub inventory: usize,
+    /// Objects that differ from Git (when OutOfSync).
+    pub drifted: Vec<ObjectRef>,
+    /// Ready / Reconciling / Stalled.
+    pub conditions: Vec<Condition>,
+    /// Reconciliation is suspended.
+    pub suspended: bool,
+    /// Revision pinned by a rollback (until resumed).
+    pub pinned: Option<String>,
+    /// Per-object health.
+    pub objects: Vec<ObjectStatus>,
+    /// The last plan (diffs masked).
+    pub changeset: Option<ChangeSet>,
+}
+
+impl AppStatus {
+    /// A fresh status for an app not yet reconciled.
+    pub fn new(name: &str, spec: AppSpec) -> Self {
+        Self {
+            name: name.into(),
+            suspended: spec.suspend,
+            spec,
+            sync: SyncState::Unknown,
+            health: HealthStatus::Unknown,
+            revision: String::new(),
+            message: String::new(),
+            last_sync_at: None,
+            last_duration_ms: 0,
+            inventory: 0,
+            drifted: Vec::new(),
+            conditions: Vec::new(),
+            pinned: None,
+            objects: Vec::new(),
+            changeset: None,
+        }
+    }
+
+    /// Sets the Ready/Reconciling/Stalled conditions from an outcome.
+    pub fn set_ready(&mut self, ready: bool, reason: &str, message: &str, stalled: bool) {
+        let flag = |b: bool| if b { "True" } else { "False" };
+        self.conditions = vec![
+            Condition {
+                kind: "Ready",
+                status: flag(ready),
+                reason: reason.into(),
+                message: message.into(),
+            },
+            Condition {
+                kind: "Reconciling",
+                status: flag(!ready && !stalled),
+                reason: reason.into(),
+                message: String::new(),
+            },
+            Condition {
+                kind: "Stalled",
+                status: flag(stalled),
+                reason: reason.into(),
+                message: if stalled {
+                    message.into()
+                } else {
+                    String::new()
+                },
+            },
+        ];
+    }
+
+    /// The Ready condition's reason, if any.
+    pub fn reason(&self) -> Option<&str> {
+        self.conditions
+            .iter()
+            .find(|c| c.kind == "Ready")
+            .map(|c| c.reason.as_str())
+    }
+}
+
+/// The worst health among objects (Failed > InProgress > ... > Current).
+pub fn aggregate(objects: &[ObjectStatus]) -> HealthStatus {
+    let rank = |s: HealthStatus| match s {
+        HealthStatus::Failed => 5,
+        HealthStatus::NotFound => 4,
+        HealthStatus::Terminating => 3,
+        HealthStatus::InProgress => 2,
+        HealthStatus::Unknown => 1,
+        HealthStatus::Current => 0,
+    };
+    objects
+        .iter()
+        .map(|o| o.health.status)
+        .max_by_key(|s| rank(*s))
+        .unwrap_or(HealthStatus::Current)
+}
+
+/// All app statuses, with a broadcast of changed app names (for live streams).
+#[derive(Clone)]
+pub struct Store {
+    apps: Arc<RwLock<BTreeMap<String, AppStatus>>>,
+    changes: broadcast::Sender<String>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            apps: Default::default(),
+            changes: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl Store {
+    /// Adds or replaces an app's definition, keeping its runtime status.
+    pub async fn upsert(&self, name: &str, spec: AppSpec) {
+        let mut apps = self.apps.write().await;
+        match apps.get_mut(name) {
+            Some(s) => {
+                s.suspended = s.suspended || spec.suspend;
+                s.spec = spec;
+            }
+            None => {
+                apps.insert(name.into(), AppStatus::new(name, spec));
+            }
+        }
+        drop(apps);
+        let _ = self.changes.send(name.into());
+    }
+
+    /// Removes an app.
+    pub async fn remove(&self, name: &str) {
+        self.apps.write().await.remove(name);
+        let _ = self.changes.send(name.into());
+    }
+
+    /// One app's status.
+    pub async fn get(&self, name: &str) -> Option<AppStatus> {
+        self.apps.read().await.get(name).cloned()
+    }
+
+    /// Every app, sorted by name.
+    pub async fn list(&self) -> Vec<AppStatus> {
+        self.apps.read().await.values().cloned().collect()
+    }
+
+    /// App names.
+    pub async fn names(&self) -> Vec<String> {
+        self.apps.read().await.keys().cloned().collect()
+    }
+
+    /// Changes an app's status in place and announces it; false when the app is unknown.
+    pub async fn update(&self, name: &str, f: impl FnOnce(&mut AppStatus)) -> bool {
+        let found = match self.apps.write().await.get_mut(name) {
+            Some(s) => {
+                f(s);
+                true
+            }
+            None => false,
+        };
+        if found {
+            let _ = self.changes.send(name.into());
+        }
+        found
+    }
+
+    /// Subscribes to app-changed notifications.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+}

@@ -1,0 +1,229 @@
+//! `ferry agent` and the commands that talk to a running agent over its API.
+
+use anyhow::{Context, Result, bail};
+use ferry_agent::AgentConfig;
+use ferry_model::parse_duration;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{AgentArgs, Output};
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
+    let sync_timeout =
+        parse_duration(&args.sync_timeout).map_err(|m| anyhow::anyhow!("--sync-timeout: {m}"))?;
+    let cache = super::cache_dir();
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    if args.listen.ip().is_loopback() {
+        eprintln!(
+            "ferry agent: API on http://{} (localhost only)",
+            args.listen
+        );
+    }
+    let config = AgentConfig {
+        apps_file: args.file,
+        listen: args.listen,
+        data_dir: args.data_dir.unwrap_or_else(|| cache.join("agent")),
+        git_cache: cache.join("git"),
+        context: context.map(str::to_string),
+        webhook_secret: args.webhook_secret,
+        concurrency: args.concurrency,
+        sync_timeout,
+        lease_namespace: args.leader_elect_namespace,
+        identity,
+    };
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("ferry agent: stopping (in-flight syncs finish first)");
+        signal.cancel();
+    });
+    ferry_agent::run(config, shutdown).await?;
+    Ok(0)
+}
+
+async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> Result<Value> {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method, &url);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the agent at {url}"))?;
+    let status = resp.status();
+    let value: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let msg = value["error"].as_str().unwrap_or("request failed");
+        bail!("agent: {msg} (HTTP {})", status.as_u16());
+    }
+    Ok(value)
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// `ferry get apps` / `ferry get app NAME`.
+pub async fn get(server: &str, what: &str, name: Option<&str>, out: Output) -> Result<i32> {
+    let server = server.trim_end_matches('/');
+    if what == "app" {
+        let Some(name) = name else {
+            bail!("ferry get app needs an app name")
+        };
+        let app = call(
+            reqwest::Method::GET,
+            format!("{server}/api/v1/apps/{name}"),
+            None,
+        )
+        .await?;
+        if out == Output::Json {
+            println!("{}", serde_json::to_string_pretty(&app)?);
+            return Ok(0);
+        }
+        println!("name:     {}", app["name"].as_str().unwrap_or_default());
+        println!("sync:     {}", app["sync"].as_str().unwrap_or_default());
+        println!("health:   {}", app["health"].as_str().unwrap_or_default());
+        println!(
+            "revision: {} {}",
+            short(app["revision"].as_str().unwrap_or_default()),
+            app["message"].as_str().unwrap_or_default()
+        );
+        for c in app["conditions"].as_array().into_iter().flatten() {
+            println!(
+                "  {}={} {} {}",
+                c["type"].as_str().unwrap_or_default(),
+                c["status"].as_str().unwrap_or_default(),
+                c["reason"].as_str().unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default()
+            );
+        }
+        for o in app["objects"].as_array().into_iter().flatten() {
+            let s = &o["subject"];
+            println!(
+                "  {}/{} {}",
+                s["kind"].as_str().unwrap_or_default(),
+                s["name"].as_str().unwrap_or_default(),
+                o["health"]["status"].as_str().unwrap_or_default()
+            );
+        }
+        return Ok(0);
+    }
+    let list = call(
+        reqwest::Method::GET,
+        format!("{server}/api/v1/apps?limit=1000"),
+        None,
+    )
+    .await?;
+    if out == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:<10} {:<12} {:<8} MESSAGE",
+        "NAME", "SYNC", "HEALTH", "REVISION"
+    );
+    for a in list["items"].as_array().into_iter().flatten() {
+        let sync = if a["suspended"].as_bool() == Some(true) {
+            "Suspended"
+        } else {
+            a["sync"].as_str().unwrap_or_default()
+        };
+        println!(
+            "{:<24} {:<10} {:<12} {:<8} {}",
+            a["name"].as_str().unwrap_or_default(),
+            sync,
+            a["health"].as_str().unwrap_or_default(),
+            short(a["revision"].as_str().unwrap_or_default()),
+            a["message"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
+/// `ferry sync|refresh|suspend|resume APP`.
+pub async fn action(server: &str, name: &str, action: &str, out: Output) -> Result<i32> {
+    let server = server.trim_end_matches('/');
+    let resp = call(
+        reqwest::Method::POST,
+        format!("{server}/api/v1/apps/{name}/{action}"),
+        None,
+    )
+    .await?;
+    match out {
+        Output::Json => println!("{resp}"),
+        Output::Text => println!("{name}: {action} requested"),
+    }
+    Ok(0)
+}
+
+/// `ferry history APP`.
+pub async fn history(server: &str, name: &str, out: Output) -> Result<i32> {
+    let server = server.trim_end_matches('/');
+    let resp = call(
+        reqwest::Method::GET,
+        format!("{server}/api/v1/apps/{name}/history"),
+        None,
+    )
+    .await?;
+    if out == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&resp)?);
+        return Ok(0);
+    }
+    println!(
+        "{:<6} {:<8} {:<9} {:<10} {:>8}  SUMMARY / MESSAGE",
+        "ID", "REVISION", "TRIGGER", "RESULT", "MS"
+    );
+    for e in resp["items"].as_array().into_iter().flatten() {
+        let s = &e["summary"];
+        let detail = match e["error"].as_str() {
+            Some(err) => err.to_string(),
+            None => format!(
+                "+{} ~{} -{}  {}",
+                s["create"],
+                s["update"],
+                s["prune"],
+                e["message"].as_str().unwrap_or_default()
+            ),
+        };
+        println!(
+            "{:<6} {:<8} {:<9} {:<10} {:>8}  {}",
+            e["id"],
+            short(e["revision"].as_str().unwrap_or_default()),
+            e["trigger"].as_str().unwrap_or_default(),
+            e["outcome"].as_str().unwrap_or_default(),
+            e["duration_ms"],
+            detail
+        );
+    }
+    Ok(0)
+}
+
+/// `ferry rollback APP TARGET`.
+pub async fn rollback(server: &str, name: &str, target: &str, out: Output) -> Result<i32> {
+    let server = server.trim_end_matches('/');
+    let resp = call(
+        reqwest::Method::POST,
+        format!("{server}/api/v1/apps/{name}/rollback"),
+        Some(serde_json::json!({ "target": target })),
+    )
+    .await?;
+    match out {
+        Output::Json => println!("{resp}"),
+        Output::Text => println!(
+            "{name}: rolling back to {} (pinned until `ferry resume {name}`)",
+            short(resp["revision"].as_str().unwrap_or(target))
+        ),
+    }
+    Ok(0)
+}

@@ -1,0 +1,1178 @@
+//! End-to-end tests of the `ferry` binary against the test bed (`eval "$(testbed/up)"`).
+//!
+//! Every test has its own namespace, Git repository, `FERRY_CACHE` and app names, and
+//! asserts exit codes, output and the cluster state read back through the API.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Fixture, configmap, deployment, resource};
+use ferry_model::{APP_LABEL, Action, ChangeSet, PRUNE_ANNOTATION};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+const SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
+";
+
+/// resourceVersions of the named objects of the test namespace.
+async fn versions(f: &Fixture, configmaps: &[&str]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for name in configmaps {
+        let cm = f.get::<ConfigMap>(name).await.expect("ConfigMap exists");
+        out.insert(format!("ConfigMap/{name}"), cm.resource_version().unwrap());
+    }
+    let svc = f.get::<Service>("web").await.expect("Service exists");
+    out.insert("Service/web".into(), svc.resource_version().unwrap());
+    let deploy = f.get::<Deployment>("web").await.expect("Deployment exists");
+    out.insert("Deployment/web".into(), deploy.resource_version().unwrap());
+    out
+}
+
+/// Create, re-apply without changes (nothing written), update one value, prune a removed object.
+#[tokio::test]
+async fn apply_creates_skips_unchanged_updates_and_prunes() {
+    let f = Fixture::new("e2e-life").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "hello")]));
+    f.repo.write("app/extra.yaml", &configmap("extra", &[]));
+    f.repo.write("app/svc.yaml", SERVICE);
+    f.repo
+        .write("app/deploy.yaml", &deployment("web", "web", "", ""));
+    let first = f.repo.commit("create");
+
+    // Create.
+    f.one_off("apply", &app, "app", &["--timeout", "60s"])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: all 4 object(s) healthy"))
+        .expect_stderr("applied: 4 to create, 0 to update, 0 to prune, 0 unchanged");
+    assert_eq!(
+        f.cm_value("cfg", "greeting").await.as_deref(),
+        Some("hello")
+    );
+    let cfg = f.get::<ConfigMap>("cfg").await.unwrap();
+    assert_eq!(cfg.labels().get(APP_LABEL), Some(&app));
+    let inv = f.inventory(&app).await.expect("inventory written");
+    assert_eq!(inv.revision, first);
+    assert_eq!(inv.names(), ["cfg", "extra", "web", "web"]);
+
+    // Unchanged: nothing is written, not even the inventory.
+    let before = versions(&f, &["cfg", "extra"]).await;
+    f.one_off("apply", &app, "app", &["--timeout", "60s"])
+        .await
+        .expect_code(0)
+        .expect_stderr("applied: 0 to create, 0 to update, 0 to prune, 4 unchanged");
+    assert_eq!(versions(&f, &["cfg", "extra"]).await, before);
+    assert_eq!(
+        f.inventory(&app).await.unwrap().resource_version,
+        inv.resource_version,
+        "an unchanged apply rewrote the inventory"
+    );
+
+    // Update: only the changed object is written.
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "hi")]));
+    let second = f.repo.commit("update");
+    f.one_off("apply", &app, "app", &["--timeout", "60s"])
+        .await
+        .expect_code(0)
+        .expect_stderr("~ update ConfigMap/")
+        .expect_stderr("applied: 0 to create, 1 to update, 0 to prune, 3 unchanged");
+    assert_eq!(f.cm_value("cfg", "greeting").await.as_deref(), Some("hi"));
+    let after = versions(&f, &["cfg", "extra"]).await;
+    for (object, rv) in &before {
+        if object == "ConfigMap/cfg" {
+            assert_ne!(&after[object], rv, "{object} was not updated");
+        } else {
+            assert_eq!(
+                &after[object], rv,
+                "{object} was written but did not change"
+            );
+        }
+    }
+    assert_eq!(f.inventory(&app).await.unwrap().revision, second);
+
+    // Prune: the object removed from Git is deleted and leaves the inventory.
+    f.repo.remove("app/extra.yaml");
+    f.repo.commit("remove extra");
+    f.one_off("apply", &app, "app", &["--timeout", "60s"])
+        .await
+        .expect_code(0)
+        .expect_stderr(&format!("- pruned ConfigMap/{}/extra", f.ns()))
+        .expect_stderr("applied: 0 to create, 0 to update, 1 to prune, 3 unchanged");
+    assert!(
+        f.get::<ConfigMap>("extra").await.is_none(),
+        "extra not pruned"
+    );
+    assert!(f.get::<ConfigMap>("cfg").await.is_some());
+    assert_eq!(
+        f.inventory(&app).await.unwrap().names(),
+        ["cfg", "web", "web"]
+    );
+
+    f.finish().await;
+}
+
+/// A CRD and an object of its kind in one apply: the CRD is established first.
+#[tokio::test]
+async fn crd_and_custom_resource_in_one_apply() {
+    let f = Fixture::new("e2e-crd").await;
+    let app = f.app("");
+    let group = format!("{}.ferry.test", f.ns());
+    let crd_name = format!("widgets.{group}");
+    f.delete_later(
+        ApiResource::erase::<CustomResourceDefinition>(&()),
+        None,
+        &crd_name,
+    );
+    f.repo.write(
+        "app/crd.yaml",
+        &format!(
+            "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: {crd_name}
+spec:
+  group: {group}
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size:
+                type: integer
+"
+        ),
+    );
+    f.repo.write(
+        "app/widget.yaml",
+        &format!(
+            "apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: gear\nspec:\n  size: 3\n"
+        ),
+    );
+    f.repo.commit("crd and widget");
+
+    // Through a ferry.yaml this time.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ferry.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apps:\n- name: {app}\n  source:\n    repo: {}\n    path: app\n  destination:\n    namespace: {}\n  wait:\n    timeout: 60s\n",
+            f.repo.path(),
+            f.ns()
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+
+    f.ferry(&["apply", "-f", file])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: all 2 object(s) healthy"));
+
+    let crd = Api::<CustomResourceDefinition>::all(f.client.clone())
+        .get(&crd_name)
+        .await
+        .expect("CRD exists");
+    let established = crd
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Established" && c.status == "True");
+    assert!(established, "CRD not established");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(
+        f.client.clone(),
+        f.ns(),
+        &resource(&format!("{group}/v1"), "Widget", "widgets"),
+    );
+    let gear = widgets.get("gear").await.expect("Widget gear exists");
+    assert_eq!(gear.data["spec"]["size"], 3);
+    assert_eq!(gear.labels().get(APP_LABEL), Some(&app));
+
+    // The second time round the kind is known and both are unchanged.
+    f.ferry(&["diff", "-f", file])
+        .await
+        .expect_code(0)
+        .expect_stdout("in sync (0 to create, 0 to update, 0 to prune, 2 unchanged)");
+
+    f.finish().await;
+}
+
+/// Cluster IPs from the bottom of the test bed's service range (10.0.0.0/24), which the
+/// API server keeps for static assignment; only this test uses them.
+const CLUSTER_IPS: [&str; 2] = ["10.0.0.12", "10.0.0.13"];
+
+/// A Service `web` with a fixed cluster IP.
+fn fixed_ip_service(ip: &str) -> String {
+    SERVICE.replace("spec:\n", &format!("spec:\n  clusterIP: {ip}\n"))
+}
+
+/// An immutable field change fails without --force and changes nothing; with --force the
+/// object is deleted and re-created.
+#[tokio::test]
+async fn immutable_field_change_needs_force() {
+    let f = Fixture::new("e2e-immut").await;
+    let app = f.app("");
+    f.repo
+        .write("app/deploy.yaml", &deployment("web", "web", "", ""));
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("v", "1")]));
+    f.repo
+        .write("app/svc.yaml", &fixed_ip_service(CLUSTER_IPS[0]));
+    f.repo.commit("v1");
+    f.one_off("apply", &app, "app", &["--timeout", "60s"])
+        .await
+        .expect_code(0);
+    let original = f.get::<Deployment>("web").await.unwrap();
+    let uid = original.uid().unwrap();
+
+    f.repo
+        .write("app/deploy.yaml", &deployment("web", "web-v2", "", ""));
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("v", "2")]));
+    f.repo.commit("new selector");
+
+    let run = f.one_off("apply", &app, "app", &["--timeout", "60s"]).await;
+    run.expect_error(&[
+        &format!("Deployment/{}/web", f.ns()),
+        "immutable",
+        "spec.selector",
+        "--force",
+    ]);
+    let now = f.get::<Deployment>("web").await.unwrap();
+    assert_eq!(
+        now.uid().unwrap(),
+        uid,
+        "Deployment was replaced without --force"
+    );
+    assert_eq!(
+        now.resource_version(),
+        original.resource_version(),
+        "Deployment was written"
+    );
+    assert_eq!(
+        f.cm_value("cfg", "v").await.as_deref(),
+        Some("1"),
+        "the ConfigMap was updated although the apply failed"
+    );
+
+    // diff shows the re-create.
+    f.one_off("diff", &app, "app", &[])
+        .await
+        .expect_code(1)
+        .expect_stdout(&format!("! recreate Deployment/{}/web", f.ns()));
+
+    f.one_off("apply", &app, "app", &["--timeout", "60s", "--force"])
+        .await
+        .expect_code(0)
+        .expect_stderr(&format!("! recreate Deployment/{}/web", f.ns()))
+        .expect_stdout("healthy");
+    let recreated = f.get::<Deployment>("web").await.unwrap();
+    assert_ne!(
+        recreated.uid().unwrap(),
+        uid,
+        "Deployment was not re-created"
+    );
+    let selector = recreated.spec.unwrap().selector.match_labels.unwrap();
+    assert_eq!(selector.get("app").map(String::as_str), Some("web-v2"));
+    assert_eq!(f.cm_value("cfg", "v").await.as_deref(), Some("2"));
+
+    // A Service's clusterIP: the API server words this one "may not change once set".
+    f.repo
+        .write("app/svc.yaml", &fixed_ip_service(CLUSTER_IPS[1]));
+    f.repo.commit("new cluster IP");
+    let svc_uid = f.get::<Service>("web").await.unwrap().uid().unwrap();
+    f.one_off("apply", &app, "app", &["--timeout", "60s"])
+        .await
+        .expect_error(&[&format!("Service/{}/web", f.ns()), "immutable", "clusterIP"]);
+    let svc = f.get::<Service>("web").await.unwrap();
+    assert_eq!(svc.uid().unwrap(), svc_uid);
+    assert_eq!(
+        svc.spec.unwrap().cluster_ip.as_deref(),
+        Some(CLUSTER_IPS[0])
+    );
+    f.one_off("apply", &app, "app", &["--timeout", "60s", "--force"])
+        .await
+        .expect_code(0)
+        .expect_stderr(&format!("! recreate Service/{}/web", f.ns()));
+    let svc = f.get::<Service>("web").await.unwrap();
+    assert_ne!(svc.uid().unwrap(), svc_uid, "Service was not re-created");
+    assert_eq!(
+        svc.spec.unwrap().cluster_ip.as_deref(),
+        Some(CLUSTER_IPS[1])
+    );
+
+    f.finish().await;
+}
+
+/// An object annotated `ferry.dev/prune: disabled` stays when it leaves Git.
+#[tokio::test]
+async fn prune_annotation_keeps_object() {
+    let f = Fixture::new("e2e-keep").await;
+    let app = f.app("");
+    f.repo.write(
+        "app/keep.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  annotations:\n    {PRUNE_ANNOTATION}: disabled\ndata:\n  k: v\n"
+        ),
+    );
+    f.repo
+        .write("app/drop.yaml", &configmap("drop", &[("k", "v")]));
+    f.repo
+        .write("app/stay.yaml", &configmap("stay", &[("k", "v")]));
+    f.repo.commit("three");
+    f.one_off("apply", &app, "app", &[]).await.expect_code(0);
+    assert_eq!(f.configmaps().await, ["drop", "keep", "stay"]);
+
+    f.repo.remove("app/keep.yaml");
+    f.repo.remove("app/drop.yaml");
+    f.repo.commit("remove two");
+    f.one_off("diff", &app, "app", &[])
+        .await
+        .expect_code(1)
+        .expect_stdout(&format!(
+            "? keep ConfigMap/{}/keep (annotated ferry.dev/prune: disabled)",
+            f.ns()
+        ))
+        .expect_stdout(&format!("- prune ConfigMap/{}/drop", f.ns()));
+    f.one_off("apply", &app, "app", &[])
+        .await
+        .expect_code(0)
+        .expect_stderr("0 to create, 0 to update, 1 to prune, 1 unchanged, 1 kept");
+    assert_eq!(f.configmaps().await, ["keep", "stay"]);
+    assert_eq!(f.inventory(&app).await.unwrap().names(), ["stay"]);
+
+    f.finish().await;
+}
+
+/// Two apps cannot claim one object: the second apply fails naming the owner and writes nothing.
+#[tokio::test]
+async fn two_apps_cannot_claim_one_object() {
+    let f = Fixture::new("e2e-claim").await;
+    let first = f.app("-a");
+    let second = f.app("-b");
+    f.repo
+        .write("a/shared.yaml", &configmap("shared", &[("from", "a")]));
+    f.repo
+        .write("b/shared.yaml", &configmap("shared", &[("from", "b")]));
+    f.repo.write("b/mine.yaml", &configmap("b-only", &[]));
+    f.repo.commit("two apps");
+    f.one_off("apply", &first, "a", &[]).await.expect_code(0);
+    let before = f.get::<ConfigMap>("shared").await.unwrap();
+
+    let run = f.one_off("apply", &second, "b", &[]).await;
+    run.expect_error(&[
+        &format!("ConfigMap/{}/shared", f.ns()),
+        &format!("app \"{first}\""),
+    ]);
+    assert_eq!(
+        f.configmaps().await,
+        ["shared"],
+        "the second app wrote objects"
+    );
+    let after = f.get::<ConfigMap>("shared").await.unwrap();
+    assert_eq!(after.resource_version(), before.resource_version());
+    assert_eq!(after.labels().get(APP_LABEL), Some(&first));
+    assert!(
+        f.inventory(&second).await.is_none(),
+        "the failed app wrote an inventory"
+    );
+
+    // diff reports the same conflict as an error.
+    f.one_off("diff", &second, "b", &[])
+        .await
+        .expect_error(&[&format!("app \"{first}\"")]);
+
+    f.finish().await;
+}
+
+/// An object that now belongs to another app is not pruned when it leaves this app's Git.
+#[tokio::test]
+async fn object_owned_by_another_app_is_not_pruned() {
+    let f = Fixture::new("e2e-owned").await;
+    let app = f.app("");
+    f.repo.write("app/mine.yaml", &configmap("mine", &[]));
+    f.repo.write("app/moved.yaml", &configmap("moved", &[]));
+    f.repo.commit("two");
+    f.one_off("apply", &app, "app", &[]).await.expect_code(0);
+
+    // Hand `moved` over to another app, then drop it from this app's Git.
+    let other = format!("{app}-other");
+    f.api::<ConfigMap>()
+        .patch(
+            "moved",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {APP_LABEL: other}}})),
+        )
+        .await
+        .unwrap();
+    f.repo.remove("app/moved.yaml");
+    f.repo.commit("moved to the other app");
+
+    f.one_off("diff", &app, "app", &[])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!(
+            "? keep ConfigMap/{}/moved (owned by app \"{other}\")",
+            f.ns()
+        ));
+    f.one_off("apply", &app, "app", &[])
+        .await
+        .expect_code(0)
+        .expect_stderr("0 to prune, 1 unchanged, 1 kept");
+    let moved = f.get::<ConfigMap>("moved").await.expect("moved was pruned");
+    assert_eq!(moved.labels().get(APP_LABEL), Some(&other));
+    assert_eq!(f.inventory(&app).await.unwrap().names(), ["mine"]);
+
+    f.finish().await;
+}
+
+/// A Deployment that becomes available: exit 0 and "healthy".
+#[tokio::test]
+async fn wait_succeeds_when_deployment_is_available() {
+    let f = Fixture::new("e2e-healthy").await;
+    let app = f.app("");
+    f.repo.write(
+        "app/deploy.yaml",
+        &deployment("web", "web", "", "").replace("replicas: 1", "replicas: 2"),
+    );
+    f.repo.write("app/svc.yaml", SERVICE);
+    f.repo.commit("web");
+    f.one_off("apply", &app, "app", &["--timeout", "60s"])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: all 2 object(s) healthy"));
+    let status = f.get::<Deployment>("web").await.unwrap().status.unwrap();
+    assert_eq!(status.available_replicas, Some(2));
+    assert_eq!(status.ready_replicas, Some(2));
+
+    f.finish().await;
+}
+
+/// A Job that fails: exit 1, the output names the Job and the reason.
+#[tokio::test]
+async fn wait_fails_on_failed_job() {
+    let f = Fixture::new("e2e-job").await;
+    let app = f.app("");
+    // Its pod can never be scheduled, so the Job fails when its deadline passes.
+    f.repo.write(
+        "app/job.yaml",
+        "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: doomed
+spec:
+  backoffLimit: 0
+  activeDeadlineSeconds: 2
+  template:
+    spec:
+      restartPolicy: Never
+      nodeSelector:
+        ferry.test/no-such-node: \"true\"
+      containers:
+      - name: main
+        image: registry.k8s.io/pause:3.10
+",
+    );
+    f.repo.write("app/cfg.yaml", &configmap("cfg", &[]));
+    f.repo.commit("doomed job");
+    let start = Instant::now();
+    let run = f.one_off("apply", &app, "app", &["--timeout", "60s"]).await;
+    run.expect_code(1)
+        .expect_stdout(&format!("{app}: failed:"))
+        .expect_stdout(&format!("Job/{}/doomed: Failed", f.ns()))
+        .expect_stdout("DeadlineExceeded");
+    assert!(
+        !run.stdout.contains("ConfigMap/"),
+        "a healthy object is listed as failed: {run}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(45),
+        "the wait did not stop at the failure"
+    );
+    // The apply itself happened.
+    assert!(f.get::<Job>("doomed").await.is_some());
+    assert!(f.get::<ConfigMap>("cfg").await.is_some());
+
+    f.finish().await;
+}
+
+/// A Deployment that exceeds its progress deadline: exit 1 with the controller's reason.
+#[tokio::test]
+async fn wait_fails_on_progress_deadline() {
+    let f = Fixture::new("e2e-deadline").await;
+    let app = f.app("");
+    f.repo.write(
+        "app/deploy.yaml",
+        &deployment(
+            "stuck",
+            "stuck",
+            "  progressDeadlineSeconds: 1\n",
+            "      nodeSelector:\n        ferry.test/no-such-node: \"true\"\n",
+        ),
+    );
+    f.repo.commit("stuck");
+    f.one_off("apply", &app, "app", &["--timeout", "60s"])
+        .await
+        .expect_code(1)
+        .expect_stdout(&format!("{app}: failed:"))
+        .expect_stdout(&format!("Deployment/{}/stuck: Failed", f.ns()))
+        .expect_stdout("ProgressDeadlineExceeded");
+
+    f.finish().await;
+}
+
+/// A wait that times out lists the objects that are not ready, and only those.
+#[tokio::test]
+async fn wait_timeout_lists_unready_objects() {
+    let f = Fixture::new("e2e-timeout").await;
+    let app = f.app("");
+    f.repo.write(
+        "app/deploy.yaml",
+        &deployment(
+            "stuck",
+            "stuck",
+            "",
+            "      nodeSelector:\n        ferry.test/no-such-node: \"true\"\n",
+        ),
+    );
+    f.repo.write("app/cfg.yaml", &configmap("cfg", &[]));
+    f.repo.commit("stuck");
+    let start = Instant::now();
+    let run = f.one_off("apply", &app, "app", &["--timeout", "3s"]).await;
+    let took = start.elapsed();
+    run.expect_code(1)
+        .expect_stdout(&format!("{app}: timed out waiting for health:"))
+        .expect_stdout(&format!(
+            "Deployment/{}/stuck: InProgress 0 of 1 replica available",
+            f.ns()
+        ));
+    assert!(
+        !run.stdout.contains("ConfigMap/"),
+        "a ready object is listed as unready: {run}"
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(30),
+        "--timeout 3s took {took:?}"
+    );
+
+    f.finish().await;
+}
+
+/// `ferry diff`: 0 in sync, 1 changes pending (nothing written), 2 on error.
+#[tokio::test]
+async fn diff_exit_codes() {
+    let f = Fixture::new("e2e-diff").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("k", "old")]));
+    f.repo.commit("one");
+
+    // Nothing applied yet: a create is pending.
+    f.one_off("diff", &app, "app", &[])
+        .await
+        .expect_code(1)
+        .expect_stdout(&format!("+ create ConfigMap/{}/cfg", f.ns()));
+    assert!(f.configmaps().await.is_empty(), "diff wrote an object");
+    assert!(f.inventory(&app).await.is_none(), "diff wrote an inventory");
+
+    f.one_off("apply", &app, "app", &[]).await.expect_code(0);
+    f.one_off("diff", &app, "app", &[])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: in sync"));
+
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("k", "new")]));
+    f.repo.commit("two");
+    let run = f.one_off("diff", &app, "app", &[]).await;
+    run.expect_code(1)
+        .expect_stdout(&format!("~ update ConfigMap/{}/cfg", f.ns()))
+        .expect_stdout("-  k: old")
+        .expect_stdout("+  k: new")
+        .expect_stdout("0 to create, 1 to update, 0 to prune, 0 unchanged");
+    assert_eq!(f.cm_value("cfg", "k").await.as_deref(), Some("old"));
+
+    f.repo.write(
+        "app/gadget.yaml",
+        "apiVersion: example.ferry.test/v1\nkind: Gadget\nmetadata:\n  name: g\n",
+    );
+    f.repo.commit("unknown kind");
+    f.one_off("diff", &app, "app", &[]).await.expect_error(&[
+        "gadget.yaml",
+        "Gadget",
+        "not known to the cluster",
+    ]);
+
+    f.finish().await;
+}
+
+/// `ferry diff --revision A --against B` compares two revisions without a cluster.
+#[tokio::test]
+async fn offline_preview_needs_no_cluster() {
+    let f = Fixture::new("e2e-preview").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("k", "1")]));
+    f.repo.write("app/same.yaml", &configmap("same", &[]));
+    let base = f.repo.commit("base");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("k", "2")]));
+    f.repo.write("app/new.yaml", &configmap("new", &[]));
+    let head = f.repo.commit("head");
+
+    let missing = tempfile::tempdir().unwrap();
+    let offline = f
+        .ferry
+        .with_kubeconfig(&missing.path().join("no-such-kubeconfig"));
+    let ns = f.ns().to_string();
+    let common = ["--repo", f.repo.path(), "--path", "app", "-n", &ns];
+
+    let mut args = vec!["diff", &app];
+    args.extend(common);
+    args.extend(["--revision", &head, "--against", &base]);
+    let run = offline.run(&args).await;
+    // Offline there is no discovery to tell namespaced kinds from cluster-scoped ones, so
+    // objects keep the namespace their manifest gives (none here).
+    run.expect_code(1)
+        .expect_line("~ update ConfigMap/", "/cfg")
+        .expect_line("+ create ConfigMap/", "/new")
+        .expect_stdout("1 to create, 1 to update, 0 to prune, 1 unchanged")
+        .expect_stderr("no cluster");
+    assert!(
+        !run.stdout.contains("/same\n"),
+        "unchanged object listed: {run}"
+    );
+
+    // The other way round, the new object is a prune.
+    let mut args = vec!["diff", &app];
+    args.extend(common);
+    args.extend(["--revision", &base, "--against", &head]);
+    offline
+        .run(&args)
+        .await
+        .expect_code(1)
+        .expect_line("- prune ConfigMap/", "/new");
+
+    let mut args = vec!["diff", &app];
+    args.extend(common);
+    args.extend(["--revision", &head, "--against", "main"]);
+    offline
+        .run(&args)
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: in sync"));
+
+    // The same kubeconfig does break commands that need the cluster.
+    let mut args = vec!["diff", &app];
+    args.extend(common);
+    offline.run(&args).await.expect_error(&["kubeconfig"]);
+    assert!(f.configmaps().await.is_empty());
+
+    f.finish().await;
+}
+
+/// `ferry diff --output json` prints a ChangeSet with the planned actions.
+#[tokio::test]
+async fn diff_json_is_a_changeset() {
+    let f = Fixture::new("e2e-json").await;
+    let app = f.app("");
+    f.repo.write("app/a.yaml", &configmap("a", &[("k", "1")]));
+    f.repo.write("app/b.yaml", &configmap("b", &[]));
+    f.repo.write("app/c.yaml", &configmap("c", &[]));
+    f.repo.commit("abc");
+    f.one_off("apply", &app, "app", &[]).await.expect_code(0);
+
+    f.repo.write("app/a.yaml", &configmap("a", &[("k", "2")]));
+    f.repo.remove("app/b.yaml");
+    f.repo.write("app/d.yaml", &configmap("d", &[]));
+    let sha = f.repo.commit("a changed, b removed, d added");
+
+    let run = f.one_off("diff", &app, "app", &["--output", "json"]).await;
+    run.expect_code(1);
+    let cs: ChangeSet = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not a ChangeSet: {e}\n{run}"));
+    assert_eq!(cs.app, app);
+    assert_eq!(cs.revision, sha);
+    let actions: BTreeMap<&str, Action> = cs
+        .changes
+        .iter()
+        .map(|c| (c.subject.name.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        actions,
+        BTreeMap::from([
+            ("a", Action::Update),
+            ("b", Action::Prune),
+            ("c", Action::Unchanged),
+            ("d", Action::Create),
+        ])
+    );
+    for c in &cs.changes {
+        assert_eq!(c.subject.kind, "ConfigMap");
+        assert_eq!(c.subject.namespace.as_deref(), Some(f.ns()));
+        assert_eq!(c.diff.is_empty(), c.action == Action::Unchanged, "{c:?}");
+    }
+    assert_eq!(
+        cs.changes.last().map(|c| c.action),
+        Some(Action::Prune),
+        "prunes come last"
+    );
+
+    f.finish().await;
+}
+
+/// `ferry apply --revision <older sha>` rolls back to the older content.
+#[tokio::test]
+async fn apply_revision_rolls_back() {
+    let f = Fixture::new("e2e-rollback").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("v", "1")]));
+    let old = f.repo.commit("v1");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("v", "2")]));
+    f.repo.write("app/added.yaml", &configmap("added", &[]));
+    let new = f.repo.commit("v2");
+
+    f.one_off("apply", &app, "app", &[]).await.expect_code(0);
+    assert_eq!(f.cm_value("cfg", "v").await.as_deref(), Some("2"));
+    assert_eq!(f.inventory(&app).await.unwrap().revision, new);
+
+    f.one_off("apply", &app, "app", &["--revision", &old])
+        .await
+        .expect_code(0)
+        .expect_stderr(&format!("{app}: 1 object(s) at {}", &old[..7]));
+    assert_eq!(f.cm_value("cfg", "v").await.as_deref(), Some("1"));
+    assert_eq!(
+        f.configmaps().await,
+        ["cfg"],
+        "the newer object was not pruned"
+    );
+    let inv = f.inventory(&app).await.unwrap();
+    assert_eq!(inv.revision, old);
+    assert_eq!(inv.names(), ["cfg"]);
+
+    // And forward again with the branch head.
+    f.one_off("apply", &app, "app", &[]).await.expect_code(0);
+    assert_eq!(f.cm_value("cfg", "v").await.as_deref(), Some("2"));
+    assert_eq!(f.configmaps().await, ["added", "cfg"]);
+
+    f.finish().await;
+}
+
+// --- bad input: one error line, exit 2, nothing written ---------------------------------
+
+/// Applies `path` of the fixture's repo as a new app and asserts exit 2, one error line
+/// containing `parts`, and that no object and no inventory were written. Returns the line.
+async fn apply_fails_writing_nothing(
+    f: &Fixture,
+    app: &str,
+    path: &str,
+    extra: &[&str],
+    parts: &[&str],
+) -> String {
+    let run = f.one_off("apply", app, path, extra).await;
+    let line = run.expect_error(parts).to_string();
+    assert!(
+        f.configmaps().await.is_empty(),
+        "objects were written: {run}"
+    );
+    assert!(
+        f.inventory(app).await.is_none(),
+        "an inventory was written: {run}"
+    );
+    line
+}
+
+/// Invalid YAML, an object without a name, duplicate objects and an unknown kind, each
+/// next to a valid ConfigMap that must not be applied either.
+#[tokio::test]
+async fn bad_manifests_are_rejected_writing_nothing() {
+    let f = Fixture::new("e2e-badyaml").await;
+    let ns = f.ns().to_string();
+    for dir in ["yaml", "noname", "dup", "kind"] {
+        f.repo
+            .write(&format!("{dir}/good.yaml"), &configmap("good", &[]));
+    }
+    f.repo.write(
+        "yaml/bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata: [unclosed\n",
+    );
+    f.repo.write(
+        "noname/noname.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels:\n    a: b\ndata: {}\n",
+    );
+    f.repo
+        .write("dup/one.yaml", &configmap("twice", &[("k", "1")]));
+    f.repo
+        .write("dup/two.yaml", &configmap("twice", &[("k", "2")]));
+    f.repo.write(
+        "kind/gadget.yaml",
+        "apiVersion: example.ferry.test/v1\nkind: Gadget\nmetadata:\n  name: g\n",
+    );
+    f.repo.commit("bad manifests");
+
+    // Invalid YAML: bad.yaml:<line>:<column>: …
+    let line = apply_fails_writing_nothing(&f, &f.app("-yaml"), "yaml", &[], &["bad.yaml:"]).await;
+    let rest = &line[line.find("bad.yaml:").unwrap() + "bad.yaml:".len()..];
+    let mut fields = rest.splitn(3, ':');
+    let row: u32 = fields
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no line number after bad.yaml: in {line:?}"));
+    let column: u32 = fields
+        .next()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no column after bad.yaml:{row}: in {line:?}"));
+    assert_eq!(row, 5, "{line}");
+    assert!(column >= 1, "{line}");
+
+    apply_fails_writing_nothing(
+        &f,
+        &f.app("-noname"),
+        "noname",
+        &[],
+        &["noname.yaml", "metadata.name"],
+    )
+    .await;
+
+    apply_fails_writing_nothing(
+        &f,
+        &f.app("-dup"),
+        "dup",
+        &[],
+        &[
+            &format!("duplicate object ConfigMap/{ns}/twice"),
+            "one.yaml",
+            "two.yaml",
+        ],
+    )
+    .await;
+
+    let line = apply_fails_writing_nothing(
+        &f,
+        &f.app("-kind"),
+        "kind",
+        &[],
+        &[
+            "gadget.yaml",
+            "Gadget",
+            "example.ferry.test/v1",
+            "not known to the cluster",
+        ],
+    )
+    .await;
+    assert_eq!(
+        line.matches("not known to the cluster").count(),
+        1,
+        "the cause is repeated: {line}"
+    );
+
+    f.finish().await;
+}
+
+/// An unknown ref, an unknown path and paths that leave the repository.
+#[tokio::test]
+async fn bad_source_is_rejected_writing_nothing() {
+    let f = Fixture::new("e2e-badsrc").await;
+    f.repo.write("app/good.yaml", &configmap("good", &[]));
+    f.repo.commit("one");
+    apply_fails_writing_nothing(
+        &f,
+        &f.app("-ref"),
+        "app",
+        &["--ref", "no-such-branch"],
+        &["ref \"no-such-branch\" not found"],
+    )
+    .await;
+    apply_fails_writing_nothing(
+        &f,
+        &f.app("-path"),
+        "no/such/dir",
+        &[],
+        &["\"no/such/dir\"", "does not exist"],
+    )
+    .await;
+    apply_fails_writing_nothing(&f, &f.app("-up"), "../", &[], &["\"../\"", "not allowed"]).await;
+    apply_fails_writing_nothing(
+        &f,
+        &f.app("-upup"),
+        "app/../..",
+        &[],
+        &["\"app/../..\"", "not allowed"],
+    )
+    .await;
+    f.finish().await;
+}
+
+/// A destination namespace that does not exist is an error (nothing written) unless the
+/// sync creates it: `--create-namespace`, or a Namespace object in the app.
+#[tokio::test]
+async fn missing_namespace_is_an_error_unless_created() {
+    let f = Fixture::new("e2e-nons").await;
+    let missing = format!("{}-new", f.ns());
+    let own = format!("{}-own", f.ns());
+    for ns in [&missing, &own] {
+        f.delete_later(ApiResource::erase::<Namespace>(&()), None, ns);
+    }
+    f.repo.write("app/cfg.yaml", &configmap("cfg", &[]));
+    f.repo.write(
+        "own/ns.yaml",
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {own}\n"),
+    );
+    f.repo.write(
+        "own/cfg.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: {own}\n"),
+    );
+    f.repo.commit("one");
+    let app = f.app("");
+    let namespaces: Api<Namespace> = Api::all(f.client.clone());
+    let base = ["--repo", f.repo.path(), "--path", "app", "-n", &missing];
+
+    for command in ["diff", "apply"] {
+        let mut args = vec![command, &app];
+        args.extend(base);
+        f.ferry(&args).await.expect_error(&[
+            &format!("ConfigMap/{missing}/cfg"),
+            &format!("namespace {missing} does not exist"),
+            "--create-namespace",
+        ]);
+    }
+    assert!(namespaces.get_opt(&missing).await.unwrap().is_none());
+    assert!(
+        f.inventory(&app).await.is_none(),
+        "an inventory was written"
+    );
+
+    let mut args = vec!["apply", &app];
+    args.extend(base);
+    args.push("--create-namespace");
+    f.ferry(&args).await.expect_code(0);
+    let cms: Api<ConfigMap> = Api::namespaced(f.client.clone(), &missing);
+    assert!(cms.get_opt("cfg").await.unwrap().is_some());
+
+    let own_app = f.app("-own");
+    f.ferry(&["apply", &own_app, "--repo", f.repo.path(), "--path", "own"])
+        .await
+        .expect_code(0)
+        .expect_stdout("all 2 object(s) healthy");
+    let cms: Api<ConfigMap> = Api::namespaced(f.client.clone(), &own);
+    assert!(cms.get_opt("cfg").await.unwrap().is_some());
+
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn unreachable_cluster_is_an_error() {
+    let f = Fixture::new("e2e-unreach").await;
+    f.repo.write("app/good.yaml", &configmap("good", &[]));
+    f.repo.commit("one");
+    let kubeconfig = f.kubeconfig_file(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: nowhere
+  cluster:
+    server: https://127.0.0.1:1
+    insecure-skip-tls-verify: true
+users:
+- name: nobody
+  user:
+    token: not-a-token
+contexts:
+- name: nowhere
+  context:
+    cluster: nowhere
+    user: nobody
+current-context: nowhere
+",
+    );
+    let app = f.app("");
+    let ns = f.ns().to_string();
+    let start = Instant::now();
+    let run = f
+        .ferry
+        .with_kubeconfig(kubeconfig.path())
+        .run(&[
+            "apply",
+            &app,
+            "--repo",
+            f.repo.path(),
+            "--path",
+            "app",
+            "-n",
+            &ns,
+        ])
+        .await;
+    run.expect_error(&["cannot reach the cluster", "127.0.0.1:1"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "giving up on an unreachable cluster took {:?}",
+        start.elapsed()
+    );
+    assert!(f.configmaps().await.is_empty());
+    assert!(f.inventory(&app).await.is_none());
+    f.finish().await;
+}
+
+/// With a service account that may only get and list, apply fails as forbidden and writes nothing.
+#[tokio::test]
+async fn forbidden_verb_is_an_error() {
+    let f = Fixture::new("e2e-rbac").await;
+    let ns = f.ns().to_string();
+    let app = f.app("");
+    f.repo.write("app/cfg.yaml", &configmap("cfg", &[]));
+    f.repo.commit("one");
+
+    let pp = PostParams::default();
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "reader"}})).unwrap();
+    f.api::<ServiceAccount>().create(&pp, &sa).await.unwrap();
+    let read_only = |name: &str, resources: &[&str]| -> Role {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": ["*"], "resources": resources, "verbs": ["get", "list"]}],
+        }))
+        .unwrap()
+    };
+    let binding = |name: &str| -> RoleBinding {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
+        }))
+        .unwrap()
+    };
+    f.api::<Role>()
+        .create(&pp, &read_only("read-only", &["*"]))
+        .await
+        .unwrap();
+    f.api::<RoleBinding>()
+        .create(&pp, &binding("read-only"))
+        .await
+        .unwrap();
+    // Reading inventories is allowed too, so that the failure is the write itself.
+    let system = ferry_model::SYSTEM_NAMESPACE;
+    let namespaces: Api<Namespace> = Api::all(f.client.clone());
+    if namespaces.get_opt(system).await.unwrap().is_none() {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": system}})).unwrap();
+        match namespaces.create(&pp, &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("creating {system}: {e}"),
+        }
+    }
+    let inventory_reader = format!("{ns}-inventory-reader");
+    for r in [
+        ApiResource::erase::<RoleBinding>(&()),
+        ApiResource::erase::<Role>(&()),
+    ] {
+        f.delete_later(r, Some(system), &inventory_reader);
+    }
+    Api::<Role>::namespaced(f.client.clone(), system)
+        .create(&pp, &read_only(&inventory_reader, &["configmaps"]))
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(f.client.clone(), system)
+        .create(&pp, &binding(&inventory_reader))
+        .await
+        .unwrap();
+
+    let token = f
+        .api::<ServiceAccount>()
+        .create_token_request(
+            "reader",
+            &pp,
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: vec![],
+                    expiration_seconds: Some(600),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .status
+        .expect("token issued")
+        .token;
+    let admin = kube::config::Kubeconfig::read().expect("test bed kubeconfig");
+    let cluster = admin
+        .clusters
+        .iter()
+        .find(|c| c.name == ferry_testkit::TESTBED_CONTEXT)
+        .and_then(|c| c.cluster.clone())
+        .expect("the test bed cluster in $KUBECONFIG");
+    let kubeconfig = f.kubeconfig_file(&format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: testbed
+  cluster:
+    server: {}
+    certificate-authority-data: {}
+users:
+- name: reader
+  user:
+    token: {token}
+contexts:
+- name: reader
+  context:
+    cluster: testbed
+    user: reader
+current-context: reader
+",
+        cluster.server.unwrap(),
+        cluster.certificate_authority_data.unwrap(),
+    ));
+
+    let limited = f.ferry.with_kubeconfig(kubeconfig.path());
+    let args = ["--repo", f.repo.path(), "--path", "app", "-n", &ns];
+    let mut apply = vec!["apply", &app];
+    apply.extend(args);
+    limited
+        .run(&apply)
+        .await
+        .expect_error(&["forbidden", &format!("ConfigMap/{ns}/cfg")]);
+    assert!(f.configmaps().await.is_empty(), "an object was written");
+    assert!(
+        f.inventory(&app).await.is_none(),
+        "an inventory was written"
+    );
+
+    f.finish().await;
+}

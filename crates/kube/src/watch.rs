@@ -1,0 +1,52 @@
+//! Watches on live objects, for drift detection (kube-runtime watchers, one per kind).
+
+use futures::{Stream, StreamExt};
+use kube::api::{Api, DynamicObject};
+use kube::runtime::watcher;
+use serde_json::Value;
+
+use crate::{Cluster, KubeError, Resolved};
+
+/// A change seen by a watch.
+#[derive(Clone, Debug)]
+pub enum WatchEvent {
+    /// An object was created or modified.
+    Changed(Value),
+    /// An object was deleted.
+    Deleted(Value),
+    /// The watch finished a (re)list; the objects listed came before it as `Changed`.
+    Resynced,
+}
+
+impl Cluster {
+    /// Watches every object of one kind, in all namespaces, that carries `label`
+    /// (a label selector). The stream retries on its own with backoff; errors are
+    /// yielded for logging and do not end it.
+    pub fn watch(
+        &self,
+        resolved: &Resolved,
+        label: &str,
+    ) -> impl Stream<Item = Result<WatchEvent, KubeError>> + Send + 'static {
+        let api: Api<DynamicObject> = Api::all_with(self.client().clone(), &resolved.resource);
+        let server = self.server().to_string();
+        let config = watcher::Config::default().labels(label);
+        kube::runtime::WatchStreamExt::default_backoff(watcher(api, config)).filter_map(
+            move |event| {
+                let server = server.clone();
+                async move {
+                    let to_value = |o: DynamicObject| serde_json::to_value(o).unwrap_or_default();
+                    match event {
+                        Ok(watcher::Event::Apply(o)) => Some(Ok(WatchEvent::Changed(to_value(o)))),
+                        Ok(watcher::Event::Delete(o)) => Some(Ok(WatchEvent::Deleted(to_value(o)))),
+                        Ok(watcher::Event::InitDone) => Some(Ok(WatchEvent::Resynced)),
+                        Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => None,
+                        Err(e) => Some(Err(KubeError::Unreachable {
+                            server,
+                            message: e.to_string(),
+                        })),
+                    }
+                }
+            },
+        )
+    }
+}
