@@ -50,6 +50,10 @@ pub struct Ctx {
     pub leader: watch::Receiver<bool>,
     /// Cancelled when the agent stops.
     pub shutdown: CancellationToken,
+    /// Application resources and their Events.
+    pub applications: crate::applications::Applications,
+    /// One Git polling loop per repository in use.
+    pub pollers: tokio::sync::Mutex<crate::poller::Pollers>,
     queue: mpsc::UnboundedSender<(String, Trigger)>,
     watches: tokio::sync::Mutex<crate::drift::Watches>,
     revisions: Mutex<HashMap<RepoKey, Revision>>,
@@ -71,9 +75,13 @@ pub fn context(
     sync_timeout: Duration,
     leader: watch::Receiver<bool>,
     shutdown: CancellationToken,
+    identity: &str,
 ) -> (Arc<Ctx>, mpsc::UnboundedReceiver<(String, Trigger)>) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let applications = crate::applications::Applications::new(cluster.client().clone(), identity);
     let ctx = Ctx {
+        applications,
+        pollers: Default::default(),
         cluster,
         facts,
         git,
@@ -340,6 +348,11 @@ async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
                         s.last_duration_ms = start.elapsed().as_millis() as u64;
                     })
                     .await;
+                if attempts == 1 {
+                    ctx.applications
+                        .event(name, true, &reason, message.clone())
+                        .await;
+                }
                 if attempts == 1 || !stalled {
                     record(
                         ctx,
@@ -446,6 +459,15 @@ async fn sync_once(
         if is_drift {
             ctx.metrics.drift_detected(name);
             info!(objects = drifted.len(), "drift detected");
+            let list: Vec<String> = drifted.iter().map(ToString::to_string).collect();
+            ctx.applications
+                .event(
+                    name,
+                    true,
+                    "DriftDetected",
+                    format!("differs from Git: {}", list.join(", ")),
+                )
+                .await;
             if !spec.self_heal {
                 ctx.store
                     .update(name, |s| {
@@ -487,6 +509,14 @@ async fn sync_once(
             changeset.clone(),
         );
         info!(revision = %rev.short_sha(), summary = %changeset.summary(), "applied");
+        ctx.applications
+            .event(
+                name,
+                false,
+                if is_drift { "DriftCorrected" } else { "Synced" },
+                format!("applied {}: {}", rev.short_sha(), changeset.summary()),
+            )
+            .await;
     }
     let desired = planned.desired();
     ctx.watches

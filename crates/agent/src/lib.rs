@@ -7,7 +7,9 @@
 //! With leader election only the lease holder reconciles.
 
 pub mod api;
+pub mod applications;
 pub mod controller;
+pub mod crd;
 pub mod drift;
 pub mod history;
 pub mod metrics;
@@ -59,8 +61,11 @@ pub enum AgentError {
 /// How to run the agent.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// The `ferry.yaml` listing the apps.
-    pub apps_file: PathBuf,
+    /// The `ferry.yaml` listing apps, if any.
+    pub apps_file: Option<PathBuf>,
+    /// Also take apps from `Application` resources: `Some(None)` in all namespaces,
+    /// `Some(Some(ns))` in one.
+    pub applications: Option<Option<String>>,
     /// HTTP listen address.
     pub listen: SocketAddr,
     /// Directory for the history store.
@@ -83,7 +88,10 @@ pub struct AgentConfig {
 
 /// Runs the agent until `shutdown` is cancelled (SIGTERM/SIGINT in the binary).
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
-    let file = FerryFile::load(&config.apps_file)?;
+    let file = match &config.apps_file {
+        Some(path) => FerryFile::load(path)?,
+        None => FerryFile::default(),
+    };
     let cluster = Cluster::connect(config.context.as_deref()).await?;
     let (kube_version, api_versions) = cluster.facts().await?;
     let history = History::open(&config.data_dir)?;
@@ -113,10 +121,18 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         config.sync_timeout,
         leader.clone(),
         shutdown.clone(),
+        &config.identity,
     );
 
-    let mut pollers = poller::Pollers::default();
-    pollers.sync(&ctx, &shutdown).await;
+    ctx.pollers.lock().await.sync(&ctx, &shutdown).await;
+    if let Some(namespace) = config.applications.clone() {
+        tokio::spawn(applications::watch(
+            ctx.clone(),
+            namespace,
+            shutdown.clone(),
+        ));
+        tokio::spawn(applications::write_statuses(ctx.clone(), shutdown.clone()));
+    }
     tokio::spawn(on_leadership(ctx.clone(), leader, shutdown.clone()));
 
     let app = api::router(api::Api {

@@ -94,6 +94,19 @@ pub enum Command {
     /// Run the pull-mode agent: poll Git, take webhooks, watch for drift and reconcile
     /// continuously; serves /api/v1, /metrics, /healthz, /readyz and /hooks/<provider>.
     Agent(AgentArgs),
+    /// Print (or apply) what runs the agent in a cluster: the Application CRD, RBAC,
+    /// a Deployment with leader election and a Service.
+    Install {
+        /// Apply to the current cluster instead of printing YAML.
+        #[arg(long)]
+        apply: bool,
+        /// Namespace for the agent.
+        #[arg(long, default_value = "ferry-system")]
+        namespace: String,
+        /// Container image of ferry.
+        #[arg(long, default_value = concat!("ghcr.io/ferry-dev/ferry:", env!("CARGO_PKG_VERSION")))]
+        image: String,
+    },
     /// List the agent's apps (or show one with its objects).
     Get {
         /// What to get: `apps`, or `app`.
@@ -145,9 +158,13 @@ pub struct AppAction {
 /// Flags of `ferry agent`.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The apps to reconcile.
-    #[arg(long, short = 'f', default_value = "ferry.yaml")]
-    pub file: std::path::PathBuf,
+    /// The apps to reconcile (default: ferry.yaml, unless --applications is given).
+    #[arg(long, short = 'f')]
+    pub file: Option<std::path::PathBuf>,
+    /// Also reconcile `Application` resources (ferry.dev/v1alpha1) in this namespace,
+    /// or `all` for every namespace (install the CRD with `ferry install`).
+    #[arg(long)]
+    pub applications: Option<String>,
     /// HTTP listen address (API, metrics, webhooks).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,

@@ -35,6 +35,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             None => diff(context, &app, revision.as_deref(), out).await,
         },
         Command::Agent(args) => agent::run(args, context).await,
+        Command::Install {
+            apply,
+            namespace,
+            image,
+        } => agent::install(context, apply, &namespace, &image).await,
         Command::Get { what, name, server } => {
             agent::get(&server.server, &what, name.as_deref(), out).await
         }
@@ -73,8 +78,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
 fn version(out: Output) -> Result<i32> {
     let v = env!("CARGO_PKG_VERSION");
     match out {
-        Output::Json => println!("{}", serde_json::json!({ "version": v })),
-        Output::Text => println!("ferry {v}"),
+        Output::Json => outln!("{}", serde_json::json!({ "version": v })),
+        Output::Text => outln!("ferry {v}"),
     }
     Ok(0)
 }
@@ -83,20 +88,21 @@ async fn cluster_info(context: Option<&str>, namespace: &str, out: Output) -> Re
     let cluster = Cluster::connect(context).await?;
     let info = cluster.info(namespace).await?;
     match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(&info)?),
         Output::Text => {
-            println!("server:     {}", info.server);
-            println!("version:    {}", info.version);
-            println!(
+            outln!("server:     {}", info.server);
+            outln!("version:    {}", info.version);
+            outln!(
                 "discovery:  {} API groups, {} resources",
-                info.groups, info.resources
+                info.groups,
+                info.resources
             );
             let perms: Vec<String> = info
                 .permissions
                 .iter()
                 .map(|(verb, ok)| format!("{verb}: {}", if *ok { "yes" } else { "no" }))
                 .collect();
-            println!("namespace {}: {}", info.namespace, perms.join(", "));
+            outln!("namespace {}: {}", info.namespace, perms.join(", "));
         }
     }
     Ok(0)
@@ -189,9 +195,9 @@ async fn render(args: &AppArgs, revision: Option<&str>, out: Output) -> Result<i
     match out {
         Output::Json => {
             let objects: Vec<_> = rendered.manifests.iter().map(|m| &m.object).collect();
-            println!("{}", serde_json::to_string_pretty(&objects)?);
+            outln!("{}", serde_json::to_string_pretty(&objects)?);
         }
-        Output::Text => print!("{}", ferry_render::to_yaml(&rendered.manifests)),
+        Output::Text => out!("{}", ferry_render::to_yaml(&rendered.manifests)),
     }
     Ok(0)
 }
@@ -296,7 +302,7 @@ async fn apply(
         _ => 0,
     };
     match out {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "app": app.name,
@@ -309,7 +315,7 @@ async fn apply(
             if let Some(h) = &health {
                 match h.outcome {
                     WaitOutcome::Healthy => {
-                        println!("{}: all {} object(s) healthy", app.name, h.objects.len())
+                        outln!("{}: all {} object(s) healthy", app.name, h.objects.len())
                     }
                     WaitOutcome::Failed | WaitOutcome::TimedOut => {
                         let why = if h.outcome == WaitOutcome::Failed {
@@ -317,14 +323,14 @@ async fn apply(
                         } else {
                             "timed out waiting for health"
                         };
-                        println!("{}: {why}:", app.name);
+                        outln!("{}: {why}:", app.name);
                         for (subject, health) in h.unready() {
-                            println!("  {subject}: {} {}", health.status, health.message);
+                            outln!("  {subject}: {} {}", health.status, health.message);
                         }
                     }
                 }
             } else {
-                println!(
+                outln!(
                     "{}: applied {} ({})",
                     app.name,
                     rendered.revision.short_sha(),

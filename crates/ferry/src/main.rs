@@ -1,6 +1,27 @@
 //! The `ferry` command: parses flags, dispatches to the library crates and maps
 //! results to exit codes (0 success / in sync, 1 changes pending or unhealthy, 2 error).
 
+/// `println!` that exits quietly when stdout is a closed pipe (`ferry render | head`).
+/// SIGPIPE stays ignored, as network code needs, so a broken pipe is an error to handle.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            crate::stdout_failed(e);
+        }
+    }};
+}
+
+/// `print!` with the same closed-pipe handling as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout().lock(), $($arg)*) {
+            crate::stdout_failed(e);
+        }
+    }};
+}
+
 mod cli;
 mod commands;
 
@@ -44,4 +65,13 @@ fn one_line(err: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+/// Ends the process after a failed write to stdout: quietly for a closed pipe.
+fn stdout_failed(err: std::io::Error) -> ! {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to stdout: {err}");
+    std::process::exit(2);
 }

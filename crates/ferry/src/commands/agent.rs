@@ -23,8 +23,15 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
             args.listen
         );
     }
+    let applications = args.applications.map(|ns| (ns != "all").then_some(ns));
+    let apps_file = match (args.file, &applications) {
+        (Some(f), _) => Some(f),
+        (None, None) => Some("ferry.yaml".into()),
+        (None, Some(_)) => None,
+    };
     let config = AgentConfig {
-        apps_file: args.file,
+        apps_file,
+        applications,
         listen: args.listen,
         data_dir: args.data_dir.unwrap_or_else(|| cache.join("agent")),
         git_cache: cache.join("git"),
@@ -88,19 +95,19 @@ pub async fn get(server: &str, what: &str, name: Option<&str>, out: Output) -> R
         )
         .await?;
         if out == Output::Json {
-            println!("{}", serde_json::to_string_pretty(&app)?);
+            outln!("{}", serde_json::to_string_pretty(&app)?);
             return Ok(0);
         }
-        println!("name:     {}", app["name"].as_str().unwrap_or_default());
-        println!("sync:     {}", app["sync"].as_str().unwrap_or_default());
-        println!("health:   {}", app["health"].as_str().unwrap_or_default());
-        println!(
+        outln!("name:     {}", app["name"].as_str().unwrap_or_default());
+        outln!("sync:     {}", app["sync"].as_str().unwrap_or_default());
+        outln!("health:   {}", app["health"].as_str().unwrap_or_default());
+        outln!(
             "revision: {} {}",
             short(app["revision"].as_str().unwrap_or_default()),
             app["message"].as_str().unwrap_or_default()
         );
         for c in app["conditions"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  {}={} {} {}",
                 c["type"].as_str().unwrap_or_default(),
                 c["status"].as_str().unwrap_or_default(),
@@ -110,7 +117,7 @@ pub async fn get(server: &str, what: &str, name: Option<&str>, out: Output) -> R
         }
         for o in app["objects"].as_array().into_iter().flatten() {
             let s = &o["subject"];
-            println!(
+            outln!(
                 "  {}/{} {}",
                 s["kind"].as_str().unwrap_or_default(),
                 s["name"].as_str().unwrap_or_default(),
@@ -126,12 +133,15 @@ pub async fn get(server: &str, what: &str, name: Option<&str>, out: Output) -> R
     )
     .await?;
     if out == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<24} {:<10} {:<12} {:<8} MESSAGE",
-        "NAME", "SYNC", "HEALTH", "REVISION"
+        "NAME",
+        "SYNC",
+        "HEALTH",
+        "REVISION"
     );
     for a in list["items"].as_array().into_iter().flatten() {
         let sync = if a["suspended"].as_bool() == Some(true) {
@@ -139,7 +149,7 @@ pub async fn get(server: &str, what: &str, name: Option<&str>, out: Output) -> R
         } else {
             a["sync"].as_str().unwrap_or_default()
         };
-        println!(
+        outln!(
             "{:<24} {:<10} {:<12} {:<8} {}",
             a["name"].as_str().unwrap_or_default(),
             sync,
@@ -161,8 +171,8 @@ pub async fn action(server: &str, name: &str, action: &str, out: Output) -> Resu
     )
     .await?;
     match out {
-        Output::Json => println!("{resp}"),
-        Output::Text => println!("{name}: {action} requested"),
+        Output::Json => outln!("{resp}"),
+        Output::Text => outln!("{name}: {action} requested"),
     }
     Ok(0)
 }
@@ -177,12 +187,16 @@ pub async fn history(server: &str, name: &str, out: Output) -> Result<i32> {
     )
     .await?;
     if out == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&resp)?);
+        outln!("{}", serde_json::to_string_pretty(&resp)?);
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<6} {:<8} {:<9} {:<10} {:>8}  SUMMARY / MESSAGE",
-        "ID", "REVISION", "TRIGGER", "RESULT", "MS"
+        "ID",
+        "REVISION",
+        "TRIGGER",
+        "RESULT",
+        "MS"
     );
     for e in resp["items"].as_array().into_iter().flatten() {
         let s = &e["summary"];
@@ -196,7 +210,7 @@ pub async fn history(server: &str, name: &str, out: Output) -> Result<i32> {
                 e["message"].as_str().unwrap_or_default()
             ),
         };
-        println!(
+        outln!(
             "{:<6} {:<8} {:<9} {:<10} {:>8}  {}",
             e["id"],
             short(e["revision"].as_str().unwrap_or_default()),
@@ -219,11 +233,43 @@ pub async fn rollback(server: &str, name: &str, target: &str, out: Output) -> Re
     )
     .await?;
     match out {
-        Output::Json => println!("{resp}"),
-        Output::Text => println!(
+        Output::Json => outln!("{resp}"),
+        Output::Text => outln!(
             "{name}: rolling back to {} (pinned until `ferry resume {name}`)",
             short(resp["revision"].as_str().unwrap_or(target))
         ),
+    }
+    Ok(0)
+}
+
+/// `ferry install`: prints the manifests, or applies them (CRD first, waited for).
+pub async fn install(
+    context: Option<&str>,
+    apply: bool,
+    namespace: &str,
+    image: &str,
+) -> Result<i32> {
+    let objects = ferry_agent::crd::install_manifests(namespace, image);
+    if !apply {
+        for o in &objects {
+            out!("---\n{}", ferry_engine::diff::to_yaml(o));
+        }
+        return Ok(0);
+    }
+    let cluster = ferry_kube::Cluster::connect(context).await?;
+    for o in &objects {
+        cluster.apply(o, false).await?;
+        let subject = ferry_kube::object_ref(o);
+        if subject.kind == "CustomResourceDefinition" {
+            ferry_engine::wait::established(
+                &cluster,
+                &[subject.clone()],
+                std::time::Duration::from_secs(60),
+            )
+            .await?;
+            cluster.refresh().await?;
+        }
+        eprintln!("applied {subject}");
     }
     Ok(0)
 }

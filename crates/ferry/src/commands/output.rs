@@ -23,7 +23,7 @@ impl ChangeSetView<'_> {
     /// Prints each changed object with its diff and a summary line (or the JSON ChangeSet).
     pub fn print(&self, out: Output) -> Result<()> {
         if out == Output::Json {
-            println!("{}", serde_json::to_string_pretty(self.0)?);
+            outln!("{}", serde_json::to_string_pretty(self.0)?);
             return Ok(());
         }
         let color = color();
@@ -35,24 +35,24 @@ impl ChangeSetView<'_> {
             if let Some(reason) = &change.reason {
                 line.push_str(&format!(" ({reason})"));
             }
-            println!("{line}");
+            outln!("{line}");
             if !change.diff.is_empty() {
                 let diff = if color {
                     colorize(&change.diff)
                 } else {
                     change.diff.clone()
                 };
-                print!("{diff}");
+                out!("{diff}");
                 if !diff.ends_with('\n') {
-                    println!();
+                    outln!();
                 }
             }
         }
         let summary = self.0.summary();
         if self.0.in_sync() {
-            println!("{}: in sync ({summary})", self.0.app);
+            outln!("{}: in sync ({summary})", self.0.app);
         } else {
-            println!("{}: {summary}", self.0.app);
+            outln!("{}: {summary}", self.0.app);
         }
         Ok(())
     }

@@ -201,7 +201,6 @@ impl std::fmt::Display for Run {
 /// The real `ferry` binary with its own cache directory (so its Git cache is the test's).
 pub struct Ferry {
     cache: TempDir,
-    kubeconfig: Option<PathBuf>,
 }
 
 impl Ferry {
@@ -209,7 +208,6 @@ impl Ferry {
     pub fn new() -> Self {
         Self {
             cache: tempfile::tempdir().expect("temporary FERRY_CACHE"),
-            kubeconfig: None,
         }
     }
 
@@ -224,7 +222,7 @@ impl Ferry {
 
     /// Runs `ferry args…` and collects its output.
     pub async fn run(&self, args: &[&str]) -> Run {
-        run(self.cache.path(), self.kubeconfig.as_deref(), args).await
+        run(self.cache.path(), None, args).await
     }
 }
 

@@ -1,0 +1,162 @@
+//! Apps defined as `Application` resources: a watch keeps the store in step with them,
+//! a writer mirrors each app's status into the status subresource, and sync and drift
+//! are recorded as Kubernetes Events on the resource.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::controller::Ctx;
+use crate::crd::{Application, ApplicationStatus};
+use crate::history::Trigger;
+
+/// The Application resources behind apps, and an Event recorder.
+pub struct Applications {
+    recorder: Recorder,
+    refs: RwLock<HashMap<String, ObjectReference>>,
+}
+
+impl Applications {
+    /// A recorder reporting as `ferry-agent` / `identity`.
+    pub fn new(client: kube::Client, identity: &str) -> Self {
+        let reporter = Reporter {
+            controller: "ferry-agent".into(),
+            instance: Some(identity.into()),
+        };
+        Self {
+            recorder: Recorder::new(client, reporter),
+            refs: Default::default(),
+        }
+    }
+
+    /// Records an Event on the app's Application (no-op for apps from a file).
+    pub async fn event(&self, app: &str, warning: bool, reason: &str, note: String) {
+        let Some(reference) = self.refs.read().await.get(app).cloned() else {
+            return;
+        };
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            warn!(%app, "cannot record event: {e}");
+        }
+    }
+}
+
+/// Keeps the store in step with Application resources (in `namespace`, or all).
+pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: CancellationToken) {
+    let client = ctx.cluster.client().clone();
+    let api: Api<Application> = match &namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let stream =
+        kube::runtime::WatchStreamExt::default_backoff(watcher(api, watcher::Config::default()));
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = stream.next() => e,
+        };
+        match event {
+            None => return,
+            Some(Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app))) => {
+                let name = app.name_any();
+                if let Err((field, message)) = app.spec.app.validate() {
+                    warn!(app = %name, "invalid Application: field {field}: {message}");
+                    continue;
+                }
+                let reference = app.object_ref(&());
+                ctx.applications
+                    .refs
+                    .write()
+                    .await
+                    .insert(name.clone(), reference);
+                let changed = ctx
+                    .store
+                    .get(&name)
+                    .await
+                    .is_none_or(|s| s.spec != app.spec.app);
+                if changed {
+                    info!(app = %name, "Application added or changed");
+                    ctx.store.upsert(&name, app.spec.app.clone()).await;
+                    ctx.store
+                        .update(&name, |s| s.suspended = app.spec.app.suspend)
+                        .await;
+                    ctx.pollers.lock().await.sync(&ctx, &ctx.shutdown).await;
+                    ctx.enqueue(&name, Trigger::Startup);
+                }
+            }
+            Some(Ok(watcher::Event::Delete(app))) => {
+                let name = app.name_any();
+                info!(app = %name, "Application deleted");
+                ctx.applications.refs.write().await.remove(&name);
+                ctx.store.remove(&name).await;
+                ctx.metrics.remove_app(&name);
+                ctx.pollers.lock().await.sync(&ctx, &ctx.shutdown).await;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => warn!("Application watch: {e}"),
+        }
+    }
+}
+
+/// Mirrors app statuses into Application status subresources (leader only).
+pub async fn write_statuses(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut changes = ctx.store.subscribe();
+    let mut written: HashMap<String, ApplicationStatus> = HashMap::new();
+    loop {
+        let name = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            n = changes.recv() => match n {
+                Ok(n) => n,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
+        };
+        if !*ctx.leader.borrow() {
+            continue;
+        }
+        let Some(reference) = ctx.applications.refs.read().await.get(&name).cloned() else {
+            continue;
+        };
+        let Some(app) = ctx.store.get(&name).await else {
+            continue;
+        };
+        let status = ApplicationStatus::from(&app);
+        if written.get(&name) == Some(&status) {
+            continue;
+        }
+        let api: Api<Application> = Api::namespaced(
+            ctx.cluster.client().clone(),
+            reference.namespace.as_deref().unwrap_or("default"),
+        );
+        let patch = serde_json::json!({ "status": status });
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                written.insert(name, status);
+            }
+            Err(e) => warn!(app = %name, "cannot write status: {e}"),
+        }
+    }
+}

@@ -1,0 +1,950 @@
+//! Integration tests of pull mode: the real `ferry agent` binary as a child process against
+//! the test bed (`eval "$(testbed/up)"`).
+//!
+//! Every test has its own Git repository, namespace, app names, `FERRY_CACHE`, data
+//! directory and port; the agent is killed when the test ends and its log is printed when
+//! the test fails. Tests assert what the cluster holds, read back through the API, and
+//! print the latencies they see (`latency:` lines, shown with `--nocapture`).
+
+mod agent_common;
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use agent_common::{
+    Agent, AgentHome, WAIT, app_entry, apps_file, condition, eventually, github_signature, stays,
+};
+use common::{Fixture, configmap, deployment};
+use ferry_model::APP_LABEL;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+
+const SECRET: &str = "s3cret-for-tests";
+
+/// A one-app `ferry.yaml` for the fixture's repository (`path` app) and namespace.
+fn one_app(f: &Fixture, app: &str, interval: &str, extra: &str) -> String {
+    apps_file(&[app_entry(
+        app,
+        f.repo.path(),
+        "app",
+        f.ns(),
+        interval,
+        extra,
+    )])
+}
+
+/// Waits until ConfigMap `name` has `data[key] == want` (`None`: the ConfigMap or key is
+/// missing); returns how long that took.
+async fn wait_value(f: &Fixture, name: &str, key: &str, want: Option<&str>) -> Duration {
+    eventually(
+        &format!("ConfigMap {name} {key}={want:?} in {}", f.ns()),
+        WAIT,
+        || async move { f.cm_value(name, key).await.as_deref() == want },
+    )
+    .await
+}
+
+/// Patches `data[key]` of a ConfigMap as another field manager would (a live edit).
+async fn edit_value(f: &Fixture, name: &str, key: &str, value: &str) {
+    f.api::<ConfigMap>()
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some("kubectl-edit".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({ "data": { key: value } })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("patching ConfigMap {name}: {e}"));
+}
+
+/// `ferry <args…> --server <agent>`.
+async fn cli(f: &Fixture, agent: &Agent, args: &[&str]) -> common::Run {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--server", &agent.url]);
+    f.ferry(&all).await
+}
+
+/// A push event as GitHub sends it, for the fixture's repository.
+fn push_body(f: &Fixture, after: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "ref": "refs/heads/main",
+        "after": after,
+        "repository": {
+            "clone_url": f.repo.path(),
+            "html_url": format!("file://{}", f.repo.path()),
+        },
+    }))
+    .unwrap()
+}
+
+/// A value of the agent's `/metrics`, by the series' full text (name and labels).
+async fn metric(agent: &Agent, series: &str) -> Option<f64> {
+    let (status, text) = agent.get_text("/metrics").await;
+    assert_eq!(status, 200, "GET /metrics: {text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// History entries of `app` with this revision, trigger and outcome.
+fn entries<'h>(history: &'h [Value], revision: &str, trigger: &str) -> Vec<&'h Value> {
+    history
+        .iter()
+        .filter(|e| e["revision"] == revision && e["trigger"] == trigger)
+        .collect()
+}
+
+/// The names of the ConfigMaps labelled as objects of `app` in the test namespace.
+async fn labelled_configmaps(f: &Fixture, app: &str) -> Vec<String> {
+    let list = f
+        .api::<ConfigMap>()
+        .list(&ListParams::default().labels(&format!("{APP_LABEL}={app}")))
+        .await
+        .expect("listing ConfigMaps");
+    let mut names: Vec<String> = list.items.iter().map(|c| c.name_any()).collect();
+    names.sort();
+    names
+}
+
+async fn uid(f: &Fixture, name: &str) -> String {
+    f.get::<ConfigMap>(name)
+        .await
+        .unwrap_or_else(|| panic!("ConfigMap {name} exists"))
+        .uid()
+        .expect("a uid")
+}
+
+/// A commit is applied by the Git poll within the app's interval (1 s), shows in the
+/// status, `ferry get apps`, `ferry history` and `/metrics`.
+#[tokio::test]
+async fn poll_applies_a_new_commit() {
+    let f = Fixture::new("ag-poll").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    let first = f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
+    let agent = Agent::start(&home, "agent", &[]).await;
+
+    let startup = wait_value(&f, "cfg", "greeting", Some("one")).await;
+    eprintln!("latency: agent ready → first revision applied: {startup:?}");
+    agent
+        .wait_app(&app, "Synced at the first commit", |s| {
+            s["sync"] == "Synced" && s["revision"] == first.as_str()
+        })
+        .await;
+
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    let second = f.repo.commit("two");
+    let latency = wait_value(&f, "cfg", "greeting", Some("two")).await;
+    eprintln!("latency: poll (interval 1s) commit → applied: {latency:?}");
+    assert!(
+        latency < Duration::from_secs(10),
+        "a 1 s poll took {latency:?} to apply a commit"
+    );
+    let status = agent
+        .wait_app(&app, "Synced at the second commit", |s| {
+            s["sync"] == "Synced" && s["revision"] == second.as_str()
+        })
+        .await;
+    assert_eq!(status["health"], "Current");
+    assert_eq!(status["message"], "two");
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert_eq!(
+        f.inventory(&app).await.expect("inventory").revision,
+        second,
+        "the inventory records the applied revision"
+    );
+
+    cli(&f, &agent, &["get", "apps"])
+        .await
+        .expect_code(0)
+        .expect_line(&app, "two")
+        .expect_stdout(&format!("Synced     Current      {}", &second[..7]));
+    let history = agent.history(&app).await;
+    assert_eq!(
+        entries(&history, &first, "startup").len(),
+        1,
+        "{history:#?}"
+    );
+    let polled = entries(&history, &second, "poll");
+    assert_eq!(polled.len(), 1, "{history:#?}");
+    assert_eq!(polled[0]["outcome"], "succeeded");
+    cli(&f, &agent, &["history", &app])
+        .await
+        .expect_code(0)
+        .expect_stdout(&second[..7])
+        .expect_stdout("poll");
+    let synced = metric(
+        &agent,
+        &format!("ferry_sync_total{{app=\"{app}\",result=\"success\"}}"),
+    )
+    .await;
+    assert!(
+        synced.is_some_and(|n| n >= 2.0),
+        "ferry_sync_total: {synced:?}"
+    );
+    f.finish().await;
+}
+
+/// With a 1 h poll interval only a webhook can bring a commit in: a signed GitHub push
+/// is applied at once.
+#[tokio::test]
+async fn webhook_applies_a_new_commit() {
+    let f = Fixture::new("ag-hook").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1h", ""));
+    let agent = Agent::start(&home, "agent", &["--webhook-secret", SECRET]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    let second = f.repo.commit("two");
+    stays(
+        "no poll picks the commit up",
+        Duration::from_secs(2),
+        || async { f.cm_value("cfg", "greeting").await.as_deref() == Some("one") },
+    )
+    .await;
+
+    let body = push_body(&f, &second);
+    let sig = github_signature(SECRET, &body);
+    let sent = Instant::now();
+    let (status, resp) = agent
+        .post(
+            "/hooks/github",
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+            &body,
+        )
+        .await;
+    assert_eq!(status, 202, "{resp}");
+    assert_eq!(resp["repositories"], 1, "{resp}");
+    wait_value(&f, "cfg", "greeting", Some("two")).await;
+    let latency = sent.elapsed();
+    eprintln!("latency: webhook → applied (commit → applied): {latency:?}");
+    assert!(latency < Duration::from_secs(10), "{latency:?}");
+    let history = agent.history(&app).await;
+    assert_eq!(
+        entries(&history, &second, "webhook").len(),
+        1,
+        "{history:#?}"
+    );
+    assert_eq!(
+        metric(
+            &agent,
+            "ferry_webhook_requests_total{provider=\"github\",result=\"accepted\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    f.finish().await;
+}
+
+/// Good signature 202; wrong or missing signature 401 and nothing happens; malformed JSON
+/// with a good signature 400; a push of another repository is accepted but queues nothing.
+#[tokio::test]
+async fn webhook_signatures_are_checked() {
+    let f = Fixture::new("ag-sig").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1h", ""));
+    let agent = Agent::start(&home, "agent", &["--webhook-secret", SECRET]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    let second = f.repo.commit("two");
+    let body = push_body(&f, &second);
+
+    let wrong = github_signature("not-the-secret", &body);
+    let (status, resp) = agent
+        .post(
+            "/hooks/github",
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &wrong)],
+            &body,
+        )
+        .await;
+    assert_eq!(status, 401, "wrong signature: {resp}");
+    let (status, resp) = agent
+        .post("/hooks/github", &[("X-GitHub-Event", "push")], &body)
+        .await;
+    assert_eq!(status, 401, "missing signature: {resp}");
+    let malformed = b"{\"ref\": \"refs/heads/main\", \"repository\": ";
+    let sig = github_signature(SECRET, malformed);
+    let (status, resp) = agent
+        .post(
+            "/hooks/github",
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+            malformed,
+        )
+        .await;
+    assert_eq!(status, 400, "malformed JSON: {resp}");
+    let other = serde_json::to_vec(&json!({
+        "ref": "refs/heads/main",
+        "after": second,
+        "repository": { "clone_url": "https://git.example.com/someone/else.git" },
+    }))
+    .unwrap();
+    let sig = github_signature(SECRET, &other);
+    let (status, resp) = agent
+        .post(
+            "/hooks/github",
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+            &other,
+        )
+        .await;
+    assert_eq!(status, 202, "another repository: {resp}");
+    assert_eq!(resp["repositories"], 0, "{resp}");
+
+    stays(
+        "refused webhooks trigger nothing",
+        Duration::from_secs(4),
+        || async { f.cm_value("cfg", "greeting").await.as_deref() == Some("one") },
+    )
+    .await;
+    assert!(
+        entries(&agent.history(&app).await, &second, "webhook").is_empty(),
+        "a refused webhook synced"
+    );
+    let count = |result: &str| {
+        format!("ferry_webhook_requests_total{{provider=\"github\",result=\"{result}\"}}")
+    };
+    assert_eq!(metric(&agent, &count("unauthorized")).await, Some(2.0));
+    assert_eq!(metric(&agent, &count("bad_request")).await, Some(1.0));
+
+    let sig = github_signature(SECRET, &body);
+    let (status, resp) = agent
+        .post(
+            "/hooks/github",
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+            &body,
+        )
+        .await;
+    assert_eq!(status, 202, "good signature: {resp}");
+    let latency = wait_value(&f, "cfg", "greeting", Some("two")).await;
+    eprintln!("latency: webhook → applied: {latency:?}");
+    f.finish().await;
+}
+
+/// A scaled Deployment, an edited ConfigMap and a deleted ConfigMap are restored by the
+/// drift watch (the poll interval is 1 h, so only the watch can notice).
+#[tokio::test]
+async fn live_changes_are_healed() {
+    let f = Fixture::new("ag-heal").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    f.repo
+        .write("app/deploy.yaml", &deployment("web", "web", "", ""));
+    f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1h", ""));
+    let agent = Agent::start(&home, "agent", &[]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    agent
+        .wait_app(&app, "Synced with 2 objects", |s| {
+            s["sync"] == "Synced" && s["inventory"] == 2
+        })
+        .await;
+
+    // kubectl scale deployment web --replicas=3
+    let deployments = f.api::<Deployment>();
+    let scaled = deployments
+        .patch_scale(
+            "web",
+            &PatchParams {
+                field_manager: Some("kubectl".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({ "spec": { "replicas": 3 } })),
+        )
+        .await
+        .expect("scaling the Deployment");
+    assert_eq!(scaled.spec.and_then(|s| s.replicas), Some(3));
+    let scale = eventually("the Deployment scaled back to 1", WAIT, || async {
+        let d = deployments
+            .get("web")
+            .await
+            .expect("reading the Deployment");
+        d.spec.and_then(|s| s.replicas) == Some(1)
+    })
+    .await;
+    eprintln!("latency: drift → healed (kubectl scale): {scale:?}");
+
+    let before = uid(&f, "cfg").await;
+    edit_value(&f, "cfg", "greeting", "tampered").await;
+    let edit = wait_value(&f, "cfg", "greeting", Some("one")).await;
+    eprintln!("latency: drift → healed (ConfigMap edit, 2nd heal within 10 s): {edit:?}");
+    assert_eq!(uid(&f, "cfg").await, before, "the edit was healed in place");
+
+    f.api::<ConfigMap>()
+        .delete("cfg", &DeleteParams::default())
+        .await
+        .expect("deleting the ConfigMap");
+    let recreate = eventually("the deleted ConfigMap re-created", WAIT, || async {
+        f.get::<ConfigMap>("cfg")
+            .await
+            .is_some_and(|c| c.uid().as_deref() != Some(before.as_str()))
+    })
+    .await;
+    eprintln!("latency: drift → healed (ConfigMap deleted, 3rd heal within 10 s): {recreate:?}");
+    assert_eq!(f.cm_value("cfg", "greeting").await.as_deref(), Some("one"));
+
+    let history = agent.history(&app).await;
+    let drift = history.iter().filter(|e| e["trigger"] == "drift").count();
+    assert!(drift >= 3, "expected 3 drift syncs: {history:#?}");
+    let detected = metric(
+        &agent,
+        &format!("ferry_drift_detected_total{{app=\"{app}\"}}"),
+    )
+    .await;
+    assert!(detected.is_some_and(|n| n >= 3.0), "{detected:?}");
+    agent
+        .wait_app(&app, "Synced after healing", |s| s["sync"] == "Synced")
+        .await;
+    f.finish().await;
+}
+
+/// With `selfHeal: false` a live edit stays, the app reports OutOfSync with the drifted
+/// object, and `ferry sync` restores it.
+#[tokio::test]
+async fn self_heal_off_reports_drift_until_sync() {
+    let f = Fixture::new("ag-noheal").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    f.repo.write("app/other.yaml", &configmap("other", &[]));
+    f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1h", "    selfHeal: false\n"));
+    let agent = Agent::start(&home, "agent", &[]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    agent
+        .wait_app(&app, "Synced", |s| s["sync"] == "Synced")
+        .await;
+
+    edit_value(&f, "cfg", "greeting", "tampered").await;
+    let status = agent
+        .wait_app(&app, "OutOfSync with cfg drifted", |s| {
+            s["sync"] == "OutOfSync"
+                && s["drifted"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|o| o["name"] == "cfg"))
+        })
+        .await;
+    let drifted = status["drifted"].as_array().unwrap();
+    assert_eq!(drifted.len(), 1, "only cfg drifted: {drifted:?}");
+    assert_eq!(drifted[0]["kind"], "ConfigMap");
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    assert_eq!(condition(&status, "Ready")["reason"], "OutOfSync");
+    stays("the edit stays", Duration::from_secs(3), || async {
+        f.cm_value("cfg", "greeting").await.as_deref() == Some("tampered")
+    })
+    .await;
+
+    f.api::<ConfigMap>()
+        .delete("other", &DeleteParams::default())
+        .await
+        .expect("deleting a ConfigMap");
+    agent
+        .wait_app(&app, "both objects drifted", |s| {
+            s["drifted"].as_array().is_some_and(|d| d.len() == 2)
+        })
+        .await;
+    assert!(
+        f.get::<ConfigMap>("other").await.is_none(),
+        "not re-created"
+    );
+    cli(&f, &agent, &["get", "apps"])
+        .await
+        .expect_code(0)
+        .expect_stdout("OutOfSync");
+
+    cli(&f, &agent, &["sync", &app])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: sync requested"));
+    let healed = wait_value(&f, "cfg", "greeting", Some("one")).await;
+    eprintln!("latency: `ferry sync` → drift healed: {healed:?}");
+    assert!(f.get::<ConfigMap>("other").await.is_some(), "re-created");
+    let status = agent
+        .wait_app(&app, "Synced after ferry sync", |s| s["sync"] == "Synced")
+        .await;
+    assert_eq!(status["drifted"], json!([]));
+    let history = agent.history(&app).await;
+    assert!(
+        history.iter().any(|e| e["trigger"] == "manual"),
+        "{history:#?}"
+    );
+    f.finish().await;
+}
+
+/// A failing app (missing path; an unknown kind) does not stop a healthy one, and reports
+/// why through `ferry get app -o json`.
+#[tokio::test]
+async fn failing_apps_report_why_and_do_not_block_others() {
+    let f = Fixture::new("ag-fail").await;
+    let good = f.app("-good");
+    let missing = f.app("-missing");
+    let unknown = f.app("-unknown");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    f.repo.write(
+        "bad/widget.yaml",
+        "apiVersion: widgets.example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec: {}\n",
+    );
+    f.repo.commit("one");
+    let repo = f.repo.path();
+    let home = AgentHome::new(&apps_file(&[
+        app_entry(&missing, repo, "does-not-exist", f.ns(), "1s", ""),
+        app_entry(&good, repo, "app", f.ns(), "1s", ""),
+        app_entry(&unknown, repo, "bad", f.ns(), "1s", ""),
+    ]));
+    let agent = Agent::start(&home, "agent", &[]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    agent
+        .wait_app(&good, "Synced and Current", |s| {
+            s["sync"] == "Synced" && s["health"] == "Current"
+        })
+        .await;
+
+    for (app, reasons, mention) in [
+        (
+            &missing,
+            &["SourceFailed", "RenderFailed"][..],
+            "does-not-exist",
+        ),
+        (&unknown, &["ApplyFailed", "RenderFailed"][..], "Widget"),
+    ] {
+        agent
+            .wait_app(app, "Ready=False", |s| {
+                condition(s, "Ready")["status"] == "False"
+            })
+            .await;
+        let run = cli(&f, &agent, &["get", "app", app, "-o", "json"]).await;
+        run.expect_code(0);
+        let status: Value = serde_json::from_str(&run.stdout).expect("JSON on stdout");
+        let ready = condition(&status, "Ready");
+        let reason = ready["reason"].as_str().unwrap_or_default();
+        let message = ready["message"].as_str().unwrap_or_default();
+        assert!(
+            reasons.contains(&reason),
+            "{app}: reason {reason:?}, expected one of {reasons:?}: {status:#}"
+        );
+        assert!(
+            message.contains(mention),
+            "{app}: the message does not name {mention:?}: {message:?}"
+        );
+        assert_ne!(status["sync"], "Synced", "{app}: {status:#}");
+        let history = agent.history(app).await;
+        assert!(
+            history
+                .iter()
+                .any(|e| e["outcome"] == "failed" && e["error"].as_str().is_some()),
+            "{app}: no failed history entry: {history:#?}"
+        );
+    }
+    let run = cli(&f, &agent, &["get", "app", &good, "-o", "json"]).await;
+    let status: Value = serde_json::from_str(&run.stdout).expect("JSON on stdout");
+    assert_eq!(status["sync"], "Synced");
+    assert_eq!(status["health"], "Current");
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    let list = cli(&f, &agent, &["get", "apps"]).await;
+    list.expect_code(0);
+    for app in [&good, &missing, &unknown] {
+        list.expect_stdout(app);
+    }
+    assert_eq!(labelled_configmaps(&f, &good).await, ["cfg"]);
+    f.finish().await;
+}
+
+/// SIGKILL (right after a commit, possibly mid-sync) and a restart on the same data
+/// directory: history survives, objects keep their uids, and the agent converges again.
+#[tokio::test]
+async fn sigkill_and_restart_keep_history_and_objects() {
+    let f = Fixture::new("ag-kill").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    f.repo.write("app/other.yaml", &configmap("other", &[]));
+    let first = f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
+    let mut agent = Agent::start(&home, "agent", &[]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    let second = f.repo.commit("two");
+    wait_value(&f, "cfg", "greeting", Some("two")).await;
+    let before = eventually_history(&agent, &app, 2).await;
+    let uids = (uid(&f, "cfg").await, uid(&f, "other").await);
+
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "three")]));
+    let third = f.repo.commit("three");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    agent.kill();
+
+    let restarted = Agent::start(&home, "agent", &[]).await;
+    let after = restarted.history(&app).await;
+    for entry in &before {
+        assert!(
+            after.contains(entry),
+            "history entry lost in the restart: {entry:#}\nnow: {after:#?}"
+        );
+    }
+    assert_eq!(entries(&before, &first, "startup").len(), 1, "{before:#?}");
+    assert_eq!(entries(&before, &second, "poll").len(), 1, "{before:#?}");
+    cli(&f, &restarted, &["history", &app])
+        .await
+        .expect_code(0)
+        .expect_stdout(&first[..7])
+        .expect_stdout(&second[..7]);
+
+    wait_value(&f, "cfg", "greeting", Some("three")).await;
+    restarted
+        .wait_app(&app, "Synced at the third commit", |s| {
+            s["sync"] == "Synced" && s["revision"] == third.as_str()
+        })
+        .await;
+    assert_eq!(
+        (uid(&f, "cfg").await, uid(&f, "other").await),
+        uids,
+        "objects were re-created"
+    );
+    assert_eq!(f.configmaps().await, ["cfg", "other"]);
+    let inventory = f.inventory(&app).await.expect("inventory");
+    assert_eq!(inventory.revision, third);
+    assert_eq!(inventory.names(), ["cfg", "other"], "no duplicates");
+    let history = restarted.history(&app).await;
+    let ids: BTreeSet<u64> = history.iter().filter_map(|e| e["id"].as_u64()).collect();
+    assert_eq!(
+        ids.len(),
+        history.len(),
+        "history ids are unique: {history:#?}"
+    );
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| e["revision"] == third.as_str() && e["outcome"] == "succeeded")
+            .count(),
+        1,
+        "the third commit was applied once: {history:#?}"
+    );
+
+    // The restarted agent watches again: a live edit is healed.
+    edit_value(&f, "other", "k", "v").await;
+    eventually("the edit after restart healed", WAIT, || async {
+        f.get::<ConfigMap>("other")
+            .await
+            .is_some_and(|c| c.data.unwrap_or_default().is_empty())
+    })
+    .await;
+    f.finish().await;
+}
+
+/// Waits until `app` has at least `at_least` history entries; returns them.
+async fn eventually_history(agent: &Agent, app: &str, at_least: usize) -> Vec<Value> {
+    eventually(&format!("{at_least} history entries"), WAIT, || async {
+        agent.history(app).await.len() >= at_least
+    })
+    .await;
+    agent.history(app).await
+}
+
+/// Two agents with leader election: only the lease holder reconciles; when it is killed,
+/// the standby takes the lease over and applies a new commit.
+#[tokio::test]
+async fn leader_election_fails_over_to_the_standby() {
+    let f = Fixture::new("ag-lease").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    f.repo.commit("one");
+    let yaml = one_app(&f, &app, "1s", "");
+    let (home_a, home_b) = (AgentHome::new(&yaml), AgentHome::new(&yaml));
+    let (id_a, id_b) = (format!("{}-a", f.ns()), format!("{}-b", f.ns()));
+    let lease_ns = ["--leader-elect-namespace", f.ns(), "--identity"];
+    let a = Agent::start(&home_a, "a", &[&lease_ns[..], &[id_a.as_str()]].concat()).await;
+    let b = Agent::start(&home_b, "b", &[&lease_ns[..], &[id_b.as_str()]].concat()).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+
+    let leases: Api<Lease> = f.api();
+    let holder = || async {
+        leases
+            .get_opt("ferry-agent")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let first_holder = holder().await.expect("the Lease ferry-agent has a holder");
+    let (mut leader, standby) = if first_holder == id_a {
+        (a, b)
+    } else {
+        assert_eq!(first_holder, id_b, "unexpected holder");
+        (b, a)
+    };
+    eprintln!("leader: {}, standby: {}", leader.name, standby.name);
+    eventually("the leader logs that it leads", WAIT, || async {
+        leader.log().contains("leading")
+    })
+    .await;
+    assert!(
+        !standby.log().contains("leading"),
+        "the standby claims to lead:\n{}",
+        standby.log()
+    );
+    assert!(
+        standby.log().contains("standing by"),
+        "the standby does not say it stands by:\n{}",
+        standby.log()
+    );
+    assert!(!leader.history(&app).await.is_empty());
+
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    f.repo.commit("two");
+    wait_value(&f, "cfg", "greeting", Some("two")).await;
+    assert!(
+        standby.history(&app).await.is_empty(),
+        "the standby reconciled"
+    );
+    assert_eq!(standby.app(&app).await["sync"], "Unknown");
+    assert!(!standby.log().contains("applied"), "{}", standby.log());
+
+    leader.kill();
+    let killed = Instant::now();
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "three")]));
+    let third = f.repo.commit("three");
+    // Lease duration 15 s, renewed 5 s before it expires; then up to 1 s of jitter.
+    let budget = Duration::from_secs(40);
+    eventually("the standby applied the new commit", budget, || async {
+        f.cm_value("cfg", "greeting").await.as_deref() == Some("three")
+    })
+    .await;
+    let failover = killed.elapsed();
+    eprintln!("latency: leader SIGKILL → standby applied a new commit: {failover:?}");
+    let standby_id = if standby.name == "a" { &id_a } else { &id_b };
+    assert_eq!(holder().await.as_ref(), Some(standby_id));
+    assert!(standby.log().contains("leading"), "{}", standby.log());
+    standby
+        .wait_app(&app, "Synced at the third commit", |s| {
+            s["sync"] == "Synced" && s["revision"] == third.as_str()
+        })
+        .await;
+    assert!(!standby.history(&app).await.is_empty());
+    f.finish().await;
+}
+
+/// While suspended neither a live edit nor a new commit is acted on; `ferry resume`
+/// brings both in.
+#[tokio::test]
+async fn suspend_and_resume() {
+    let f = Fixture::new("ag-susp").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
+    let agent = Agent::start(&home, "agent", &[]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    agent
+        .wait_app(&app, "Synced", |s| s["sync"] == "Synced")
+        .await;
+
+    cli(&f, &agent, &["suspend", &app])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: suspend requested"));
+    agent
+        .wait_app(&app, "suspended", |s| {
+            s["suspended"] == true && condition(s, "Ready")["reason"] == "Suspended"
+        })
+        .await;
+    edit_value(&f, "cfg", "greeting", "tampered").await;
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    f.repo.write("app/added.yaml", &configmap("added", &[]));
+    let second = f.repo.commit("two");
+    stays("nothing is reconciled", Duration::from_secs(4), || async {
+        f.cm_value("cfg", "greeting").await.as_deref() == Some("tampered")
+            && f.get::<ConfigMap>("added").await.is_none()
+    })
+    .await;
+    cli(&f, &agent, &["get", "apps"])
+        .await
+        .expect_code(0)
+        .expect_stdout("Suspended");
+
+    cli(&f, &agent, &["resume", &app])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: resume requested"));
+    let resumed = wait_value(&f, "cfg", "greeting", Some("two")).await;
+    eprintln!("latency: `ferry resume` → applied: {resumed:?}");
+    assert!(f.get::<ConfigMap>("added").await.is_some());
+    let status = agent
+        .wait_app(&app, "Synced at the second commit", |s| {
+            s["sync"] == "Synced" && s["revision"] == second.as_str()
+        })
+        .await;
+    assert_eq!(status["suspended"], false);
+    f.finish().await;
+}
+
+/// `ferry rollback` to a SHA and to a history id: the cluster shows the old content (and
+/// an object added later is pruned), the app is pinned and ignores new commits, and
+/// `ferry resume` returns to the branch head.
+#[tokio::test]
+async fn rollback_pins_until_resume() {
+    let f = Fixture::new("ag-back").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    let first = f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
+    let agent = Agent::start(&home, "agent", &[]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    f.repo.write("app/extra.yaml", &configmap("extra", &[]));
+    f.repo.commit("two");
+    wait_value(&f, "cfg", "greeting", Some("two")).await;
+    assert!(f.get::<ConfigMap>("extra").await.is_some());
+
+    // By SHA.
+    cli(&f, &agent, &["rollback", &app, &first])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: rolling back to {}", &first[..7]));
+    let rolled = wait_value(&f, "cfg", "greeting", Some("one")).await;
+    eprintln!("latency: `ferry rollback` → applied: {rolled:?}");
+    eventually("extra pruned by the rollback", WAIT, || async {
+        f.get::<ConfigMap>("extra").await.is_none()
+    })
+    .await;
+    let run = cli(&f, &agent, &["get", "app", &app, "-o", "json"]).await;
+    let status: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(status["pinned"], first.as_str(), "{status:#}");
+    agent
+        .wait_app(&app, "Synced at the first commit", |s| {
+            s["sync"] == "Synced" && s["revision"] == first.as_str()
+        })
+        .await;
+
+    // Pinned: a new commit is not applied.
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "three")]));
+    let third = f.repo.commit("three");
+    stays("the pin holds", Duration::from_secs(3), || async {
+        f.cm_value("cfg", "greeting").await.as_deref() == Some("one")
+    })
+    .await;
+
+    cli(&f, &agent, &["resume", &app]).await.expect_code(0);
+    wait_value(&f, "cfg", "greeting", Some("three")).await;
+    assert!(f.get::<ConfigMap>("extra").await.is_some());
+    let status = agent
+        .wait_app(&app, "Synced at the head", |s| {
+            s["sync"] == "Synced" && s["revision"] == third.as_str()
+        })
+        .await;
+    assert_eq!(status["pinned"], Value::Null);
+
+    // By history id: the startup sync of the first commit.
+    let history = agent.history(&app).await;
+    let id = entries(&history, &first, "startup")
+        .first()
+        .and_then(|e| e["id"].as_u64())
+        .unwrap_or_else(|| panic!("no startup entry for the first commit: {history:#?}"))
+        .to_string();
+    cli(&f, &agent, &["rollback", &app, &id])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("rolling back to {}", &first[..7]));
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    let status = agent
+        .wait_app(&app, "pinned to the first commit", |s| {
+            s["revision"] == first.as_str() && s["pinned"] == first.as_str()
+        })
+        .await;
+    assert_eq!(status["sync"], "Synced");
+    let history = agent.history(&app).await;
+    assert_eq!(
+        entries(&history, &first, "rollback").len(),
+        2,
+        "two rollbacks recorded: {history:#?}"
+    );
+    cli(&f, &agent, &["rollback", &app, "999999"])
+        .await
+        .expect_error(&["no history entry 999999"]);
+    cli(&f, &agent, &["resume", &app]).await.expect_code(0);
+    wait_value(&f, "cfg", "greeting", Some("three")).await;
+    f.finish().await;
+}
+
+/// SIGTERM shortly after a commit: the agent exits 0 within 10 s and the inventory lists
+/// exactly the app's objects in the cluster, with that revision's content.
+#[tokio::test]
+async fn sigterm_exits_promptly_with_inventory_matching_the_cluster() {
+    let f = Fixture::new("ag-term").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    f.repo.write("app/old.yaml", &configmap("old", &[]));
+    let first = f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
+    let mut agent = Agent::start(&home, "agent", &[]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    agent
+        .wait_app(&app, "Synced", |s| s["sync"] == "Synced")
+        .await;
+
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    f.repo.remove("app/old.yaml");
+    f.repo.write("app/new.yaml", &configmap("new", &[]));
+    let second = f.repo.commit("two");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (status, took) = agent.terminate(Duration::from_secs(10)).await;
+    eprintln!("latency: SIGTERM → exit: {took:?}");
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+    assert!(agent.log().contains("agent stopped"), "{}", agent.log());
+
+    let inventory = f.inventory(&app).await.expect("inventory");
+    let cluster = labelled_configmaps(&f, &app).await;
+    assert_eq!(
+        inventory.names(),
+        cluster,
+        "the inventory ({}) does not match the cluster",
+        inventory.revision
+    );
+    let greeting = f.cm_value("cfg", "greeting").await;
+    if inventory.revision == first {
+        assert_eq!(cluster, ["cfg", "old"]);
+        assert_eq!(greeting.as_deref(), Some("one"));
+    } else {
+        assert_eq!(inventory.revision, second);
+        assert_eq!(cluster, ["cfg", "new"]);
+        assert_eq!(greeting.as_deref(), Some("two"));
+    }
+    eprintln!(
+        "SIGTERM left the app at the {} commit",
+        if inventory.revision == first {
+            "first"
+        } else {
+            "second"
+        }
+    );
+    f.finish().await;
+}
