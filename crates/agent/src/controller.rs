@@ -365,7 +365,8 @@ async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
                         Outcome::Failed,
                         Some(message),
                         Default::default(),
-                    );
+                    )
+                    .await;
                 }
                 // Retry with exponential backoff (5 s × 2ⁿ, at most 3 min) and jitter.
                 let base = 5.0 * 2f64.powi(attempts.min(6) as i32 - 1);
@@ -383,8 +384,9 @@ struct SyncFailure {
     revision: Option<Revision>,
 }
 
+/// Appends a history entry; the store's fsync runs on a blocking thread.
 #[allow(clippy::too_many_arguments)]
-fn record(
+async fn record(
     ctx: &Ctx,
     app: &str,
     revision: &str,
@@ -409,8 +411,11 @@ fn record(
         summary: changeset.summary(),
         changeset,
     };
-    if let Err(e) = ctx.history.record(entry) {
-        warn!("cannot record history: {e}");
+    let history = ctx.history.clone();
+    match tokio::task::spawn_blocking(move || history.record(entry)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!("cannot record history: {e}"),
+        Err(e) => warn!("cannot record history: {e}"),
     }
 }
 
@@ -507,7 +512,8 @@ async fn sync_once(
             Outcome::Succeeded,
             None,
             changeset.clone(),
-        );
+        )
+        .await;
         info!(revision = %rev.short_sha(), summary = %changeset.summary(), "applied");
         ctx.applications
             .event(

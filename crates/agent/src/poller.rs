@@ -37,14 +37,14 @@ impl Pollers {
             keep
         });
         for (key, interval) in wanted {
-            if !self.loops.contains_key(&key) {
-                let handle = tokio::spawn(poll_loop(
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.loops.entry(key) {
+                let key = slot.key().clone();
+                slot.insert(tokio::spawn(poll_loop(
                     ctx.clone(),
-                    key.clone(),
+                    key,
                     interval,
                     shutdown.clone(),
-                ));
-                self.loops.insert(key, handle);
+                )));
             }
         }
     }
