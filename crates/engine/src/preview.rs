@@ -7,6 +7,38 @@ use ferry_model::{Action, Change, ChangeSet, Manifest, ObjectRef};
 use crate::diff::{normalize, unified};
 use crate::order::{apply_order, prune_order};
 
+/// Kinds that are cluster-scoped in every Kubernetes version; offline (without
+/// discovery) every other kind is treated as namespaced.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PriorityClass",
+    "IngressClass",
+    "RuntimeClass",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "CSIDriver",
+    "VolumeAttachment",
+];
+
+/// Gives objects without a namespace the app's destination namespace, as applying
+/// would, except for kinds known to be cluster-scoped.
+pub fn default_namespace(manifests: &mut [Manifest], namespace: &str) {
+    for m in manifests {
+        if m.namespace().is_none() && !CLUSTER_SCOPED.contains(&m.kind()) {
+            m.set_namespace(namespace);
+        }
+    }
+}
+
 /// Compares the manifests of `base` (e.g. the target branch) with `head` (e.g. a pull
 /// request): objects only in head are Create, only in base Prune, different Update.
 pub fn compare(app: &str, revision: &str, base: &[Manifest], head: &[Manifest]) -> ChangeSet {
@@ -66,6 +98,25 @@ mod tests {
             Origin::default(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn namespace_defaults_skip_cluster_scoped_kinds() {
+        let mut ms = vec![
+            Manifest::new(
+                json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}),
+                Origin::default(),
+            )
+            .unwrap(),
+            Manifest::new(
+                json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"n"}}),
+                Origin::default(),
+            )
+            .unwrap(),
+        ];
+        default_namespace(&mut ms, "web");
+        assert_eq!(ms[0].namespace(), Some("web"));
+        assert_eq!(ms[1].namespace(), None);
     }
 
     #[test]

@@ -41,18 +41,18 @@ pub async fn run(cli: Cli) -> Result<i32> {
             image,
         } => agent::install(context, apply, &namespace, &image).await,
         Command::Get { what, name, server } => {
-            agent::get(&server.server, &what, name.as_deref(), out).await
+            agent::get(&server, &what, name.as_deref(), out).await
         }
-        Command::Sync(a) => agent::action(&a.server.server, &a.name, "sync", out).await,
-        Command::Refresh(a) => agent::action(&a.server.server, &a.name, "refresh", out).await,
-        Command::Suspend(a) => agent::action(&a.server.server, &a.name, "suspend", out).await,
-        Command::Resume(a) => agent::action(&a.server.server, &a.name, "resume", out).await,
-        Command::History(a) => agent::history(&a.server.server, &a.name, out).await,
+        Command::Sync(a) => agent::action(&a.server, &a.name, "sync", out).await,
+        Command::Refresh(a) => agent::action(&a.server, &a.name, "refresh", out).await,
+        Command::Suspend(a) => agent::action(&a.server, &a.name, "suspend", out).await,
+        Command::Resume(a) => agent::action(&a.server, &a.name, "resume", out).await,
+        Command::History(a) => agent::history(&a.server, &a.name, out).await,
         Command::Rollback {
             name,
             target,
             server,
-        } => agent::rollback(&server.server, &name, &target, out).await,
+        } => agent::rollback(&server, &name, &target, out).await,
         Command::Apply {
             app,
             revision,
@@ -244,11 +244,16 @@ async fn preview(args: &AppArgs, head: &str, base: &str, out: Output) -> Result<
     let old = render_named(&app, Some(base), &facts)
         .await
         .with_context(|| format!("--against {base}"))?;
+    let (mut head_objects, mut base_objects) = (new.manifests.clone(), old.manifests.clone());
+    if let Some(ns) = &app.spec.destination.namespace {
+        ferry_engine::preview::default_namespace(&mut head_objects, ns);
+        ferry_engine::preview::default_namespace(&mut base_objects, ns);
+    }
     let cs = ferry_engine::preview::compare(
         &app.name,
         &new.revision.sha,
-        &old.manifests,
-        &new.manifests,
+        &base_objects,
+        &head_objects,
     );
     if out == Output::Text {
         eprintln!(

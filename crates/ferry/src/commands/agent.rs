@@ -6,7 +6,7 @@ use ferry_model::parse_duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{AgentArgs, Output};
+use crate::cli::{AgentArgs, Output, ServerArgs};
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
@@ -17,12 +17,14 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    if args.listen.ip().is_loopback() {
-        eprintln!(
-            "ferry agent: API on http://{} (localhost only)",
-            args.listen
-        );
-    }
+    let auth = ferry_web::Auth::new(&args.tokens, args.tokens_file.as_deref())?;
+    auth.check_listen(args.listen)?;
+    eprintln!(
+        "ferry agent: dashboard and API on http://{} ({})",
+        args.listen,
+        auth.describe()
+    );
+    let auth = std::sync::Arc::new(auth);
     let applications = args.applications.map(|ns| (ns != "all").then_some(ns));
     let apps_file = match (args.file, &applications) {
         (Some(f), _) => Some(f),
@@ -54,14 +56,26 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
         eprintln!("ferry agent: stopping (in-flight syncs finish first)");
         signal.cancel();
     });
-    ferry_agent::run(config, shutdown).await?;
+    ferry_agent::run_with(config, shutdown, move |api, agent| {
+        ferry_web::router(api, agent, auth)
+    })
+    .await?;
     Ok(0)
 }
 
-async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> Result<Value> {
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Result<Value> {
     let client = reqwest::Client::new();
-    let mut req = client.request(method, &url);
-    if let Some(body) = body {
+    let mut req = client.request(method.clone(), &url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    // A JSON body marks an action as not cross-site (the agent refuses form-like POSTs).
+    if let Some(body) = body.or_else(|| (method == reqwest::Method::POST).then(|| Value::Object(Default::default()))) {
         req = req.json(&body);
     }
     let resp = req
@@ -82,8 +96,8 @@ fn short(sha: &str) -> &str {
 }
 
 /// `ferry get apps` / `ferry get app NAME`.
-pub async fn get(server: &str, what: &str, name: Option<&str>, out: Output) -> Result<i32> {
-    let server = server.trim_end_matches('/');
+pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Output) -> Result<i32> {
+    let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
     if what == "app" {
         let Some(name) = name else {
             bail!("ferry get app needs an app name")
@@ -91,6 +105,7 @@ pub async fn get(server: &str, what: &str, name: Option<&str>, out: Output) -> R
         let app = call(
             reqwest::Method::GET,
             format!("{server}/api/v1/apps/{name}"),
+            token,
             None,
         )
         .await?;
@@ -129,6 +144,7 @@ pub async fn get(server: &str, what: &str, name: Option<&str>, out: Output) -> R
     let list = call(
         reqwest::Method::GET,
         format!("{server}/api/v1/apps?limit=1000"),
+        token,
         None,
     )
     .await?;
@@ -162,11 +178,12 @@ pub async fn get(server: &str, what: &str, name: Option<&str>, out: Output) -> R
 }
 
 /// `ferry sync|refresh|suspend|resume APP`.
-pub async fn action(server: &str, name: &str, action: &str, out: Output) -> Result<i32> {
-    let server = server.trim_end_matches('/');
+pub async fn action(server: &ServerArgs, name: &str, action: &str, out: Output) -> Result<i32> {
+    let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
     let resp = call(
         reqwest::Method::POST,
         format!("{server}/api/v1/apps/{name}/{action}"),
+        token,
         None,
     )
     .await?;
@@ -178,11 +195,12 @@ pub async fn action(server: &str, name: &str, action: &str, out: Output) -> Resu
 }
 
 /// `ferry history APP`.
-pub async fn history(server: &str, name: &str, out: Output) -> Result<i32> {
-    let server = server.trim_end_matches('/');
+pub async fn history(server: &ServerArgs, name: &str, out: Output) -> Result<i32> {
+    let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
     let resp = call(
         reqwest::Method::GET,
         format!("{server}/api/v1/apps/{name}/history"),
+        token,
         None,
     )
     .await?;
@@ -224,11 +242,12 @@ pub async fn history(server: &str, name: &str, out: Output) -> Result<i32> {
 }
 
 /// `ferry rollback APP TARGET`.
-pub async fn rollback(server: &str, name: &str, target: &str, out: Output) -> Result<i32> {
-    let server = server.trim_end_matches('/');
+pub async fn rollback(server: &ServerArgs, name: &str, target: &str, out: Output) -> Result<i32> {
+    let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
     let resp = call(
         reqwest::Method::POST,
         format!("{server}/api/v1/apps/{name}/rollback"),
+        token,
         Some(serde_json::json!({ "target": target })),
     )
     .await?;
@@ -263,7 +282,7 @@ pub async fn install(
         if subject.kind == "CustomResourceDefinition" {
             ferry_engine::wait::established(
                 &cluster,
-                &[subject.clone()],
+                std::slice::from_ref(&subject),
                 std::time::Duration::from_secs(60),
             )
             .await?;
