@@ -18,5 +18,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== pytest examples/llm-app/app"
+python3 -m pytest -q examples/llm-app/app
 echo "== cargo test"
-CI=true cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$FERRY_CACHE/last-test.log"
+CI=true cargo test --workspace --locked --no-fail-fast

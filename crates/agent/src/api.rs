@@ -246,6 +246,7 @@ async fn action(
         }
         "suspend" => {
             ctx.store.update(&name, |s| s.suspended = true).await;
+            keep(ctx, &name).await;
             ctx.enqueue(&name, Trigger::Manual);
         }
         "resume" => {
@@ -255,6 +256,7 @@ async fn action(
                     s.pinned = None;
                 })
                 .await;
+            keep(ctx, &name).await;
             ctx.enqueue(&name, Trigger::Manual);
         }
         "rollback" => {
@@ -284,6 +286,7 @@ async fn action(
             ctx.store
                 .update(&name, |s| s.pinned = Some(revision.clone()))
                 .await;
+            keep(ctx, &name).await;
             ctx.enqueue(&name, Trigger::Rollback);
             return (
                 StatusCode::ACCEPTED,
@@ -298,4 +301,12 @@ async fn action(
         Json(json!({ "app": name, "action": action })),
     )
         .into_response()
+}
+
+/// Saves a suspension or rollback pin so that a restart keeps it; a failure to save is
+/// logged, the action itself still takes effect.
+async fn keep(ctx: &Ctx, name: &str) {
+    if let Err(e) = ctx.store.keep(name).await {
+        tracing::warn!(app = %name, "cannot keep the suspension or pin across restarts: {e}");
+    }
 }

@@ -54,6 +54,8 @@ pub struct Ctx {
     pub applications: crate::applications::Applications,
     /// One Git polling loop per repository in use.
     pub pollers: tokio::sync::Mutex<crate::poller::Pollers>,
+    /// App sets and the apps they generated.
+    pub appsets: crate::appsets::AppSets,
     queue: mpsc::UnboundedSender<(String, Trigger)>,
     watches: tokio::sync::Mutex<crate::drift::Watches>,
     revisions: Mutex<HashMap<RepoKey, Revision>>,
@@ -82,6 +84,7 @@ pub fn context(
     let ctx = Ctx {
         applications,
         pollers: Default::default(),
+        appsets: Default::default(),
         cluster,
         facts,
         git,
@@ -286,6 +289,8 @@ async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
             return;
         }
         let Some(status) = ctx.store.get(name).await else {
+            // An app that left its app set: finish its removal (prune when asked).
+            crate::appsets::finalize(ctx, name).await;
             return;
         };
         if status.suspended {
@@ -325,8 +330,11 @@ async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
             Ok(requeue) => {
                 ctx.failures.lock().expect("failures").remove(name);
                 ctx.metrics.reconcile_finished(name, "success", seconds);
+                // A look-again (health still progressing, or a heal held back) only
+                // re-compares: it must not inherit a manual sync's or a rollback's licence
+                // to apply, or later live edits would be applied with self-heal off.
                 if let Some(delay) = requeue {
-                    ctx.enqueue_after(name, trigger, delay);
+                    ctx.enqueue_after(name, Trigger::Drift, delay);
                 }
             }
             Err(SyncFailure { error, revision }) => {

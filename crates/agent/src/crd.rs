@@ -133,7 +133,11 @@ pub fn install_manifests(namespace: &str, image: &str) -> Vec<serde_json::Value>
                         "args": ["agent", "--applications", "all", "--listen", "0.0.0.0:8080",
                                  "--leader-elect-namespace", namespace, "--log-json"],
                         "env": [{"name": "FERRY_WEBHOOK_SECRET", "valueFrom": {"secretKeyRef":
-                            {"name": "ferry-webhook", "key": "secret", "optional": true}}}],
+                            {"name": "ferry-webhook", "key": "secret", "optional": true}}},
+                            // API tokens, `role:token,…`: without them the agent refuses
+                            // to listen beyond localhost.
+                            {"name": "FERRY_TOKENS", "valueFrom": {"secretKeyRef":
+                            {"name": "ferry-api-tokens", "key": "tokens", "optional": true}}}],
                         "ports": [{"name": "http", "containerPort": 8080}],
                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
                         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod applications;
+pub mod appsets;
 pub mod controller;
 pub mod crd;
 pub mod drift;
@@ -58,6 +59,9 @@ pub enum AgentError {
     Lease(String),
 }
 
+/// The file in the data directory that keeps suspensions and rollback pins.
+pub const KEPT_FILE: &str = "kept.json";
+
 /// How to run the agent.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -88,6 +92,17 @@ pub struct AgentConfig {
 
 /// Runs the agent until `shutdown` is cancelled (SIGTERM/SIGINT in the binary).
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    run_with(config, shutdown, |_, router| router).await
+}
+
+/// Runs the agent like [`run`], serving `routes(api, router)` instead of the agent's own
+/// `router`: the hook through which `ferry-web` adds the dashboard and wraps every route
+/// in its authentication.
+pub async fn run_with(
+    config: AgentConfig,
+    shutdown: CancellationToken,
+    routes: impl FnOnce(api::Api, axum::Router) -> axum::Router,
+) -> Result<(), AgentError> {
     let file = match &config.apps_file {
         Some(path) => FerryFile::load(path)?,
         None => FerryFile::default(),
@@ -103,7 +118,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         })?;
 
     let leader = leader(&cluster, &config).await?;
-    let store = state::Store::default();
+    // Suspensions and rollback pins survive a restart of this agent (same data dir).
+    let store = state::Store::with_kept_file(config.data_dir.join(KEPT_FILE)).unwrap_or_else(|e| {
+        warn!("{e}; starting without kept suspensions and pins");
+        state::Store::default()
+    });
     for app in &file.apps {
         store.upsert(&app.name, app.spec.clone()).await;
     }
@@ -124,6 +143,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         &config.identity,
     );
 
+    appsets::start(&ctx, file.app_sets.clone()).await;
     ctx.pollers.lock().await.sync(&ctx, &shutdown).await;
     if let Some(namespace) = config.applications.clone() {
         tokio::spawn(applications::watch(
@@ -135,13 +155,14 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
     tokio::spawn(on_leadership(ctx.clone(), leader, shutdown.clone()));
 
-    let app = api::router(api::Api {
+    let api = api::Api {
         ctx: ctx.clone(),
         webhook_secret: config
             .webhook_secret
             .as_ref()
             .map(|s| Arc::from(s.as_bytes())),
-    });
+    };
+    let app = routes(api.clone(), api::router(api));
     info!(addr = %config.listen, apps = file.apps.len(), "agent listening");
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {

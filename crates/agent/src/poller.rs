@@ -29,6 +29,13 @@ impl Pollers {
                 .and_modify(|i| *i = (*i).min(interval))
                 .or_insert(interval);
         }
+        // App sets' repositories, polled even while a set has no app.
+        for (key, interval) in ctx.appsets.keys() {
+            wanted
+                .entry(key)
+                .and_modify(|i| *i = (*i).min(interval))
+                .or_insert(interval);
+        }
         self.loops.retain(|key, handle| {
             let keep = wanted.contains_key(key);
             if !keep {
@@ -87,6 +94,9 @@ async fn poll_loop(ctx: Arc<Ctx>, key: RepoKey, interval: Duration, shutdown: Ca
 pub async fn refresh(ctx: &Arc<Ctx>, key: &RepoKey, trigger: Trigger) -> usize {
     match ctx.fetch(key).await {
         Ok((rev, changed)) => {
+            // App sets of this repository follow its new revision first, so the apps
+            // queued below include added directories and exclude removed ones.
+            crate::appsets::fetched(ctx, key, &rev, trigger).await;
             if !changed && !matches!(trigger, Trigger::Manual | Trigger::Webhook) {
                 return 0;
             }

@@ -1,10 +1,11 @@
 //! What the agent knows about each app, shared by the reconciler, the API and the dashboard.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferry_model::{AppSpec, ChangeSet, Health, HealthStatus, ObjectRef};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{RwLock, broadcast};
 
 /// Whether the cluster matches Git.
@@ -154,11 +155,47 @@ pub fn aggregate(objects: &[ObjectStatus]) -> HealthStatus {
         .unwrap_or(HealthStatus::Current)
 }
 
+/// What an operator set at run time that must outlive the process: a suspension
+/// (`ferry suspend`) and a rollback pin (`ferry rollback`), until `ferry resume`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Kept {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    suspended: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pinned: Option<String>,
+}
+
+/// The JSON file of [`Kept`] settings by app name.
+struct KeptFile {
+    path: PathBuf,
+    apps: std::sync::Mutex<BTreeMap<String, Kept>>,
+}
+
+impl KeptFile {
+    /// Sets (or with the default, drops) one app's entry and rewrites the file atomically.
+    fn set(&self, name: &str, kept: Kept) -> Result<(), String> {
+        let mut apps = self.apps.lock().expect("kept settings");
+        if kept == Kept::default() {
+            if apps.remove(name).is_none() {
+                return Ok(());
+            }
+        } else {
+            apps.insert(name.to_string(), kept);
+        }
+        let text = serde_json::to_vec_pretty(&*apps).map_err(|e| e.to_string())?;
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .map_err(|e| format!("writing {}: {e}", self.path.display()))
+    }
+}
+
 /// All app statuses, with a broadcast of changed app names (for live streams).
 #[derive(Clone)]
 pub struct Store {
     apps: Arc<RwLock<BTreeMap<String, AppStatus>>>,
     changes: broadcast::Sender<String>,
+    kept: Option<Arc<KeptFile>>,
 }
 
 impl Default for Store {
@@ -166,11 +203,48 @@ impl Default for Store {
         Self {
             apps: Default::default(),
             changes: broadcast::channel(1024).0,
+            kept: None,
         }
     }
 }
 
 impl Store {
+    /// A store that keeps suspensions and rollback pins in the JSON file `path`, so that a
+    /// restarted agent does not resume a suspended app or leave a rollback for the branch
+    /// head. Apps added later get their kept settings back. A missing file is empty; an
+    /// unreadable one is an error (the caller may start with [`Store::default`]).
+    pub fn with_kept_file(path: PathBuf) -> Result<Self, String> {
+        let apps = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        };
+        Ok(Self {
+            kept: Some(Arc::new(KeptFile {
+                path,
+                apps: std::sync::Mutex::new(apps),
+            })),
+            ..Self::default()
+        })
+    }
+
+    /// Saves an app's suspension and rollback pin (call after changing either); a no-op
+    /// without a kept file.
+    pub async fn keep(&self, name: &str) -> Result<(), String> {
+        let Some(file) = &self.kept else {
+            return Ok(());
+        };
+        let kept = match self.apps.read().await.get(name) {
+            Some(s) => Kept {
+                suspended: s.suspended && !s.spec.suspend,
+                pinned: s.pinned.clone(),
+            },
+            None => Kept::default(),
+        };
+        file.set(name, kept)
+    }
+
     /// Adds or replaces an app's definition, keeping its runtime status.
     pub async fn upsert(&self, name: &str, spec: AppSpec) {
         let mut apps = self.apps.write().await;
@@ -180,16 +254,28 @@ impl Store {
                 s.spec = spec;
             }
             None => {
-                apps.insert(name.into(), AppStatus::new(name, spec));
+                let mut status = AppStatus::new(name, spec);
+                if let Some(file) = &self.kept
+                    && let Some(kept) = file.apps.lock().expect("kept settings").get(name)
+                {
+                    status.suspended |= kept.suspended;
+                    status.pinned = kept.pinned.clone();
+                }
+                apps.insert(name.into(), status);
             }
         }
         drop(apps);
         let _ = self.changes.send(name.into());
     }
 
-    /// Removes an app.
+    /// Removes an app, and its kept suspension and pin.
     pub async fn remove(&self, name: &str) {
         self.apps.write().await.remove(name);
+        if let Some(file) = &self.kept
+            && let Err(e) = file.set(name, Kept::default())
+        {
+            tracing::warn!("{e}");
+        }
         let _ = self.changes.send(name.into());
     }
 

@@ -6,6 +6,19 @@ pub enum EngineError {
     /// Fetching or checking out the source failed.
     #[error(transparent)]
     Source(#[from] ferry_source::SourceError),
+    /// An app set's template does not expand (bad generated name, invalid field).
+    #[error(transparent)]
+    Spec(#[from] ferry_model::SpecError),
+    /// An app set's directories could not be listed.
+    #[error("app set {set} at {revision}: {source}")]
+    AppSet {
+        /// The set.
+        set: String,
+        /// The revision listed, abbreviated.
+        revision: String,
+        /// What went wrong.
+        source: crate::appset::ListError,
+    },
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] ferry_render::RenderError),
@@ -83,6 +96,10 @@ impl EngineError {
             EngineError::Source(e) => e.is_transient(),
             EngineError::Kube(e) => e.is_transient(),
             EngineError::Prune { .. } | EngineError::Timeout { .. } => true,
+            EngineError::AppSet {
+                source: crate::appset::ListError::Io { .. },
+                ..
+            } => true,
             _ => false,
         }
     }
@@ -90,7 +107,7 @@ impl EngineError {
     /// The stage that failed, for status reasons: Source, Render, Apply or Prune.
     pub fn stage(&self) -> &'static str {
         match self {
-            EngineError::Source(_) => "Source",
+            EngineError::Source(_) | EngineError::Spec(_) | EngineError::AppSet { .. } => "Source",
             EngineError::Render(_) => "Render",
             EngineError::Prune { .. } => "Prune",
             _ => "Apply",

@@ -7,6 +7,7 @@
 //! Pure modules, testable without a cluster: [`health`], [`order`], [`diff`], [`plan`],
 //! [`preview`]. The I/O modules talk to the cluster only through `ferry_kube`.
 
+pub mod appset;
 pub mod diff;
 mod error;
 pub mod health;
@@ -14,6 +15,7 @@ pub mod order;
 pub mod plan;
 pub mod preview;
 pub mod progress;
+pub mod promote;
 pub mod source;
 pub mod sync;
 pub mod wait;

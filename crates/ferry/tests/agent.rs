@@ -168,7 +168,11 @@ async fn poll_applies_a_new_commit() {
         .expect_code(0)
         .expect_line(&app, "two")
         .expect_stdout(&format!("Synced     Current      {}", &second[..7]));
-    let history = agent.history(&app).await;
+    let history = agent
+        .wait_history(&app, "the poll entry", |h| {
+            !entries(h, &second, "poll").is_empty()
+        })
+        .await;
     assert_eq!(
         entries(&history, &first, "startup").len(),
         1,
@@ -233,7 +237,11 @@ async fn webhook_applies_a_new_commit() {
     let latency = sent.elapsed();
     eprintln!("latency: webhook → applied (commit → applied): {latency:?}");
     assert!(latency < Duration::from_secs(10), "{latency:?}");
-    let history = agent.history(&app).await;
+    let history = agent
+        .wait_history(&app, "the webhook entry", |h| {
+            !entries(h, &second, "webhook").is_empty()
+        })
+        .await;
     assert_eq!(
         entries(&history, &second, "webhook").len(),
         1,
@@ -400,9 +408,11 @@ async fn live_changes_are_healed() {
     eprintln!("latency: drift → healed (ConfigMap deleted, 3rd heal within 10 s): {recreate:?}");
     assert_eq!(f.cm_value("cfg", "greeting").await.as_deref(), Some("one"));
 
-    let history = agent.history(&app).await;
-    let drift = history.iter().filter(|e| e["trigger"] == "drift").count();
-    assert!(drift >= 3, "expected 3 drift syncs: {history:#?}");
+    agent
+        .wait_history(&app, "3 drift syncs", |h| {
+            h.iter().filter(|e| e["trigger"] == "drift").count() >= 3
+        })
+        .await;
     let detected = metric(
         &agent,
         &format!("ferry_drift_detected_total{{app=\"{app}\"}}"),
@@ -480,11 +490,50 @@ async fn self_heal_off_reports_drift_until_sync() {
         .wait_app(&app, "Synced after ferry sync", |s| s["sync"] == "Synced")
         .await;
     assert_eq!(status["drifted"], json!([]));
-    let history = agent.history(&app).await;
-    assert!(
-        history.iter().any(|e| e["trigger"] == "manual"),
-        "{history:#?}"
+    agent
+        .wait_history(&app, "a manual sync", |h| {
+            h.iter().any(|e| e["trigger"] == "manual")
+        })
+        .await;
+    f.finish().await;
+}
+
+/// With `selfHeal: false`, `ferry sync` is one sync: while the app waits for a Deployment
+/// that cannot become healthy (no node matches its selector), a later live edit stays.
+#[tokio::test]
+async fn self_heal_off_manual_sync_does_not_keep_healing() {
+    let f = Fixture::new("ag-once").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    let unschedulable = "      nodeSelector:\n        ferry.dev/no-such-node: \"true\"\n";
+    f.repo.write(
+        "app/deploy.yaml",
+        &deployment("web", "web", "", unschedulable),
     );
+    f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1h", "    selfHeal: false\n"));
+    let agent = Agent::start(&home, "agent", &[]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    agent
+        .wait_app(&app, "Synced and InProgress", |s| {
+            s["sync"] == "Synced" && s["health"] == "InProgress"
+        })
+        .await;
+
+    cli(&f, &agent, &["sync", &app]).await.expect_code(0);
+    // The manual sync runs, finds the Deployment InProgress and looks again every 2 s.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    edit_value(&f, "cfg", "greeting", "tampered").await;
+    agent
+        .wait_app(&app, "OutOfSync", |s| s["sync"] == "OutOfSync")
+        .await;
+    stays(
+        "the edit stays (self-heal is off)",
+        Duration::from_secs(6),
+        || async { f.cm_value("cfg", "greeting").await.as_deref() == Some("tampered") },
+    )
+    .await;
     f.finish().await;
 }
 
@@ -545,13 +594,12 @@ async fn failing_apps_report_why_and_do_not_block_others() {
             "{app}: the message does not name {mention:?}: {message:?}"
         );
         assert_ne!(status["sync"], "Synced", "{app}: {status:#}");
-        let history = agent.history(app).await;
-        assert!(
-            history
-                .iter()
-                .any(|e| e["outcome"] == "failed" && e["error"].as_str().is_some()),
-            "{app}: no failed history entry: {history:#?}"
-        );
+        agent
+            .wait_history(app, "a failed entry with its error", |h| {
+                h.iter()
+                    .any(|e| e["outcome"] == "failed" && e["error"].as_str().is_some())
+            })
+            .await;
     }
     let run = cli(&f, &agent, &["get", "app", &good, "-o", "json"]).await;
     let status: Value = serde_json::from_str(&run.stdout).expect("JSON on stdout");
@@ -584,7 +632,9 @@ async fn sigkill_and_restart_keep_history_and_objects() {
         .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
     let second = f.repo.commit("two");
     wait_value(&f, "cfg", "greeting", Some("two")).await;
-    let before = eventually_history(&agent, &app, 2).await;
+    let before = agent
+        .wait_history(&app, "2 entries", |h| h.len() >= 2)
+        .await;
     let uids = (uid(&f, "cfg").await, uid(&f, "other").await);
 
     f.repo
@@ -624,7 +674,11 @@ async fn sigkill_and_restart_keep_history_and_objects() {
     let inventory = f.inventory(&app).await.expect("inventory");
     assert_eq!(inventory.revision, third);
     assert_eq!(inventory.names(), ["cfg", "other"], "no duplicates");
-    let history = restarted.history(&app).await;
+    let history = restarted
+        .wait_history(&app, "the third commit", |h| {
+            h.iter().any(|e| e["revision"] == third.as_str())
+        })
+        .await;
     let ids: BTreeSet<u64> = history.iter().filter_map(|e| e["id"].as_u64()).collect();
     assert_eq!(
         ids.len(),
@@ -641,23 +695,10 @@ async fn sigkill_and_restart_keep_history_and_objects() {
     );
 
     // The restarted agent watches again: a live edit is healed.
-    edit_value(&f, "other", "k", "v").await;
-    eventually("the edit after restart healed", WAIT, || async {
-        f.get::<ConfigMap>("other")
-            .await
-            .is_some_and(|c| c.data.unwrap_or_default().is_empty())
-    })
-    .await;
+    edit_value(&f, "cfg", "greeting", "tampered").await;
+    let healed = wait_value(&f, "cfg", "greeting", Some("three")).await;
+    eprintln!("latency: drift → healed after a restart: {healed:?}");
     f.finish().await;
-}
-
-/// Waits until `app` has at least `at_least` history entries; returns them.
-async fn eventually_history(agent: &Agent, app: &str, at_least: usize) -> Vec<Value> {
-    eventually(&format!("{at_least} history entries"), WAIT, || async {
-        agent.history(app).await.len() >= at_least
-    })
-    .await;
-    agent.history(app).await
 }
 
 /// Two agents with leader election: only the lease holder reconciles; when it is killed,
@@ -708,7 +749,9 @@ async fn leader_election_fails_over_to_the_standby() {
         "the standby does not say it stands by:\n{}",
         standby.log()
     );
-    assert!(!leader.history(&app).await.is_empty());
+    leader
+        .wait_history(&app, "an entry", |h| !h.is_empty())
+        .await;
 
     f.repo
         .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
@@ -742,7 +785,11 @@ async fn leader_election_fails_over_to_the_standby() {
             s["sync"] == "Synced" && s["revision"] == third.as_str()
         })
         .await;
-    assert!(!standby.history(&app).await.is_empty());
+    standby
+        .wait_history(&app, "the third commit", |h| {
+            h.iter().any(|e| e["revision"] == third.as_str())
+        })
+        .await;
     f.finish().await;
 }
 
@@ -785,6 +832,11 @@ async fn suspend_and_resume() {
         .await
         .expect_code(0)
         .expect_stdout("Suspended");
+    cli(&f, &agent, &["get", "app", &app])
+        .await
+        .expect_code(0)
+        .expect_stdout("suspended: reconciliation is off")
+        .expect_stdout("Ready=False Suspended");
 
     cli(&f, &agent, &["resume", &app])
         .await
@@ -836,6 +888,10 @@ async fn rollback_pins_until_resume() {
     let run = cli(&f, &agent, &["get", "app", &app, "-o", "json"]).await;
     let status: Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(status["pinned"], first.as_str(), "{status:#}");
+    cli(&f, &agent, &["get", "app", &app])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("pinned:   {} (rolled back", &first[..7]));
     agent
         .wait_app(&app, "Synced at the first commit", |s| {
             s["sync"] == "Synced" && s["revision"] == first.as_str()
@@ -879,17 +935,84 @@ async fn rollback_pins_until_resume() {
         })
         .await;
     assert_eq!(status["sync"], "Synced");
-    let history = agent.history(&app).await;
-    assert_eq!(
-        entries(&history, &first, "rollback").len(),
-        2,
-        "two rollbacks recorded: {history:#?}"
-    );
+    agent
+        .wait_history(&app, "two rollbacks to the first commit", |h| {
+            entries(h, &first, "rollback").len() == 2
+        })
+        .await;
     cli(&f, &agent, &["rollback", &app, "999999"])
         .await
         .expect_error(&["no history entry 999999"]);
     cli(&f, &agent, &["resume", &app]).await.expect_code(0);
     wait_value(&f, "cfg", "greeting", Some("three")).await;
+    f.finish().await;
+}
+
+/// A rollback pin and a suspension outlive a restart of the agent (same data directory):
+/// the restarted agent neither returns to the branch head nor resumes on its own.
+#[tokio::test]
+async fn restart_keeps_rollback_pin_and_suspension() {
+    let f = Fixture::new("ag-keep").await;
+    let app = f.app("");
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    let first = f.repo.commit("one");
+    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
+    let mut agent = Agent::start(&home, "agent", &[]).await;
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    let second = f.repo.commit("two");
+    wait_value(&f, "cfg", "greeting", Some("two")).await;
+    cli(&f, &agent, &["rollback", &app, &first])
+        .await
+        .expect_code(0);
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+
+    agent.kill();
+    let mut agent = Agent::start(&home, "agent", &[]).await;
+    let status = agent
+        .wait_app(&app, "Synced after the restart", |s| s["sync"] == "Synced")
+        .await;
+    assert_eq!(status["pinned"], first.as_str(), "{status:#}");
+    assert_eq!(status["revision"], first.as_str(), "{status:#}");
+    stays(
+        "the pin holds after a restart",
+        Duration::from_secs(3),
+        || async { f.cm_value("cfg", "greeting").await.as_deref() == Some("one") },
+    )
+    .await;
+
+    cli(&f, &agent, &["suspend", &app]).await.expect_code(0);
+    agent
+        .wait_app(&app, "suspended", |s| s["suspended"] == true)
+        .await;
+    let (status, _) = agent.terminate(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+    let agent = Agent::start(&home, "agent", &[]).await;
+    let status = agent
+        .wait_app(&app, "suspended after the restart", |s| {
+            condition(s, "Ready")["reason"] == "Suspended"
+        })
+        .await;
+    assert_eq!(status["suspended"], true, "{status:#}");
+    edit_value(&f, "cfg", "greeting", "tampered").await;
+    stays(
+        "a suspended app is left alone",
+        Duration::from_secs(3),
+        || async { f.cm_value("cfg", "greeting").await.as_deref() == Some("tampered") },
+    )
+    .await;
+
+    cli(&f, &agent, &["resume", &app]).await.expect_code(0);
+    wait_value(&f, "cfg", "greeting", Some("two")).await;
+    let status = agent
+        .wait_app(&app, "Synced at the head", |s| {
+            s["sync"] == "Synced" && s["revision"] == second.as_str()
+        })
+        .await;
+    assert_eq!(status["pinned"], Value::Null);
+    assert_eq!(status["suspended"], false);
     f.finish().await;
 }
 

@@ -47,6 +47,13 @@ impl Cluster {
         }))
     }
 
+    /// Deletes an app's inventory (after its objects were deleted). Already gone is not
+    /// an error.
+    pub async fn delete_inventory(&self, app: &str) -> Result<(), KubeError> {
+        let subject = ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name(app));
+        self.delete(&subject).await
+    }
+
     /// Writes an app's inventory (creating `ferry-system` when missing).
     pub async fn write_inventory(&self, app: &str, inv: &Inventory) -> Result<(), KubeError> {
         self.ensure_namespace(SYSTEM_NAMESPACE).await?;

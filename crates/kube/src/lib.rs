@@ -163,6 +163,35 @@ impl Cluster {
         list.items.into_iter().map(to_value).collect()
     }
 
+    /// Lists every object of one kind in one namespace (no selector): the dashboard's
+    /// resource tree finds ReplicaSets, Pods and Events this way.
+    pub async fn list_in(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+    ) -> Result<Vec<Value>, KubeError> {
+        let r = self.resolve(api_version, kind).await?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &r.resource);
+        let subject = ObjectRef::new(api_version, kind, Some(namespace), "*");
+        let list = api
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|e| KubeError::from_api(e, "list", &subject))?;
+        // List items come without apiVersion and kind; health rules need them.
+        list.items
+            .into_iter()
+            .map(|mut o| {
+                o.types = Some(kube::core::TypeMeta {
+                    api_version: r.resource.api_version.clone(),
+                    kind: r.resource.kind.clone(),
+                });
+                to_value(o)
+            })
+            .collect()
+    }
+
     /// Server-side applies `object` as field manager `ferry` with force-conflicts;
     /// with `dry_run`, nothing is persisted and the would-be object is returned.
     pub async fn apply(&self, object: &Value, dry_run: bool) -> Result<Value, KubeError> {

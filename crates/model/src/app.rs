@@ -8,6 +8,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::appset::AppSet;
+
 /// An error in an app definition.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -36,6 +38,16 @@ pub enum SpecError {
         field: String,
         /// What is wrong.
         message: String,
+    },
+    /// No app set of that name.
+    #[error("no app set named {name:?} in {path} (app sets: {known})")]
+    UnknownAppSet {
+        /// The requested name.
+        name: String,
+        /// The file searched.
+        path: PathBuf,
+        /// Names that exist.
+        known: String,
     },
     /// No app of that name.
     #[error("no app named {name:?} in {path} (apps: {known})")]
@@ -227,6 +239,9 @@ pub struct FerryFile {
     /// Apps.
     #[serde(default)]
     pub apps: Vec<NamedApp>,
+    /// App sets: apps generated from the directories of a repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_sets: Vec<AppSet>,
 }
 
 impl FerryFile {
@@ -239,10 +254,15 @@ impl FerryFile {
         })?;
         let mut file = Self::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for app in &mut file.apps {
-            let repo = &app.spec.source.repo;
+        let sources = file.apps.iter_mut().map(|a| &mut a.spec.source);
+        let templates = file
+            .app_sets
+            .iter_mut()
+            .map(|s| &mut s.template.spec.source);
+        for source in sources.chain(templates) {
+            let repo = &source.repo;
             if !repo.contains("://") && !repo.contains('@') && Path::new(repo).is_relative() {
-                app.spec.source.repo = base.join(repo).to_string_lossy().into_owned();
+                source.repo = base.join(repo).to_string_lossy().into_owned();
             }
         }
         Ok(file)
@@ -270,7 +290,36 @@ impl FerryFile {
             }
             app.spec.validate().map_err(|(f, m)| invalid(&f, m))?;
         }
+        let mut seen = std::collections::HashSet::new();
+        for set in &file.app_sets {
+            let invalid = |field: String, message: String| SpecError::Invalid {
+                location: format!("{} app set {:?}", path.display(), set.name),
+                field,
+                message,
+            };
+            set.validate().map_err(|(f, m)| invalid(f, m))?;
+            if !seen.insert(set.name.as_str()) {
+                return Err(invalid("name".into(), "duplicate app set name".into()));
+            }
+        }
         Ok(file)
+    }
+
+    /// The app set named `name`.
+    pub fn app_set(&self, name: &str, path: &Path) -> Result<&AppSet, SpecError> {
+        self.app_sets
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| SpecError::UnknownAppSet {
+                name: name.into(),
+                path: path.to_path_buf(),
+                known: self
+                    .app_sets
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// The app named `name`.
@@ -331,7 +380,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration ({e})"))
 }
 
-fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

@@ -4,6 +4,7 @@
 //! This crate has no I/O besides parsing `ferry.yaml`; every other crate depends on it.
 
 mod app;
+pub mod appset;
 mod changeset;
 mod health;
 mod manifest;
@@ -13,6 +14,7 @@ pub use app::{
     AppSpec, Destination, FerryFile, HelmOptions, KustomizeOptions, NamedApp, RendererKind,
     SourceSpec, SpecError, WaitSpec, parse_duration,
 };
+pub use appset::{AppSet, PromoteMethod, PromoteSpec};
 pub use changeset::{Action, Change, ChangeSet, Summary};
 pub use health::{Health, HealthStatus};
 pub use manifest::{Manifest, ManifestError, Origin};

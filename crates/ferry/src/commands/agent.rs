@@ -75,7 +75,9 @@ async fn call(
         req = req.bearer_auth(token);
     }
     // A JSON body marks an action as not cross-site (the agent refuses form-like POSTs).
-    if let Some(body) = body.or_else(|| (method == reqwest::Method::POST).then(|| Value::Object(Default::default()))) {
+    if let Some(body) = body
+        .or_else(|| (method == reqwest::Method::POST).then(|| Value::Object(Default::default())))
+    {
         req = req.json(&body);
     }
     let resp = req
@@ -121,6 +123,15 @@ pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Outpu
             short(app["revision"].as_str().unwrap_or_default()),
             app["message"].as_str().unwrap_or_default()
         );
+        if let Some(pin) = app["pinned"].as_str() {
+            outln!(
+                "pinned:   {} (rolled back; `ferry resume {name}` returns to the branch)",
+                short(pin)
+            );
+        }
+        if app["suspended"].as_bool() == Some(true) {
+            outln!("suspended: reconciliation is off until `ferry resume {name}`");
+        }
         for c in app["conditions"].as_array().into_iter().flatten() {
             outln!(
                 "  {}={} {} {}",

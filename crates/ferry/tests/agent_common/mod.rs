@@ -312,9 +312,37 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Waits until the app's history satisfies `check` (history is written after the
+    /// objects, so a test that saw the cluster change waits for it); returns the entries.
+    pub async fn wait_history(
+        &self,
+        app: &str,
+        what: &str,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let history = self.history(app).await;
+            if check(&history) {
+                return history;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] app {app}: timed out after {WAIT:?} waiting for history with {what}; \
+                 history:\n{}",
+                self.name,
+                serde_json::to_string_pretty(&history).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        // The log is printed when the test fails, or always with FERRY_TEST_AGENT_LOGS=1.
+        if std::thread::panicking() || std::env::var_os("FERRY_TEST_AGENT_LOGS").is_some() {
             eprintln!(
                 "----- log of agent [{}] ({}) -----\n{}----- end of log [{}] -----",
                 self.name,
@@ -327,8 +355,8 @@ impl Drop for Agent {
     }
 }
 
-/// Polls `check` every 200 ms for up to `timeout` until it is true; returns how long it took.
-/// Panics naming `what` on timeout.
+/// Polls `check` every 50 ms (fine enough to report latencies) for up to `timeout` until
+/// it is true; returns how long it took. Panics naming `what` on timeout.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
@@ -343,7 +371,7 @@ where
             start.elapsed() < timeout,
             "timed out after {timeout:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

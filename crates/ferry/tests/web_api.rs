@@ -1,0 +1,659 @@
+//! Integration tests of the agent's HTTP API as the dashboard uses it: the real `ferry
+//! agent` binary as a child process against the test bed (`eval "$(testbed/up)"`).
+//!
+//! Covered: token auth (none, invalid, viewer, operator), cross-site and DNS-rebinding
+//! guards, list with filters and pagination, app detail, resource tree, live diff with
+//! drift explained (field manager and time), one object's live YAML, events, the SSE
+//! stream, sync, rollback, the OpenAPI document (every documented route is served and
+//! sample answers carry the documented fields), and that no Secret value ever leaves the
+//! agent.
+
+mod agent_common;
+mod common;
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use agent_common::{Agent, AgentHome, WAIT, app_entry, apps_file, eventually};
+use common::{Fixture, configmap, deployment};
+use ferry_testkit::TESTBED_CONTEXT;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+const VIEWER: &str = "viewer-token-for-web-tests-0001";
+const OPERATOR: &str = "operator-token-for-web-tests-0002";
+/// The Secret's value: must never appear in any answer.
+const SECRET_VALUE: &str = "hunter2-web-api-test-value";
+/// The same, base64-encoded, as stored in `data`.
+const SECRET_B64: &str = "aHVudGVyMi13ZWItYXBpLXRlc3QtdmFsdWU=";
+/// The drifted Secret value.
+const SECRET_VALUE_2: &str = "changed-by-hand-secret-value";
+/// The same, base64-encoded.
+const SECRET_B64_2: &str = "Y2hhbmdlZC1ieS1oYW5kLXNlY3JldC12YWx1ZQ==";
+
+/// An HTTP client for one agent with one token (or none), keeping every body it received.
+struct Api<'a> {
+    agent: &'a Agent,
+    token: Option<&'a str>,
+    http: reqwest::Client,
+    bodies: &'a Mutex<Vec<String>>,
+}
+
+impl<'a> Api<'a> {
+    fn new(agent: &'a Agent, token: Option<&'a str>, bodies: &'a Mutex<Vec<String>>) -> Self {
+        Self {
+            agent,
+            token,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("HTTP client"),
+            bodies,
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> (u16, Value) {
+        let req = match self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        self.bodies.lock().unwrap().push(text.clone());
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let req = self.http.get(format!("{}{path}", self.agent.url));
+        self.send(req, &format!("GET {path}")).await
+    }
+
+    /// GET that must answer 200.
+    async fn ok(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.agent.url));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req, &format!("POST {path}")).await
+    }
+
+    async fn wait_app(&self, app: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = self.ok(&format!("/api/v1/apps/{app}")).await;
+            if check(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "app {app}: timed out waiting for {what}; last status:\n{status:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The OpenAPI document the agent serves.
+fn openapi() -> Value {
+    serde_json::from_str(ferry_web::OPENAPI).expect("openapi.json is JSON")
+}
+
+/// Follows a `$ref` within the document.
+fn resolve<'d>(doc: &'d Value, schema: &'d Value) -> &'d Value {
+    match schema["$ref"].as_str() {
+        Some(r) => doc
+            .pointer(r.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("dangling $ref {r}")),
+        None => schema,
+    }
+}
+
+/// Asserts that `body`, answered with `status` to `method template`, is documented: the
+/// status is listed and the body has the schema's required top-level fields (and so does
+/// the first item of each documented array field).
+fn check_documented(doc: &Value, method: &str, template: &str, status: u16, body: &Value) {
+    let response = &doc["paths"][template][method]["responses"][status.to_string()];
+    assert!(
+        response.is_object(),
+        "{method} {template} answered {status}, which openapi.json does not document"
+    );
+    let Some(schema) = response.pointer("/content/application~1json/schema") else {
+        return;
+    };
+    let schema = resolve(doc, schema);
+    let required = |schema: &Value, value: &Value, at: &str| {
+        for field in schema["required"].as_array().into_iter().flatten() {
+            let field = field.as_str().unwrap();
+            assert!(
+                value.get(field).is_some(),
+                "{method} {template} ({status}): {at} lacks documented field {field:?}: {value:#}"
+            );
+        }
+    };
+    required(schema, body, "the answer");
+    for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+        let prop = resolve(doc, prop);
+        if prop["type"] == "array"
+            && let Some(first) = body[name].as_array().and_then(|a| a.first())
+        {
+            required(resolve(doc, &prop["items"]), first, &format!("{name}[0]"));
+        }
+    }
+}
+
+/// Every node of a tree answer, depth first.
+fn nodes(tree: &Value) -> Vec<&Value> {
+    fn walk<'v>(n: &'v Value, out: &mut Vec<&'v Value>) {
+        out.push(n);
+        for c in n["children"].as_array().into_iter().flatten() {
+            walk(c, out);
+        }
+    }
+    let mut out = Vec::new();
+    for n in tree["nodes"].as_array().into_iter().flatten() {
+        walk(n, &mut out);
+    }
+    out
+}
+
+fn kubectl(args: &[&str]) {
+    let out = Command::new("kubectl")
+        .args(["--context", TESTBED_CONTEXT])
+        .args(args)
+        .output()
+        .expect("running kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn secret_manifest() -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: {SECRET_VALUE}\n"
+    )
+}
+
+fn service_manifest() -> &'static str {
+    "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector:\n    app: web\n  ports:\n  - port: 80\n"
+}
+
+/// The whole API with tokens: auth, list, detail, tree, drift explained, diff, resource,
+/// events, stream, sync, rollback, OpenAPI conformance and Secret masking.
+#[tokio::test]
+async fn api_with_tokens() {
+    let f = Fixture::new("web-api").await;
+    let app = f.app("");
+    f.repo.write(
+        "app/web.yaml",
+        &deployment("web", "web", "", "").replace("replicas: 1", "replicas: 2"),
+    );
+    f.repo.write("app/svc.yaml", service_manifest());
+    f.repo
+        .write("app/settings.yaml", &configmap("settings", &[("color", "blue")]));
+    f.repo.write("app/creds.yaml", &secret_manifest());
+    let first = f.repo.commit("first: blue");
+    let home = AgentHome::new(&apps_file(&[app_entry(
+        &app,
+        f.repo.path(),
+        "app",
+        f.ns(),
+        "1s",
+        "    selfHeal: false\n",
+    )]));
+    let agent = Agent::start(
+        &home,
+        "agent",
+        &["--token", &format!("viewer:{VIEWER}"), "--token", &format!("operator:{OPERATOR}")],
+    )
+    .await;
+    let bodies = Mutex::new(Vec::new());
+    let anon = Api::new(&agent, None, &bodies);
+    let wrong = Api::new(&agent, Some("not-a-valid-token-at-all"), &bodies);
+    let viewer = Api::new(&agent, Some(VIEWER), &bodies);
+    let operator = Api::new(&agent, Some(OPERATOR), &bodies);
+    let doc = openapi();
+    let base = format!("/api/v1/apps/{app}");
+
+    // Auth.
+    let (status, body) = anon.get("/api/v1/apps").await;
+    assert_eq!(status, 401, "{body}");
+    check_documented(&doc, "get", "/api/v1/apps", status, &body);
+    let (status, body) = wrong.get("/api/v1/apps").await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid token")));
+    let (status, body) = viewer.post(&format!("{base}/sync"), None, &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("operator"), "{body}");
+    check_documented(&doc, "post", "/api/v1/apps/{name}/{action}", status, &body);
+    let (status, body) = operator
+        .post(&format!("{base}/refresh"), None, &[("Origin", "http://evil.example")])
+        .await;
+    assert_eq!(status, 403, "a cross-origin action is refused: {body}");
+    let (status, _) = anon.get("/healthz").await;
+    assert_eq!(status, 200, "probes need no token");
+    let (status, html) = anon.get("/").await;
+    assert_eq!(status, 200);
+    assert!(html.as_str().unwrap().starts_with("<!doctype html>"), "{html}");
+    let (status, served) = anon.get("/api/openapi.json").await;
+    assert_eq!((status, &served), (200, &doc));
+    assert_eq!(viewer.ok("/api/v1/whoami").await["role"], "viewer");
+    assert_eq!(operator.ok("/api/v1/whoami").await["role"], "operator");
+
+    let status = viewer
+        .wait_app(&app, "Synced and Current at the first commit", |s| {
+            s["sync"] == "Synced" && s["health"] == "Current" && s["revision"] == first.as_str()
+        })
+        .await;
+    check_documented(&doc, "get", "/api/v1/apps/{name}", 200, &status);
+    assert_eq!(status["objects"].as_array().unwrap().len(), 4, "{status:#}");
+
+    // The list: filters and pagination.
+    let list = viewer.ok("/api/v1/apps").await;
+    check_documented(&doc, "get", "/api/v1/apps", 200, &list);
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["items"][0]["name"], app.as_str());
+    assert_eq!(viewer.ok("/api/v1/apps?sync=Synced").await["total"], 1);
+    assert_eq!(viewer.ok("/api/v1/apps?sync=OutOfSync").await["total"], 0);
+    assert_eq!(viewer.ok("/api/v1/apps?health=Current").await["total"], 1);
+    assert_eq!(viewer.ok(&format!("/api/v1/apps?q={app}")).await["total"], 1);
+    assert_eq!(viewer.ok("/api/v1/apps?q=no-such-app").await["total"], 0);
+    let page = viewer.ok("/api/v1/apps?offset=1&limit=10").await;
+    assert_eq!((page["total"].as_u64(), page["offset"].as_u64()), (Some(1), Some(1)));
+    assert!(page["items"].as_array().unwrap().is_empty(), "{page}");
+    assert_eq!(
+        viewer.ok("/api/v1/apps?limit=0").await["items"],
+        json!([]),
+        "limit 0"
+    );
+
+    // The tree: Deployment → ReplicaSet → 2 Pods, Service → EndpointSlice, all healthy.
+    let (v, tree_path) = (&viewer, format!("{base}/tree"));
+    let tree_path = &tree_path;
+    let tree = eventually("the tree shows 2 ready Pods", WAIT, || async move {
+        let tree = v.ok(tree_path).await;
+        let pods = nodes(&tree)
+            .iter()
+            .filter(|n| n["subject"]["kind"] == "Pod" && n["health"]["status"] == "Current")
+            .count();
+        pods == 2
+    })
+    .await;
+    eprintln!("latency: tree complete after {tree:?}");
+    let tree = viewer.ok(&format!("{base}/tree")).await;
+    check_documented(&doc, "get", "/api/v1/apps/{name}/tree", 200, &tree);
+    let roots: Vec<&str> = tree["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["subject"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(roots.len(), 4, "{roots:?}");
+    let deploy = tree["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["subject"]["kind"] == "Deployment")
+        .expect("the Deployment is a root");
+    assert_eq!(deploy["managed"], true);
+    assert_eq!(deploy["health"]["status"], "Current");
+    assert_eq!(deploy["info"], "2/2 ready");
+    let rs = &deploy["children"][0];
+    assert_eq!(rs["subject"]["kind"], "ReplicaSet", "{deploy:#}");
+    assert_eq!(rs["managed"], false);
+    assert_eq!(rs["children"].as_array().unwrap().len(), 2, "{rs:#}");
+    let pod = rs["children"][0]["subject"].clone();
+    assert_eq!(pod["kind"], "Pod");
+
+    // Drift: kubectl scales the Deployment, someone edits the ConfigMap and the Secret.
+    kubectl(&["-n", f.ns(), "scale", "deployment", "web", "--replicas=3"]);
+    let edit = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    f.api::<ConfigMap>()
+        .patch("settings", &edit, &Patch::Merge(json!({"data": {"color": "red"}})))
+        .await
+        .expect("editing the ConfigMap");
+    f.api::<Secret>()
+        .patch(
+            "creds",
+            &edit,
+            &Patch::Merge(json!({"data": {"password": SECRET_B64_2}})),
+        )
+        .await
+        .expect("editing the Secret");
+    let status = viewer
+        .wait_app(&app, "OutOfSync with 3 drifted objects", |s| {
+            s["sync"] == "OutOfSync" && s["drifted"].as_array().is_some_and(|d| d.len() == 3)
+        })
+        .await;
+    assert_eq!(status["revision"], first.as_str());
+
+    let diff = viewer.ok(&format!("{base}/diff")).await;
+    check_documented(&doc, "get", "/api/v1/apps/{name}/diff", 200, &diff);
+    assert_eq!(diff["inSync"], false, "{diff:#}");
+    assert_eq!(diff["summary"]["update"], 3, "{diff:#}");
+    let change = |kind: &str| {
+        diff["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["subject"]["kind"] == kind)
+            .unwrap_or_else(|| panic!("no change for {kind}: {diff:#}"))
+            .clone()
+    };
+    let d = change("Deployment");
+    assert_eq!(d["action"], "update");
+    let field = &d["drift"][0];
+    assert_eq!(field["path"], "spec.replicas", "{d:#}");
+    assert_eq!(field["manager"], "kubectl", "{d:#}");
+    assert_eq!(field["subresource"], "scale", "{d:#}");
+    // A write through the scale subresource has no time: the detection time stands in.
+    assert_eq!(field["timeSource"], "detected", "{d:#}");
+    let summary = field["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("spec.replicas changed by kubectl ")
+            && (summary.ends_with(" ago") || summary.ends_with(" just now")),
+        "{summary}"
+    );
+    let c = change("ConfigMap");
+    assert_eq!(c["drift"][0]["path"], "data.color", "{c:#}");
+    assert_eq!(c["drift"][0]["manager"], "kubectl-edit", "{c:#}");
+    assert_eq!(c["drift"][0]["timeSource"], "managedFields", "{c:#}");
+    let s = change("Secret");
+    assert_eq!(s["drift"][0]["path"], "data.password", "{s:#}");
+    assert_eq!(s["drift"][0]["manager"], "kubectl-edit", "{s:#}");
+    let secret_diff = s["diff"].as_str().unwrap();
+    assert!(
+        secret_diff.contains("*** (before)") && secret_diff.contains("*** (after)"),
+        "{secret_diff}"
+    );
+
+    // One object: live YAML, diff, drift, managers.
+    let q = |group: &str, version: &str, kind: &str, name: &str| {
+        format!(
+            "{base}/resource?group={group}&version={version}&kind={kind}&namespace={}&name={name}",
+            f.ns()
+        )
+    };
+    let res = viewer.ok(&q("apps", "v1", "Deployment", "web")).await;
+    check_documented(&doc, "get", "/api/v1/apps/{name}/resource", 200, &res);
+    assert_eq!((res["managed"].as_bool(), res["exists"].as_bool()), (Some(true), Some(true)));
+    let cmp = &res["comparison"];
+    let text = cmp["diff"].as_str().unwrap();
+    assert!(text.contains("-  replicas: 3\n+  replicas: 2\n"), "{text}");
+    assert_eq!(cmp["drift"][0]["manager"], "kubectl");
+    let yaml = res["yaml"].as_str().unwrap();
+    assert!(yaml.contains("kind: Deployment") && yaml.contains("replicas: 3"), "{yaml}");
+    assert!(!yaml.contains("managedFields"), "{yaml}");
+    let managers: Vec<&str> = res["managers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert!(managers.contains(&"ferry") && managers.contains(&"kubectl"), "{managers:?}");
+    let res = viewer.ok(&q("", "v1", "Secret", "creds")).await;
+    let yaml = res["yaml"].as_str().unwrap();
+    assert!(yaml.contains("password: \"***\""), "{yaml}");
+    let pod_res = viewer
+        .ok(&q("", "v1", "Pod", pod["name"].as_str().unwrap()))
+        .await;
+    assert_eq!(pod_res["managed"], false);
+    assert_eq!(pod_res["comparison"], Value::Null);
+    assert!(pod_res["yaml"].as_str().unwrap().contains("kind: Pod"));
+    let (status, body) = viewer.get(&q("", "v1", "ConfigMap", "kube-root-ca.crt")).await;
+    assert_eq!(status, 404, "objects outside the app are not served: {body}");
+    check_documented(&doc, "get", "/api/v1/apps/{name}/resource", status, &body);
+    let (status, body) = viewer.get("/api/v1/apps/no-such-app/tree").await;
+    assert_eq!(status, 404, "{body}");
+    check_documented(&doc, "get", "/api/v1/apps/{name}/tree", status, &body);
+
+    // Events about the app's objects.
+    let events = viewer.ok(&format!("{base}/events")).await;
+    check_documented(&doc, "get", "/api/v1/apps/{name}/events", 200, &events);
+    let reasons: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"ScalingReplicaSet"), "{events:#}");
+
+    // The stream: `ready`, then an `app` event once the sync (an action) changes the status.
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/api/v1/stream", agent.url))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .expect("GET /api/v1/stream");
+    assert_eq!(stream.status().as_u16(), 200);
+    assert_eq!(
+        stream.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut seen = String::new();
+    let mut sync_sent_at = None;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let app_event = format!("event: app\ndata: {{\"name\":\"{app}\"");
+    while sync_sent_at.is_none_or(|at| !seen[at..].contains(&app_event)) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no app event on the stream; got:\n{seen}"))
+            .expect("reading the stream")
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if sync_sent_at.is_none() && seen.contains("event: ready\n") {
+            // Sync heals the drift (self-heal is off, so only an action does).
+            let (status, body) = operator.post(&format!("{base}/sync"), None, &[]).await;
+            assert_eq!(status, 202, "{body}");
+            check_documented(&doc, "post", "/api/v1/apps/{name}/{action}", status, &body);
+            sync_sent_at = Some(seen.len());
+        }
+    }
+    bodies.lock().unwrap().push(seen.clone());
+    drop(stream);
+    viewer
+        .wait_app(&app, "Synced again after Sync", |s| s["sync"] == "Synced")
+        .await;
+    let replicas = f
+        .get::<Deployment>("web")
+        .await
+        .and_then(|d| d.spec)
+        .and_then(|s| s.replicas);
+    assert_eq!(replicas, Some(2), "Sync restored Git's replicas");
+    assert_eq!(f.cm_value("settings", "color").await.as_deref(), Some("blue"));
+    let diff = viewer.ok(&format!("{base}/diff")).await;
+    assert_eq!(diff["inSync"], true, "{diff:#}");
+
+    // Rollback to the first commit after a second one.
+    f.repo
+        .write("app/settings.yaml", &configmap("settings", &[("color", "green")]));
+    let second = f.repo.commit("second: green");
+    viewer
+        .wait_app(&app, "the second commit", |s| {
+            s["revision"] == second.as_str() && s["sync"] == "Synced"
+        })
+        .await;
+    let history = viewer.ok(&format!("{base}/history")).await;
+    check_documented(&doc, "get", "/api/v1/apps/{name}/history", 200, &history);
+    let target = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["revision"] == first.as_str() && e["outcome"] == "succeeded")
+        .expect("a history entry of the first commit")["id"]
+        .to_string();
+    let (status, body) = viewer
+        .post(&format!("{base}/rollback"), Some(json!({ "target": target })), &[])
+        .await;
+    assert_eq!(status, 403, "viewers cannot roll back: {body}");
+    let (status, body) = operator
+        .post(&format!("{base}/rollback"), Some(json!({ "target": target })), &[])
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["revision"], first.as_str());
+    check_documented(&doc, "post", "/api/v1/apps/{name}/{action}", status, &body);
+    viewer
+        .wait_app(&app, "rolled back to the first commit", |s| {
+            s["revision"] == first.as_str() && s["pinned"] == first.as_str()
+        })
+        .await;
+    eventually("the ConfigMap is blue again", WAIT, || async {
+        f.cm_value("settings", "color").await.as_deref() == Some("blue")
+    })
+    .await;
+
+    // The CLI sends its token.
+    let run = f
+        .ferry(&["get", "apps", "--server", &agent.url, "--token", VIEWER])
+        .await;
+    run.expect_code(0).expect_stdout(&app);
+    let run = f.ferry(&["get", "apps", "--server", &agent.url]).await;
+    run.expect_code(2)
+        .expect_error(&["authentication required", "HTTP 401"]);
+
+    // Every documented route is served (no 404 from the router, no 405).
+    for (template, methods) in doc["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            let path = template
+                .replace("{name}", &app)
+                .replace("{action}", "refresh")
+                .replace("{provider}", "github")
+                .replace("{file}", "app.js");
+            let path = if template.ends_with("/resource") {
+                format!("{path}?version=v1&kind=ConfigMap&namespace={}&name=settings", f.ns())
+            } else {
+                path
+            };
+            if template == "/api/v1/stream" {
+                continue; // checked above; it never ends
+            }
+            let (status, body) = match method.as_str() {
+                "get" => operator.get(&path).await,
+                "post" => operator.post(&path, Some(json!({})), &[]).await,
+                other => panic!("undocumented method {other}"),
+            };
+            assert!(
+                status != 405 && !(status == 404 && body == Value::String(String::new())),
+                "{method} {template}: the router does not serve it ({status})"
+            );
+            check_documented(&doc, method, template, status, &body);
+        }
+    }
+
+    // No Secret value anywhere: not in any answer, not in the agent's log; no token logged.
+    let bodies = bodies.into_inner().unwrap();
+    for body in &bodies {
+        for value in [SECRET_VALUE, SECRET_B64, SECRET_VALUE_2, SECRET_B64_2] {
+            assert!(!body.contains(value), "a Secret value reached the API: {body}");
+        }
+    }
+    eprintln!("checked {} answers for Secret values", bodies.len());
+    let log = agent.log();
+    for word in [VIEWER, OPERATOR, SECRET_VALUE, SECRET_B64, SECRET_B64_2] {
+        assert!(!log.contains(word), "the agent logged {word:?}");
+    }
+    f.finish().await;
+}
+
+/// Without tokens: a non-loopback listen address is refused at start; on localhost every
+/// local caller may act, but cross-site and DNS-rebinding requests are refused.
+#[tokio::test]
+async fn without_tokens_localhost_only() {
+    let f = Fixture::new("web-local").await;
+    let app = f.app("");
+    f.repo
+        .write("app/settings.yaml", &configmap("settings", &[("color", "blue")]));
+    f.repo.commit("one");
+    let home = AgentHome::new(&apps_file(&[app_entry(
+        &app,
+        f.repo.path(),
+        "app",
+        f.ns(),
+        "1s",
+        "",
+    )]));
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["agent", "--listen", "0.0.0.0:0", "--file"])
+        .arg(home.apps_file())
+        .env("FERRY_CONTEXT", TESTBED_CONTEXT)
+        .env_remove("FERRY_TOKENS")
+        .output()
+        .expect("running ferry agent");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: refusing to serve the API on 0.0.0.0:0 without tokens: anyone who can \
+             reach it could sync and roll back apps; give --token operator:<token>"
+        ),
+        "{stderr}"
+    );
+
+    let agent = Agent::start(&home, "agent", &[]).await;
+    let bodies = Mutex::new(Vec::new());
+    let local = Api::new(&agent, None, &bodies);
+    local
+        .wait_app(&app, "Synced", |s| s["sync"] == "Synced")
+        .await;
+    assert!(
+        agent.log().contains("no API tokens: localhost only"),
+        "the agent says it is localhost only: {}",
+        agent.log()
+    );
+    assert_eq!(local.ok("/api/v1/whoami").await["role"], "operator");
+    let sync = format!("/api/v1/apps/{app}/sync");
+    let (status, body) = local
+        .post(&sync, None, &[("Content-Type", "text/plain")])
+        .await;
+    assert_eq!(status, 403, "a form-like POST is refused: {body}");
+    let (status, body) = local
+        .post(&sync, None, &[("Content-Type", "application/x-www-form-urlencoded")])
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = local
+        .post(
+            &sync,
+            Some(json!({})),
+            &[("Origin", "http://evil.example"), ("Sec-Fetch-Site", "cross-site")],
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = local
+        .post(&sync, Some(json!({})), &[("Origin", &agent.url)])
+        .await;
+    assert_eq!(status, 202, "a same-origin JSON POST is accepted: {body}");
+    let rebinding = reqwest::Client::new()
+        .get(format!("{}/api/v1/apps", agent.url))
+        .header("Host", "evil.example")
+        .send()
+        .await
+        .expect("GET with another Host");
+    assert_eq!(rebinding.status().as_u16(), 403, "DNS rebinding is refused");
+    f.ferry(&["sync", &app, "--server", &agent.url])
+        .await
+        .expect_code(0);
+    f.finish().await;
+}

@@ -1,0 +1,442 @@
+//! Who may do what: bearer tokens with a role, checked on every `/api/v1` request, and
+//! the guards against cross-site requests.
+//!
+//! - With tokens configured, every `/api/v1` request needs `Authorization: Bearer
+//!   <token>`; a viewer token reads, an operator token also acts (POST).
+//! - Without tokens, the agent must listen on a loopback address ([`Auth::check_listen`])
+//!   and answers only requests addressed to a loopback host name (no DNS rebinding); every
+//!   local caller is an operator.
+//! - A POST must not come from another site: a `Sec-Fetch-Site: cross-site` or an
+//!   `Origin` other than the request's own host is refused, and the request must carry
+//!   `Authorization` or a JSON `Content-Type`, which no HTML form can send. No cookies are
+//!   ever used, so a browser never sends credentials on its own.
+//! - `/healthz`, `/readyz`, `/metrics` and the webhooks (`/hooks/…`, signed with their own
+//!   secret) are outside this scheme; the dashboard's static files and the OpenAPI
+//!   document hold no data and are public.
+//!
+//! Tokens are kept only as SHA-256 digests, compared in constant time, and never logged
+//! or echoed in errors.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error_response;
+
+/// Shortest token accepted: shorter ones are guessable.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// What a token allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read apps, trees, diffs, history, events and the stream.
+    Viewer,
+    /// Everything a viewer may, plus sync, refresh, suspend, resume and rollback.
+    Operator,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+        })
+    }
+}
+
+/// A token configuration that cannot be used. Messages never contain a token.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A token spec without `ROLE:`.
+    #[error("{origin}: expected ROLE:TOKEN with ROLE viewer or operator")]
+    Malformed {
+        /// `--token` or `<file>:<line>`.
+        origin: String,
+    },
+    /// A role other than viewer or operator.
+    #[error("{origin}: unknown role {role:?} (use viewer or operator)")]
+    UnknownRole {
+        /// `--token` or `<file>:<line>`.
+        origin: String,
+        /// The role given.
+        role: String,
+    },
+    /// A token shorter than [`MIN_TOKEN_LEN`].
+    #[error("{origin}: the {role} token is shorter than {MIN_TOKEN_LEN} characters")]
+    TooShort {
+        /// `--token` or `<file>:<line>`.
+        origin: String,
+        /// Its role.
+        role: Role,
+    },
+    /// The tokens file cannot be read.
+    #[error("tokens file {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Listening beyond this machine without tokens.
+    #[error(
+        "refusing to serve the API on {addr} without tokens: anyone who can reach it could \
+         sync and roll back apps; give --token operator:<token> (or --tokens-file), or \
+         listen on 127.0.0.1"
+    )]
+    Exposed {
+        /// The listen address.
+        addr: SocketAddr,
+    },
+}
+
+/// The configured tokens (as digests) and their roles.
+#[derive(Default)]
+pub struct Auth {
+    tokens: Vec<(Role, [u8; 32])>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("tokens", &self.tokens.len())
+            .finish()
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Auth {
+    /// Parses `ROLE:TOKEN` specs (from `--token`) and the lines of a tokens file (same
+    /// form; blank lines and `#` comments skipped).
+    pub fn new(specs: &[String], file: Option<&Path>) -> Result<Self, AuthError> {
+        let mut auth = Self::default();
+        for spec in specs {
+            auth.add(spec, "--token")?;
+        }
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| AuthError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                auth.add(line, &format!("{}:{}", path.display(), n + 1))?;
+            }
+        }
+        Ok(auth)
+    }
+
+    fn add(&mut self, spec: &str, origin: &str) -> Result<(), AuthError> {
+        let Some((role, token)) = spec.trim().split_once(':') else {
+            return Err(AuthError::Malformed {
+                origin: origin.into(),
+            });
+        };
+        let role = match role.trim() {
+            "viewer" => Role::Viewer,
+            "operator" => Role::Operator,
+            other => {
+                // A "role" longer than a word is more likely a mistyped token: don't echo it.
+                let role = if other.len() <= 12 { other } else { "…" };
+                return Err(AuthError::UnknownRole {
+                    origin: origin.into(),
+                    role: role.into(),
+                });
+            }
+        };
+        let token = token.trim();
+        if token.chars().count() < MIN_TOKEN_LEN {
+            return Err(AuthError::TooShort {
+                origin: origin.into(),
+                role,
+            });
+        }
+        self.tokens.push((role, digest(token)));
+        Ok(())
+    }
+
+    /// True when tokens are configured.
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Refuses a non-loopback listen address when no token is configured.
+    pub fn check_listen(&self, addr: SocketAddr) -> Result<(), AuthError> {
+        if self.enabled() || addr.ip().is_loopback() {
+            Ok(())
+        } else {
+            Err(AuthError::Exposed { addr })
+        }
+    }
+
+    /// One line for the start-up message, e.g. `2 tokens (1 viewer, 1 operator)`.
+    pub fn describe(&self) -> String {
+        if !self.enabled() {
+            return "no API tokens: localhost only, every local caller may act".into();
+        }
+        let operators = self
+            .tokens
+            .iter()
+            .filter(|(r, _)| *r == Role::Operator)
+            .count();
+        format!(
+            "API tokens required ({} viewer, {operators} operator)",
+            self.tokens.len() - operators
+        )
+    }
+
+    /// The role of a presented token; `None` when it matches no configured token.
+    pub fn role_of(&self, token: &str) -> Option<Role> {
+        let presented = digest(token);
+        // Compare against every token, so the time taken says nothing about which matched.
+        let mut found = None;
+        for (role, known) in &self.tokens {
+            if bool::from(known.ct_eq(&presented)) {
+                found = Some(*role);
+            }
+        }
+        found
+    }
+}
+
+/// Paths outside the token scheme: probes, metrics and webhooks (signed on their own).
+fn is_open(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/hooks/")
+}
+
+/// The host name of a `Host` header value or URL authority, without the port.
+fn host_name(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+/// True for `localhost`, `127.x.y.z` and `::1`.
+fn is_loopback_name(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why a write request looks cross-site; `None` when it is acceptable.
+fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
+    let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return Some("cross-site request refused");
+    }
+    if let Some(origin) = get(header::ORIGIN) {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        if authority.is_none() || authority != get(header::HOST) {
+            return Some("request from another origin refused");
+        }
+    }
+    let simple_type = get(header::CONTENT_TYPE).is_none_or(|t| {
+        let t = t.split(';').next().unwrap_or_default().trim();
+        t.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            || t.eq_ignore_ascii_case("multipart/form-data")
+            || t.eq_ignore_ascii_case("text/plain")
+    });
+    if simple_type && !headers.contains_key(header::AUTHORIZATION) {
+        return Some(
+            "actions need an Authorization header or Content-Type: application/json \
+             (protection against cross-site requests)",
+        );
+    }
+    None
+}
+
+/// The middleware applying [`Auth`] to every request (see the module docs). It puts the
+/// caller's [`Role`] into the request's extensions.
+pub async fn guard(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if is_open(path) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    if !auth.enabled() {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(host_name)
+            .unwrap_or_default();
+        if !is_loopback_name(host) {
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "without API tokens the agent only answers requests addressed to localhost",
+            );
+        }
+    }
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if write && let Some(why) = cross_site(headers) {
+        return error_response(StatusCode::FORBIDDEN, why);
+    }
+    if !path.starts_with("/api/v1/") {
+        return next.run(req).await;
+    }
+    let role = if auth.enabled() {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match token.and_then(|t| auth.role_of(t.trim())) {
+            Some(role) => role,
+            None => {
+                let message = if token.is_some() {
+                    "invalid token"
+                } else {
+                    "authentication required: send Authorization: Bearer <token>"
+                };
+                let mut resp = error_response(StatusCode::UNAUTHORIZED, message);
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"ferry\""),
+                );
+                return resp;
+            }
+        }
+    } else {
+        Role::Operator
+    };
+    if write && role != Role::Operator {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "this token is a viewer token: actions need an operator token",
+        );
+    }
+    req.extensions_mut().insert(role);
+    next.run(req).await.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_roles_and_hides_tokens() {
+        let a = Auth::new(
+            &specs(&[
+                "viewer:view-token-0123456789",
+                "operator:op-token-0123456789",
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(a.role_of("view-token-0123456789"), Some(Role::Viewer));
+        assert_eq!(a.role_of("op-token-0123456789"), Some(Role::Operator));
+        assert_eq!(a.role_of("op-token-012345678"), None);
+        assert_eq!(
+            a.describe(),
+            "API tokens required (1 viewer, 1 operator)"
+        );
+        assert!(!format!("{a:?}").contains("token-0123"));
+
+        let e = Auth::new(&specs(&["admin:secret-secret-secret"]), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--token: unknown role \"admin\" (use viewer or operator)"
+        );
+        let e = Auth::new(&specs(&["secret-secret-secret"]), None).unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+        let e = Auth::new(&specs(&["averyveryverylongsecret:x"]), None).unwrap_err();
+        assert!(!e.to_string().contains("averyvery"), "{e}");
+        let e = Auth::new(&specs(&["operator:short"]), None).unwrap_err();
+        assert!(!e.to_string().contains("short\""), "{e}");
+        assert!(e.to_string().contains("shorter than 16"), "{e}");
+    }
+
+    #[test]
+    fn tokens_file() {
+        let path = std::env::temp_dir().join(format!("ferry-web-tokens-{}", std::process::id()));
+        std::fs::write(&path, "# team tokens\n\nviewer: view-token-0123456789\nbad\n").unwrap();
+        let e = Auth::new(&[], Some(&path)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:4: expected ROLE:TOKEN with ROLE viewer or operator",
+                path.display()
+            )
+        );
+        std::fs::write(&path, "viewer: view-token-0123456789\n").unwrap();
+        let a = Auth::new(&[], Some(&path)).unwrap();
+        assert_eq!(a.role_of("view-token-0123456789"), Some(Role::Viewer));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn listen_needs_tokens_beyond_loopback() {
+        let none = Auth::default();
+        assert!(none.check_listen("127.0.0.1:8080".parse().unwrap()).is_ok());
+        assert!(none.check_listen("[::1]:8080".parse().unwrap()).is_ok());
+        let e = none
+            .check_listen("0.0.0.0:8080".parse().unwrap())
+            .unwrap_err();
+        assert!(e.to_string().starts_with(
+            "refusing to serve the API on 0.0.0.0:8080 without tokens"
+        ));
+        let some = Auth::new(&specs(&["operator:op-token-0123456789"]), None).unwrap();
+        assert!(some.check_listen("0.0.0.0:8080".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(host_name("[::1]:8080"), "::1");
+        assert_eq!(host_name("localhost"), "localhost");
+        assert!(is_loopback_name("localhost"));
+        assert!(is_loopback_name("127.0.0.2"));
+        assert!(is_loopback_name("::1"));
+        assert!(!is_loopback_name("evil.example"));
+    }
+
+    #[test]
+    fn cross_site_rules() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        let json = ("content-type", "application/json");
+        let host = ("host", "127.0.0.1:8080");
+        assert_eq!(cross_site(&h(&[json, host])), None);
+        assert_eq!(
+            cross_site(&h(&[("authorization", "Bearer x"), host])),
+            None
+        );
+        assert!(cross_site(&h(&[host])).is_some());
+        assert!(cross_site(&h(&[("content-type", "text/plain;charset=UTF-8"), host])).is_some());
+        assert_eq!(
+            cross_site(&h(&[json, host, ("origin", "http://127.0.0.1:8080")])),
+            None
+        );
+        assert!(cross_site(&h(&[json, host, ("origin", "http://evil.example")])).is_some());
+        assert!(cross_site(&h(&[json, host, ("origin", "null")])).is_some());
+        assert!(cross_site(&h(&[json, host, ("sec-fetch-site", "cross-site")])).is_some());
+    }
+}

@@ -1,0 +1,454 @@
+//! The dashboard's JSON endpoints beyond the agent's own: resource tree, live diff,
+//! one object (live YAML, diff, drift explained), events, the caller's role.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ferry_agent::api::Api;
+use ferry_agent::state::AppStatus;
+use ferry_engine::diff::{mask_secret, normalize, to_yaml, unified};
+use ferry_engine::source::{Rendered, render_app};
+use ferry_engine::sync::{SyncOptions, plan};
+use ferry_model::{APP_LABEL, Action, Health, HealthStatus, ObjectRef};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::Role;
+use crate::drift::{FieldDrift, explain};
+use crate::tree::{self, CHILD_KINDS};
+
+/// Shared state of the dashboard's handlers.
+#[derive(Clone)]
+pub struct Web {
+    /// The agent's API state (reconciler context).
+    pub api: Api,
+    /// Rendered manifests by app, revision and spec, so clicking around does not
+    /// re-render each time.
+    renders: Arc<Mutex<HashMap<String, Arc<Rendered>>>>,
+    /// When each drifted app was first seen out of sync ([`track_drift`]).
+    drift_since: Arc<Mutex<HashMap<String, SystemTime>>>,
+}
+
+/// Most renders kept.
+const MAX_RENDERS: usize = 64;
+
+impl Web {
+    /// Wraps the agent's API state.
+    pub fn new(api: Api) -> Self {
+        Self {
+            api,
+            renders: Default::default(),
+            drift_since: Default::default(),
+        }
+    }
+
+    fn drift_since(&self, app: &str) -> Option<SystemTime> {
+        self.drift_since
+            .lock()
+            .expect("drift_since")
+            .get(app)
+            .copied()
+    }
+}
+
+/// Notes when each app starts to drift (and forgets it once in sync again), until the
+/// agent shuts down: the time reported for a field whose manager left no time.
+pub async fn track_drift(web: Web) {
+    let ctx = web.api.ctx.clone();
+    let mut rx = ctx.store.subscribe();
+    loop {
+        let name = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            next = rx.recv() => match next {
+                Ok(name) => name,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let drifted = ctx
+            .store
+            .get(&name)
+            .await
+            .is_some_and(|s| !s.drifted.is_empty());
+        let mut since = web.drift_since.lock().expect("drift_since");
+        if drifted {
+            since.entry(name).or_insert_with(SystemTime::now);
+        } else {
+            since.remove(&name);
+        }
+    }
+}
+
+/// Why a dashboard request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// No app by that name.
+    #[error("no app named {0:?}")]
+    NoApp(String),
+    /// The object is not part of the app.
+    #[error("{subject} is not an object of app {app:?}")]
+    NotOfApp {
+        /// The object asked for.
+        subject: Box<ObjectRef>,
+        /// The app.
+        app: String,
+    },
+    /// The app has not been reconciled yet, so there is no revision to compare with.
+    #[error("app {0:?} has no revision yet: it has not been reconciled")]
+    NoRevision(String),
+    /// Rendering or planning failed.
+    #[error(transparent)]
+    Engine(#[from] ferry_engine::EngineError),
+    /// The cluster refused or is unreachable.
+    #[error(transparent)]
+    Kube(#[from] ferry_kube::KubeError),
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            WebError::NoApp(_) | WebError::NotOfApp { .. } => StatusCode::NOT_FOUND,
+            WebError::NoRevision(_) => StatusCode::CONFLICT,
+            WebError::Engine(_) | WebError::Kube(_) => StatusCode::BAD_GATEWAY,
+        };
+        crate::error_response(status, self.to_string())
+    }
+}
+
+async fn app(web: &Web, name: &str) -> Result<AppStatus, WebError> {
+    web.api
+        .ctx
+        .store
+        .get(name)
+        .await
+        .ok_or_else(|| WebError::NoApp(name.into()))
+}
+
+/// The app's inventory: the objects of its last reconcile, else its inventory ConfigMap.
+async fn roots(web: &Web, status: &AppStatus) -> Result<Vec<ObjectRef>, WebError> {
+    if !status.objects.is_empty() {
+        return Ok(status.objects.iter().map(|o| o.subject.clone()).collect());
+    }
+    Ok(web
+        .api
+        .ctx
+        .cluster
+        .read_inventory(&status.name)
+        .await?
+        .map(|i| i.entries)
+        .unwrap_or_default())
+}
+
+/// `GET /api/v1/whoami`: the caller's role and whether tokens are in use.
+pub async fn whoami(role: Option<axum::Extension<Role>>) -> Response {
+    let role = role.map_or(Role::Viewer, |r| r.0);
+    Json(json!({ "role": role })).into_response()
+}
+
+/// `GET /api/v1/apps/{name}/tree`.
+pub async fn tree(State(web): State<Web>, Path(name): Path<String>) -> Result<Response, WebError> {
+    let status = app(&web, &name).await?;
+    let roots = roots(&web, &status).await?;
+    let nodes = tree::build(&web.api.ctx.cluster, &roots, &status.drifted).await?;
+    Ok(Json(json!({ "app": name, "revision": status.revision, "nodes": nodes })).into_response())
+}
+
+/// `GET /api/v1/apps/{name}/events`.
+pub async fn events(
+    State(web): State<Web>,
+    Path(name): Path<String>,
+) -> Result<Response, WebError> {
+    let status = app(&web, &name).await?;
+    let roots = roots(&web, &status).await?;
+    let cluster = &web.api.ctx.cluster;
+    let nodes = tree::build(cluster, &roots, &[]).await?;
+    let extra: Vec<&str> = status.spec.destination.namespace.as_deref().into_iter().collect();
+    let items = tree::events(cluster, &name, &nodes, &extra).await?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// The app's manifests at its current revision (cached).
+async fn rendered(web: &Web, status: &AppStatus) -> Result<Arc<Rendered>, WebError> {
+    if status.revision.is_empty() {
+        return Err(WebError::NoRevision(status.name.clone()));
+    }
+    let key = format!(
+        "{}\n{}\n{}",
+        status.name,
+        status.revision,
+        serde_json::to_string(&status.spec).unwrap_or_default()
+    );
+    if let Some(r) = web.renders.lock().expect("renders").get(&key) {
+        return Ok(r.clone());
+    }
+    let ctx = &web.api.ctx;
+    let r = Arc::new(
+        render_app(
+            &ctx.git,
+            &ctx.tools,
+            &status.name,
+            &status.spec,
+            Some(&status.revision),
+            &ctx.facts,
+        )
+        .await?,
+    );
+    let mut renders = web.renders.lock().expect("renders");
+    if renders.len() >= MAX_RENDERS {
+        renders.clear();
+    }
+    renders.insert(key, r.clone());
+    Ok(r)
+}
+
+/// The desired object for `subject` as ferry would apply it (namespace defaulted,
+/// ownership label set), or `None` when Git has no such object.
+async fn desired_manifest(
+    web: &Web,
+    status: &AppStatus,
+    subject: &ObjectRef,
+) -> Result<Option<Value>, WebError> {
+    let rendered = rendered(web, status).await?;
+    let namespaced = web
+        .api
+        .ctx
+        .cluster
+        .resolve(&subject.api_version(), &subject.kind)
+        .await?
+        .namespaced;
+    let default_ns = status.spec.destination.namespace.as_deref();
+    for m in &rendered.manifests {
+        let r = m.object_ref();
+        if r.group != subject.group || r.kind != subject.kind || r.name != subject.name {
+            continue;
+        }
+        let ns = if namespaced {
+            m.namespace().or(default_ns)
+        } else {
+            None
+        };
+        if ns != subject.namespace.as_deref() {
+            continue;
+        }
+        let mut m = m.clone();
+        match ns {
+            Some(ns) => m.set_namespace(ns),
+            None => m.clear_namespace(),
+        }
+        m.set_label(APP_LABEL, &status.name);
+        return Ok(Some(m.object));
+    }
+    Ok(None)
+}
+
+/// Desired vs live for one object of the app.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Comparison {
+    /// Unified diff live → desired, Secret values masked; empty when in sync.
+    diff: String,
+    /// The desired object as the server would store it (dry-run), masked, as YAML.
+    desired_yaml: Option<String>,
+    /// Fields that differ, with their managers.
+    drift: Vec<FieldDrift>,
+    /// Why no comparison could be made, if so.
+    error: Option<String>,
+}
+
+/// Compares one object with Git through a server-side-apply dry-run.
+async fn compare(
+    web: &Web,
+    status: &AppStatus,
+    subject: &ObjectRef,
+    live: Option<&Value>,
+) -> Comparison {
+    let desired = match desired_manifest(web, status, subject).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return Comparison {
+                error: Some("not in Git at the app's revision".into()),
+                ..Default::default()
+            };
+        }
+        Err(e) => {
+            return Comparison {
+                error: Some(e.to_string()),
+                ..Default::default()
+            };
+        }
+    };
+    let Some(live) = live else {
+        return Comparison {
+            diff: unified(subject, None, Some(&desired)),
+            desired_yaml: Some(to_yaml(&mask_secret(&normalize(&desired)))),
+            ..Default::default()
+        };
+    };
+    match web.api.ctx.cluster.apply(&desired, true).await {
+        Ok(dry_run) => Comparison {
+            diff: unified(subject, Some(live), Some(&normalize(&dry_run))),
+            desired_yaml: Some(to_yaml(&mask_secret(&normalize(&dry_run)))),
+            drift: explain(
+                live,
+                &dry_run,
+                SystemTime::now(),
+                web.drift_since(&status.name),
+            ),
+            error: None,
+        },
+        Err(e) => Comparison {
+            desired_yaml: Some(to_yaml(&mask_secret(&normalize(&desired)))),
+            error: Some(format!("dry-run failed: {e}")),
+            ..Default::default()
+        },
+    }
+}
+
+/// Query naming one object.
+#[derive(Debug, Deserialize)]
+pub struct ObjectQuery {
+    /// API group; empty or absent for the core group.
+    #[serde(default)]
+    pub group: String,
+    /// API version, e.g. `v1`.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace; absent for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+}
+
+/// One field manager of an object.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ManagerInfo {
+    manager: String,
+    operation: Option<String>,
+    subresource: Option<String>,
+    time: Option<String>,
+}
+
+fn manager_infos(live: &Value) -> Vec<ManagerInfo> {
+    let entries = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array);
+    entries
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let s = |k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+            };
+            ManagerInfo {
+                manager: s("manager").unwrap_or_else(|| "unknown".into()),
+                operation: s("operation"),
+                subresource: s("subresource"),
+                time: s("time"),
+            }
+        })
+        .collect()
+}
+
+/// The live object as YAML for people: no managedFields, Secret values masked.
+fn live_yaml(live: &Value) -> String {
+    let mut shown = mask_secret(live);
+    if let Some(meta) = shown.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    to_yaml(&shown)
+}
+
+/// `GET /api/v1/apps/{name}/resource?group=&version=&kind=&namespace=&name=`: one object
+/// of the app: health, live YAML, desired vs live diff, drift explained, field managers.
+pub async fn resource(
+    State(web): State<Web>,
+    Path(name): Path<String>,
+    Query(q): Query<ObjectQuery>,
+) -> Result<Response, WebError> {
+    let status = app(&web, &name).await?;
+    let api_version = if q.group.is_empty() {
+        q.version.clone()
+    } else {
+        format!("{}/{}", q.group, q.version)
+    };
+    let subject = ObjectRef::new(&api_version, &q.kind, q.namespace.as_deref(), &q.name);
+    let roots = roots(&web, &status).await?;
+    let managed = roots.contains(&subject);
+    let namespace_of_app = subject.namespace.as_deref().is_some_and(|ns| {
+        roots.iter().any(|r| r.namespace.as_deref() == Some(ns))
+            || status.spec.destination.namespace.as_deref() == Some(ns)
+    });
+    let child = CHILD_KINDS
+        .iter()
+        .any(|(v, k)| *k == subject.kind && ObjectRef::new(v, k, None, "").group == subject.group);
+    if !managed && !(child && namespace_of_app) {
+        return Err(WebError::NotOfApp {
+            subject: Box::new(subject),
+            app: name,
+        });
+    }
+    let live = web.api.ctx.cluster.get(&subject).await?;
+    let health = live.as_ref().map_or_else(
+        || Health::new(HealthStatus::NotFound, "object not found"),
+        ferry_engine::health::health,
+    );
+    let comparison = if managed {
+        Some(compare(&web, &status, &subject, live.as_ref()).await)
+    } else {
+        None
+    };
+    Ok(Json(json!({
+        "subject": subject,
+        "managed": managed,
+        "exists": live.is_some(),
+        "health": health,
+        "yaml": live.as_ref().map(live_yaml),
+        "managers": live.as_ref().map(manager_infos).unwrap_or_default(),
+        "comparison": comparison,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/apps/{name}/diff`: a fresh plan of the app at its revision against the
+/// cluster (nothing written), with drift explained for each object that would change.
+pub async fn diff(State(web): State<Web>, Path(name): Path<String>) -> Result<Response, WebError> {
+    let status = app(&web, &name).await?;
+    let rendered = rendered(&web, &status).await?;
+    let cluster = &web.api.ctx.cluster;
+    let planned = plan(cluster, &name, &status.spec, &rendered, SyncOptions::default()).await?;
+    let changeset = planned.changeset;
+    let mut changes = Vec::with_capacity(changeset.changes.len());
+    for c in &changeset.changes {
+        let drift = if c.action == Action::Update {
+            let live = cluster.get(&c.subject).await?;
+            compare(&web, &status, &c.subject, live.as_ref()).await.drift
+        } else {
+            Vec::new()
+        };
+        changes.push(json!({
+            "subject": c.subject,
+            "action": c.action,
+            "diff": c.diff,
+            "reason": c.reason,
+            "drift": drift,
+        }));
+    }
+    Ok(Json(json!({
+        "app": name,
+        "revision": status.revision,
+        "inSync": changeset.in_sync(),
+        "summary": changeset.summary(),
+        "changes": changes,
+    }))
+    .into_response())
+}

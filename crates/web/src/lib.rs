@@ -1,0 +1,65 @@
+//! The agent's dashboard and the API behind it.
+//!
+//! [`router`] takes the agent's own router (apps, history, actions, metrics, webhooks)
+//! and adds:
+//!
+//! - the web UI at `/` (plain HTML, CSS and JavaScript compiled into the binary);
+//! - `GET /api/v1/apps/{name}/tree`: inventory objects and what they own, with health;
+//! - `GET /api/v1/apps/{name}/diff`: a fresh desired-vs-live plan with drift explained;
+//! - `GET /api/v1/apps/{name}/resource`: one object's live YAML, diff and field managers;
+//! - `GET /api/v1/apps/{name}/events`: Kubernetes Events about the app's objects;
+//! - `GET /api/v1/stream`: Server-Sent Events of app status changes;
+//! - `GET /api/v1/whoami`: the caller's role;
+//! - `GET /api/openapi.json`: the OpenAPI 3 document of every route ([`OPENAPI`]);
+//!
+//! and wraps everything in [`auth::guard`]: bearer tokens with viewer and operator roles,
+//! loopback-only without tokens, and refusal of cross-site writes. Secret values never
+//! leave the agent: diffs, YAML and drift reports are masked or carry field names only.
+
+pub mod auth;
+pub mod drift;
+pub mod tree;
+
+mod assets;
+mod handlers;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+pub use auth::{Auth, AuthError, Role};
+pub use handlers::WebError;
+
+/// The OpenAPI 3 document of the agent's HTTP API (`crates/web/openapi.json`).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// A JSON error body `{"error": message}` with `status`.
+pub(crate) fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// The agent's router `agent` plus the dashboard and its API, all behind `auth`. Must be
+/// called inside a Tokio runtime: it starts a task noting when apps drift.
+pub fn router(api: ferry_agent::api::Api, agent: Router, auth: Arc<Auth>) -> Router {
+    let web = handlers::Web::new(api);
+    tokio::spawn(handlers::track_drift(web.clone()));
+    let dashboard = Router::new()
+        .route("/", get(assets::index))
+        .route("/assets/{file}", get(assets::asset))
+        .route("/api/openapi.json", get(assets::openapi))
+        .route("/api/v1/whoami", get(handlers::whoami))
+        .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/apps/{name}/tree", get(handlers::tree))
+        .route("/api/v1/apps/{name}/diff", get(handlers::diff))
+        .route("/api/v1/apps/{name}/resource", get(handlers::resource))
+        .route("/api/v1/apps/{name}/events", get(handlers::events))
+        .with_state(web);
+    agent
+        .merge(dashboard)
+        .layer(axum::middleware::from_fn_with_state(auth, auth::guard))
+}

@@ -1,0 +1,130 @@
+//! The OpenAPI document (`openapi.json`) lists exactly the routes the agent serves: the
+//! agent's own router (`crates/agent/src/api.rs`) and the dashboard's (`src/lib.rs`),
+//! read from their `.route(...)` calls. That every documented route answers, and that
+//! sample answers carry the documented fields, is checked against a running agent in
+//! `crates/ferry/tests/web_api.rs`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
+
+/// `(method, path)` of every `.route("path", method(..).method(..))` call in `file`.
+fn routes(file: &Path) -> BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    let mut out = BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some(rest) = line.trim().strip_prefix(".route(\"") else {
+            continue;
+        };
+        let (path, handlers) = rest
+            .split_once('"')
+            .unwrap_or_else(|| panic!("{}:{}: unterminated path", file.display(), n + 1));
+        let mut found = false;
+        for method in METHODS {
+            let call = format!("{method}(");
+            let as_chain = format!(".{method}(");
+            let first = handlers.trim_start_matches(", ").starts_with(&call);
+            if first || handlers.contains(&as_chain) {
+                out.insert((method.to_string(), path.to_string()));
+                found = true;
+            }
+        }
+        assert!(
+            found,
+            "{}:{}: no method in {line:?}: route on one line, please",
+            file.display(),
+            n + 1
+        );
+    }
+    out
+}
+
+fn document() -> Value {
+    serde_json::from_str(ferry_web::OPENAPI).expect("openapi.json is valid JSON")
+}
+
+#[test]
+fn every_route_is_documented_and_vice_versa() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut served = routes(&here.join("../agent/src/api.rs"));
+    served.extend(routes(&here.join("src/lib.rs")));
+    assert!(
+        served.contains(&("get".into(), "/api/v1/apps".into())),
+        "the route scan found nothing sensible: {served:?}"
+    );
+    let doc = document();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from crates/web/openapi.json: {undocumented:?}"
+    );
+    assert!(
+        unserved.is_empty(),
+        "documented routes no router serves: {unserved:?}"
+    );
+}
+
+/// Every `$ref` in `v`.
+fn refs<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r);
+            }
+            m.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn document_is_well_formed() {
+    let doc = document();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let pointer = r.strip_prefix('#').expect("local $ref");
+        assert!(doc.pointer(pointer).is_some(), "dangling $ref {r}");
+    }
+    let mut ids = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            assert!(METHODS.contains(&method.as_str()), "{method} {path}");
+            let id = op["operationId"].as_str().expect("operationId");
+            assert!(ids.insert(id.to_string()), "duplicate operationId {id}");
+            assert!(op["summary"].is_string(), "{method} {path}: summary");
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path}: responses"
+            );
+            // Every path parameter is declared.
+            for segment in path.split('/') {
+                if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    let declared = op["parameters"].as_array().into_iter().flatten().any(|p| {
+                        p["in"] == "path" && p["name"] == name && p["required"] == true
+                    });
+                    assert!(declared, "{method} {path}: path parameter {name}");
+                }
+            }
+        }
+    }
+}
