@@ -589,8 +589,8 @@ async fn sync_once(
     })
 }
 
-/// Self-heal backoff: heals within 10 s of the previous one wait 1 s × 2ⁿ (≤ 300 s),
-/// so a fight with another controller does not spin. `None` = heal now.
+/// Self-heal backoff: the first heal is immediate; each further heal within 10 s of the
+/// previous one waits twice as long (2 s, 4 s, … up to 300 s), so a fight with another controller does not spin. `None` = heal now.
 fn heal_backoff(ctx: &Ctx, name: &str) -> Option<Duration> {
     let mut heals = ctx.heals.lock().expect("heals");
     let now = Instant::now();

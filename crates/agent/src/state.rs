@@ -314,3 +314,55 @@ impl Store {
         self.changes.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(suspend: bool) -> AppSpec {
+        AppSpec {
+            suspend,
+            ..AppSpec::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn suspensions_and_pins_are_kept_in_the_file() {
+        let dir = std::env::temp_dir().join(format!("ferry-kept-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kept.json");
+        let _ = std::fs::remove_file(&path);
+
+        let store = Store::with_kept_file(path.clone()).unwrap();
+        store.upsert("a", spec(false)).await;
+        store.upsert("b", spec(true)).await;
+        store.update("a", |s| s.pinned = Some("abc".into())).await;
+        store.keep("a").await.unwrap();
+        store.keep("b").await.unwrap(); // suspended by its spec: nothing to keep
+
+        // A new process: "a" gets its pin back, also when it is added later.
+        let again = Store::with_kept_file(path.clone()).unwrap();
+        again.upsert("b", spec(false)).await;
+        assert!(!again.get("b").await.unwrap().suspended);
+        again.upsert("a", spec(false)).await;
+        let a = again.get("a").await.unwrap();
+        assert_eq!(a.pinned.as_deref(), Some("abc"));
+        assert!(!a.suspended);
+
+        // Suspend, then resume: the file follows; removing an app forgets it.
+        again.update("a", |s| s.suspended = true).await;
+        again.keep("a").await.unwrap();
+        let third = Store::with_kept_file(path.clone()).unwrap();
+        third.upsert("a", spec(false)).await;
+        assert!(third.get("a").await.unwrap().suspended);
+        third.remove("a").await;
+        let fourth = Store::with_kept_file(path.clone()).unwrap();
+        fourth.upsert("a", spec(false)).await;
+        let a = fourth.get("a").await.unwrap();
+        assert!(!a.suspended && a.pinned.is_none());
+
+        std::fs::write(&path, "not json").unwrap();
+        assert!(Store::with_kept_file(path.clone()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
