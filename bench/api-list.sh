@@ -13,8 +13,9 @@
 #   SYNC_TIMEOUT  seconds to wait for every app to be Synced                  [600]
 #
 # Queries: the whole list (limit=1000), a page (limit=100&offset=500), a search (q=) and
-# a state filter (sync=Synced&health=Current). Prints median, p95 and max in ms and the
-# answer size; the list must answer well under 100 ms. Starts its own test bed (state
+# a state filter (sync=Synced&health=Current). Prints median, p95 and max answer time in
+# ms (curl's time_total), the agent's CPU time per answer (from /proc, so other load on
+# the machine does not count) and the answer size; the list must answer well under 100 ms. Starts its own test bed (state
 # $HOME/.cache/ferry/testbed-bench-api) and agent, and stops both on exit.
 set -euo pipefail
 
@@ -101,13 +102,19 @@ while :; do
 done
 log "$synced of $APPS apps Synced after $((SECONDS - start)) s"
 
+# CPU time (user + system) the agent has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$AGENT_PID/stat"; }
+TICKS=$(getconf CLK_TCK)
+
 measure() {
   local name=$1 path=$2
   for _ in 1 2 3 4 5; do get "$path" >/dev/null; done
-  local times=()
+  local times=() before after
+  before=$(cpu_ticks)
   for _ in $(seq "$RUNS"); do
     times+=("$(curl -sf -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $TOKEN" "$URL$path")")
   done
+  after=$(cpu_ticks)
   local size items
   size=$(get "$path" | wc -c)
   items=$(get "$path" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')
@@ -115,15 +122,17 @@ measure() {
 import sys, statistics
 t = sorted(float(x) * 1000 for x in sys.stdin)
 p95 = t[min(len(t) - 1, int(round(0.95 * (len(t) - 1))))]
-print(f'| {sys.argv[1]} | \`{sys.argv[2]}\` | {sys.argv[3]} | {int(sys.argv[4]) // 1024} KiB | {statistics.median(t):.1f} | {p95:.1f} | {t[-1]:.1f} |')
-" "$name" "$path" "$items" "$size"
+cpu = (int(sys.argv[5]) - int(sys.argv[6])) * 1000 / int(sys.argv[7]) / len(t)
+print(f'| {sys.argv[1]} | \`{sys.argv[2]}\` | {sys.argv[3]} | {int(sys.argv[4]) // 1024} KiB | {statistics.median(t):.1f} | {p95:.1f} | {t[-1]:.1f} | {cpu:.1f} |')
+" "$name" "$path" "$items" "$size" "$after" "$before" "$TICKS"
 }
 
 echo
-echo "$APPS apps ($synced Synced), $RUNS requests per query, ferry $PROFILE build, $(nproc) cores"
+echo "$APPS apps ($synced Synced), $RUNS requests per query, ferry $PROFILE build, $(nproc) cores," \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| query | path | items | size | median ms | p95 ms | max ms |"
-echo "|---|---|---|---|---|---|---|"
+echo "| query | path | items | size | median ms | p95 ms | max ms | agent CPU ms/answer |"
+echo "|---|---|---|---|---|---|---|---|"
 measure "whole list" "/api/v1/apps?limit=1000"
 measure "one page" "/api/v1/apps?limit=100&offset=500"
 measure "search" "/api/v1/apps?q=app-09&limit=1000"

@@ -70,14 +70,26 @@ trap 'exit 130' INT TERM
 # --- build ferry, start the test bed --------------------------------------------------------
 # FERRY_SRC=head (default) builds the committed HEAD from a clean export, so that other
 # people's half-done edits in the working tree neither break nor colour the numbers;
-# FERRY_SRC=worktree builds the working tree as it is. The binary is copied into $WORK so
+# FERRY_SRC=worktree builds the working tree as it is, into the usual target dir. The binary is copied into $WORK so
 # that a concurrent build into the shared target directory cannot swap it mid-run.
 case $FERRY_SRC in
   head)
     log "building ferry (release) from HEAD ($(git -C "$ROOT" rev-parse --short HEAD))"
-    mkdir -p "$WORK/src"
-    git -C "$ROOT" archive HEAD | tar -x -C "$WORK/src"
-    (cd "$WORK/src" && CARGO_TARGET_DIR=$TARGET cargo build --release -p ferry) >&2
+    # Its own target dir: cargo hashes workspace crates by their path inside the workspace
+    # and judges freshness by mtimes, so two source trees sharing one target dir can each
+    # take the other's artifacts for fresh. The export is re-stamped with the current time
+    # whenever HEAD moved, so that nothing older is taken for fresh either.
+    src=$HOME/.cache/ferry/bench-src
+    TARGET=$HOME/.cache/ferry/target-bench
+    head=$(git -C "$ROOT" rev-parse HEAD)
+    if [ "$(cat "$src.commit" 2>/dev/null)" != "$head" ]; then
+      rm -rf "$src"
+      mkdir -p "$src"
+      git -C "$ROOT" archive "$head" | tar -x -C "$src"
+      find "$src" -type f -exec touch {} +
+      echo "$head" >"$src.commit"
+    fi
+    (cd "$src" && CARGO_TARGET_DIR=$TARGET cargo build --release -p ferry) >&2
     ;;
   worktree)
     log "building ferry (release) from the working tree"

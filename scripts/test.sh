@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh or warm machine: installs what is missing,
-# builds the test bed, starts it (in its own state dir), runs formatting, lint and all
-# workspace tests against it, and stops it again even when a test fails.
+# builds the test bed, starts it (in its own state dir), runs formatting, lint, the
+# example app's pytest, the dashboard's browser tests and all workspace tests against it,
+# and stops it again even when a test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -20,5 +21,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== pytest examples/llm-app/app"
 python3 -m pytest -q examples/llm-app/app
+echo "== browser tests (dashboard in headless Chromium)"
+tests/browser/run.sh
 echo "== cargo test"
 CI=true cargo test --workspace --locked --no-fail-fast

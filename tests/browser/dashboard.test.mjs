@@ -4,7 +4,8 @@
 // selfHeal: false, drives Chromium through playwright-core and checks, as a user sees it:
 // signing in, the app becoming Synced and Healthy, a live `kubectl scale` showing up as
 // drift with its field manager, Sync healing it, and a rollback to an earlier revision
-// through the history timeline's confirmation dialog. Screenshots go to artifacts/.
+// through the history timeline's confirmation dialog. Screenshots go to artifacts/browser/;
+// with FERRY_UPDATE_SCREENSHOT=1 the drift view also replaces docs/dashboard.png.
 //
 // Needs: FERRY_BIN (the ferry binary), KUBECONFIG with the `ferry-testbed` context,
 // Chromium at CHROMIUM (default /usr/bin/chromium).
@@ -241,8 +242,10 @@ test('dashboard: sign in, see the app Synced and Healthy, drift explained, Sync 
     assert.match(text, /\+\s+replicas: 2/);
     await page.locator('.detail .drift li[data-path="spec.replicas"]').waitFor();
     await shot('03-drift');
-    fs.mkdirSync(path.join(ROOT, 'docs'), { recursive: true });
-    await page.screenshot({ path: path.join(ROOT, 'docs', 'dashboard.png') });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png') });
+    if (process.env.FERRY_UPDATE_SCREENSHOT === '1') {
+      await page.screenshot({ path: path.join(ROOT, 'docs', 'dashboard.png') });
+    }
   });
 
   await t.test('Sync heals the drift', async () => {

@@ -26,7 +26,8 @@ started=""
 stop() { if [ -n "$started" ]; then "$root/testbed/down" || true; fi; }
 trap stop EXIT
 if [ -z "${KUBECONFIG:-}" ] || ! kubectl --context ferry-testbed version --request-timeout=5s >/dev/null 2>&1; then
-  echo "[browser] starting a test bed" >&2
+  export FERRY_TESTBED_STATE=${FERRY_TESTBED_STATE:-$HOME/.cache/ferry/testbed-browser}
+  echo "[browser] starting a test bed ($FERRY_TESTBED_STATE)" >&2
   eval "$("$root/testbed/up")"
   started=1
 fi

@@ -92,7 +92,11 @@ pub enum Command {
         no_prune: bool,
     },
     /// Run the pull-mode agent: poll Git, take webhooks, watch for drift and reconcile
-    /// continuously; serves /api/v1, /metrics, /healthz, /readyz and /hooks/<provider>.
+    /// continuously; serves the dashboard at /, /api/v1 (described by
+    /// /api/openapi.json), /metrics, /healthz, /readyz and /hooks/<provider>.
+    ///
+    /// Without --token / --tokens-file the API listens on localhost only and every local
+    /// caller may act; with tokens, viewer tokens read and operator tokens also act.
     Agent(AgentArgs),
     /// Print (or apply) what runs the agent in a cluster: the Application CRD, RBAC,
     /// a Deployment with leader election and a Service.

@@ -60,10 +60,7 @@ impl<'a> Api<'a> {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         self.bodies.lock().unwrap().push(text.clone());
@@ -85,7 +82,12 @@ impl<'a> Api<'a> {
         body
     }
 
-    async fn post(&self, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Value) {
+    async fn post(
+        &self,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let mut req = self.http.post(format!("{}{path}", self.agent.url));
         if let Some(body) = body {
             req = req.json(&body);
@@ -209,8 +211,10 @@ async fn api_with_tokens() {
         &deployment("web", "web", "", "").replace("replicas: 1", "replicas: 2"),
     );
     f.repo.write("app/svc.yaml", service_manifest());
-    f.repo
-        .write("app/settings.yaml", &configmap("settings", &[("color", "blue")]));
+    f.repo.write(
+        "app/settings.yaml",
+        &configmap("settings", &[("color", "blue")]),
+    );
     f.repo.write("app/creds.yaml", &secret_manifest());
     let first = f.repo.commit("first: blue");
     let home = AgentHome::new(&apps_file(&[app_entry(
@@ -224,7 +228,12 @@ async fn api_with_tokens() {
     let agent = Agent::start(
         &home,
         "agent",
-        &["--token", &format!("viewer:{VIEWER}"), "--token", &format!("operator:{OPERATOR}")],
+        &[
+            "--token",
+            &format!("viewer:{VIEWER}"),
+            "--token",
+            &format!("operator:{OPERATOR}"),
+        ],
     )
     .await;
     let bodies = Mutex::new(Vec::new());
@@ -240,20 +249,33 @@ async fn api_with_tokens() {
     assert_eq!(status, 401, "{body}");
     check_documented(&doc, "get", "/api/v1/apps", status, &body);
     let (status, body) = wrong.get("/api/v1/apps").await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid token")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid token"))
+    );
     let (status, body) = viewer.post(&format!("{base}/sync"), None, &[]).await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("operator"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("operator"),
+        "{body}"
+    );
     check_documented(&doc, "post", "/api/v1/apps/{name}/{action}", status, &body);
     let (status, body) = operator
-        .post(&format!("{base}/refresh"), None, &[("Origin", "http://evil.example")])
+        .post(
+            &format!("{base}/refresh"),
+            None,
+            &[("Origin", "http://evil.example")],
+        )
         .await;
     assert_eq!(status, 403, "a cross-origin action is refused: {body}");
     let (status, _) = anon.get("/healthz").await;
     assert_eq!(status, 200, "probes need no token");
     let (status, html) = anon.get("/").await;
     assert_eq!(status, 200);
-    assert!(html.as_str().unwrap().starts_with("<!doctype html>"), "{html}");
+    assert!(
+        html.as_str().unwrap().starts_with("<!doctype html>"),
+        "{html}"
+    );
     let (status, served) = anon.get("/api/openapi.json").await;
     assert_eq!((status, &served), (200, &doc));
     assert_eq!(viewer.ok("/api/v1/whoami").await["role"], "viewer");
@@ -275,10 +297,16 @@ async fn api_with_tokens() {
     assert_eq!(viewer.ok("/api/v1/apps?sync=Synced").await["total"], 1);
     assert_eq!(viewer.ok("/api/v1/apps?sync=OutOfSync").await["total"], 0);
     assert_eq!(viewer.ok("/api/v1/apps?health=Current").await["total"], 1);
-    assert_eq!(viewer.ok(&format!("/api/v1/apps?q={app}")).await["total"], 1);
+    assert_eq!(
+        viewer.ok(&format!("/api/v1/apps?q={app}")).await["total"],
+        1
+    );
     assert_eq!(viewer.ok("/api/v1/apps?q=no-such-app").await["total"], 0);
     let page = viewer.ok("/api/v1/apps?offset=1&limit=10").await;
-    assert_eq!((page["total"].as_u64(), page["offset"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (page["total"].as_u64(), page["offset"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert!(page["items"].as_array().unwrap().is_empty(), "{page}");
     assert_eq!(
         viewer.ok("/api/v1/apps?limit=0").await["items"],
@@ -331,7 +359,11 @@ async fn api_with_tokens() {
         ..Default::default()
     };
     f.api::<ConfigMap>()
-        .patch("settings", &edit, &Patch::Merge(json!({"data": {"color": "red"}})))
+        .patch(
+            "settings",
+            &edit,
+            &Patch::Merge(json!({"data": {"color": "red"}})),
+        )
         .await
         .expect("editing the ConfigMap");
     f.api::<Secret>()
@@ -398,13 +430,19 @@ async fn api_with_tokens() {
     };
     let res = viewer.ok(&q("apps", "v1", "Deployment", "web")).await;
     check_documented(&doc, "get", "/api/v1/apps/{name}/resource", 200, &res);
-    assert_eq!((res["managed"].as_bool(), res["exists"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(
+        (res["managed"].as_bool(), res["exists"].as_bool()),
+        (Some(true), Some(true))
+    );
     let cmp = &res["comparison"];
     let text = cmp["diff"].as_str().unwrap();
     assert!(text.contains("-  replicas: 3\n+  replicas: 2\n"), "{text}");
     assert_eq!(cmp["drift"][0]["manager"], "kubectl");
     let yaml = res["yaml"].as_str().unwrap();
-    assert!(yaml.contains("kind: Deployment") && yaml.contains("replicas: 3"), "{yaml}");
+    assert!(
+        yaml.contains("kind: Deployment") && yaml.contains("replicas: 3"),
+        "{yaml}"
+    );
     assert!(!yaml.contains("managedFields"), "{yaml}");
     let managers: Vec<&str> = res["managers"]
         .as_array()
@@ -412,7 +450,10 @@ async fn api_with_tokens() {
         .iter()
         .map(|m| m["manager"].as_str().unwrap())
         .collect();
-    assert!(managers.contains(&"ferry") && managers.contains(&"kubectl"), "{managers:?}");
+    assert!(
+        managers.contains(&"ferry") && managers.contains(&"kubectl"),
+        "{managers:?}"
+    );
     let res = viewer.ok(&q("", "v1", "Secret", "creds")).await;
     let yaml = res["yaml"].as_str().unwrap();
     assert!(yaml.contains("password: \"***\""), "{yaml}");
@@ -422,8 +463,13 @@ async fn api_with_tokens() {
     assert_eq!(pod_res["managed"], false);
     assert_eq!(pod_res["comparison"], Value::Null);
     assert!(pod_res["yaml"].as_str().unwrap().contains("kind: Pod"));
-    let (status, body) = viewer.get(&q("", "v1", "ConfigMap", "kube-root-ca.crt")).await;
-    assert_eq!(status, 404, "objects outside the app are not served: {body}");
+    let (status, body) = viewer
+        .get(&q("", "v1", "ConfigMap", "kube-root-ca.crt"))
+        .await;
+    assert_eq!(
+        status, 404,
+        "objects outside the app are not served: {body}"
+    );
     check_documented(&doc, "get", "/api/v1/apps/{name}/resource", status, &body);
     let (status, body) = viewer.get("/api/v1/apps/no-such-app/tree").await;
     assert_eq!(status, 404, "{body}");
@@ -482,13 +528,18 @@ async fn api_with_tokens() {
         .and_then(|d| d.spec)
         .and_then(|s| s.replicas);
     assert_eq!(replicas, Some(2), "Sync restored Git's replicas");
-    assert_eq!(f.cm_value("settings", "color").await.as_deref(), Some("blue"));
+    assert_eq!(
+        f.cm_value("settings", "color").await.as_deref(),
+        Some("blue")
+    );
     let diff = viewer.ok(&format!("{base}/diff")).await;
     assert_eq!(diff["inSync"], true, "{diff:#}");
 
     // Rollback to the first commit after a second one.
-    f.repo
-        .write("app/settings.yaml", &configmap("settings", &[("color", "green")]));
+    f.repo.write(
+        "app/settings.yaml",
+        &configmap("settings", &[("color", "green")]),
+    );
     let second = f.repo.commit("second: green");
     viewer
         .wait_app(&app, "the second commit", |s| {
@@ -505,11 +556,19 @@ async fn api_with_tokens() {
         .expect("a history entry of the first commit")["id"]
         .to_string();
     let (status, body) = viewer
-        .post(&format!("{base}/rollback"), Some(json!({ "target": target })), &[])
+        .post(
+            &format!("{base}/rollback"),
+            Some(json!({ "target": target })),
+            &[],
+        )
         .await;
     assert_eq!(status, 403, "viewers cannot roll back: {body}");
     let (status, body) = operator
-        .post(&format!("{base}/rollback"), Some(json!({ "target": target })), &[])
+        .post(
+            &format!("{base}/rollback"),
+            Some(json!({ "target": target })),
+            &[],
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["revision"], first.as_str());
@@ -542,7 +601,10 @@ async fn api_with_tokens() {
                 .replace("{provider}", "github")
                 .replace("{file}", "app.js");
             let path = if template.ends_with("/resource") {
-                format!("{path}?version=v1&kind=ConfigMap&namespace={}&name=settings", f.ns())
+                format!(
+                    "{path}?version=v1&kind=ConfigMap&namespace={}&name=settings",
+                    f.ns()
+                )
             } else {
                 path
             };
@@ -566,7 +628,10 @@ async fn api_with_tokens() {
     let bodies = bodies.into_inner().unwrap();
     for body in &bodies {
         for value in [SECRET_VALUE, SECRET_B64, SECRET_VALUE_2, SECRET_B64_2] {
-            assert!(!body.contains(value), "a Secret value reached the API: {body}");
+            assert!(
+                !body.contains(value),
+                "a Secret value reached the API: {body}"
+            );
         }
     }
     eprintln!("checked {} answers for Secret values", bodies.len());
@@ -583,8 +648,10 @@ async fn api_with_tokens() {
 async fn without_tokens_localhost_only() {
     let f = Fixture::new("web-local").await;
     let app = f.app("");
-    f.repo
-        .write("app/settings.yaml", &configmap("settings", &[("color", "blue")]));
+    f.repo.write(
+        "app/settings.yaml",
+        &configmap("settings", &[("color", "blue")]),
+    );
     f.repo.commit("one");
     let home = AgentHome::new(&apps_file(&[app_entry(
         &app,
@@ -630,14 +697,21 @@ async fn without_tokens_localhost_only() {
         .await;
     assert_eq!(status, 403, "a form-like POST is refused: {body}");
     let (status, body) = local
-        .post(&sync, None, &[("Content-Type", "application/x-www-form-urlencoded")])
+        .post(
+            &sync,
+            None,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+        )
         .await;
     assert_eq!(status, 403, "{body}");
     let (status, body) = local
         .post(
             &sync,
             Some(json!({})),
-            &[("Origin", "http://evil.example"), ("Sec-Fetch-Site", "cross-site")],
+            &[
+                ("Origin", "http://evil.example"),
+                ("Sec-Fetch-Site", "cross-site"),
+            ],
         )
         .await;
     assert_eq!(status, 403, "{body}");
@@ -655,5 +729,20 @@ async fn without_tokens_localhost_only() {
     f.ferry(&["sync", &app, "--server", &agent.url])
         .await
         .expect_code(0);
+
+    // An open dashboard stream does not hold up a graceful stop.
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/api/v1/stream", agent.url))
+        .send()
+        .await
+        .expect("GET /api/v1/stream");
+    let first = stream.chunk().await.expect("reading the stream");
+    let first = String::from_utf8_lossy(first.as_deref().unwrap_or_default()).to_string();
+    assert!(first.starts_with("event: ready\n"), "{first}");
+    drop(local);
+    let mut agent = agent;
+    let (status, took) = agent.terminate(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    eprintln!("latency: SIGTERM with an open stream → exit: {took:?}");
     f.finish().await;
 }

@@ -38,7 +38,10 @@ pub async fn asset(Path(name): Path<String>) -> Response {
             "text/javascript; charset=utf-8",
             include_bytes!("../assets/app.js"),
         ),
-        "app.css" => file("text/css; charset=utf-8", include_bytes!("../assets/app.css")),
+        "app.css" => file(
+            "text/css; charset=utf-8",
+            include_bytes!("../assets/app.css"),
+        ),
         "favicon.svg" => file("image/svg+xml", include_bytes!("../assets/favicon.svg")),
         _ => crate::error_response(StatusCode::NOT_FOUND, format!("no asset {name:?}")),
     }
@@ -46,9 +49,5 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 
 /// `GET /api/openapi.json`: the API's OpenAPI 3 document.
 pub async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::OPENAPI,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
 }

@@ -349,10 +349,7 @@ mod tests {
         assert_eq!(a.role_of("view-token-0123456789"), Some(Role::Viewer));
         assert_eq!(a.role_of("op-token-0123456789"), Some(Role::Operator));
         assert_eq!(a.role_of("op-token-012345678"), None);
-        assert_eq!(
-            a.describe(),
-            "API tokens required (1 viewer, 1 operator)"
-        );
+        assert_eq!(a.describe(), "API tokens required (1 viewer, 1 operator)");
         assert!(!format!("{a:?}").contains("token-0123"));
 
         let e = Auth::new(&specs(&["admin:secret-secret-secret"]), None).unwrap_err();
@@ -372,7 +369,11 @@ mod tests {
     #[test]
     fn tokens_file() {
         let path = std::env::temp_dir().join(format!("ferry-web-tokens-{}", std::process::id()));
-        std::fs::write(&path, "# team tokens\n\nviewer: view-token-0123456789\nbad\n").unwrap();
+        std::fs::write(
+            &path,
+            "# team tokens\n\nviewer: view-token-0123456789\nbad\n",
+        )
+        .unwrap();
         let e = Auth::new(&[], Some(&path)).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -395,9 +396,10 @@ mod tests {
         let e = none
             .check_listen("0.0.0.0:8080".parse().unwrap())
             .unwrap_err();
-        assert!(e.to_string().starts_with(
-            "refusing to serve the API on 0.0.0.0:8080 without tokens"
-        ));
+        assert!(
+            e.to_string()
+                .starts_with("refusing to serve the API on 0.0.0.0:8080 without tokens")
+        );
         let some = Auth::new(&specs(&["operator:op-token-0123456789"]), None).unwrap();
         assert!(some.check_listen("0.0.0.0:8080".parse().unwrap()).is_ok());
     }
@@ -413,6 +415,123 @@ mod tests {
         assert!(!is_loopback_name("evil.example"));
     }
 
+    /// Answers of a small router behind [`guard`] (the real handlers need a cluster).
+    async fn status(auth: &Arc<Auth>, method: &str, uri: &str, headers: &[(&str, &str)]) -> u16 {
+        use axum::Router;
+        use axum::body::Body;
+        use axum::routing::{get, post};
+        use tower::ServiceExt;
+
+        let router = Router::new()
+            .route("/", get(|| async { "page" }))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/api/v1/apps", get(|| async { "list" }))
+            .route("/api/v1/apps/{name}/{action}", post(|| async { "done" }))
+            .route("/hooks/{provider}", post(|| async { "hook" }))
+            .layer(axum::middleware::from_fn_with_state(auth.clone(), guard));
+        let mut req = Request::builder().method(method).uri(uri);
+        if !headers.iter().any(|(k, _)| *k == "host") {
+            req = req.header("host", "127.0.0.1:8080");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = router
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            assert!(resp.headers().contains_key(header::WWW_AUTHENTICATE));
+        }
+        resp.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn guard_with_tokens() {
+        let auth = Arc::new(
+            Auth::new(
+                &specs(&[
+                    "viewer:view-token-0123456789",
+                    "operator:op-token-0123456789",
+                ]),
+                None,
+            )
+            .unwrap(),
+        );
+        let viewer = ("authorization", "Bearer view-token-0123456789");
+        let operator = ("authorization", "Bearer op-token-0123456789");
+        let sync = "/api/v1/apps/a/sync";
+        assert_eq!(status(&auth, "GET", "/api/v1/apps", &[]).await, 401);
+        assert_eq!(
+            status(
+                &auth,
+                "GET",
+                "/api/v1/apps",
+                &[("authorization", "Bearer nope")]
+            )
+            .await,
+            401
+        );
+        assert_eq!(
+            status(
+                &auth,
+                "GET",
+                "/api/v1/apps",
+                &[("authorization", "Basic eDp5")]
+            )
+            .await,
+            401
+        );
+        assert_eq!(status(&auth, "GET", "/api/v1/apps", &[viewer]).await, 200);
+        assert_eq!(status(&auth, "POST", sync, &[viewer]).await, 403);
+        assert_eq!(
+            status(&auth, "POST", sync, &[]).await,
+            403,
+            "no token, no JSON"
+        );
+        assert_eq!(
+            status(&auth, "POST", sync, &[("content-type", "application/json")]).await,
+            401
+        );
+        assert_eq!(status(&auth, "POST", sync, &[operator]).await, 200);
+        let evil = ("origin", "http://evil.example");
+        assert_eq!(status(&auth, "POST", sync, &[operator, evil]).await, 403);
+        // Outside the token scheme: the page, probes, webhooks.
+        assert_eq!(status(&auth, "GET", "/", &[]).await, 200);
+        assert_eq!(status(&auth, "GET", "/healthz", &[]).await, 200);
+        assert_eq!(status(&auth, "POST", "/hooks/github", &[]).await, 200);
+        // With tokens, any Host name is fine (the agent may sit behind a Service).
+        let host = ("host", "ferry.example");
+        assert_eq!(
+            status(&auth, "GET", "/api/v1/apps", &[viewer, host]).await,
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn guard_without_tokens() {
+        let auth = Arc::new(Auth::default());
+        let json = ("content-type", "application/json");
+        let sync = "/api/v1/apps/a/sync";
+        assert_eq!(status(&auth, "GET", "/api/v1/apps", &[]).await, 200);
+        let localhost = ("host", "localhost:8080");
+        assert_eq!(
+            status(&auth, "GET", "/api/v1/apps", &[localhost]).await,
+            200
+        );
+        let rebound = ("host", "evil.example:8080");
+        assert_eq!(status(&auth, "GET", "/api/v1/apps", &[rebound]).await, 403);
+        assert_eq!(status(&auth, "GET", "/", &[rebound]).await, 403);
+        assert_eq!(status(&auth, "GET", "/healthz", &[rebound]).await, 200);
+        assert_eq!(status(&auth, "POST", sync, &[json]).await, 200);
+        let form = ("content-type", "text/plain");
+        assert_eq!(status(&auth, "POST", sync, &[form]).await, 403);
+        let site = ("sec-fetch-site", "cross-site");
+        assert_eq!(status(&auth, "POST", sync, &[json, site]).await, 403);
+        let same = ("origin", "http://127.0.0.1:8080");
+        assert_eq!(status(&auth, "POST", sync, &[json, same]).await, 200);
+    }
+
     #[test]
     fn cross_site_rules() {
         let h = |pairs: &[(&'static str, &'static str)]| {
@@ -425,10 +544,7 @@ mod tests {
         let json = ("content-type", "application/json");
         let host = ("host", "127.0.0.1:8080");
         assert_eq!(cross_site(&h(&[json, host])), None);
-        assert_eq!(
-            cross_site(&h(&[("authorization", "Bearer x"), host])),
-            None
-        );
+        assert_eq!(cross_site(&h(&[("authorization", "Bearer x"), host])), None);
         assert!(cross_site(&h(&[host])).is_some());
         assert!(cross_site(&h(&[("content-type", "text/plain;charset=UTF-8"), host])).is_some());
         assert_eq!(

@@ -284,7 +284,10 @@ pub fn explain(
                 None
             } else {
                 let mut candidates: Vec<&Manager> = managers.iter().filter(touches).collect();
-                if candidates.iter().any(|m| m.name != ferry_model::FIELD_MANAGER) {
+                if candidates
+                    .iter()
+                    .any(|m| m.name != ferry_model::FIELD_MANAGER)
+                {
                     candidates.retain(|m| m.name != ferry_model::FIELD_MANAGER);
                 }
                 candidates.into_iter().max_by_key(|m| m.time.unwrap_or(""))
@@ -303,13 +306,19 @@ pub fn explain(
                 .map(|a| format!(" {a}"))
                 .unwrap_or_default();
             let summary = match (f.change, by) {
-                (FieldChange::Missing, _) => format!("{} missing on the cluster (set in Git)", f.label),
-                (FieldChange::Changed, Some(m)) => format!("{} changed by {}{when}", f.label, m.name),
+                (FieldChange::Missing, _) => {
+                    format!("{} missing on the cluster (set in Git)", f.label)
+                }
+                (FieldChange::Changed, Some(m)) => {
+                    format!("{} changed by {}{when}", f.label, m.name)
+                }
                 (FieldChange::Extra, Some(m)) => {
                     format!("{} added by {}{when} (not in Git)", f.label, m.name)
                 }
                 (FieldChange::Changed, None) => format!("{} changed on the cluster", f.label),
-                (FieldChange::Extra, None) => format!("{} added on the cluster (not in Git)", f.label),
+                (FieldChange::Extra, None) => {
+                    format!("{} added on the cluster (not in Git)", f.label)
+                }
             };
             FieldDrift {
                 path: f.label,
@@ -433,7 +442,10 @@ mod tests {
             "data": {"password": "b2xk", "user": "YQ=="}});
         let d = explain(&live, &want, at("2026-01-01T12:00:00Z"), None);
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].summary, "data.password changed by kubectl-edit 1 h ago");
+        assert_eq!(
+            d[0].summary,
+            "data.password changed by kubectl-edit 1 h ago"
+        );
         let text = serde_json::to_string(&d).unwrap();
         assert!(!text.contains("bmV3") && !text.contains("b2xk"), "{text}");
 
@@ -458,8 +470,16 @@ mod tests {
         assert_eq!(
             paths,
             [
-                vec![Seg::Key("spec".into()), Seg::Key("finalizers".into()), Seg::Index(1)],
-                vec![Seg::Key("spec".into()), Seg::Key("ports".into()), Seg::Index(1)],
+                vec![
+                    Seg::Key("spec".into()),
+                    Seg::Key("finalizers".into()),
+                    Seg::Index(1)
+                ],
+                vec![
+                    Seg::Key("spec".into()),
+                    Seg::Key("ports".into()),
+                    Seg::Index(1)
+                ],
             ]
         );
     }

@@ -167,7 +167,13 @@ pub async fn events(
     let roots = roots(&web, &status).await?;
     let cluster = &web.api.ctx.cluster;
     let nodes = tree::build(cluster, &roots, &[]).await?;
-    let extra: Vec<&str> = status.spec.destination.namespace.as_deref().into_iter().collect();
+    let extra: Vec<&str> = status
+        .spec
+        .destination
+        .namespace
+        .as_deref()
+        .into_iter()
+        .collect();
     let items = tree::events(cluster, &name, &nodes, &extra).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
@@ -391,7 +397,8 @@ pub async fn resource(
     let child = CHILD_KINDS
         .iter()
         .any(|(v, k)| *k == subject.kind && ObjectRef::new(v, k, None, "").group == subject.group);
-    if !managed && !(child && namespace_of_app) {
+    let of_app = managed || (child && namespace_of_app);
+    if !of_app {
         return Err(WebError::NotOfApp {
             subject: Box::new(subject),
             app: name,
@@ -425,13 +432,22 @@ pub async fn diff(State(web): State<Web>, Path(name): Path<String>) -> Result<Re
     let status = app(&web, &name).await?;
     let rendered = rendered(&web, &status).await?;
     let cluster = &web.api.ctx.cluster;
-    let planned = plan(cluster, &name, &status.spec, &rendered, SyncOptions::default()).await?;
+    let planned = plan(
+        cluster,
+        &name,
+        &status.spec,
+        &rendered,
+        SyncOptions::default(),
+    )
+    .await?;
     let changeset = planned.changeset;
     let mut changes = Vec::with_capacity(changeset.changes.len());
     for c in &changeset.changes {
         let drift = if c.action == Action::Update {
             let live = cluster.get(&c.subject).await?;
-            compare(&web, &status, &c.subject, live.as_ref()).await.drift
+            compare(&web, &status, &c.subject, live.as_ref())
+                .await
+                .drift
         } else {
             Vec::new()
         };

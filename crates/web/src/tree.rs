@@ -103,7 +103,9 @@ fn is_idle_replica_set(obj: &Value) -> bool {
 fn node(subject: ObjectRef, live: Option<&Value>, managed: bool, drifted: bool) -> Node {
     Node {
         subject,
-        uid: live.and_then(|o| str_at(o, "/metadata/uid")).map(str::to_string),
+        uid: live
+            .and_then(|o| str_at(o, "/metadata/uid"))
+            .map(str::to_string),
         health: live.map_or_else(
             || Health::new(HealthStatus::NotFound, "object not found"),
             health,
@@ -134,8 +136,9 @@ fn attach(n: &mut Node, owned: &Owned, depth: usize, seen: &mut HashSet<String>)
         attach(&mut c, owned, depth + 1, seen);
         n.children.push(c);
     }
-    n.children
-        .sort_by(|a, b| (&a.subject.kind, &a.subject.name).cmp(&(&b.subject.kind, &b.subject.name)));
+    n.children.sort_by(|a, b| {
+        (&a.subject.kind, &a.subject.name).cmp(&(&b.subject.kind, &b.subject.name))
+    });
 }
 
 /// Builds the tree of `roots` (the app's inventory; `drifted` marks those that differ
@@ -297,22 +300,21 @@ pub async fn events(
             if !matches {
                 continue;
             }
-            let time = ["/lastTimestamp", "/eventTime", "/metadata/creationTimestamp"]
-                .iter()
-                .find_map(|p| str_at(&e, p))
-                .map(str::to_string);
+            let time = [
+                "/lastTimestamp",
+                "/eventTime",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .find_map(|p| str_at(&e, p))
+            .map(str::to_string);
             out.push(AppEvent {
                 kind: str_at(&e, "/type").unwrap_or("Normal").into(),
                 reason: str_at(&e, "/reason").unwrap_or_default().into(),
                 message: str_at(&e, "/message").unwrap_or_default().into(),
                 count: e.get("count").and_then(Value::as_i64).unwrap_or(1),
                 time,
-                object: ObjectRef::new(
-                    s("/apiVersion").unwrap_or("v1"),
-                    kind,
-                    namespace,
-                    name,
-                ),
+                object: ObjectRef::new(s("/apiVersion").unwrap_or("v1"), kind, namespace, name),
                 source: str_at(&e, "/source/component")
                     .or_else(|| str_at(&e, "/reportingComponent"))
                     .filter(|c| !c.is_empty())
@@ -351,7 +353,10 @@ mod tests {
             "spec": {"nodeName": "kwok-0"},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
         let mut owned: Owned = HashMap::new();
-        owned.insert("d1".into(), vec![rs("web-1", "r1", 1), rs("web-0", "r0", 0)]);
+        owned.insert(
+            "d1".into(),
+            vec![rs("web-1", "r1", 1), rs("web-0", "r0", 0)],
+        );
         owned.insert("r1".into(), vec![pod]);
         let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "ns", "uid": "d1"}, "spec": {"replicas": 1}});
@@ -369,7 +374,12 @@ mod tests {
             .collect();
         assert_eq!(names, ["web", "web-1", "web-1-a"]);
 
-        let missing = node(ObjectRef::new("v1", "ConfigMap", Some("ns"), "c"), None, true, true);
+        let missing = node(
+            ObjectRef::new("v1", "ConfigMap", Some("ns"), "c"),
+            None,
+            true,
+            true,
+        );
         assert_eq!(missing.health.status, HealthStatus::NotFound);
     }
 }

@@ -13,8 +13,8 @@ const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
 
 /// `(method, path)` of every `.route("path", method(..).method(..))` call in `file`.
 fn routes(file: &Path) -> BTreeSet<(String, String)> {
-    let text = std::fs::read_to_string(file)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    let text =
+        std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
     let mut out = BTreeSet::new();
     for (n, line) in text.lines().enumerate() {
         let Some(rest) = line.trim().strip_prefix(".route(\"") else {
@@ -119,9 +119,10 @@ fn document_is_well_formed() {
             // Every path parameter is declared.
             for segment in path.split('/') {
                 if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    let declared = op["parameters"].as_array().into_iter().flatten().any(|p| {
-                        p["in"] == "path" && p["name"] == name && p["required"] == true
-                    });
+                    let declared =
+                        op["parameters"].as_array().into_iter().flatten().any(|p| {
+                            p["in"] == "path" && p["name"] == name && p["required"] == true
+                        });
                     assert!(declared, "{method} {path}: path parameter {name}");
                 }
             }
