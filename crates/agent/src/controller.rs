@@ -392,6 +392,21 @@ struct SyncFailure {
     revision: Option<Revision>,
 }
 
+/// Whether the app's newest successful history entry is at `sha`.
+async fn recorded(ctx: &Ctx, app: &str, sha: &str) -> bool {
+    let history = ctx.history.clone();
+    let app = app.to_string();
+    match tokio::task::spawn_blocking(move || history.last_success(&app)).await {
+        Ok(Ok(Some(entry))) => entry.revision == sha,
+        Ok(Ok(None)) => false,
+        Ok(Err(e)) => {
+            warn!("cannot read history: {e}");
+            true
+        }
+        Err(_) => true,
+    }
+}
+
 /// Appends a history entry; the store's fsync runs on a blocking thread.
 #[allow(clippy::too_many_arguments)]
 async fn record(
@@ -467,6 +482,23 @@ async fn sync_once(
         .collect();
     let new_revision = rev.sha != last_revision;
     let mut wrote = false;
+    if changeset.in_sync() && new_revision && !recorded(ctx, name, &rev.sha).await {
+        // The cluster already matches a revision the history does not show as applied:
+        // a commit that changed no object, or an agent killed between apply and record.
+        record(
+            ctx,
+            name,
+            &rev.sha,
+            &rev.message,
+            trigger,
+            started_at,
+            start,
+            Outcome::Succeeded,
+            None,
+            changeset.clone(),
+        )
+        .await;
+    }
     if !changeset.in_sync() {
         let is_drift = !new_revision && !matches!(trigger, Trigger::Manual | Trigger::Rollback);
         if is_drift {

@@ -10,7 +10,7 @@ use crate::{Cluster, KubeError, Resolved};
 /// A change seen by a watch.
 #[derive(Clone, Debug)]
 pub enum WatchEvent {
-    /// An object was created or modified.
+    /// An object was created or modified, or listed when the watch (re)started.
     Changed(Value),
     /// An object was deleted.
     Deleted(Value),
@@ -36,10 +36,14 @@ impl Cluster {
                 async move {
                     let to_value = |o: DynamicObject| serde_json::to_value(o).unwrap_or_default();
                     match event {
-                        Ok(watcher::Event::Apply(o)) => Some(Ok(WatchEvent::Changed(to_value(o)))),
+                        // Objects of the initial list count as changes too: an edit made
+                        // between the last apply and the watch's start is seen, not lost.
+                        Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                            Some(Ok(WatchEvent::Changed(to_value(o))))
+                        }
                         Ok(watcher::Event::Delete(o)) => Some(Ok(WatchEvent::Deleted(to_value(o)))),
                         Ok(watcher::Event::InitDone) => Some(Ok(WatchEvent::Resynced)),
-                        Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => None,
+                        Ok(watcher::Event::Init) => None,
                         Err(e) => Some(Err(KubeError::Unreachable {
                             server,
                             message: e.to_string(),
