@@ -15,7 +15,10 @@
 #   TRIALS=10 SCALE_RUNS="100:8" IDLE_SECONDS=60 bench/agent.sh   # a quick look
 #
 # Parameters (environment):
-#   PHASES          which parts to run: latency scale                              [latency scale]
+#   PHASES          which parts to run: latency scale render                       [latency scale render]
+#                   (render: `ferry render` of one app from repos of RENDER_SIZES apps, no cluster;
+#                   the agent checks out each app's revision the same way)
+#   RENDER_SIZES    repo sizes for the render phase                               [1,10,100,1000]
 #   TRIALS          trials per latency measurement (webhook, poll, drift)          [20]
 #   POLL_INTERVAL   the poll app's interval                                        [2s]
 #   DRIFT_APPS      apps the drift trials go round (≥ 2; keeps heals > 10 s apart) [10]
@@ -42,7 +45,8 @@
 # (state $HOME/.cache/ferry/testbed-agent-bench) and stops it on exit.
 set -euo pipefail
 
-PHASES=${PHASES:-"latency scale"}
+PHASES=${PHASES:-"latency scale render"}
+RENDER_SIZES=${RENDER_SIZES:-1,10,100,1000}
 TRIALS=${TRIALS:-20}
 POLL_INTERVAL=${POLL_INTERVAL:-2s}
 DRIFT_APPS=${DRIFT_APPS:-10}
@@ -73,7 +77,7 @@ for r in $SCALE_RUNS; do
   [[ $r =~ ^[1-9][0-9]*:[1-9][0-9]*$ ]] || die "SCALE_RUNS entries are APPS:CONCURRENCY, not '$r'"
 done
 for p in $PHASES; do
-  case $p in latency | scale) ;; *) die "unknown phase '$p' in PHASES" ;; esac
+  case $p in latency | scale | render) ;; *) die "unknown phase '$p' in PHASES" ;; esac
 done
 poll_s=${POLL_INTERVAL%s}
 [[ $poll_s =~ ^[0-9]+$ ]] || die "POLL_INTERVAL must be in seconds, like 2s"
@@ -141,14 +145,18 @@ FERRY=$WORK/ferry
 t_start=$EPOCHREALTIME
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average before the test bed: $load_start (on $(nproc) cores)"
-log "starting the test bed ($FERRY_TESTBED_NODES nodes, state $FERRY_TESTBED_STATE)"
-eval "$("$ROOT/testbed/up")"
-[ -n "${KUBECONFIG:-}" ] || die "testbed/up printed no KUBECONFIG"
-export KUBECONFIG
-pid_of() { cat "$FERRY_TESTBED_STATE/pids/$1.pid"; }
-APISERVER_PID=$(pid_of kube-apiserver)
-ETCD_PID=$(pid_of etcd)
-CM_PID=$(pid_of kube-controller-manager)
+server_version=none
+if [[ " $PHASES " == *" latency "* || " $PHASES " == *" scale "* ]]; then
+  log "starting the test bed ($FERRY_TESTBED_NODES nodes, state $FERRY_TESTBED_STATE)"
+  eval "$("$ROOT/testbed/up")"
+  [ -n "${KUBECONFIG:-}" ] || die "testbed/up printed no KUBECONFIG"
+  export KUBECONFIG
+  pid_of() { cat "$FERRY_TESTBED_STATE/pids/$1.pid"; }
+  APISERVER_PID=$(pid_of kube-apiserver)
+  ETCD_PID=$(pid_of etcd)
+  CM_PID=$(pid_of kube-controller-manager)
+  server_version=$(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -210,11 +218,15 @@ if [[ " $PHASES " == *" scale "* ]]; then
     start_agent "$prefix" "$WORK/$prefix.ferry.yaml" "$conc"
     python3 "$HELPER" cold "$WORK/records/cold-$prefix.json" "$AGENT_URL" "$AGENT_PID" "$AGENT_T0" \
       "$apps" "$COLD_TIMEOUT" "$APISERVER_PID" "$ETCD_PID" "$CM_PID"
-    # Let the last status updates and the controllers' reactions die down before idling.
-    sleep 10
-    log "scale: idle for $IDLE_SECONDS s"
-    python3 "$HELPER" idle "$WORK/records/idle-$prefix.json" "$AGENT_URL" "$AGENT_PID" "$IDLE_SECONDS" \
-      "$APISERVER_PID" "$ETCD_PID"
+    if python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["timed_out"])' "$WORK/records/cold-$prefix.json"; then
+      # Let the last status updates and the controllers' reactions die down before idling.
+      sleep 10
+      log "scale: idle for $IDLE_SECONDS s"
+      python3 "$HELPER" idle "$WORK/records/idle-$prefix.json" "$AGENT_URL" "$AGENT_PID" "$IDLE_SECONDS" \
+        "$APISERVER_PID" "$ETCD_PID"
+    else
+      log "scale: the cold start did not finish within $COLD_TIMEOUT s; the idle period is not measured"
+    fi
     # Where the time went: the slowest reconciles and the log's warnings.
     grep -c ' WARN ' "$WORK/logs/agent-$prefix.log" >"$WORK/records/warn-count-$prefix" || true
     stop_agent
@@ -222,18 +234,22 @@ if [[ " $PHASES " == *" scale "* ]]; then
       "$scale_meta" "$apps" "$conc" "$prefix" "$NAMESPACES" "$WORK/records/warn-count-$prefix")
   done
 fi
+# --- render cost (no cluster) -----------------------------------------------------------------
+if [[ " $PHASES " == *" render "* ]]; then
+  log "render: one app from repos of $RENDER_SIZES apps"
+  python3 "$HELPER" render-cost "$WORK/records/render.json" "$FERRY" "$WORK" "$RENDER_SIZES" 5
+fi
 t_end=$EPOCHREALTIME
 
 # --- report -----------------------------------------------------------------------------------
 mkdir -p "$RESULTS_DIR"
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
 json=$RESULTS_DIR/agent-$stamp.json
-server_version=$(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')
 python3 - "$WORK/meta.json" <<PY
 import json, sys
 json.dump({
     "benchmark": "ferry agent (pull mode)",
-    "command": "PHASES='$PHASES' TRIALS=$TRIALS POLL_INTERVAL=$POLL_INTERVAL DRIFT_APPS=$DRIFT_APPS "
+    "command": "PHASES='$PHASES' TRIALS=$TRIALS COLD_TIMEOUT=$COLD_TIMEOUT POLL_INTERVAL=$POLL_INTERVAL DRIFT_APPS=$DRIFT_APPS "
                "SCALE_RUNS='$SCALE_RUNS' NAMESPACES=$NAMESPACES IDLE_SECONDS=$IDLE_SECONDS bench/agent.sh",
     "params": {"trials": $TRIALS, "poll_interval": "$POLL_INTERVAL", "drift_apps": $DRIFT_APPS,
                "settle_s": $SETTLE, "namespaces_per_scale_run": $NAMESPACES,

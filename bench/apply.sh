@@ -99,6 +99,12 @@ case $FERRY_SRC in
 esac
 cp "$TARGET/release/ferry" "$WORK/ferry"
 FERRY=$WORK/ferry
+ferry_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ "$FERRY_SRC" = head ]; then
+  ferry_commit=$(git -C "$ROOT" rev-parse --short "$head")
+elif [ -n "$(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+  ferry_commit="$ferry_commit+dirty"
+fi
 
 t_start=$EPOCHREALTIME
 log "starting the test bed ($FERRY_TESTBED_NODES nodes)"
@@ -256,11 +262,6 @@ json=$RESULTS_DIR/apply-$stamp.json
 server_version=$(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')
 kubectl_version=$(kubectl version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')
 ferry_version=$("$FERRY" --version)
-ferry_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ "$FERRY_SRC" = worktree ] &&
-  [ -n "$(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-  ferry_commit="$ferry_commit+dirty"
-fi
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem_gib=$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
 
@@ -305,19 +306,27 @@ for tool in meta["tools"]:
             "requests_median": {k: statistics.median(r["requests"][k] for r in rs)
                                 for k in ("get", "apply", "apply_dry_run", "other")},
         }
-ratios = {}
+# Two views of "kubectl time / ferry time": the ratio of the medians, and the median of the
+# per-run ratios (each run measures both tools minutes apart, so it cancels slow drift).
+ratios, paired = {}, {}
 for base in ("kubectl", "kubectl-novalidate"):
     for phase in ("first", "noop"):
         f, b = summary.get(f"ferry/{phase}"), summary.get(f"{base}/{phase}")
         if f and b:
             ratios[f"{base}/ferry {phase}"] = round(b["wall_s_median"] / f["wall_s_median"], 2)
+            wall = {(r["run"], r["tool"]): r["wall_s"] for r in records if r["phase"] == phase}
+            per_run = [wall[(n, base)] / wall[(n, "ferry")] for n in sorted({r["run"] for r in records})
+                       if (n, base) in wall and (n, "ferry") in wall]
+            paired[f"{base}/ferry {phase}"] = {"median": round(statistics.median(per_run), 2),
+                                               "per_run": [round(x, 2) for x in per_run]}
 targets = {}
 for base in ("kubectl", "kubectl-novalidate"):
     if f"{base}/ferry first" in ratios:
         targets[f"first apply no slower than {base}"] = ratios[f"{base}/ferry first"] >= 1.0
     if f"{base}/ferry noop" in ratios:
         targets[f"no-op re-apply >= 5x faster than {base}"] = ratios[f"{base}/ferry noop"] >= 5.0
-json.dump({"meta": meta, "summary": summary, "ratios": ratios, "targets_met": targets,
+json.dump({"meta": meta, "summary": summary, "ratios": ratios, "paired_ratios": paired,
+           "targets_met": targets,
            "records": records}, open(sys.argv[2], "w"), indent=2)
 print()
 print(f"push-mode apply, {objects} objects, {meta['runs']} runs, medians "
@@ -333,7 +342,8 @@ for key, s in summary.items():
           f"| {s['apiserver_cpu_s_median']:.2f} | {q['get']:.0f}/{q['apply']:.0f}/{q['apply_dry_run']:.0f} |")
 print()
 for k, v in ratios.items():
-    print(f"ratio {k} (wall, >1 = ferry faster): {v}")
+    print(f"ratio {k} (wall, >1 = ferry faster): {v} of medians; "
+          f"{paired[k]['median']} median of per-run ratios {paired[k]['per_run']}")
 for k, v in targets.items():
     print(f"target {k}: {'met' if v else 'NOT met'}")
 print(f"\nwrote {sys.argv[2]} ({meta['duration_s']} s)")

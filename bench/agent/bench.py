@@ -10,6 +10,8 @@ Times come from time.monotonic(); the cluster side is observed with a watch on t
   bench.py latency <mode> <out.jsonl> ...           webhook | poll | drift trials
   bench.py cold <out.json> ...                      waits for N apps Synced+Current, timeline
   bench.py idle <out.json> ...                      N seconds of idle CPU and RSS
+  bench.py render-cost <out.json> <ferry> <dir> <sizes> <reps>
+                                                    `ferry render` of one app vs repo size
   bench.py report <records-dir> <out.json> <meta.json>
 """
 
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import threading
 import queue
+import resource
 import time
 import urllib.parse
 
@@ -519,6 +522,46 @@ def cmd_idle(out, agent_url, pid, seconds, apiserver_pid, etcd_pid):
           f"rss {rss / 1024:.1f} MiB", file=sys.stderr)
 
 
+# --- render cost vs repository size ------------------------------------------------------------
+def cmd_render_cost(out, ferry, work, sizes, reps):
+    """`ferry render` of one 4-object app from repos of 1, 10, 100, 1000 such apps: the
+    agent renders each app through the same code (fetch once, check out the revision,
+    render the app's directory), so this isolates the per-app cost of the checkout."""
+    reps = int(reps)
+    res = []
+    for n in [int(x) for x in sizes.split(",")]:
+        repo = os.path.join(work, f"render-{n}")
+        cmd_gen_scale_quiet(repo, f"r{n}", n, 1, "1m")
+        env = dict(os.environ, FERRY_CACHE=os.path.join(work, "render-cache"), NO_COLOR="1")
+        args = [ferry, "render", f"r{n}-0000", "-f", repo + ".ferry.yaml"]
+        subprocess.run(args, env=env, check=True, capture_output=True)  # warm: the mirror
+        walls, cpus = [], []
+        for _ in range(reps):
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.monotonic()
+            subprocess.run(args, env=env, check=True, capture_output=True)
+            walls.append(time.monotonic() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
+        r = {"repo_apps": n, "repo_files": n, "reps": reps,
+             "wall_s_median": round(statistics.median(walls), 3),
+             "cpu_s_median": round(statistics.median(cpus), 3), "loadavg": loadavg()}
+        res.append(r)
+        print(f"[bench]   render 1 app from a repo of {n:5d} apps: wall {r['wall_s_median']:.3f} s, "
+              f"cpu {r['cpu_s_median']:.3f} s (median of {reps})", file=sys.stderr)
+    json.dump(res, open(out, "w"), indent=1)
+
+
+def cmd_gen_scale_quiet(*args):
+    saved = sys.stdout
+    sys.stdout = open(os.devnull, "w")
+    try:
+        cmd_gen_scale(*args)
+    finally:
+        sys.stdout.close()
+        sys.stdout = saved
+
+
 # --- report -----------------------------------------------------------------------------------
 def pct(xs, p):
     xs = sorted(xs)
@@ -565,8 +608,12 @@ def cmd_report(records_dir, out, meta_path):
         if os.path.exists(idle_p):
             entry["idle"] = json.load(open(idle_p))
         scale.append(entry)
+    render = None
+    rp = os.path.join(records_dir, "render.json")
+    if os.path.exists(rp):
+        render = json.load(open(rp))
     flux = {"apps": 1000, "seconds": 256, "rss_mib": 175, "cores": 16}
-    result = {"meta": meta, "latency": latency, "scale": scale,
+    result = {"meta": meta, "latency": latency, "scale": scale, "render_cost": render,
               "reference": {"flux_1000_apps": flux,
                             "targets": {"webhook commit → applied": "≤ 1 s + the apply",
                                         "drift → healed median": "< 1 s",
@@ -586,32 +633,44 @@ def cmd_report(records_dir, out, meta_path):
                   f"| {s['min']:.3f}–{s['max']:.3f} |")
     if scale:
         print()
-        print("| apps | conc. | to healthz s | all Synced s | 50 % ready s | 90 % ready s | all ready s "
-              "| peak RSS MiB | agent CPU s (cold) | reconciles | idle CPU s/min | idle reconciles |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| apps | conc. | to healthz s | 50 % Synced s | all Synced s | 50 % ready s | 90 % ready s "
+              "| all ready s | peak RSS MiB | agent CPU s (cold) | reconciles | idle CPU s/min | idle reconciles |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for e in scale:
             c, i = e.get("cold", {}), e.get("idle", {})
             f = c.get("firsts_s", {})
             g = lambda k: f"{f[k]:.1f}" if k in f else "—"  # noqa: E731
             hwm = max(c.get("agent_peak_rss_kb", 0), i.get("agent_peak_rss_kb", 0))
-            print(f"| {e['apps']} | {e['concurrency']} | {c.get('healthz_s') or 0:.1f} | {g('synced_100')} "
+            idle = (f"{i['agent_cpu_s_per_min']:.3f}" if i else "not measured")
+            print(f"| {e['apps']} | {e['concurrency']} | {c.get('healthz_s') or 0:.1f} | {g('synced_50')} | {g('synced_100')} "
                   f"| {g('ready_50')} | {g('ready_90')} | {g('ready_100')} | {hwm / 1024:.1f} "
                   f"| {c.get('agent_cpu_s', 0):.1f} | {c.get('reconciles', 0)} "
-                  f"| {i.get('agent_cpu_s_per_min', float('nan')):.3f} | {i.get('reconciles', '—')} |")
+                  f"| {idle} | {i.get('reconciles', '—')} |")
         for e in scale:
             c = e.get("cold", {})
+            if c.get("timed_out"):
+                last = e["timeline"][-1] if e.get("timeline") else {}
+                print(f"\n{e['apps']} apps (concurrency {e['concurrency']}): NOT all Synced+Current within "
+                      f"the timeout; at {last.get('t', 0):.0f} s {last.get('synced', 0)} Synced, "
+                      f"{last.get('synced_current', 0)} Synced+Current (idle not measured)")
             if e["apps"] == 1000 and "ready_100" in c.get("firsts_s", {}):
                 t = c["firsts_s"]["ready_100"]
                 hwm = max(c.get("agent_peak_rss_kb", 0), e.get("idle", {}).get("agent_peak_rss_kb", 0)) / 1024
                 print(f"\n1000 apps (concurrency {e['concurrency']}): {t:.0f} s vs Flux 256 s "
                       f"({256 / t:.2f}x), peak RSS {hwm:.0f} MiB vs Flux 175 MiB ({175 / hwm:.2f}x less)")
+    if render:
+        print()
+        print("| ferry render of 1 app, repo of N apps | wall s (median) | CPU s (median) |")
+        print("|---|---|---|")
+        for r in render:
+            print(f"| {r['repo_apps']} | {r['wall_s_median']:.3f} | {r['cpu_s_median']:.3f} |")
     print(f"\nwrote {out}")
 
 
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"gen-latency": cmd_gen_latency, "gen-scale": cmd_gen_scale, "latency": cmd_latency,
-     "cold": cmd_cold, "idle": cmd_idle, "report": cmd_report}[cmd](*args)
+     "cold": cmd_cold, "idle": cmd_idle, "render-cost": cmd_render_cost, "report": cmd_report}[cmd](*args)
 
 
 if __name__ == "__main__":
