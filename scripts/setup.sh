@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need beyond the machine's toolchains
-# (Go, Rust, Node, kubectl): openssl and git from Debian when missing.
+# (Go, Rust, Node, kubectl): openssl and git from Debian and pytest from PyPI when missing.
 set -euo pipefail
 missing=()
 for tool in openssl git; do
@@ -13,3 +13,5 @@ fi
 for tool in go cargo kubectl; do
   command -v "$tool" >/dev/null || { echo "[setup] error: $tool is not installed" >&2; exit 1; }
 done
+# The example app's tests run under pytest.
+python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install -q pytest
