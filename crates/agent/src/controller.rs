@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_engine::EngineError;
 use ferry_engine::progress::Silent;
-use ferry_engine::source::{ClusterFacts, Rendered, render_app};
+use ferry_engine::source::{Checkouts, ClusterFacts, Rendered};
 use ferry_engine::sync::{SyncOptions, apply, plan};
 use ferry_engine::wait::observe;
 use ferry_kube::Cluster;
@@ -36,6 +36,8 @@ pub struct Ctx {
     pub facts: ClusterFacts,
     /// Git mirrors.
     pub git: GitCache,
+    /// Working copies shared by all renders of one commit.
+    pub checkouts: Checkouts,
     /// Renderer binaries.
     pub tools: Tools,
     /// App statuses.
@@ -87,6 +89,7 @@ pub fn context(
         appsets: Default::default(),
         cluster,
         facts,
+        checkouts: Checkouts::new(git.clone(), 8),
         git,
         tools,
         store,
@@ -186,7 +189,8 @@ impl Ctx {
             .collect()
     }
 
-    async fn render(
+    /// The app's manifests at commit `sha`, cached per (commit, app, source).
+    pub async fn render(
         &self,
         name: &str,
         spec: &AppSpec,
@@ -199,8 +203,11 @@ impl Ctx {
         if let Some(r) = self.renders.lock().expect("renders").get(&key) {
             return Ok(r.clone());
         }
-        let rendered =
-            Arc::new(render_app(&self.git, &self.tools, name, spec, Some(sha), &self.facts).await?);
+        let rendered = Arc::new(
+            self.checkouts
+                .render(&self.tools, name, spec, sha, &self.facts)
+                .await?,
+        );
         let mut renders = self.renders.lock().expect("renders");
         if renders.len() > 4096 {
             renders.clear();

@@ -2,7 +2,10 @@
 
 use ferry_model::{AppSpec, Manifest};
 use ferry_render::{RenderRequest, Tools};
-use ferry_source::{GitCache, Revision};
+use ferry_source::{Checkout, GitCache, Revision};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
 
 use crate::EngineError;
 
@@ -37,15 +40,27 @@ pub async fn render_app(
     facts: &ClusterFacts,
 ) -> Result<Rendered, EngineError> {
     let git = git.clone();
-    let tools = tools.clone();
-    let name = name.to_string();
-    let spec = spec.clone();
+    let repo = spec.source.repo.clone();
     let git_ref = git_ref
         .map(str::to_string)
         .or_else(|| spec.source.git_ref.clone());
+    let checkout = blocking(move || Ok(git.checkout(&repo, git_ref.as_deref())?)).await?;
+    render_in(Arc::new(checkout), tools, name, spec, facts).await
+}
+
+/// Renders `spec` from a checkout already written (shared, read-only), in a blocking task.
+pub async fn render_in(
+    checkout: Arc<Checkout>,
+    tools: &Tools,
+    name: &str,
+    spec: &AppSpec,
+    facts: &ClusterFacts,
+) -> Result<Rendered, EngineError> {
+    let tools = tools.clone();
+    let name = name.to_string();
+    let spec = spec.clone();
     let facts = facts.clone();
-    tokio::task::spawn_blocking(move || {
-        let checkout = git.checkout(&spec.source.repo, git_ref.as_deref())?;
+    blocking(move || {
         let dir = checkout.app_dir(&spec.source.path)?;
         let kind = ferry_render::detect(&dir, spec.source.renderer);
         let req = RenderRequest {
@@ -65,7 +80,79 @@ pub async fn render_app(
         })
     })
     .await
-    .map_err(|e| EngineError::Internal(e.to_string()))?
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?
+}
+
+/// A cache entry: (repository, SHA) and its checkout, written once.
+type Slot = ((String, String), Arc<OnceCell<Arc<Checkout>>>);
+
+/// Checkouts shared by every render of the same commit: one working copy per
+/// (repository, commit SHA), written once even when many apps ask at the same time.
+/// A checkout is read-only once written (renderers never write into it), and is
+/// deleted when it has left the cache and its last render finished.
+#[derive(Clone)]
+pub struct Checkouts {
+    git: GitCache,
+    capacity: usize,
+    slots: Arc<Mutex<VecDeque<Slot>>>,
+}
+
+impl Checkouts {
+    /// A cache over `git` keeping the `capacity` most recently used checkouts.
+    pub fn new(git: GitCache, capacity: usize) -> Self {
+        Self {
+            git,
+            capacity: capacity.max(1),
+            slots: Default::default(),
+        }
+    }
+
+    /// The checkout of commit `sha` (a full SHA) of `repo`, written on first use.
+    pub async fn get(&self, repo: &str, sha: &str) -> Result<Arc<Checkout>, EngineError> {
+        let key = (repo.to_string(), sha.to_string());
+        let slot = {
+            let mut slots = self.slots.lock().expect("checkouts");
+            let slot = match slots.iter().position(|(k, _)| *k == key) {
+                Some(i) => slots.remove(i).expect("position is in range").1,
+                None => Default::default(),
+            };
+            slots.push_front((key, slot.clone()));
+            slots.truncate(self.capacity);
+            slot
+        };
+        slot.get_or_try_init(|| {
+            let git = self.git.clone();
+            let (repo, sha) = (repo.to_string(), sha.to_string());
+            async move {
+                Ok(Arc::new(
+                    blocking(move || Ok(git.checkout(&repo, Some(&sha))?)).await?,
+                ))
+            }
+        })
+        .await
+        .cloned()
+    }
+
+    /// Renders `spec` at commit `sha` from the shared checkout.
+    pub async fn render(
+        &self,
+        tools: &Tools,
+        name: &str,
+        spec: &AppSpec,
+        sha: &str,
+        facts: &ClusterFacts,
+    ) -> Result<Rendered, EngineError> {
+        let checkout = self.get(&spec.source.repo, sha).await?;
+        render_in(checkout, tools, name, spec, facts).await
+    }
 }
 
 fn renderer_name(kind: ferry_model::RendererKind) -> &'static str {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use ferry_agent::api::Api;
 use ferry_agent::state::AppStatus;
 use ferry_engine::diff::{mask_secret, normalize, to_yaml, unified};
-use ferry_engine::source::{Rendered, render_app};
+use ferry_engine::source::Rendered;
 use ferry_engine::sync::{SyncOptions, plan};
 use ferry_model::{APP_LABEL, Action, Health, HealthStatus, ObjectRef};
 use serde::{Deserialize, Serialize};
@@ -27,22 +27,15 @@ use crate::tree::{self, CHILD_KINDS};
 pub struct Web {
     /// The agent's API state (reconciler context).
     pub api: Api,
-    /// Rendered manifests by app, revision and spec, so clicking around does not
-    /// re-render each time.
-    renders: Arc<Mutex<HashMap<String, Arc<Rendered>>>>,
     /// When each drifted app was first seen out of sync ([`track_drift`]).
     drift_since: Arc<Mutex<HashMap<String, SystemTime>>>,
 }
-
-/// Most renders kept.
-const MAX_RENDERS: usize = 64;
 
 impl Web {
     /// Wraps the agent's API state.
     pub fn new(api: Api) -> Self {
         Self {
             api,
-            renders: Default::default(),
             drift_since: Default::default(),
         }
     }
@@ -178,38 +171,16 @@ pub async fn events(
     Ok(Json(json!({ "items": items })).into_response())
 }
 
-/// The app's manifests at its current revision (cached).
+/// The app's manifests at its current revision (the agent's render cache).
 async fn rendered(web: &Web, status: &AppStatus) -> Result<Arc<Rendered>, WebError> {
     if status.revision.is_empty() {
         return Err(WebError::NoRevision(status.name.clone()));
     }
-    let key = format!(
-        "{}\n{}\n{}",
-        status.name,
-        status.revision,
-        serde_json::to_string(&status.spec).unwrap_or_default()
-    );
-    if let Some(r) = web.renders.lock().expect("renders").get(&key) {
-        return Ok(r.clone());
-    }
-    let ctx = &web.api.ctx;
-    let r = Arc::new(
-        render_app(
-            &ctx.git,
-            &ctx.tools,
-            &status.name,
-            &status.spec,
-            Some(&status.revision),
-            &ctx.facts,
-        )
-        .await?,
-    );
-    let mut renders = web.renders.lock().expect("renders");
-    if renders.len() >= MAX_RENDERS {
-        renders.clear();
-    }
-    renders.insert(key, r.clone());
-    Ok(r)
+    Ok(web
+        .api
+        .ctx
+        .render(&status.name, &status.spec, &status.revision)
+        .await?)
 }
 
 /// The desired object for `subject` as ferry would apply it (namespace defaulted,
