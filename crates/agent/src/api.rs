@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::controller::{Ctx, repo_key};
 use crate::history::Trigger;
+use crate::kept;
 use crate::poller::refresh;
 use crate::state::AppStatus;
 use crate::webhook::{MAX_BODY, Provider, repo_matches, verify_and_parse};
@@ -244,19 +245,17 @@ async fn action(
             let key = repo_key(&app.spec);
             tokio::spawn(async move { refresh(&ctx, &key, Trigger::Manual).await });
         }
-        "suspend" => {
-            ctx.store.update(&name, |s| s.suspended = true).await;
-            keep(ctx, &name).await;
-            ctx.enqueue(&name, Trigger::Manual);
-        }
-        "resume" => {
-            ctx.store
-                .update(&name, |s| {
-                    s.suspended = false;
+        "suspend" | "resume" => {
+            let suspend = action == "suspend";
+            let changed = kept::change(ctx, &name, |s| {
+                s.suspended = suspend;
+                if !suspend {
                     s.pinned = None;
-                })
-                .await;
-            keep(ctx, &name).await;
+                }
+            });
+            if let Err(response) = keep(ctx, changed).await {
+                return response;
+            }
             ctx.enqueue(&name, Trigger::Manual);
         }
         "rollback" => {
@@ -283,10 +282,10 @@ async fn action(
                     "that history entry has no revision",
                 );
             }
-            ctx.store
-                .update(&name, |s| s.pinned = Some(revision.clone()))
-                .await;
-            keep(ctx, &name).await;
+            let changed = kept::change(ctx, &name, |s| s.pinned = Some(revision.clone()));
+            if let Err(response) = keep(ctx, changed).await {
+                return response;
+            }
             ctx.enqueue(&name, Trigger::Rollback);
             return (
                 StatusCode::ACCEPTED,
@@ -303,10 +302,23 @@ async fn action(
         .into_response()
 }
 
-/// Saves a suspension or rollback pin so that a restart keeps it; a failure to save is
-/// logged, the action itself still takes effect.
-async fn keep(ctx: &Ctx, name: &str) {
-    if let Err(e) = ctx.store.keep(name).await {
-        tracing::warn!(app = %name, "cannot keep the suspension or pin across restarts: {e}");
+/// Runs a change to what is kept (suspension, pin) on the leader only: only the leader
+/// writes, and the standby loads what is kept when it takes over. The error response
+/// says why nothing changed.
+async fn keep(
+    ctx: &Ctx,
+    change: impl Future<Output = Result<bool, ferry_kube::KubeError>>,
+) -> Result<(), Response> {
+    if !*ctx.leader.borrow() {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this agent is standing by (another agent holds the lease): send the action to the leader",
+        ));
     }
+    change.await.map(drop).map_err(|e| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot keep the change in the cluster, nothing changed: {e}"),
+        )
+    })
 }

@@ -109,6 +109,7 @@ pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellat
                 info!(app = %name, "Application deleted");
                 ctx.applications.refs.write().await.remove(&name);
                 ctx.store.remove(&name).await;
+                crate::kept::forget(&ctx, &name).await;
                 ctx.metrics.remove_app(&name);
                 ctx.pollers.lock().await.sync(&ctx, &ctx.shutdown).await;
             }

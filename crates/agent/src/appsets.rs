@@ -178,6 +178,7 @@ async fn reconcile_set(
     for gone in state.apps.difference(&keep) {
         info!(%set, app = %gone, prune = state.set.prune_on_remove, "app set: directory gone, app removed");
         ctx.store.remove(gone).await;
+        crate::kept::forget(ctx, gone).await;
         ctx.metrics.remove_app(gone);
         ctx.appsets.removed.lock().expect("removed apps").insert(
             gone.clone(),

@@ -23,7 +23,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::history::{Entry, History, Outcome, Trigger};
 use crate::metrics::Metrics;
-use crate::state::{ObjectStatus, Store, SyncState, aggregate};
+use crate::state::{AppStatus, ObjectStatus, Store, SyncState, aggregate};
 
 /// A repository and ref, the unit Git is polled and fetched by.
 pub type RepoKey = (String, Option<String>);
@@ -284,6 +284,7 @@ fn stronger(a: Trigger, b: Trigger) -> Trigger {
         Trigger::Poll => 2,
         Trigger::Drift => 1,
         Trigger::Startup => 0,
+        Trigger::Health => -1,
     };
     if rank(a) >= rank(b) { a } else { b }
 }
@@ -308,6 +309,22 @@ async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
                 .await;
             return;
         }
+        if trigger == Trigger::Health && !status.objects.is_empty() {
+            match check_health(ctx, name, &status).await {
+                Ok(Some((delay, again))) => ctx.enqueue_after(name, again, delay),
+                Ok(None) => {}
+                Err(e) => {
+                    warn!("health check failed, reconciling: {e}");
+                    ctx.enqueue(name, Trigger::Drift);
+                }
+            }
+            return;
+        }
+        // Nothing observed yet to check the health of: compare with Git.
+        let trigger = match trigger {
+            Trigger::Health => Trigger::Drift,
+            other => other,
+        };
         let started_at = now_ms();
         let start = Instant::now();
         let outcome = tokio::time::timeout(
@@ -340,8 +357,8 @@ async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
                 // A look-again (health still progressing, or a heal held back) only
                 // re-compares: it must not inherit a manual sync's or a rollback's licence
                 // to apply, or later live edits would be applied with self-heal off.
-                if let Some(delay) = requeue {
-                    ctx.enqueue_after(name, Trigger::Drift, delay);
+                if let Some((delay, again)) = requeue {
+                    ctx.enqueue_after(name, again, delay);
                 }
             }
             Err(SyncFailure { error, revision }) => {
@@ -449,7 +466,8 @@ async fn record(
     }
 }
 
-/// Resolve, render, plan, apply when needed, observe health. Returns when to look again.
+/// Resolve, render, plan, apply when needed, observe health. Returns when to look again
+/// and how (a health check, or a comparison with Git).
 async fn sync_once(
     ctx: &Arc<Ctx>,
     name: &str,
@@ -457,7 +475,7 @@ async fn sync_once(
     pinned: Option<&str>,
     last_revision: &str,
     trigger: Trigger,
-) -> Result<Option<Duration>, SyncFailure> {
+) -> Result<Option<(Duration, Trigger)>, SyncFailure> {
     let fail = |revision: Option<&Revision>| {
         let revision = revision.cloned();
         move |error: EngineError| SyncFailure { error, revision }
@@ -540,7 +558,7 @@ async fn sync_once(
                 return Ok(None);
             }
             if let Some(wait) = heal_backoff(ctx, name) {
-                return Ok(Some(wait));
+                return Ok(Some((wait, Trigger::Drift)));
             }
         }
         apply(&ctx.cluster, name, spec, &planned, &Silent)
@@ -580,53 +598,93 @@ async fn sync_once(
     let health = observe(&ctx.cluster, &desired)
         .await
         .map_err(fail(Some(&rev)))?;
-    let objects: Vec<ObjectStatus> = health
-        .into_iter()
-        .map(|(subject, health)| ObjectStatus { subject, health })
-        .collect();
-    let overall = aggregate(&objects);
-    let sync_label = "Synced";
+    let (objects, overall) = summarize(health);
     ctx.metrics
-        .app_info(name, sync_label, &overall.to_string(), &rev.sha);
+        .app_info(name, "Synced", &overall.to_string(), &rev.sha);
     let elapsed = start.elapsed().as_millis() as u64;
     ctx.store
         .update(name, |s| {
             s.sync = SyncState::Synced;
-            s.health = overall;
             s.revision = rev.sha.clone();
             s.message = rev.message.clone();
             s.drifted.clear();
             s.inventory = desired.len();
-            s.objects = objects;
             s.last_duration_ms = elapsed;
             if wrote {
                 s.last_sync_at = Some(now_ms());
                 s.changeset = Some(changeset);
             }
-            match overall {
-                HealthStatus::Current => s.set_ready(
-                    true,
-                    "ReconciliationSucceeded",
-                    &format!("applied revision {}", rev.short_sha()),
-                    false,
-                ),
-                HealthStatus::Failed => {
-                    s.set_ready(false, "HealthCheckFailed", "an object is Failed", true)
-                }
-                _ => s.set_ready(
-                    false,
-                    "Progressing",
-                    "waiting for objects to become healthy",
-                    false,
-                ),
-            }
+            set_health(s, objects, overall);
         })
         .await;
-    Ok(match overall {
-        HealthStatus::Current | HealthStatus::Failed => None,
-        _ => Some(Duration::from_secs(2)),
-    })
+    Ok(look_again(overall))
 }
+
+/// Looks at the app's objects again without planning (their status changed, or their
+/// health was still progressing): updates health and, when synced, the conditions.
+async fn check_health(
+    ctx: &Ctx,
+    name: &str,
+    status: &AppStatus,
+) -> Result<Option<(Duration, Trigger)>, EngineError> {
+    let subjects: Vec<ObjectRef> = status.objects.iter().map(|o| o.subject.clone()).collect();
+    let (objects, overall) = summarize(observe(&ctx.cluster, &subjects).await?);
+    let sync = format!("{:?}", status.sync);
+    ctx.metrics
+        .app_info(name, &sync, &overall.to_string(), &status.revision);
+    ctx.store
+        .update(name, |s| set_health(s, objects, overall))
+        .await;
+    Ok(look_again(overall))
+}
+
+fn summarize(health: Vec<(ObjectRef, ferry_model::Health)>) -> (Vec<ObjectStatus>, HealthStatus) {
+    let objects: Vec<ObjectStatus> = health
+        .into_iter()
+        .map(|(subject, health)| ObjectStatus { subject, health })
+        .collect();
+    let overall = aggregate(&objects);
+    (objects, overall)
+}
+
+/// Records the objects' health; a synced app's conditions follow it.
+fn set_health(s: &mut AppStatus, objects: Vec<ObjectStatus>, overall: HealthStatus) {
+    s.health = overall;
+    s.objects = objects;
+    if s.sync != SyncState::Synced {
+        return;
+    }
+    let short = s.revision.get(..7).unwrap_or(&s.revision).to_string();
+    match overall {
+        HealthStatus::Current => s.set_ready(
+            true,
+            "ReconciliationSucceeded",
+            &format!("applied revision {short}"),
+            false,
+        ),
+        HealthStatus::Failed => {
+            s.set_ready(false, "HealthCheckFailed", "an object is Failed", true)
+        }
+        _ => s.set_ready(
+            false,
+            "Progressing",
+            "waiting for objects to become healthy",
+            false,
+        ),
+    }
+}
+
+/// While health is still progressing, look again after a while (status changes of the
+/// watched objects usually come first).
+fn look_again(overall: HealthStatus) -> Option<(Duration, Trigger)> {
+    match overall {
+        HealthStatus::Current | HealthStatus::Failed => None,
+        _ => Some((HEALTH_RECHECK, Trigger::Health)),
+    }
+}
+
+/// The fallback interval of health checks while objects are progressing.
+const HEALTH_RECHECK: Duration = Duration::from_secs(10);
 
 /// Self-heal backoff: the first heal is immediate; each further heal within 10 s of the
 /// previous one waits twice as long (2 s, 4 s, … up to 300 s), so a fight with another controller does not spin. `None` = heal now.

@@ -1,12 +1,16 @@
 //! Drift detection: one watch per kind in use, shared by all apps; a change to an
 //! object labelled `ferry.dev/app=<app>` queues that app, whose reconcile then
-//! compares the live object with Git (no polling of the cluster).
+//! compares the live object with Git (no polling of the cluster). A change to nothing
+//! but the object's status (a controller reporting progress) queues a health check
+//! only, which reads the app's objects and plans nothing.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use ferry_model::{APP_LABEL, ObjectRef};
 use futures::StreamExt;
+use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -46,16 +50,22 @@ impl Watches {
             let kind = o.kind.clone();
             let handle = tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
+                let mut seen = Fingerprints::default();
                 loop {
                     let event = tokio::select! {
                         _ = shutdown.cancelled() => return,
                         e = stream.next() => e,
                     };
                     let Some(event) = event else { return };
-                    let object = match event {
-                        Ok(
-                            ferry_kube::WatchEvent::Changed(o) | ferry_kube::WatchEvent::Deleted(o),
-                        ) => o,
+                    let (object, trigger) = match event {
+                        Ok(ferry_kube::WatchEvent::Changed(o)) => {
+                            let trigger = seen.changed(&o);
+                            (o, trigger)
+                        }
+                        Ok(ferry_kube::WatchEvent::Deleted(o)) => {
+                            seen.deleted(&o);
+                            (o, Trigger::Drift)
+                        }
                         Ok(ferry_kube::WatchEvent::Resynced) => continue,
                         Err(e) => {
                             warn!(%kind, "watch error: {e}");
@@ -70,12 +80,100 @@ impl Watches {
                         continue;
                     };
                     if ctx.store.get(app).await.is_some() {
-                        debug!(%kind, %app, "live change");
-                        ctx.enqueue(app, Trigger::Drift);
+                        debug!(%kind, %app, ?trigger, "live change");
+                        ctx.enqueue(app, trigger);
                     }
                 }
             });
             self.kinds.insert(key, handle);
         }
+    }
+}
+
+/// The last seen fingerprint of each object of one kind, to tell a status-only change
+/// from an edit.
+#[derive(Default)]
+struct Fingerprints(HashMap<(String, String), u64>);
+
+impl Fingerprints {
+    /// [`Trigger::Health`] when only the object's status (or bookkeeping such as its
+    /// resourceVersion and managedFields) changed since it was last seen; otherwise
+    /// [`Trigger::Drift`], also for an object seen for the first time.
+    fn changed(&mut self, object: &Value) -> Trigger {
+        let print = fingerprint(object);
+        match self.0.insert(key(object), print) {
+            Some(previous) if previous == print => Trigger::Health,
+            _ => Trigger::Drift,
+        }
+    }
+
+    fn deleted(&mut self, object: &Value) {
+        self.0.remove(&key(object));
+    }
+}
+
+fn key(object: &Value) -> (String, String) {
+    let field = |f: &str| {
+        object["metadata"][f]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    (field("namespace"), field("name"))
+}
+
+/// A hash of everything but the status and the fields the API server changes on every
+/// write.
+fn fingerprint(object: &Value) -> u64 {
+    let mut object = object.clone();
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["resourceVersion", "managedFields"] {
+            meta.remove(field);
+        }
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    object.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_only_changes_ask_for_a_health_check() {
+        let mut seen = Fingerprints::default();
+        let deploy = |replicas: u64, ready: u64, rv: &str| {
+            json!({
+                "metadata": {"name": "web", "namespace": "ns", "resourceVersion": rv,
+                             "managedFields": [{"manager": rv}]},
+                "spec": {"replicas": replicas},
+                "status": {"readyReplicas": ready},
+            })
+        };
+        assert_eq!(
+            seen.changed(&deploy(1, 0, "1")),
+            Trigger::Drift,
+            "first sight"
+        );
+        assert_eq!(seen.changed(&deploy(1, 1, "2")), Trigger::Health);
+        assert_eq!(
+            seen.changed(&deploy(3, 1, "3")),
+            Trigger::Drift,
+            "spec edited"
+        );
+        assert_eq!(seen.changed(&deploy(3, 1, "4")), Trigger::Health);
+        let mut other = deploy(3, 1, "5");
+        other["metadata"]["name"] = json!("api");
+        assert_eq!(seen.changed(&other), Trigger::Drift, "another object");
+        let mut labelled = deploy(3, 1, "6");
+        labelled["metadata"]["labels"] = json!({"x": "y"});
+        assert_eq!(seen.changed(&labelled), Trigger::Drift, "metadata edited");
+        seen.deleted(&labelled);
+        assert_eq!(seen.changed(&labelled), Trigger::Drift, "re-created");
     }
 }

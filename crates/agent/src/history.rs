@@ -43,6 +43,9 @@ pub enum Trigger {
     Rollback,
     /// The agent's first reconcile after starting.
     Startup,
+    /// Only the objects' health is looked at again (a status change, or health still
+    /// progressing); never recorded, as it writes nothing.
+    Health,
 }
 
 /// How a sync ended.

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod crd;
 pub mod drift;
 pub mod history;
+pub mod kept;
 pub mod metrics;
 pub mod poller;
 pub mod state;
@@ -58,9 +59,6 @@ pub enum AgentError {
     #[error("leader election: {0}")]
     Lease(String),
 }
-
-/// The file in the data directory that keeps suspensions and rollback pins.
-pub const KEPT_FILE: &str = "kept.json";
 
 /// How to run the agent.
 #[derive(Clone, Debug)]
@@ -118,11 +116,7 @@ pub async fn run_with(
         })?;
 
     let leader = leader(&cluster, &config).await?;
-    // Suspensions and rollback pins survive a restart of this agent (same data dir).
-    let store = state::Store::with_kept_file(config.data_dir.join(KEPT_FILE)).unwrap_or_else(|e| {
-        warn!("{e}; starting without kept suspensions and pins");
-        state::Store::default()
-    });
+    let store = state::Store::default();
     for app in &file.apps {
         store.upsert(&app.name, app.spec.clone()).await;
     }
@@ -211,6 +205,16 @@ async fn on_leadership(
     loop {
         if *leader.borrow_and_update() {
             info!("leading: reconciling all apps");
+            // Suspensions and pins first: nothing is reconciled before they are known.
+            let mut wait = Duration::from_secs(1);
+            while let Err(e) = kept::load(&ctx).await {
+                warn!("cannot read the kept suspensions and pins, retrying in {wait:?}: {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
             for app in ctx.store.names().await {
                 ctx.enqueue(&app, Trigger::Startup);
             }

@@ -1,7 +1,6 @@
 //! What the agent knows about each app, shared by the reconciler, the API and the dashboard.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferry_model::{AppSpec, ChangeSet, Health, HealthStatus, ObjectRef};
@@ -155,38 +154,26 @@ pub fn aggregate(objects: &[ObjectStatus]) -> HealthStatus {
         .unwrap_or(HealthStatus::Current)
 }
 
-/// What an operator set at run time that must outlive the process: a suspension
-/// (`ferry suspend`) and a rollback pin (`ferry rollback`), until `ferry resume`.
+/// What an operator set at run time that must outlive the process and follow the lease:
+/// a suspension (`ferry suspend`) and a rollback pin (`ferry rollback`), until
+/// `ferry resume`. Kept in the cluster ([`crate::kept`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Kept {
+pub struct Kept {
+    /// Suspended at run time (a suspension from the app's spec is not kept).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    suspended: bool,
+    pub suspended: bool,
+    /// The revision a rollback pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pinned: Option<String>,
+    pub pinned: Option<String>,
 }
 
-/// The JSON file of [`Kept`] settings by app name.
-struct KeptFile {
-    path: PathBuf,
-    apps: std::sync::Mutex<BTreeMap<String, Kept>>,
-}
-
-impl KeptFile {
-    /// Sets (or with the default, drops) one app's entry and rewrites the file atomically.
-    fn set(&self, name: &str, kept: Kept) -> Result<(), String> {
-        let mut apps = self.apps.lock().expect("kept settings");
-        if kept == Kept::default() {
-            if apps.remove(name).is_none() {
-                return Ok(());
-            }
-        } else {
-            apps.insert(name.to_string(), kept);
+impl Kept {
+    /// What of `status` must be kept.
+    pub fn of(status: &AppStatus) -> Self {
+        Self {
+            suspended: status.suspended && !status.spec.suspend,
+            pinned: status.pinned.clone(),
         }
-        let text = serde_json::to_vec_pretty(&*apps).map_err(|e| e.to_string())?;
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| format!("writing {}: {e}", self.path.display()))
     }
 }
 
@@ -195,7 +182,7 @@ impl KeptFile {
 pub struct Store {
     apps: Arc<RwLock<BTreeMap<String, AppStatus>>>,
     changes: broadcast::Sender<String>,
-    kept: Option<Arc<KeptFile>>,
+    kept: Arc<std::sync::Mutex<BTreeMap<String, Kept>>>,
 }
 
 impl Default for Store {
@@ -203,46 +190,38 @@ impl Default for Store {
         Self {
             apps: Default::default(),
             changes: broadcast::channel(1024).0,
-            kept: None,
+            kept: Default::default(),
         }
     }
 }
 
 impl Store {
-    /// A store that keeps suspensions and rollback pins in the JSON file `path`, so that a
-    /// restarted agent does not resume a suspended app or leave a rollback for the branch
-    /// head. Apps added later get their kept settings back. A missing file is empty; an
-    /// unreadable one is an error (the caller may start with [`Store::default`]).
-    pub fn with_kept_file(path: PathBuf) -> Result<Self, String> {
-        let apps = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
-        };
-        Ok(Self {
-            kept: Some(Arc::new(KeptFile {
-                path,
-                apps: std::sync::Mutex::new(apps),
-            })),
-            ..Self::default()
-        })
+    /// Replaces the kept settings (as read from the cluster) and applies them to every
+    /// app: an app without an entry is suspended only by its spec and not pinned. Apps
+    /// added later get their entry applied by [`upsert`](Self::upsert).
+    pub async fn load_kept(&self, kept: BTreeMap<String, Kept>) {
+        let mut apps = self.apps.write().await;
+        for (name, status) in apps.iter_mut() {
+            let entry = kept.get(name).cloned().unwrap_or_default();
+            status.suspended = status.spec.suspend || entry.suspended;
+            status.pinned = entry.pinned;
+        }
+        *self.kept.lock().expect("kept settings") = kept;
+        let names: Vec<String> = apps.keys().cloned().collect();
+        drop(apps);
+        for name in names {
+            let _ = self.changes.send(name);
+        }
     }
 
-    /// Saves an app's suspension and rollback pin (call after changing either); a no-op
-    /// without a kept file.
-    pub async fn keep(&self, name: &str) -> Result<(), String> {
-        let Some(file) = &self.kept else {
-            return Ok(());
-        };
-        let kept = match self.apps.read().await.get(name) {
-            Some(s) => Kept {
-                suspended: s.suspended && !s.spec.suspend,
-                pinned: s.pinned.clone(),
-            },
-            None => Kept::default(),
-        };
-        file.set(name, kept)
+    /// Records an app's kept settings (after they were written to the cluster).
+    pub fn set_kept(&self, name: &str, kept: Kept) {
+        let mut map = self.kept.lock().expect("kept settings");
+        if kept == Kept::default() {
+            map.remove(name);
+        } else {
+            map.insert(name.to_string(), kept);
+        }
     }
 
     /// Adds or replaces an app's definition, keeping its runtime status.
@@ -255,9 +234,7 @@ impl Store {
             }
             None => {
                 let mut status = AppStatus::new(name, spec);
-                if let Some(file) = &self.kept
-                    && let Some(kept) = file.apps.lock().expect("kept settings").get(name)
-                {
+                if let Some(kept) = self.kept.lock().expect("kept settings").get(name) {
                     status.suspended |= kept.suspended;
                     status.pinned = kept.pinned.clone();
                 }
@@ -268,14 +245,10 @@ impl Store {
         let _ = self.changes.send(name.into());
     }
 
-    /// Removes an app, and its kept suspension and pin.
+    /// Removes an app (its kept settings are forgotten by [`crate::kept::forget`]).
     pub async fn remove(&self, name: &str) {
         self.apps.write().await.remove(name);
-        if let Some(file) = &self.kept
-            && let Err(e) = file.set(name, Kept::default())
-        {
-            tracing::warn!("{e}");
-        }
+        self.set_kept(name, Kept::default());
         let _ = self.changes.send(name.into());
     }
 
@@ -327,42 +300,53 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn suspensions_and_pins_are_kept_in_the_file() {
-        let dir = std::env::temp_dir().join(format!("ferry-kept-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("kept.json");
-        let _ = std::fs::remove_file(&path);
-
-        let store = Store::with_kept_file(path.clone()).unwrap();
+    async fn kept_settings_apply_to_present_and_later_apps() {
+        let store = Store::default();
         store.upsert("a", spec(false)).await;
         store.upsert("b", spec(true)).await;
-        store.update("a", |s| s.pinned = Some("abc".into())).await;
-        store.keep("a").await.unwrap();
-        store.keep("b").await.unwrap(); // suspended by its spec: nothing to keep
+        store.upsert("c", spec(false)).await;
+        store.update("c", |s| s.pinned = Some("old".into())).await;
+        let kept = |suspended, pinned: Option<&str>| Kept {
+            suspended,
+            pinned: pinned.map(str::to_string),
+        };
+        store
+            .load_kept(BTreeMap::from([
+                ("a".to_string(), kept(false, Some("abc"))),
+                ("d".to_string(), kept(true, None)),
+            ]))
+            .await;
+        let a = store.get("a").await.unwrap();
+        assert_eq!((a.suspended, a.pinned.as_deref()), (false, Some("abc")));
+        let b = store.get("b").await.unwrap();
+        assert!(b.suspended, "suspended by its spec");
+        assert_eq!(
+            Kept::of(&b),
+            Kept::default(),
+            "a spec suspension is not kept"
+        );
+        let c = store.get("c").await.unwrap();
+        assert_eq!(
+            (c.suspended, c.pinned),
+            (false, None),
+            "no entry: nothing kept"
+        );
 
-        // A new process: "a" gets its pin back, also when it is added later.
-        let again = Store::with_kept_file(path.clone()).unwrap();
-        again.upsert("b", spec(false)).await;
-        assert!(!again.get("b").await.unwrap().suspended);
-        again.upsert("a", spec(false)).await;
-        let a = again.get("a").await.unwrap();
-        assert_eq!(a.pinned.as_deref(), Some("abc"));
-        assert!(!a.suspended);
+        store.upsert("d", spec(false)).await;
+        assert!(
+            store.get("d").await.unwrap().suspended,
+            "added later: entry applied"
+        );
+        store.remove("d").await;
+        store.upsert("d", spec(false)).await;
+        assert!(
+            !store.get("d").await.unwrap().suspended,
+            "removed: entry forgotten"
+        );
 
-        // Suspend, then resume: the file follows; removing an app forgets it.
-        again.update("a", |s| s.suspended = true).await;
-        again.keep("a").await.unwrap();
-        let third = Store::with_kept_file(path.clone()).unwrap();
-        third.upsert("a", spec(false)).await;
-        assert!(third.get("a").await.unwrap().suspended);
-        third.remove("a").await;
-        let fourth = Store::with_kept_file(path.clone()).unwrap();
-        fourth.upsert("a", spec(false)).await;
-        let a = fourth.get("a").await.unwrap();
-        assert!(!a.suspended && a.pinned.is_none());
-
-        std::fs::write(&path, "not json").unwrap();
-        assert!(Store::with_kept_file(path.clone()).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
+        store.set_kept("e", kept(true, Some("x")));
+        store.set_kept("e", Kept::default());
+        store.upsert("e", spec(false)).await;
+        assert_eq!(Kept::of(&store.get("e").await.unwrap()), Kept::default());
     }
 }

@@ -701,15 +701,16 @@ async fn sigkill_and_restart_keep_history_and_objects() {
     f.finish().await;
 }
 
-/// Two agents with leader election: only the lease holder reconciles; when it is killed,
-/// the standby takes the lease over and applies a new commit.
+/// Two agents with leader election: only the lease holder reconciles and takes actions;
+/// when it is killed, the standby takes the lease over, keeps the leader's rollback pin
+/// (kept in the cluster), and on `ferry resume` applies the newest commit.
 #[tokio::test]
 async fn leader_election_fails_over_to_the_standby() {
     let f = Fixture::new("ag-lease").await;
     let app = f.app("");
     f.repo
         .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
-    f.repo.commit("one");
+    let first = f.repo.commit("one");
     let yaml = one_app(&f, &app, "1s", "");
     let (home_a, home_b) = (AgentHome::new(&yaml), AgentHome::new(&yaml));
     let (id_a, id_b) = (format!("{}-a", f.ns()), format!("{}-b", f.ns()));
@@ -764,6 +765,15 @@ async fn leader_election_fails_over_to_the_standby() {
     assert_eq!(standby.app(&app).await["sync"], "Unknown");
     assert!(!standby.log().contains("applied"), "{}", standby.log());
 
+    // Only the leader takes actions; a rollback pin it keeps follows the lease.
+    cli(&f, &standby, &["suspend", &app])
+        .await
+        .expect_error(&["standing by", "send the action to the leader"]);
+    cli(&f, &leader, &["rollback", &app, &first])
+        .await
+        .expect_code(0);
+    wait_value(&f, "cfg", "greeting", Some("one")).await;
+
     leader.kill();
     let killed = Instant::now();
     f.repo
@@ -771,18 +781,32 @@ async fn leader_election_fails_over_to_the_standby() {
     let third = f.repo.commit("three");
     // Lease duration 15 s, renewed 5 s before it expires; then up to 1 s of jitter.
     let budget = Duration::from_secs(40);
-    eventually("the standby applied the new commit", budget, || async {
-        f.cm_value("cfg", "greeting").await.as_deref() == Some("three")
+    eventually("the standby leads", budget, || async {
+        standby.log().contains("leading")
     })
     .await;
+    let status = standby
+        .wait_app(&app, "Synced at the pinned commit", |s| {
+            s["sync"] == "Synced" && s["revision"] == first.as_str()
+        })
+        .await;
     let failover = killed.elapsed();
-    eprintln!("latency: leader SIGKILL → standby applied a new commit: {failover:?}");
+    eprintln!("latency: leader SIGKILL → standby reconciled with the kept pin: {failover:?}");
+    assert_eq!(status["pinned"], first.as_str(), "{status:#}");
     let standby_id = if standby.name == "a" { &id_a } else { &id_b };
     assert_eq!(holder().await.as_ref(), Some(standby_id));
-    assert!(standby.log().contains("leading"), "{}", standby.log());
+    stays(
+        "the new leader keeps the pin",
+        Duration::from_secs(3),
+        || async { f.cm_value("cfg", "greeting").await.as_deref() == Some("one") },
+    )
+    .await;
+
+    cli(&f, &standby, &["resume", &app]).await.expect_code(0);
+    wait_value(&f, "cfg", "greeting", Some("three")).await;
     standby
         .wait_app(&app, "Synced at the third commit", |s| {
-            s["sync"] == "Synced" && s["revision"] == third.as_str()
+            s["sync"] == "Synced" && s["revision"] == third.as_str() && s["pinned"].is_null()
         })
         .await;
     standby

@@ -2,11 +2,13 @@
 //!
 //! [`Cluster`] wraps a `kube` client with cached discovery and exposes the few
 //! operations the engine needs: resolve a kind, get, server-side apply (optionally
-//! dry-run), delete, read and write an app's inventory, and answer "can I?".
+//! dry-run), delete, read and write an app's inventory and ferry's own records, and
+//! answer "can I?".
 //! Every error is a [`KubeError`] that names the object it concerns.
 
 mod error;
 mod inventory;
+mod system;
 mod watch;
 
 use std::sync::Arc;
