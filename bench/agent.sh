@@ -9,7 +9,9 @@
 #   3. N apps from one Git repo and one ferry.yaml (each: Deployment with 1 replica,
 #      ServiceAccount, headless Service, ConfigMap; apps spread over $NAMESPACES shared
 #      namespaces): cold start until every app is Synced and Current, peak RSS and CPU
-#      seconds, then $IDLE_SECONDS of no changes (CPU s per minute, extrapolated per hour).
+#      seconds, then $IDLE_SECONDS of no changes (CPU s per minute, extrapolated per hour),
+#      then $NOOP_ROUNDS rounds of a forced no-op reconcile of every app (the steady-state
+#      cost a periodic resync would have).
 #
 #   bench/agent.sh                                  # the defaults below (~20-25 min)
 #   TRIALS=10 SCALE_RUNS="100:8" IDLE_SECONDS=60 bench/agent.sh   # a quick look
@@ -27,6 +29,7 @@
 #   NAMESPACES      shared namespaces per scale run (apps round-robin)             [10]
 #   APP_INTERVAL    the scale apps' Git poll interval                              [1m]
 #   IDLE_SECONDS    idle period measured after each cold start                     [120]
+#   NOOP_ROUNDS     then rounds of a forced no-op reconcile of every app (POST sync) [3]
 #   COLD_TIMEOUT    give up on a cold start after this many seconds                [900]
 #   FERRY_BIN       a ferry binary to use instead of building one
 #   FERRY_SRC       worktree: build the working tree (default); head: a clean export of HEAD
@@ -55,6 +58,7 @@ SCALE_RUNS=${SCALE_RUNS:-"100:8 100:16 1000:8"}
 NAMESPACES=${NAMESPACES:-10}
 APP_INTERVAL=${APP_INTERVAL:-1m}
 IDLE_SECONDS=${IDLE_SECONDS:-120}
+NOOP_ROUNDS=${NOOP_ROUNDS:-3}
 COLD_TIMEOUT=${COLD_TIMEOUT:-900}
 FERRY_SRC=${FERRY_SRC:-worktree}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -69,7 +73,7 @@ LAT_NS=agent-bench-lat
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
-for v in TRIALS DRIFT_APPS NAMESPACES IDLE_SECONDS COLD_TIMEOUT; do
+for v in TRIALS DRIFT_APPS NAMESPACES IDLE_SECONDS COLD_TIMEOUT NOOP_ROUNDS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive number"
 done
 [ "$DRIFT_APPS" -ge 2 ] || die "DRIFT_APPS must be at least 2"
@@ -224,6 +228,9 @@ if [[ " $PHASES " == *" scale "* ]]; then
       log "scale: idle for $IDLE_SECONDS s"
       python3 "$HELPER" idle "$WORK/records/idle-$prefix.json" "$AGENT_URL" "$AGENT_PID" "$IDLE_SECONDS" \
         "$APISERVER_PID" "$ETCD_PID"
+      log "scale: $NOOP_ROUNDS rounds of a forced no-op reconcile of every app"
+      python3 "$HELPER" noop "$WORK/records/noop-$prefix.json" "$AGENT_URL" "$AGENT_PID" "$NOOP_ROUNDS" \
+        "$APISERVER_PID" "$ETCD_PID"
     else
       log "scale: the cold start did not finish within $COLD_TIMEOUT s; the idle period is not measured"
     fi
@@ -253,7 +260,7 @@ json.dump({
                "SCALE_RUNS='$SCALE_RUNS' NAMESPACES=$NAMESPACES IDLE_SECONDS=$IDLE_SECONDS bench/agent.sh",
     "params": {"trials": $TRIALS, "poll_interval": "$POLL_INTERVAL", "drift_apps": $DRIFT_APPS,
                "settle_s": $SETTLE, "namespaces_per_scale_run": $NAMESPACES,
-               "app_interval": "$APP_INTERVAL", "idle_seconds": $IDLE_SECONDS},
+               "app_interval": "$APP_INTERVAL", "idle_seconds": $IDLE_SECONDS, "noop_rounds": $NOOP_ROUNDS},
     "scale_runs": json.loads('''$scale_meta'''),
     "app": "Deployment (1 replica) + ServiceAccount + headless Service + ConfigMap",
     "duration_s": round($t_end - $t_start, 1),

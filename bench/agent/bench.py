@@ -10,6 +10,7 @@ Times come from time.monotonic(); the cluster side is observed with a watch on t
   bench.py latency <mode> <out.jsonl> ...           webhook | poll | drift trials
   bench.py cold <out.json> ...                      waits for N apps Synced+Current, timeline
   bench.py idle <out.json> ...                      N seconds of idle CPU and RSS
+  bench.py noop <out.json> ...                      rounds of a forced no-op reconcile of every app
   bench.py render-cost <out.json> <ferry> <dir> <sizes> <reps>
                                                     `ferry render` of one app vs repo size
   bench.py report <records-dir> <out.json> <meta.json>
@@ -522,6 +523,56 @@ def cmd_idle(out, agent_url, pid, seconds, apiserver_pid, etcd_pid):
           f"rss {rss / 1024:.1f} MiB", file=sys.stderr)
 
 
+def cmd_noop(out, agent_url, pid, passes, apiserver_pid, etcd_pid):
+    """<passes> rounds of a forced no-op reconcile of every app (POST .../sync: resolve,
+    render from the cache, plan with a GET and dry-run per object, observe health; nothing
+    to apply): wall time per round, and the agent's and the API server's CPU per
+    reconcile. What a periodic full resync (Flux's interval, Argo CD's 3-minute refresh)
+    would cost, since ferry itself does none when nothing changes."""
+    agent, pid, passes = Agent(agent_url), int(pid), int(passes)
+    others = {"apiserver": int(apiserver_pid), "etcd": int(etcd_pid)}
+    apps = []
+    while True:
+        page = agent.json(f"/api/v1/apps?limit=1000&offset={len(apps)}")
+        apps += [a["name"] for a in page["items"]]
+        if not page["items"] or len(apps) >= page["total"]:
+            break
+
+    def reconciles():
+        text = agent.request("GET", "/metrics")[1].decode()
+        return (metric_sum(text, "ferry_reconcile_duration_seconds_count"),
+                metric_sum(text, "ferry_sync_total"))
+
+    rounds = []
+    for i in range(passes):
+        (r0, s0), c0, o0 = reconciles(), proc_cpu_s(pid), {k: proc_cpu_s(p) for k, p in others.items()}
+        t0 = time.monotonic()
+        for app in apps:
+            status, body = agent.request("POST", f"/api/v1/apps/{app}/sync")
+            if status != 202:
+                raise SystemExit(f"POST sync {app}: HTTP {status}: {body[:200]!r}")
+        while reconciles()[0] - r0 < len(apps):
+            time.sleep(0.2)
+        t1 = time.monotonic()
+        (r1, s1), c1 = reconciles(), proc_cpu_s(pid)
+        o1 = {k: proc_cpu_s(p) for k, p in others.items()}
+        rounds.append({"seconds": round(t1 - t0, 2), "reconciles": int(r1 - r0),
+                       "applied": int(s1 - s0), "agent_cpu_s": round(c1 - c0, 2),
+                       "others_cpu_s": {k: round(o1[k] - o0[k], 2) for k in others}})
+        print(f"[bench]   no-op round {i + 1}: {len(apps)} apps in {t1 - t0:.1f} s, agent cpu "
+              f"{c1 - c0:.1f} s, apiserver cpu {o1['apiserver'] - o0['apiserver']:.1f} s, "
+              f"syncs that applied {int(s1 - s0)}", file=sys.stderr)
+        time.sleep(5)
+    med = lambda k: statistics.median(r[k] for r in rounds)  # noqa: E731
+    res = {"apps": len(apps), "rounds": rounds, "seconds_median": med("seconds"),
+           "agent_cpu_s_median": med("agent_cpu_s"),
+           "agent_cpu_ms_per_reconcile": round(med("agent_cpu_s") / len(apps) * 1000, 2),
+           "apiserver_cpu_ms_per_reconcile": round(
+               statistics.median(r["others_cpu_s"]["apiserver"] for r in rounds) / len(apps) * 1000, 2),
+           "agent_rss_kb": proc_mem_kb(pid)[0]}
+    json.dump(res, open(out, "w"), indent=1)
+
+
 # --- render cost vs repository size ------------------------------------------------------------
 def cmd_render_cost(out, ferry, work, sizes, reps):
     """`ferry render` of one 4-object app from repos of 1, 10, 100, 1000 such apps: the
@@ -600,7 +651,10 @@ def cmd_report(records_dir, out, meta_path):
     for run in meta.get("scale_runs", []):
         cold_p = os.path.join(records_dir, f"cold-{run['prefix']}.json")
         idle_p = os.path.join(records_dir, f"idle-{run['prefix']}.json")
+        noop_p = os.path.join(records_dir, f"noop-{run['prefix']}.json")
         entry = dict(run)
+        if os.path.exists(noop_p):
+            entry["noop"] = json.load(open(noop_p))
         if os.path.exists(cold_p):
             cold = json.load(open(cold_p))
             entry["cold"] = {k: v for k, v in cold.items() if k != "timeline"}
@@ -658,6 +712,17 @@ def cmd_report(records_dir, out, meta_path):
                 hwm = max(c.get("agent_peak_rss_kb", 0), e.get("idle", {}).get("agent_peak_rss_kb", 0)) / 1024
                 print(f"\n1000 apps (concurrency {e['concurrency']}): {t:.0f} s vs Flux 256 s "
                       f"({256 / t:.2f}x), peak RSS {hwm:.0f} MiB vs Flux 175 MiB ({175 / hwm:.2f}x less)")
+    noops = [e for e in scale if e.get("noop")]
+    if noops:
+        print()
+        print("| apps | forced no-op rounds | s per round (median) | agent CPU s per round | agent CPU ms / reconcile "
+              "| apiserver CPU ms / reconcile | an hour of resyncs every 10 min: agent CPU s |")
+        print("|---|---|---|---|---|---|---|")
+        for e in noops:
+            n = e["noop"]
+            print(f"| {e['apps']} | {len(n['rounds'])} | {n['seconds_median']:.1f} | {n['agent_cpu_s_median']:.1f} "
+                  f"| {n['agent_cpu_ms_per_reconcile']:.2f} | {n['apiserver_cpu_ms_per_reconcile']:.2f} "
+                  f"| {6 * n['agent_cpu_s_median']:.0f} |")
     if render:
         print()
         print("| ferry render of 1 app, repo of N apps | wall s (median) | CPU s (median) |")
@@ -670,7 +735,7 @@ def cmd_report(records_dir, out, meta_path):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"gen-latency": cmd_gen_latency, "gen-scale": cmd_gen_scale, "latency": cmd_latency,
-     "cold": cmd_cold, "idle": cmd_idle, "render-cost": cmd_render_cost, "report": cmd_report}[cmd](*args)
+     "cold": cmd_cold, "idle": cmd_idle, "noop": cmd_noop, "render-cost": cmd_render_cost, "report": cmd_report}[cmd](*args)
 
 
 if __name__ == "__main__":

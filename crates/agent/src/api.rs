@@ -160,36 +160,42 @@ impl From<&AppStatus> for AppSummary {
 }
 
 async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Response {
-    let apps = api.ctx.store.list().await;
     let needle = q.q.as_deref().map(str::to_lowercase);
-    let matching: Vec<&AppStatus> = apps
-        .iter()
-        .filter(|a| {
-            q.sync
-                .as_deref()
-                .is_none_or(|s| format!("{:?}", a.sync) == s)
-        })
-        .filter(|a| {
-            q.health
-                .as_deref()
-                .is_none_or(|h| a.health.to_string() == h)
-        })
-        .filter(|a| {
-            needle.as_deref().is_none_or(|n| {
-                a.name.contains(n)
-                    || a.spec.source.repo.to_lowercase().contains(n)
-                    || a.spec.source.path.to_lowercase().contains(n)
-            })
-        })
-        .collect();
     let limit = q.limit.unwrap_or(100).min(1000);
-    let items: Vec<AppSummary> = matching
-        .iter()
-        .skip(q.offset)
-        .take(limit)
-        .map(|a| AppSummary::from(*a))
-        .collect();
-    Json(json!({ "total": matching.len(), "offset": q.offset, "items": items })).into_response()
+    let (total, items) = api
+        .ctx
+        .store
+        .scan(|apps| {
+            let mut total = 0;
+            let mut items: Vec<AppSummary> = Vec::new();
+            let matching = apps
+                .filter(|a| {
+                    q.sync
+                        .as_deref()
+                        .is_none_or(|s| format!("{:?}", a.sync) == s)
+                })
+                .filter(|a| {
+                    q.health
+                        .as_deref()
+                        .is_none_or(|h| a.health.to_string() == h)
+                })
+                .filter(|a| {
+                    needle.as_deref().is_none_or(|n| {
+                        a.name.contains(n)
+                            || a.spec.source.repo.to_lowercase().contains(n)
+                            || a.spec.source.path.to_lowercase().contains(n)
+                    })
+                });
+            for a in matching {
+                if total >= q.offset && items.len() < limit {
+                    items.push(AppSummary::from(a));
+                }
+                total += 1;
+            }
+            (total, items)
+        })
+        .await;
+    Json(json!({ "total": total, "offset": q.offset, "items": items })).into_response()
 }
 
 async fn get_app(State(api): State<Api>, Path(name): Path<String>) -> Response {

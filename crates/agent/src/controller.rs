@@ -325,8 +325,8 @@ async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
             Trigger::Health => Trigger::Drift,
             other => other,
         };
-        let started_at = now_ms();
-        let start = Instant::now();
+        let attempt = Attempt::now();
+        let start = attempt.start;
         let outcome = tokio::time::timeout(
             ctx.sync_timeout,
             sync_once(
@@ -372,7 +372,6 @@ async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
                 let reason = format!("{}Failed", error.stage());
                 let message = error.to_string();
                 warn!(%reason, attempts, "sync failed: {message}");
-                let (sha, commit) = revision.map(|r| (r.sha, r.message)).unwrap_or_default();
                 let stalled = !error.is_transient();
                 ctx.store
                     .update(name, |s| {
@@ -386,19 +385,14 @@ async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
                         .await;
                 }
                 if attempts == 1 || !stalled {
-                    record(
-                        ctx,
+                    let entry = attempt.entry(
                         name,
-                        &sha,
-                        &commit,
                         trigger,
-                        started_at,
-                        start,
-                        Outcome::Failed,
+                        revision.as_ref(),
                         Some(message),
                         Default::default(),
-                    )
-                    .await;
+                    );
+                    record(ctx, entry).await;
                 }
                 // Retry with exponential backoff (5 s × 2ⁿ, at most 3 min) and jitter.
                 let base = 5.0 * 2f64.powi(attempts.min(6) as i32 - 1);
@@ -431,33 +425,52 @@ async fn recorded(ctx: &Ctx, app: &str, sha: &str) -> bool {
     }
 }
 
-/// Appends a history entry; the store's fsync runs on a blocking thread.
-#[allow(clippy::too_many_arguments)]
-async fn record(
-    ctx: &Ctx,
-    app: &str,
-    revision: &str,
-    message: &str,
-    trigger: Trigger,
+/// When a sync started, for its history entry.
+#[derive(Clone, Copy)]
+struct Attempt {
     started_at: i64,
     start: Instant,
-    outcome: Outcome,
-    error: Option<String>,
-    changeset: ferry_model::ChangeSet,
-) {
-    let entry = Entry {
-        id: 0,
-        app: app.into(),
-        revision: revision.into(),
-        message: message.into(),
-        trigger,
-        started_at,
-        duration_ms: start.elapsed().as_millis() as u64,
-        outcome,
-        error,
-        summary: changeset.summary(),
-        changeset,
-    };
+}
+
+impl Attempt {
+    fn now() -> Self {
+        Self {
+            started_at: now_ms(),
+            start: Instant::now(),
+        }
+    }
+
+    /// The history entry of this attempt, ending now.
+    fn entry(
+        self,
+        app: &str,
+        trigger: Trigger,
+        revision: Option<&Revision>,
+        error: Option<String>,
+        changeset: ferry_model::ChangeSet,
+    ) -> Entry {
+        Entry {
+            id: 0,
+            app: app.into(),
+            revision: revision.map(|r| r.sha.clone()).unwrap_or_default(),
+            message: revision.map(|r| r.message.clone()).unwrap_or_default(),
+            trigger,
+            started_at: self.started_at,
+            duration_ms: self.start.elapsed().as_millis() as u64,
+            outcome: if error.is_some() {
+                Outcome::Failed
+            } else {
+                Outcome::Succeeded
+            },
+            error,
+            summary: changeset.summary(),
+            changeset,
+        }
+    }
+}
+
+/// Appends a history entry; the store's fsync runs on a blocking thread.
+async fn record(ctx: &Ctx, entry: Entry) {
     let history = ctx.history.clone();
     match tokio::task::spawn_blocking(move || history.record(entry)).await {
         Ok(Ok(_)) => {}
@@ -480,8 +493,8 @@ async fn sync_once(
         let revision = revision.cloned();
         move |error: EngineError| SyncFailure { error, revision }
     };
-    let started_at = now_ms();
-    let start = Instant::now();
+    let attempt = Attempt::now();
+    let start = attempt.start;
     let key = repo_key(spec);
     let rev = match (pinned, ctx.known_revision(&key)) {
         (Some(pin), _) => {
@@ -512,15 +525,7 @@ async fn sync_once(
         // a commit that changed no object, or an agent killed between apply and record.
         record(
             ctx,
-            name,
-            &rev.sha,
-            &rev.message,
-            trigger,
-            started_at,
-            start,
-            Outcome::Succeeded,
-            None,
-            changeset.clone(),
+            attempt.entry(name, trigger, Some(&rev), None, changeset.clone()),
         )
         .await;
     }
@@ -568,15 +573,7 @@ async fn sync_once(
         let trigger = if is_drift { Trigger::Drift } else { trigger };
         record(
             ctx,
-            name,
-            &rev.sha,
-            &rev.message,
-            trigger,
-            started_at,
-            start,
-            Outcome::Succeeded,
-            None,
-            changeset.clone(),
+            attempt.entry(name, trigger, Some(&rev), None, changeset.clone()),
         )
         .await;
         info!(revision = %rev.short_sha(), summary = %changeset.summary(), "applied");

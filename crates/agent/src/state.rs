@@ -262,6 +262,12 @@ impl Store {
         self.apps.read().await.values().cloned().collect()
     }
 
+    /// Runs `f` over every app, sorted by name, under the read lock (nothing is copied).
+    pub async fn scan<T>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &AppStatus>) -> T) -> T {
+        let apps = self.apps.read().await;
+        f(&mut apps.values())
+    }
+
     /// App names.
     pub async fn names(&self) -> Vec<String> {
         self.apps.read().await.keys().cloned().collect()

@@ -46,8 +46,10 @@ impl Planned {
     }
 }
 
-/// Namespaces, ownership labels and kind checks applied to rendered manifests.
-async fn prepare(
+/// Rendered manifests as ferry applies them: namespace defaulted (or cleared for
+/// cluster-scoped kinds), ownership label set, kinds checked. The flag is false for a
+/// kind the cluster does not serve yet but a CRD among the manifests defines.
+pub async fn prepare(
     cluster: &Cluster,
     app: &str,
     spec: &AppSpec,

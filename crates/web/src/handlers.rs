@@ -13,8 +13,8 @@ use ferry_agent::api::Api;
 use ferry_agent::state::AppStatus;
 use ferry_engine::diff::{mask_secret, normalize, to_yaml, unified};
 use ferry_engine::source::Rendered;
-use ferry_engine::sync::{SyncOptions, plan};
-use ferry_model::{APP_LABEL, Action, Health, HealthStatus, ObjectRef};
+use ferry_engine::sync::{SyncOptions, plan, prepare};
+use ferry_model::{Action, Health, HealthStatus, ObjectRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -191,36 +191,18 @@ async fn desired_manifest(
     subject: &ObjectRef,
 ) -> Result<Option<Value>, WebError> {
     let rendered = rendered(web, status).await?;
-    let namespaced = web
-        .api
-        .ctx
-        .cluster
-        .resolve(&subject.api_version(), &subject.kind)
-        .await?
-        .namespaced;
-    let default_ns = status.spec.destination.namespace.as_deref();
-    for m in &rendered.manifests {
-        let r = m.object_ref();
-        if r.group != subject.group || r.kind != subject.kind || r.name != subject.name {
-            continue;
-        }
-        let ns = if namespaced {
-            m.namespace().or(default_ns)
-        } else {
-            None
-        };
-        if ns != subject.namespace.as_deref() {
-            continue;
-        }
-        let mut m = m.clone();
-        match ns {
-            Some(ns) => m.set_namespace(ns),
-            None => m.clear_namespace(),
-        }
-        m.set_label(APP_LABEL, &status.name);
-        return Ok(Some(m.object));
-    }
-    Ok(None)
+    let prepared = prepare(
+        &web.api.ctx.cluster,
+        &status.name,
+        &status.spec,
+        &rendered.manifests,
+    )
+    .await?;
+    Ok(prepared
+        .into_iter()
+        .map(|(m, _)| m)
+        .find(|m| m.object_ref() == *subject)
+        .map(|m| m.object))
 }
 
 /// Desired vs live for one object of the app.
