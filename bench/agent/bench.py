@@ -548,7 +548,8 @@ def cmd_noop(out, agent_url, pid, passes, apiserver_pid, etcd_pid):
         (r0, s0), c0, o0 = reconciles(), proc_cpu_s(pid), {k: proc_cpu_s(p) for k, p in others.items()}
         t0 = time.monotonic()
         for app in apps:
-            status, body = agent.request("POST", f"/api/v1/apps/{app}/sync")
+            status, body = agent.request("POST", f"/api/v1/apps/{app}/sync", b"{}",
+                                         {"Content-Type": "application/json"})
             if status != 202:
                 raise SystemExit(f"POST sync {app}: HTTP {status}: {body[:200]!r}")
         while reconciles()[0] - r0 < len(apps):

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::controller::{Ctx, repo_key};
+use crate::controller::{Ctx, RepoKey, repo_key};
 use crate::history::Trigger;
 use crate::kept;
 use crate::poller::refresh;
@@ -86,17 +86,22 @@ async fn webhook(
         r.trim_start_matches("refs/heads/")
             .trim_start_matches("refs/tags/")
     });
-    let mut keys = Vec::new();
-    for app in api.ctx.store.list().await {
-        let key = repo_key(&app.spec);
+    let mut keys: Vec<RepoKey> = api
+        .ctx
+        .store
+        .scan(|apps| apps.map(|a| repo_key(&a.spec)).collect())
+        .await;
+    // App sets' repositories too, so a set with no app yet hears of its first directory.
+    keys.extend(api.ctx.appsets.keys().into_iter().map(|(key, _)| key));
+    keys.sort();
+    keys.dedup();
+    keys.retain(|key| {
         let ref_ok = match (&key.1, branch) {
             (Some(want), Some(got)) => want == got,
             _ => true,
         };
-        if ref_ok && repo_matches(&key.0, &event.repos) && !keys.contains(&key) {
-            keys.push(key);
-        }
-    }
+        ref_ok && repo_matches(&key.0, &event.repos)
+    });
     api.ctx.metrics.webhook(provider.name(), "accepted");
     let ctx = api.ctx.clone();
     let repos = keys.len();

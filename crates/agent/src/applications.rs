@@ -5,11 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ferry_kube::{Cluster, EventRecorder, Watched};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -21,19 +19,15 @@ use crate::history::Trigger;
 
 /// The Application resources behind apps, and an Event recorder.
 pub struct Applications {
-    recorder: Recorder,
+    recorder: EventRecorder,
     refs: RwLock<HashMap<String, ObjectReference>>,
 }
 
 impl Applications {
     /// A recorder reporting as `ferry-agent` / `identity`.
-    pub fn new(client: kube::Client, identity: &str) -> Self {
-        let reporter = Reporter {
-            controller: "ferry-agent".into(),
-            instance: Some(identity.into()),
-        };
+    pub fn new(cluster: &Cluster, identity: &str) -> Self {
         Self {
-            recorder: Recorder::new(client, reporter),
+            recorder: cluster.event_recorder("ferry-agent", identity),
             refs: Default::default(),
         }
     }
@@ -43,18 +37,11 @@ impl Applications {
         let Some(reference) = self.refs.read().await.get(app).cloned() else {
             return;
         };
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
+        if let Err(e) = self
+            .recorder
+            .publish(&reference, warning, reason, "Reconcile", &note)
+            .await
+        {
             warn!(%app, "cannot record event: {e}");
         }
     }
@@ -62,13 +49,7 @@ impl Applications {
 
 /// Keeps the store in step with Application resources (in `namespace`, or all).
 pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: CancellationToken) {
-    let client = ctx.cluster.client().clone();
-    let api: Api<Application> = match &namespace {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
-    };
-    let stream =
-        kube::runtime::WatchStreamExt::default_backoff(watcher(api, watcher::Config::default()));
+    let stream = ctx.cluster.watch_typed::<Application>(namespace.as_deref());
     let mut stream = std::pin::pin!(stream);
     loop {
         let event = tokio::select! {
@@ -77,7 +58,7 @@ pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellat
         };
         match event {
             None => return,
-            Some(Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app))) => {
+            Some(Ok(Watched::Applied(app))) => {
                 let name = app.name_any();
                 if let Err((field, message)) = app.spec.app.validate() {
                     warn!(app = %name, "invalid Application: field {field}: {message}");
@@ -104,7 +85,7 @@ pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellat
                     ctx.enqueue(&name, Trigger::Startup);
                 }
             }
-            Some(Ok(watcher::Event::Delete(app))) => {
+            Some(Ok(Watched::Deleted(app))) => {
                 let name = app.name_any();
                 info!(app = %name, "Application deleted");
                 ctx.applications.refs.write().await.remove(&name);
@@ -113,7 +94,6 @@ pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellat
                 ctx.metrics.remove_app(&name);
                 ctx.pollers.lock().await.sync(&ctx, &ctx.shutdown).await;
             }
-            Some(Ok(_)) => {}
             Some(Err(e)) => warn!("Application watch: {e}"),
         }
     }
@@ -145,13 +125,11 @@ pub async fn write_statuses(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         if written.get(&name) == Some(&status) {
             continue;
         }
-        let api: Api<Application> = Api::namespaced(
-            ctx.cluster.client().clone(),
-            reference.namespace.as_deref().unwrap_or("default"),
-        );
-        let patch = serde_json::json!({ "status": status });
-        match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        let namespace = reference.namespace.as_deref().unwrap_or("default");
+        let value = serde_json::to_value(&status).unwrap_or_default();
+        match ctx
+            .cluster
+            .patch_status::<Application>(namespace, &name, &value)
             .await
         {
             Ok(_) => {

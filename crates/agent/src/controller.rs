@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ferry_engine::EngineError;
 use ferry_engine::progress::Silent;
 use ferry_engine::source::{Checkouts, ClusterFacts, Rendered};
-use ferry_engine::sync::{SyncOptions, apply, plan};
+use ferry_engine::sync::{InSync, SyncOptions, apply, plan_with};
 use ferry_engine::wait::observe;
 use ferry_kube::Cluster;
 use ferry_model::{Action, AppSpec, HealthStatus, ObjectRef};
@@ -38,6 +38,8 @@ pub struct Ctx {
     pub git: GitCache,
     /// Working copies shared by all renders of one commit.
     pub checkouts: Checkouts,
+    /// Objects found in sync, whose dry-runs the next plan skips.
+    in_sync: InSync,
     /// Renderer binaries.
     pub tools: Tools,
     /// App statuses.
@@ -82,7 +84,7 @@ pub fn context(
     identity: &str,
 ) -> (Arc<Ctx>, mpsc::UnboundedReceiver<(String, Trigger)>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let applications = crate::applications::Applications::new(cluster.client().clone(), identity);
+    let applications = crate::applications::Applications::new(&cluster, identity);
     let ctx = Ctx {
         applications,
         pollers: Default::default(),
@@ -90,6 +92,7 @@ pub fn context(
         cluster,
         facts,
         checkouts: Checkouts::new(git.clone(), 8),
+        in_sync: InSync::default(),
         git,
         tools,
         store,
@@ -181,12 +184,12 @@ impl Ctx {
     /// Apps whose source is `key`.
     pub async fn apps_of(&self, key: &RepoKey) -> Vec<String> {
         self.store
-            .list()
+            .scan(|apps| {
+                apps.filter(|a| repo_key(&a.spec) == *key)
+                    .map(|a| a.name.clone())
+                    .collect()
+            })
             .await
-            .into_iter()
-            .filter(|a| repo_key(&a.spec) == *key)
-            .map(|a| a.name)
-            .collect()
     }
 
     /// The app's manifests at commit `sha`, cached per (commit, app, source).
@@ -508,9 +511,16 @@ async fn sync_once(
         .render(name, spec, &rev.sha)
         .await
         .map_err(fail(Some(&rev)))?;
-    let planned = plan(&ctx.cluster, name, spec, &rendered, SyncOptions::default())
-        .await
-        .map_err(fail(Some(&rev)))?;
+    let planned = plan_with(
+        &ctx.cluster,
+        name,
+        spec,
+        &rendered,
+        SyncOptions::default(),
+        &ctx.in_sync,
+    )
+    .await
+    .map_err(fail(Some(&rev)))?;
     let changeset = planned.changeset.clone();
     let drifted: Vec<ObjectRef> = changeset
         .changes

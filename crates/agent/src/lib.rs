@@ -55,9 +55,6 @@ pub enum AgentError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Leader election could not start.
-    #[error("leader election: {0}")]
-    Lease(String),
 }
 
 /// How to run the agent.
@@ -182,18 +179,9 @@ async fn leader(
         std::mem::forget(tx);
         return Ok(rx);
     };
-    cluster.ensure_namespace(ns).await?;
-    let manager =
-        kube_lease_manager::LeaseManagerBuilder::new(cluster.client().clone(), "ferry-agent")
-            .with_namespace(ns)
-            .with_identity(&config.identity)
-            .with_duration(15)
-            .with_grace(5)
-            .build()
-            .await
-            .map_err(|e| AgentError::Lease(e.to_string()))?;
-    let (rx, _task) = manager.watch().await;
-    Ok(rx)
+    Ok(cluster
+        .lead(ns, "ferry-agent", &config.identity, 15, 5)
+        .await?)
 }
 
 /// Queues every app whenever this agent becomes the leader (at start, too).

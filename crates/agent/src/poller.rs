@@ -22,15 +22,15 @@ impl Pollers {
     /// Starts loops for keys in use and stops loops for keys no app uses any more.
     pub async fn sync(&mut self, ctx: &Arc<Ctx>, shutdown: &CancellationToken) {
         let mut wanted: HashMap<RepoKey, Duration> = HashMap::new();
-        for app in ctx.store.list().await {
-            let interval = app.spec.poll_interval();
-            wanted
-                .entry(repo_key(&app.spec))
-                .and_modify(|i| *i = (*i).min(interval))
-                .or_insert(interval);
-        }
+        let apps: Vec<(RepoKey, Duration)> = ctx
+            .store
+            .scan(|apps| {
+                apps.map(|a| (repo_key(&a.spec), a.spec.poll_interval()))
+                    .collect()
+            })
+            .await;
         // App sets' repositories, polled even while a set has no app.
-        for (key, interval) in ctx.appsets.keys() {
+        for (key, interval) in apps.into_iter().chain(ctx.appsets.keys()) {
             wanted
                 .entry(key)
                 .and_modify(|i| *i = (*i).min(interval))

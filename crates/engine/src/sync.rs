@@ -1,11 +1,14 @@
 //! Plan, apply and prune one app against a cluster (the I/O side of [`crate::plan`]).
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_kube::{Cluster, Inventory, KubeError};
 use ferry_model::{APP_LABEL, Action, AppSpec, ChangeSet, Manifest, ObjectRef};
 use futures::{StreamExt, TryStreamExt, stream};
+use serde_json::Value;
 
 use crate::order::{Stage, stage};
 use crate::plan::{Desired, Leftover, PlanInput};
@@ -130,6 +133,46 @@ fn crd_scopes(manifests: &[Manifest]) -> HashMap<(String, String), bool> {
         .collect()
 }
 
+/// Objects a plan found in sync, by the desired manifest's hash and the live object's
+/// resourceVersion. While neither changes, a server-side-apply dry-run would return the
+/// live object again, so [`plan_with`] skips it: a no-op reconcile then costs one GET per
+/// object instead of a GET and a dry-run. Shared by clones.
+#[derive(Clone, Debug, Default)]
+pub struct InSync(Arc<Mutex<HashMap<ObjectRef, (u64, String)>>>);
+
+impl InSync {
+    fn holds(&self, subject: &ObjectRef, manifest: u64, live: &Value) -> bool {
+        let map = self.0.lock().expect("in-sync objects");
+        map.get(subject)
+            .is_some_and(|(m, rv)| *m == manifest && Some(rv.as_str()) == resource_version(live))
+    }
+
+    fn learn(&self, changeset: &ChangeSet, seen: HashMap<ObjectRef, (u64, Option<String>)>) {
+        let mut map = self.0.lock().expect("in-sync objects");
+        for change in &changeset.changes {
+            match seen.get(&change.subject) {
+                Some((manifest, Some(rv))) if change.action == Action::Unchanged => {
+                    map.insert(change.subject.clone(), (*manifest, rv.clone()));
+                }
+                _ => {
+                    map.remove(&change.subject);
+                }
+            }
+        }
+    }
+}
+
+fn resource_version(live: &Value) -> Option<&str> {
+    live.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+}
+
+fn manifest_hash(object: &Value) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    object.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Plans `rendered` against the cluster: GET and server-side-apply dry-run per object,
 /// then [`crate::plan::plan`]. Writes nothing.
 pub async fn plan(
@@ -138,6 +181,19 @@ pub async fn plan(
     spec: &AppSpec,
     rendered: &Rendered,
     opts: SyncOptions,
+) -> Result<Planned, EngineError> {
+    plan_with(cluster, app, spec, rendered, opts, &InSync::default()).await
+}
+
+/// [`plan`], skipping the dry-run of objects `in_sync` remembers unchanged, and
+/// remembering those found unchanged this time.
+pub async fn plan_with(
+    cluster: &Cluster,
+    app: &str,
+    spec: &AppSpec,
+    rendered: &Rendered,
+    opts: SyncOptions,
+    in_sync: &InSync,
 ) -> Result<Planned, EngineError> {
     let prepared = prepare(cluster, app, spec, &rendered.manifests).await?;
     let previous = cluster
@@ -161,6 +217,8 @@ pub async fn plan(
     let creates_namespace = &creates_namespace;
 
     let mut recreate = HashSet::new();
+    let seen: Mutex<HashMap<ObjectRef, (u64, Option<String>)>> = Mutex::default();
+    let seen = &seen;
     let desired: Vec<(Desired, bool)> = stream::iter(prepared)
         .map(|(manifest, known)| async move {
             if !known {
@@ -175,6 +233,25 @@ pub async fn plan(
             }
             let subject = manifest.object_ref();
             let live = cluster.get(&subject).await?;
+            let hash = manifest_hash(&manifest.object);
+            seen.lock().expect("seen objects").insert(
+                subject.clone(),
+                (
+                    hash,
+                    live.as_ref().and_then(resource_version).map(str::to_string),
+                ),
+            );
+            if let Some(live) = live.as_ref().filter(|l| in_sync.holds(&subject, hash, l)) {
+                let dry_run = Some(live.clone());
+                return Ok((
+                    Desired {
+                        manifest,
+                        live: Some(live.clone()),
+                        dry_run,
+                    },
+                    false,
+                ));
+            }
             let (dry_run, immutable) = match cluster.apply(&manifest.object, true).await {
                 Ok(v) => (Some(v), false),
                 Err(e) if e.is_immutable() && opts.force => (None, true),
@@ -265,6 +342,10 @@ pub async fn plan(
         leftovers,
         prune: spec.prune,
     })?;
+    in_sync.learn(
+        &changeset,
+        std::mem::take(&mut *seen.lock().expect("seen objects")),
+    );
     for change in &mut changeset.changes {
         if recreate.contains(&change.subject) {
             change.action = Action::Recreate;
@@ -439,5 +520,56 @@ async fn prune(
     match first {
         None => Ok(()),
         Some(first) => Err((failed, first)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_model::Change;
+    use serde_json::json;
+
+    fn change(name: &str, action: Action) -> Change {
+        Change {
+            subject: ObjectRef::new("v1", "ConfigMap", Some("ns"), name),
+            action,
+            diff: String::new(),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn in_sync_holds_only_while_manifest_and_live_version_are_unchanged() {
+        let memo = InSync::default();
+        let live = |rv: &str| json!({"metadata": {"resourceVersion": rv}});
+        let a = change("a", Action::Unchanged);
+        let b = change("b", Action::Update);
+        let changeset = ChangeSet {
+            app: "app".into(),
+            revision: "r".into(),
+            changes: vec![a.clone(), b.clone()],
+        };
+        let seen = HashMap::from([
+            (a.subject.clone(), (1, Some("10".to_string()))),
+            (b.subject.clone(), (2, Some("20".to_string()))),
+        ]);
+        memo.learn(&changeset, seen.clone());
+        assert!(memo.holds(&a.subject, 1, &live("10")));
+        assert!(
+            !memo.holds(&a.subject, 1, &live("11")),
+            "live object written"
+        );
+        assert!(!memo.holds(&a.subject, 3, &live("10")), "manifest changed");
+        assert!(!memo.holds(&b.subject, 2, &live("20")), "not in sync");
+
+        let changeset = ChangeSet {
+            changes: vec![change("a", Action::Update)],
+            ..changeset
+        };
+        memo.learn(&changeset, seen);
+        assert!(
+            !memo.holds(&a.subject, 1, &live("10")),
+            "forgotten once it differs"
+        );
     }
 }

@@ -49,7 +49,7 @@ fn git(dir: &Path, args: &[&str]) {
 async fn agent_deploys_all_three_environments_of_the_example() {
     let client = ferry_testkit::client().await;
     let repo = tempfile::tempdir().expect("temporary repository");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/llm-app");
+    let example = manifest_dir().join("../../examples/llm-app");
     copy_dir(&example, repo.path());
     git(repo.path(), &["init", "-q", "-b", "main"]);
     git(repo.path(), &["add", "-A"]);
@@ -131,4 +131,13 @@ async fn agent_deploys_all_three_environments_of_the_example() {
             )
             .await;
     }
+}
+
+/// The package directory, read when the test runs (cargo sets it) rather than baked in at
+/// compile time: a test binary reused from a shared target dir may have been built from
+/// another checkout of the same sources.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("cargo test sets CARGO_MANIFEST_DIR")
+        .into()
 }

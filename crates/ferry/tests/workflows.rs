@@ -14,7 +14,7 @@ use serde_json::Value;
 
 /// `examples/llm-app`, the root of the example's repository.
 fn example() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/llm-app");
+    let path = manifest_dir().join("../../examples/llm-app");
     path.canonicalize()
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -915,4 +915,13 @@ fn pull_request_preview_step_runs_offline() {
         ),
         "{comment}"
     );
+}
+
+/// The package directory, read when the test runs (cargo sets it) rather than baked in at
+/// compile time: a test binary reused from a shared target dir may have been built from
+/// another checkout of the same sources.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("cargo test sets CARGO_MANIFEST_DIR")
+        .into()
 }

@@ -8,6 +8,7 @@
 
 mod error;
 mod inventory;
+mod own;
 mod system;
 mod watch;
 
@@ -26,6 +27,7 @@ use tokio::sync::RwLock;
 
 pub use error::KubeError;
 pub use inventory::Inventory;
+pub use own::{EventRecorder, Watched};
 pub use watch::WatchEvent;
 
 /// A resolved kind: how to address it and whether it is namespaced.

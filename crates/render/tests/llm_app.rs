@@ -13,7 +13,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ferry_model::{FerryFile, HelmOptions, Manifest, SourceSpec};
 use ferry_render::{RenderRequest, Tools, render, to_yaml};
@@ -80,13 +80,13 @@ fn expected(env: &str) -> Expected {
 
 /// `examples/llm-app`, the root of the example's repository.
 fn example() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/llm-app");
+    let path = manifest_dir().join("../../examples/llm-app");
     path.canonicalize()
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+    manifest_dir().join("tests/golden")
 }
 
 /// Renders `dir` (relative to the example root) as ferry would for an app with `spec`
@@ -426,4 +426,13 @@ fn helm_chart_and_overlays_agree() {
         };
         assert_eq!(pod_spec(&kustomize), pod_spec(&helm), "{env}: pod spec");
     }
+}
+
+/// The package directory, read when the test runs (cargo sets it) rather than baked in at
+/// compile time: a test binary reused from a shared target dir may have been built from
+/// another checkout of the same sources.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("cargo test sets CARGO_MANIFEST_DIR")
+        .into()
 }

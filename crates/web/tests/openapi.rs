@@ -49,7 +49,7 @@ fn document() -> Value {
 
 #[test]
 fn every_route_is_documented_and_vice_versa() {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let here = &manifest_dir();
     let mut served = routes(&here.join("../agent/src/api.rs"));
     served.extend(routes(&here.join("src/lib.rs")));
     assert!(
@@ -128,4 +128,13 @@ fn document_is_well_formed() {
             }
         }
     }
+}
+
+/// The package directory, read when the test runs (cargo sets it) rather than baked in at
+/// compile time: a test binary reused from a shared target dir may have been built from
+/// another checkout of the same sources.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("cargo test sets CARGO_MANIFEST_DIR")
+        .into()
 }

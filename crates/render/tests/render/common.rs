@@ -8,7 +8,7 @@ use ferry_render::{RenderRequest, Tools};
 
 /// The fixtures directory.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    manifest_dir().join("tests/fixtures")
 }
 
 /// An app to render: owns everything a [`RenderRequest`] borrows.
@@ -140,4 +140,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// The package directory, read when the test runs (cargo sets it) rather than baked in at
+/// compile time: a test binary reused from a shared target dir may have been built from
+/// another checkout of the same sources.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("cargo test sets CARGO_MANIFEST_DIR")
+        .into()
 }
