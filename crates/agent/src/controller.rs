@@ -639,8 +639,17 @@ async fn check_health(
     let sync = format!("{:?}", status.sync);
     ctx.metrics
         .app_info(name, &sync, &overall.to_string(), &status.revision);
+    // After a failed sync the conditions say why; the health of what runs still shows.
+    let failing = ctx.failures.lock().expect("failures").contains_key(name);
     ctx.store
-        .update(name, |s| set_health(s, objects, overall))
+        .update(name, |s| {
+            if failing {
+                s.health = overall;
+                s.objects = objects;
+            } else {
+                set_health(s, objects, overall);
+            }
+        })
         .await;
     Ok(look_again(overall))
 }
