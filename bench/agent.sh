@@ -11,7 +11,9 @@
 #      namespaces): cold start until every app is Synced and Current, peak RSS and CPU
 #      seconds, then $IDLE_SECONDS of no changes (CPU s per minute, extrapolated per hour),
 #      then $NOOP_ROUNDS rounds of a forced no-op reconcile of every app (the steady-state
-#      cost a periodic resync would have).
+#      cost a periodic resync would have); then (BASELINE=1) the apps' namespaces are
+#      deleted and the same objects applied with `kubectl apply --server-side`, timed until
+#      every Deployment is available: the test bed's own floor for the cold start.
 #
 #   bench/agent.sh                                  # the defaults below (~20-25 min)
 #   TRIALS=10 SCALE_RUNS="100:8" IDLE_SECONDS=60 bench/agent.sh   # a quick look
@@ -30,6 +32,8 @@
 #   APP_INTERVAL    the scale apps' Git poll interval                              [1m]
 #   IDLE_SECONDS    idle period measured after each cold start                     [120]
 #   NOOP_ROUNDS     then rounds of a forced no-op reconcile of every app (POST sync) [3]
+#   BASELINE        1: after each scale run, the same objects by `kubectl apply
+#                   --server-side` on a clean slate, until all Deployments are available [1]
 #   COLD_TIMEOUT    give up on a cold start after this many seconds                [900]
 #   FERRY_BIN       a ferry binary to use instead of building one
 #   FERRY_SRC       worktree: build the working tree (default); head: a clean export of HEAD
@@ -59,6 +63,7 @@ NAMESPACES=${NAMESPACES:-10}
 APP_INTERVAL=${APP_INTERVAL:-1m}
 IDLE_SECONDS=${IDLE_SECONDS:-120}
 NOOP_ROUNDS=${NOOP_ROUNDS:-3}
+BASELINE=${BASELINE:-1}
 COLD_TIMEOUT=${COLD_TIMEOUT:-900}
 FERRY_SRC=${FERRY_SRC:-worktree}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -77,6 +82,7 @@ for v in TRIALS DRIFT_APPS NAMESPACES IDLE_SECONDS COLD_TIMEOUT NOOP_ROUNDS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive number"
 done
 [ "$DRIFT_APPS" -ge 2 ] || die "DRIFT_APPS must be at least 2"
+[[ $BASELINE =~ ^[01]$ ]] || die "BASELINE must be 0 or 1"
 for r in $SCALE_RUNS; do
   [[ $r =~ ^[1-9][0-9]*:[1-9][0-9]*$ ]] || die "SCALE_RUNS entries are APPS:CONCURRENCY, not '$r'"
 done
@@ -237,6 +243,20 @@ if [[ " $PHASES " == *" scale "* ]]; then
     # Where the time went: the slowest reconciles and the log's warnings.
     grep -c ' WARN ' "$WORK/logs/agent-$prefix.log" >"$WORK/records/warn-count-$prefix" || true
     stop_agent
+    if [ "$BASELINE" = 1 ]; then
+      # The same objects through `kubectl apply --server-side` on a clean slate: what the
+      # test bed itself needs to run them (controllers, scheduler, kwok), as a baseline.
+      log "baseline: deleting the $apps apps' namespaces"
+      kubectl delete namespace "${nss[@]}" --wait=true --timeout=900s >/dev/null
+      kprefix=k${apps}
+      read -r -a knss <<<"$(python3 "$HELPER" gen-scale "$WORK/$kprefix" "$kprefix" "$apps" "$NAMESPACES" "$APP_INTERVAL")"
+      ensure_namespaces "${knss[@]}"
+      sleep 2
+      log "baseline: kubectl apply --server-side of the same $((apps * 4)) objects, then until all $apps Deployments are available"
+      python3 "$HELPER" baseline "$WORK/records/baseline-$prefix.json" "$WORK/$kprefix/apps" "$apps" \
+        "$COLD_TIMEOUT" "$APISERVER_PID"
+      kubectl delete namespace "${knss[@]}" --wait=false >/dev/null
+    fi
     scale_meta=$(python3 -c 'import json,sys; m=json.loads(sys.argv[1]); m.append({"apps":int(sys.argv[2]),"concurrency":int(sys.argv[3]),"prefix":sys.argv[4],"namespaces":int(sys.argv[5]),"warnings":int(open(sys.argv[6]).read().strip() or 0)}); print(json.dumps(m))' \
       "$scale_meta" "$apps" "$conc" "$prefix" "$NAMESPACES" "$WORK/records/warn-count-$prefix")
   done
@@ -260,7 +280,7 @@ json.dump({
                "SCALE_RUNS='$SCALE_RUNS' NAMESPACES=$NAMESPACES IDLE_SECONDS=$IDLE_SECONDS bench/agent.sh",
     "params": {"trials": $TRIALS, "poll_interval": "$POLL_INTERVAL", "drift_apps": $DRIFT_APPS,
                "settle_s": $SETTLE, "namespaces_per_scale_run": $NAMESPACES,
-               "app_interval": "$APP_INTERVAL", "idle_seconds": $IDLE_SECONDS, "noop_rounds": $NOOP_ROUNDS},
+               "app_interval": "$APP_INTERVAL", "idle_seconds": $IDLE_SECONDS, "noop_rounds": $NOOP_ROUNDS, "baseline": $BASELINE},
     "scale_runs": json.loads('''$scale_meta'''),
     "app": "Deployment (1 replica) + ServiceAccount + headless Service + ConfigMap",
     "duration_s": round($t_end - $t_start, 1),

@@ -11,6 +11,7 @@ Times come from time.monotonic(); the cluster side is observed with a watch on t
   bench.py cold <out.json> ...                      waits for N apps Synced+Current, timeline
   bench.py idle <out.json> ...                      N seconds of idle CPU and RSS
   bench.py noop <out.json> ...                      rounds of a forced no-op reconcile of every app
+  bench.py baseline <out.json> <apps dir> <n> ...   kubectl apply --server-side, until all available
   bench.py render-cost <out.json> <ferry> <dir> <sizes> <reps>
                                                     `ferry render` of one app vs repo size
   bench.py report <records-dir> <out.json> <meta.json>
@@ -558,11 +559,11 @@ def cmd_noop(out, agent_url, pid, passes, apiserver_pid, etcd_pid):
         (r1, s1), c1 = reconciles(), proc_cpu_s(pid)
         o1 = {k: proc_cpu_s(p) for k, p in others.items()}
         rounds.append({"seconds": round(t1 - t0, 2), "reconciles": int(r1 - r0),
-                       "applied": int(s1 - s0), "agent_cpu_s": round(c1 - c0, 2),
+                       "succeeded": int(s1 - s0), "agent_cpu_s": round(c1 - c0, 2),
                        "others_cpu_s": {k: round(o1[k] - o0[k], 2) for k in others}})
         print(f"[bench]   no-op round {i + 1}: {len(apps)} apps in {t1 - t0:.1f} s, agent cpu "
               f"{c1 - c0:.1f} s, apiserver cpu {o1['apiserver'] - o0['apiserver']:.1f} s, "
-              f"syncs that applied {int(s1 - s0)}", file=sys.stderr)
+              f"succeeded {int(s1 - s0)}", file=sys.stderr)
         time.sleep(5)
     med = lambda k: statistics.median(r[k] for r in rounds)  # noqa: E731
     res = {"apps": len(apps), "rounds": rounds, "seconds_median": med("seconds"),
@@ -572,6 +573,36 @@ def cmd_noop(out, agent_url, pid, passes, apiserver_pid, etcd_pid):
                statistics.median(r["others_cpu_s"]["apiserver"] for r in rounds) / len(apps) * 1000, 2),
            "agent_rss_kb": proc_mem_kb(pid)[0]}
     json.dump(res, open(out, "w"), indent=1)
+
+
+def cmd_baseline(out, apps_dir, n, timeout, apiserver_pid):
+    """The baseline for a cold start: `kubectl apply --server-side -R` of the same objects,
+    then polling until all N Deployments report an available replica (what ferry's
+    health Current needs of them)."""
+    n, timeout, apiserver_pid = int(n), float(timeout), int(apiserver_pid)
+    cpu0 = proc_cpu_s(apiserver_pid)
+    t0 = time.monotonic()
+    subprocess.run(["kubectl", "apply", "--server-side", "-R", "-f", apps_dir],
+                   stdout=subprocess.DEVNULL, check=True)
+    t_applied = time.monotonic() - t0
+    print(f"[bench]   kubectl apply returned after {t_applied:.1f} s", file=sys.stderr)
+    available, t_all = 0, None
+    while time.monotonic() - t0 < timeout:
+        text = subprocess.run(
+            ["kubectl", "get", "deployments", "--all-namespaces", "-o",
+             "jsonpath={range .items[*]}{.status.availableReplicas}{\"\\n\"}{end}"],
+            capture_output=True, text=True, check=True).stdout
+        available = sum(1 for line in text.splitlines() if line.strip() == "1")
+        if available >= n:
+            t_all = time.monotonic() - t0
+            break
+        time.sleep(2)
+    res = {"apps": n, "objects": 4 * n, "kubectl_apply_s": round(t_applied, 1),
+           "all_available_s": round(t_all, 1) if t_all else None, "available_at_end": available,
+           "apiserver_cpu_s": round(proc_cpu_s(apiserver_pid) - cpu0, 1)}
+    json.dump(res, open(out, "w"), indent=1)
+    print(f"[bench]   baseline: all {n} available after "
+          f"{res['all_available_s'] if t_all else 'TIMEOUT'} s", file=sys.stderr)
 
 
 # --- render cost vs repository size ------------------------------------------------------------
@@ -653,7 +684,10 @@ def cmd_report(records_dir, out, meta_path):
         cold_p = os.path.join(records_dir, f"cold-{run['prefix']}.json")
         idle_p = os.path.join(records_dir, f"idle-{run['prefix']}.json")
         noop_p = os.path.join(records_dir, f"noop-{run['prefix']}.json")
+        base_p = os.path.join(records_dir, f"baseline-{run['prefix']}.json")
         entry = dict(run)
+        if os.path.exists(base_p):
+            entry["baseline"] = json.load(open(base_p))
         if os.path.exists(noop_p):
             entry["noop"] = json.load(open(noop_p))
         if os.path.exists(cold_p):
@@ -713,6 +747,13 @@ def cmd_report(records_dir, out, meta_path):
                 hwm = max(c.get("agent_peak_rss_kb", 0), e.get("idle", {}).get("agent_peak_rss_kb", 0)) / 1024
                 print(f"\n1000 apps (concurrency {e['concurrency']}): {t:.0f} s vs Flux 256 s "
                       f"({256 / t:.2f}x), peak RSS {hwm:.0f} MiB vs Flux 175 MiB ({175 / hwm:.2f}x less)")
+    for e in scale:
+        b, c = e.get("baseline"), e.get("cold", {})
+        if b and b.get("all_available_s") and "ready_100" in c.get("firsts_s", {}):
+            t = c["firsts_s"]["ready_100"]
+            print(f"\n{e['apps']} apps: ferry agent all ready {t:.1f} s; baseline `kubectl apply "
+                  f"--server-side` + all Deployments available {b['all_available_s']:.1f} s "
+                  f"(kubectl apply itself {b['kubectl_apply_s']:.1f} s): ratio {b['all_available_s'] / t:.2f}x")
     noops = [e for e in scale if e.get("noop")]
     if noops:
         print()
@@ -736,7 +777,7 @@ def cmd_report(records_dir, out, meta_path):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"gen-latency": cmd_gen_latency, "gen-scale": cmd_gen_scale, "latency": cmd_latency,
-     "cold": cmd_cold, "idle": cmd_idle, "noop": cmd_noop, "render-cost": cmd_render_cost, "report": cmd_report}[cmd](*args)
+     "cold": cmd_cold, "idle": cmd_idle, "noop": cmd_noop, "baseline": cmd_baseline, "render-cost": cmd_render_cost, "report": cmd_report}[cmd](*args)
 
 
 if __name__ == "__main__":
