@@ -173,8 +173,47 @@ fn manifest_hash(object: &Value) -> u64 {
     hasher.finish()
 }
 
-/// Plans `rendered` against the cluster: GET and server-side-apply dry-run per object,
-/// then [`crate::plan::plan`]. Writes nothing.
+/// How many objects of one kind in one namespace make one LIST cheaper than their GETs.
+const LIST_FROM: usize = 8;
+
+/// The app's live objects of each (kind, namespace) with at least [`LIST_FROM`] desired
+/// objects, by one labelled LIST each instead of a GET per object. Objects not found
+/// (not created yet, or not labelled yet) are left to a GET.
+async fn prefetch(
+    cluster: &Cluster,
+    app: &str,
+    prepared: &[(Manifest, bool)],
+) -> Result<HashMap<ObjectRef, Value>, EngineError> {
+    let mut groups: HashMap<(String, String, Option<String>), usize> = HashMap::new();
+    for (m, _) in prepared.iter().filter(|(_, known)| *known) {
+        let key = (
+            m.api_version().to_string(),
+            m.kind().to_string(),
+            m.namespace().map(str::to_string),
+        );
+        *groups.entry(key).or_default() += 1;
+    }
+    let selector = format!("{APP_LABEL}={app}");
+    let selector = selector.as_str();
+    let lists: Vec<Vec<Value>> = stream::iter(groups.into_iter().filter(|(_, n)| *n >= LIST_FROM))
+        .map(|((version, kind, namespace), _)| async move {
+            cluster
+                .list_selected(&version, &kind, namespace.as_deref(), Some(selector))
+                .await
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(lists
+        .into_iter()
+        .flatten()
+        .map(|o| (ferry_kube::object_ref(&o), o))
+        .collect())
+}
+
+/// Plans `rendered` against the cluster: the live objects (a LIST per kind and namespace
+/// with many objects, else a GET each) and a server-side-apply dry-run per object, then
+/// [`crate::plan::plan`]. Writes nothing.
 pub async fn plan(
     cluster: &Cluster,
     app: &str,
@@ -216,6 +255,7 @@ pub async fn plan_with(
     }
     let creates_namespace = &creates_namespace;
 
+    let listed = &prefetch(cluster, app, &prepared).await?;
     let mut recreate = HashSet::new();
     let seen: Mutex<HashMap<ObjectRef, (u64, Option<String>)>> = Mutex::default();
     let seen = &seen;
@@ -232,7 +272,10 @@ pub async fn plan_with(
                 ));
             }
             let subject = manifest.object_ref();
-            let live = cluster.get(&subject).await?;
+            let live = match listed.get(&subject) {
+                Some(found) => Some(found.clone()),
+                None => cluster.get(&subject).await?,
+            };
             let hash = manifest_hash(&manifest.object);
             seen.lock().expect("seen objects").insert(
                 subject.clone(),

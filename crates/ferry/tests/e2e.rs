@@ -639,6 +639,58 @@ async fn diff_exit_codes() {
     f.finish().await;
 }
 
+/// Many objects of one kind in one namespace are read with one labelled LIST instead of a
+/// GET each: a live edit of a listed object is still seen, and an unlabelled object that
+/// Git also has (not in the LIST) is still found and adopted, not "created".
+#[tokio::test]
+async fn many_objects_of_a_kind_are_listed_not_fetched_one_by_one() {
+    let f = Fixture::new("e2e-list").await;
+    let app = f.app("");
+    let names: Vec<String> = (0..12).map(|i| format!("cm-{i:02}")).collect();
+    for name in &names {
+        f.repo.write(
+            &format!("app/{name}.yaml"),
+            &configmap(name, &[("v", "git")]),
+        );
+    }
+    f.repo.commit("twelve");
+    // One object exists already without ferry's label.
+    let cms: Api<ConfigMap> = f.api();
+    let manual = serde_json::from_value(json!({
+        "metadata": {"name": "cm-11"}, "data": {"v": "git"}
+    }))
+    .unwrap();
+    cms.create(&PostParams::default(), &manual).await.unwrap();
+
+    f.one_off("diff", &app, "app", &[])
+        .await
+        .expect_code(1)
+        .expect_stdout("11 to create, 1 to update, 0 to prune, 0 unchanged")
+        .expect_stdout(&format!("~ update ConfigMap/{}/cm-11", f.ns()));
+    f.one_off("apply", &app, "app", &["--no-wait"])
+        .await
+        .expect_code(0);
+    f.one_off("diff", &app, "app", &[])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: in sync"));
+
+    cms.patch(
+        "cm-04",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "edited"}})),
+    )
+    .await
+    .unwrap();
+    f.one_off("diff", &app, "app", &[])
+        .await
+        .expect_code(1)
+        .expect_stdout(&format!("~ update ConfigMap/{}/cm-04", f.ns()))
+        .expect_stdout("-  v: edited")
+        .expect_stdout("0 to create, 1 to update, 0 to prune, 11 unchanged");
+    f.finish().await;
+}
+
 /// `ferry diff --revision A --against B` compares two revisions without a cluster.
 #[tokio::test]
 async fn offline_preview_needs_no_cluster() {

@@ -157,14 +157,8 @@ impl Cluster {
         kind: &str,
         label_selector: &str,
     ) -> Result<Vec<Value>, KubeError> {
-        let r = self.resolve(api_version, kind).await?;
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &r.resource);
-        let subject = ObjectRef::new(api_version, kind, None, "*");
-        let list = api
-            .list(&kube::api::ListParams::default().labels(label_selector))
+        self.list_selected(api_version, kind, None, Some(label_selector))
             .await
-            .map_err(|e| KubeError::from_api(e, "list", &subject))?;
-        list.items.into_iter().map(to_value).collect()
     }
 
     /// Lists every object of one kind in one namespace (no selector): the dashboard's
@@ -175,15 +169,35 @@ impl Cluster {
         kind: &str,
         namespace: &str,
     ) -> Result<Vec<Value>, KubeError> {
+        self.list_selected(api_version, kind, Some(namespace), None)
+            .await
+    }
+
+    /// Lists the objects of one kind in `namespace` (all namespaces, or cluster-scoped,
+    /// with `None`) matching `label_selector` (all with `None`). Items carry their
+    /// apiVersion and kind, as a GET returns them.
+    pub async fn list_selected(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<Value>, KubeError> {
         let r = self.resolve(api_version, kind).await?;
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &r.resource);
-        let subject = ObjectRef::new(api_version, kind, Some(namespace), "*");
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &r.resource),
+            None => Api::all_with(self.client.clone(), &r.resource),
+        };
+        let subject = ObjectRef::new(api_version, kind, namespace, "*");
+        let mut params = kube::api::ListParams::default();
+        if let Some(selector) = label_selector {
+            params = params.labels(selector);
+        }
         let list = api
-            .list(&kube::api::ListParams::default())
+            .list(&params)
             .await
             .map_err(|e| KubeError::from_api(e, "list", &subject))?;
-        // List items come without apiVersion and kind; health rules need them.
+        // List items come without apiVersion and kind.
         list.items
             .into_iter()
             .map(|mut o| {
