@@ -277,7 +277,7 @@ import json, sys
 json.dump({
     "benchmark": "ferry agent (pull mode)",
     "command": "PHASES='$PHASES' TRIALS=$TRIALS COLD_TIMEOUT=$COLD_TIMEOUT POLL_INTERVAL=$POLL_INTERVAL DRIFT_APPS=$DRIFT_APPS "
-               "SCALE_RUNS='$SCALE_RUNS' NAMESPACES=$NAMESPACES IDLE_SECONDS=$IDLE_SECONDS bench/agent.sh",
+               "SCALE_RUNS='$SCALE_RUNS' NAMESPACES=$NAMESPACES IDLE_SECONDS=$IDLE_SECONDS NOOP_ROUNDS=$NOOP_ROUNDS BASELINE=$BASELINE bench/agent.sh",
     "params": {"trials": $TRIALS, "poll_interval": "$POLL_INTERVAL", "drift_apps": $DRIFT_APPS,
                "settle_s": $SETTLE, "namespaces_per_scale_run": $NAMESPACES,
                "app_interval": "$APP_INTERVAL", "idle_seconds": $IDLE_SECONDS, "noop_rounds": $NOOP_ROUNDS, "baseline": $BASELINE},
