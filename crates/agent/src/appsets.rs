@@ -282,6 +282,7 @@ async fn prune_app(ctx: &Ctx, app: &str) -> Result<usize, KubeError> {
                 &Inventory {
                     revision: inventory.revision,
                     entries: failed,
+                    in_sync: Default::default(),
                 },
             )
             .await?;

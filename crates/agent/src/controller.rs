@@ -517,7 +517,7 @@ async fn sync_once(
         spec,
         &rendered,
         SyncOptions::default(),
-        &ctx.in_sync,
+        Some(&ctx.in_sync),
     )
     .await
     .map_err(fail(Some(&rev)))?;

@@ -35,6 +35,10 @@ pub struct Planned {
     manifests: HashMap<ObjectRef, Manifest>,
     /// The inventory before this sync.
     previous: Vec<ObjectRef>,
+    /// Objects known to be in sync (applied objects are added).
+    in_sync: InSync,
+    /// Whether the inventory keeps `in_sync` (push mode; the agent keeps it in memory).
+    keep: bool,
 }
 
 impl Planned {
@@ -133,44 +137,88 @@ fn crd_scopes(manifests: &[Manifest]) -> HashMap<(String, String), bool> {
         .collect()
 }
 
-/// Objects a plan found in sync, by the desired manifest's hash and the live object's
-/// resourceVersion. While neither changes, a server-side-apply dry-run would return the
-/// live object again, so [`plan_with`] skips it: a no-op reconcile then costs one GET per
-/// object instead of a GET and a dry-run. Shared by clones.
+/// What a plan learned of one object: the hash of its desired manifest, and a
+/// fingerprint of the live object's fields that manifest sets ([`fingerprint`]).
+pub type Known = (u64, u64);
+
+/// Objects known to be in sync, by inventory key: while an object's desired manifest and
+/// the live values of the fields it sets stay the same, a server-side-apply dry-run would
+/// answer the live object again, so [`plan_with`] skips it. Changes the object's
+/// controllers make elsewhere (status, their own annotations) do not matter. Shared by
+/// clones.
 #[derive(Clone, Debug, Default)]
-pub struct InSync(Arc<Mutex<HashMap<ObjectRef, (u64, String)>>>);
+pub struct InSync(Arc<Mutex<HashMap<String, Known>>>);
 
 impl InSync {
-    fn holds(&self, subject: &ObjectRef, manifest: u64, live: &Value) -> bool {
-        let map = self.0.lock().expect("in-sync objects");
-        map.get(subject)
-            .is_some_and(|(m, rv)| *m == manifest && Some(rv.as_str()) == resource_version(live))
+    /// A memo seeded with what an inventory kept.
+    pub fn from_kept(kept: &std::collections::BTreeMap<String, Known>) -> Self {
+        Self(Arc::new(Mutex::new(
+            kept.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        )))
     }
 
-    fn learn(&self, changeset: &ChangeSet, seen: HashMap<ObjectRef, (u64, Option<String>)>) {
+    fn holds(&self, subject: &ObjectRef, known: Known) -> bool {
+        self.0.lock().expect("in-sync objects").get(&subject.key()) == Some(&known)
+    }
+
+    /// Remembers the objects `changeset` found unchanged, forgets the others.
+    fn learn(&self, changeset: &ChangeSet, seen: &HashMap<ObjectRef, Known>) {
         let mut map = self.0.lock().expect("in-sync objects");
         for change in &changeset.changes {
             match seen.get(&change.subject) {
-                Some((manifest, Some(rv))) if change.action == Action::Unchanged => {
-                    map.insert(change.subject.clone(), (*manifest, rv.clone()));
+                Some(known) if change.action == Action::Unchanged => {
+                    map.insert(change.subject.key(), *known);
                 }
                 _ => {
-                    map.remove(&change.subject);
+                    map.remove(&change.subject.key());
                 }
             }
         }
     }
+
+    fn remember(&self, subject: &ObjectRef, known: Known) {
+        self.0
+            .lock()
+            .expect("in-sync objects")
+            .insert(subject.key(), known);
+    }
+
+    /// What is known of `subjects`, to keep in their app's inventory.
+    fn kept(&self, subjects: &[ObjectRef]) -> std::collections::BTreeMap<String, Known> {
+        let map = self.0.lock().expect("in-sync objects");
+        subjects
+            .iter()
+            .filter_map(|s| map.get(&s.key()).map(|k| (s.key(), *k)))
+            .collect()
+    }
 }
 
-fn resource_version(live: &Value) -> Option<&str> {
-    live.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-}
-
-fn manifest_hash(object: &Value) -> u64 {
+fn hash_of(value: &Value) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
-    object.to_string().hash(&mut hasher);
+    value.to_string().hash(&mut hasher);
     hasher.finish()
+}
+
+/// The desired manifest's hash and the fingerprint of `live` for it; `None` when `live`
+/// lacks a field the manifest sets (a write-only field such as a Secret's `stringData`,
+/// or one removed live), so that no memo can vouch for it.
+fn knowledge(manifest: &Value, live: &Value) -> Option<Known> {
+    Some((hash_of(manifest), hash_of(&project(live, manifest)?)))
+}
+
+/// `live` cut down to the fields `manifest` sets: maps key by key (a `null` in the
+/// manifest sets nothing), lists and scalars whole.
+fn project(live: &Value, manifest: &Value) -> Option<Value> {
+    match (live, manifest) {
+        (Value::Object(l), Value::Object(m)) => {
+            let mut out = serde_json::Map::new();
+            for (k, mv) in m.iter().filter(|(_, v)| !v.is_null()) {
+                out.insert(k.clone(), project(l.get(k)?, mv)?);
+            }
+            Some(Value::Object(out))
+        }
+        _ => Some(live.clone()),
+    }
 }
 
 /// How many objects of one kind in one namespace make one LIST cheaper than their GETs.
@@ -221,25 +269,28 @@ pub async fn plan(
     rendered: &Rendered,
     opts: SyncOptions,
 ) -> Result<Planned, EngineError> {
-    plan_with(cluster, app, spec, rendered, opts, &InSync::default()).await
+    plan_with(cluster, app, spec, rendered, opts, None).await
 }
 
-/// [`plan`], skipping the dry-run of objects `in_sync` remembers unchanged, and
-/// remembering those found unchanged this time.
+/// [`plan`], skipping the dry-run of objects known to be in sync, and remembering those
+/// found unchanged this time: in `in_sync` (the agent's memory) or, without it, in the
+/// app's inventory, which [`apply`] keeps up to date when it writes it anyway.
 pub async fn plan_with(
     cluster: &Cluster,
     app: &str,
     spec: &AppSpec,
     rendered: &Rendered,
     opts: SyncOptions,
-    in_sync: &InSync,
+    in_sync: Option<&InSync>,
 ) -> Result<Planned, EngineError> {
     let prepared = prepare(cluster, app, spec, &rendered.manifests).await?;
-    let previous = cluster
-        .read_inventory(app)
-        .await?
-        .map(|i| i.entries)
-        .unwrap_or_default();
+    let inventory = cluster.read_inventory(app).await?.unwrap_or_default();
+    let previous = inventory.entries;
+    let (in_sync, keep) = match in_sync {
+        Some(memo) => (memo.clone(), false),
+        None => (InSync::from_kept(&inventory.in_sync), true),
+    };
+    let in_sync = &in_sync;
 
     // Namespaces this sync creates: a dry-run in them answers 404 until then.
     let mut creates_namespace: HashSet<&str> = rendered
@@ -257,7 +308,7 @@ pub async fn plan_with(
 
     let listed = &prefetch(cluster, app, &prepared).await?;
     let mut recreate = HashSet::new();
-    let seen: Mutex<HashMap<ObjectRef, (u64, Option<String>)>> = Mutex::default();
+    let seen: Mutex<HashMap<ObjectRef, Known>> = Mutex::default();
     let seen = &seen;
     let desired: Vec<(Desired, bool)> = stream::iter(prepared)
         .map(|(manifest, known)| async move {
@@ -276,21 +327,18 @@ pub async fn plan_with(
                 Some(found) => Some(found.clone()),
                 None => cluster.get(&subject).await?,
             };
-            let hash = manifest_hash(&manifest.object);
-            seen.lock().expect("seen objects").insert(
-                subject.clone(),
-                (
-                    hash,
-                    live.as_ref().and_then(resource_version).map(str::to_string),
-                ),
-            );
-            if let Some(live) = live.as_ref().filter(|l| in_sync.holds(&subject, hash, l)) {
-                let dry_run = Some(live.clone());
+            let known = live.as_ref().and_then(|l| knowledge(&manifest.object, l));
+            if let Some(known) = known {
+                seen.lock()
+                    .expect("seen objects")
+                    .insert(subject.clone(), known);
+            }
+            if known.is_some_and(|k| in_sync.holds(&subject, k)) {
                 return Ok((
                     Desired {
                         manifest,
-                        live: Some(live.clone()),
-                        dry_run,
+                        dry_run: live.clone(),
+                        live,
                     },
                     false,
                 ));
@@ -385,10 +433,7 @@ pub async fn plan_with(
         leftovers,
         prune: spec.prune,
     })?;
-    in_sync.learn(
-        &changeset,
-        std::mem::take(&mut *seen.lock().expect("seen objects")),
-    );
+    in_sync.learn(&changeset, &seen.lock().expect("seen objects"));
     for change in &mut changeset.changes {
         if recreate.contains(&change.subject) {
             change.action = Action::Recreate;
@@ -399,6 +444,8 @@ pub async fn plan_with(
         changeset,
         manifests,
         previous,
+        in_sync: in_sync.clone(),
+        keep,
     })
 }
 
@@ -433,6 +480,7 @@ pub async fn apply(
                 &Inventory {
                     revision: revision.clone(),
                     entries: widened,
+                    in_sync: Default::default(),
                 },
             )
             .await?;
@@ -485,7 +533,10 @@ pub async fn apply(
                         cluster.delete(&subject).await?;
                         wait::gone(cluster, &subject, Duration::from_secs(60)).await?;
                     }
-                    cluster.apply(&manifest.object, false).await?;
+                    let applied = cluster.apply(&manifest.object, false).await?;
+                    if let Some(known) = knowledge(&manifest.object, &applied) {
+                        planned.in_sync.remember(&subject, known);
+                    }
                     progress.event(Event::Applied { subject, action });
                     Ok::<_, EngineError>(())
                 })
@@ -515,8 +566,19 @@ pub async fn apply(
     entries.sort();
     entries.dedup();
     if entries != planned.previous || !planned.changeset.in_sync() {
+        let in_sync = match planned.keep {
+            true => planned.in_sync.kept(&entries),
+            false => Default::default(),
+        };
         cluster
-            .write_inventory(app, &Inventory { revision, entries })
+            .write_inventory(
+                app,
+                &Inventory {
+                    revision,
+                    entries,
+                    in_sync,
+                },
+            )
             .await?;
     }
     if let Err((failed, first)) = prune {
@@ -582,9 +644,60 @@ mod tests {
     }
 
     #[test]
-    fn in_sync_holds_only_while_manifest_and_live_version_are_unchanged() {
+    fn in_sync_holds_while_the_managed_fields_and_manifest_are_unchanged() {
+        let manifest = json!({"metadata": {"name": "a", "labels": {"app": "x"}},
+                              "spec": {"replicas": 1, "template": {"c": [1]}}});
+        let live = json!({"metadata": {"name": "a", "labels": {"app": "x"}, "resourceVersion": "1",
+                                       "annotations": {"revision": "1"}},
+                          "spec": {"replicas": 1, "template": {"c": [1]}, "strategy": "r"},
+                          "status": {"ready": 0}});
+        let base = knowledge(&manifest, &live).unwrap();
+
+        let mut later = live.clone();
+        later["status"]["ready"] = json!(1);
+        later["metadata"]["resourceVersion"] = json!("2");
+        later["metadata"]["annotations"]["revision"] = json!("2");
+        later["spec"]["strategy"] = json!("other");
+        assert_eq!(
+            knowledge(&manifest, &later),
+            Some(base),
+            "fields ferry does not set"
+        );
+
+        let mut edited = live.clone();
+        edited["spec"]["replicas"] = json!(3);
+        assert_ne!(
+            knowledge(&manifest, &edited),
+            Some(base),
+            "a field ferry sets"
+        );
+        let mut removed = live.clone();
+        removed["metadata"]["labels"] = json!({});
+        assert_eq!(
+            knowledge(&manifest, &removed),
+            None,
+            "a label ferry sets, removed"
+        );
+        let mut item = live.clone();
+        item["spec"]["template"]["c"] = json!([1, 2]);
+        assert_ne!(knowledge(&manifest, &item), Some(base), "lists count whole");
+        let mut wanted = manifest.clone();
+        wanted["spec"]["replicas"] = json!(2);
+        assert_ne!(knowledge(&wanted, &live), Some(base), "another manifest");
+        let secret = json!({"stringData": {"password": "x"}});
+        let live_secret = json!({"data": {"password": "eA=="}});
+        assert_eq!(
+            knowledge(&secret, &live_secret),
+            None,
+            "write-only fields: no memo"
+        );
+        let nulls = json!({"metadata": {"name": "a", "creationTimestamp": null}});
+        assert!(knowledge(&nulls, &live).is_some(), "a null sets nothing");
+    }
+
+    #[test]
+    fn in_sync_learns_unchanged_objects_and_forgets_the_others() {
         let memo = InSync::default();
-        let live = |rv: &str| json!({"metadata": {"resourceVersion": rv}});
         let a = change("a", Action::Unchanged);
         let b = change("b", Action::Update);
         let changeset = ChangeSet {
@@ -592,26 +705,27 @@ mod tests {
             revision: "r".into(),
             changes: vec![a.clone(), b.clone()],
         };
-        let seen = HashMap::from([
-            (a.subject.clone(), (1, Some("10".to_string()))),
-            (b.subject.clone(), (2, Some("20".to_string()))),
-        ]);
-        memo.learn(&changeset, seen.clone());
-        assert!(memo.holds(&a.subject, 1, &live("10")));
+        let seen = HashMap::from([(a.subject.clone(), (1, 10)), (b.subject.clone(), (2, 20))]);
+        memo.learn(&changeset, &seen);
+        assert!(memo.holds(&a.subject, (1, 10)));
+        assert!(!memo.holds(&a.subject, (1, 11)));
+        assert!(!memo.holds(&b.subject, (2, 20)), "not in sync");
+        let kept = memo.kept(&[a.subject.clone(), b.subject.clone()]);
+        assert_eq!(kept.len(), 1);
         assert!(
-            !memo.holds(&a.subject, 1, &live("11")),
-            "live object written"
+            InSync::from_kept(&kept).holds(&a.subject, (1, 10)),
+            "round trip"
         );
-        assert!(!memo.holds(&a.subject, 3, &live("10")), "manifest changed");
-        assert!(!memo.holds(&b.subject, 2, &live("20")), "not in sync");
 
+        memo.remember(&b.subject, (2, 21));
+        assert!(memo.holds(&b.subject, (2, 21)), "applied: known");
         let changeset = ChangeSet {
             changes: vec![change("a", Action::Update)],
             ..changeset
         };
-        memo.learn(&changeset, seen);
+        memo.learn(&changeset, &seen);
         assert!(
-            !memo.holds(&a.subject, 1, &live("10")),
+            !memo.holds(&a.subject, (1, 10)),
             "forgotten once it differs"
         );
     }

@@ -691,6 +691,119 @@ async fn many_objects_of_a_kind_are_listed_not_fetched_one_by_one() {
     f.finish().await;
 }
 
+/// Server-side-apply dry-runs the API server has answered for `resource` of `group`.
+fn dry_runs(group: &str, resource: &str) -> u64 {
+    let out = std::process::Command::new("kubectl")
+        .args(["get", "--raw", "/metrics"])
+        .output()
+        .expect("kubectl runs");
+    assert!(out.status.success(), "kubectl get --raw /metrics failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| {
+            l.contains(&format!("group=\"{group}\""))
+                && l.contains(&format!("resource=\"{resource}\""))
+                && l.contains("verb=\"APPLY\"")
+                && l.contains("dry_run=\"All\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A push-mode run skips the dry-run of every object its inventory knows to be in sync
+/// (same manifest, same live values of the fields ferry sets); a live edit brings the
+/// dry-run back for that object alone, and the diff shows it.
+#[tokio::test]
+async fn objects_known_in_sync_skip_their_dry_runs() {
+    let f = Fixture::new("e2e-memo").await;
+    let app = f.app("");
+    let group = format!("{}.ferry.test", f.ns());
+    let crd_name = format!("gizmos.{group}");
+    f.delete_later(
+        ApiResource::erase::<CustomResourceDefinition>(&()),
+        None,
+        &crd_name,
+    );
+    let crd = serde_json::from_value(json!({
+        "metadata": {"name": crd_name},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {
+                "openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                    "type": "object", "properties": {"size": {"type": "integer"}}}}}}}],
+        },
+    }))
+    .unwrap();
+    Api::<CustomResourceDefinition>::all(f.client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .unwrap();
+    for i in 0..10 {
+        f.repo.write(
+            &format!("app/g{i}.yaml"),
+            &format!(
+                "apiVersion: {group}/v1\nkind: Gizmo\nmetadata:\n  name: g{i}\nspec:\n  size: {i}\n"
+            ),
+        );
+    }
+    f.repo.commit("gizmos");
+    // The kind is served once the CRD is established; until then ferry says it is unknown.
+    let start = Instant::now();
+    loop {
+        let run = f.one_off("apply", &app, "app", &["--no-wait"]).await;
+        if run.code == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never applied: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let before = dry_runs(&group, "gizmos");
+    f.one_off("apply", &app, "app", &["--no-wait"])
+        .await
+        .expect_code(0);
+    f.one_off("diff", &app, "app", &[])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{app}: in sync"));
+    assert_eq!(
+        dry_runs(&group, "gizmos") - before,
+        0,
+        "known in sync: no dry-run"
+    );
+
+    let gizmos: Api<DynamicObject> = Api::namespaced_with(
+        f.client.clone(),
+        f.ns(),
+        &resource(&format!("{group}/v1"), "Gizmo", "gizmos"),
+    );
+    gizmos
+        .patch(
+            "g3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 30}})),
+        )
+        .await
+        .unwrap();
+    let before = dry_runs(&group, "gizmos");
+    f.one_off("diff", &app, "app", &[])
+        .await
+        .expect_code(1)
+        .expect_stdout(&format!("~ update Gizmo/{}/g3", f.ns()))
+        .expect_stdout("0 to create, 1 to update, 0 to prune, 9 unchanged");
+    assert_eq!(
+        dry_runs(&group, "gizmos") - before,
+        1,
+        "only the edited object"
+    );
+    f.finish().await;
+}
+
 /// `ferry diff --revision A --against B` compares two revisions without a cluster.
 #[tokio::test]
 async fn offline_preview_needs_no_cluster() {

@@ -2,6 +2,8 @@
 //! ConfigMap `ferry-inventory-<app>` in the `ferry-system` namespace (one JSON entry per
 //! object, Flux's `<ns>_<name>_<group>_<kind>` identity plus the version to read it back).
 
+use std::collections::BTreeMap;
+
 use ferry_model::{ObjectRef, SYSTEM_NAMESPACE};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
@@ -16,6 +18,10 @@ pub struct Inventory {
     pub revision: String,
     /// Owned objects.
     pub entries: Vec<ObjectRef>,
+    /// What the last sync knew to be in sync, by object key: (manifest hash, live
+    /// fingerprint), so that the next plan can skip those objects' dry-runs. A cache:
+    /// missing or unreadable, it is empty.
+    pub in_sync: BTreeMap<String, (u64, u64)>,
 }
 
 fn name(app: &str) -> String {
@@ -41,9 +47,14 @@ impl Cluster {
             })?,
             None => Vec::new(),
         };
+        let in_sync = data
+            .get("inSync")
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
         Ok(Some(Inventory {
             revision: data.get("revision").cloned().unwrap_or_default(),
             entries,
+            in_sync,
         }))
     }
 
@@ -61,9 +72,11 @@ impl Cluster {
         let mut entries = inv.entries.clone();
         entries.sort();
         entries.dedup();
-        let entries = serde_json::to_string(&entries).map_err(|e| KubeError::Decode {
+        let encode = |e: serde_json::Error| KubeError::Decode {
             message: e.to_string(),
-        })?;
+        };
+        let entries = serde_json::to_string(&entries).map_err(encode)?;
+        let in_sync = serde_json::to_string(&inv.in_sync).map_err(encode)?;
         let cm = serde_json::json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -72,7 +85,7 @@ impl Cluster {
                 "namespace": SYSTEM_NAMESPACE,
                 "labels": {"app.kubernetes.io/managed-by": "ferry", ferry_model::APP_LABEL: app},
             },
-            "data": {"app": app, "revision": inv.revision, "entries": entries},
+            "data": {"app": app, "revision": inv.revision, "entries": entries, "inSync": in_sync},
         });
         let api: Api<ConfigMap> = Api::namespaced(self.client().clone(), SYSTEM_NAMESPACE);
         api.patch(
