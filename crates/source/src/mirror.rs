@@ -121,9 +121,37 @@ impl Mirror {
         Ok(MirrorLock { _file: file })
     }
 
+    /// Removes Git lock files (`refs/…/HEAD.lock`, `packed-refs.lock`, …) left by a process
+    /// killed mid-fetch. Only a holder of the mirror lock writes the mirror, and that lock
+    /// dies with its process, so under it any such file is stale; left alone, it would fail
+    /// every later fetch.
+    fn clear_stale_locks(&self) {
+        let mut pending = vec![self.dir.clone()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() && entry.file_name() != "objects" {
+                    pending.push(path);
+                } else if kind.is_file()
+                    && path.extension().is_some_and(|e| e == "lock")
+                    && std::fs::remove_file(&path).is_ok()
+                {
+                    tracing::warn!(path = %path.display(), "removed a stale lock file from the git cache");
+                }
+            }
+        }
+    }
+
     /// Opens the mirror, creating it first if missing. Call with the lock held.
     pub(crate) fn open_or_init(&self, _lock: &MirrorLock) -> Result<gix::Repository, SourceError> {
         if self.dir.exists() {
+            self.clear_stale_locks();
             match gix::open(&self.dir) {
                 Ok(repo) => return Ok(repo),
                 Err(err) => {

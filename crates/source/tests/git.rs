@@ -566,3 +566,36 @@ fn invalid_repository_string_is_terminal() {
     assert!(matches!(err, SourceError::InvalidUrl { .. }), "{err}");
     assert!(!err.is_transient());
 }
+
+/// A process killed mid-fetch leaves Git lock files in the mirror; the next fetch (under
+/// the mirror lock, which died with that process) removes them instead of failing forever.
+#[test]
+fn stale_lock_files_of_a_killed_fetch_are_cleared() {
+    let f = Fixture::new();
+    assert_eq!(f.sha(None), f.c2);
+    let mirror = std::fs::read_dir(f.cache.root())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "git"))
+        .expect("a mirror directory");
+    let refs = mirror.join("refs");
+    let mut stale = Vec::new();
+    for dir in std::fs::read_dir(&refs).unwrap().flatten() {
+        if dir.path().is_dir() {
+            let lock = dir.path().join("HEAD.lock");
+            std::fs::write(&lock, "").unwrap();
+            stale.push(lock);
+        }
+    }
+    std::fs::write(mirror.join("packed-refs.lock"), "").unwrap();
+    stale.push(mirror.join("packed-refs.lock"));
+    assert!(stale.len() >= 2, "{stale:?}");
+
+    write(&f.work, "later.txt", "later\n");
+    let c4 = commit(&f.work, "later");
+    assert_eq!(f.sha(None), c4, "fetched despite the stale locks");
+    for lock in stale {
+        assert!(!lock.exists(), "{} left behind", lock.display());
+    }
+}
