@@ -621,7 +621,7 @@ async fn sync_once(
                 s.last_sync_at = Some(now_ms());
                 s.changeset = Some(changeset);
             }
-            set_health(s, objects, overall);
+            set_health(s, objects, overall, true);
         })
         .await;
     Ok(look_again(overall))
@@ -642,14 +642,7 @@ async fn check_health(
     // After a failed sync the conditions say why; the health of what runs still shows.
     let failing = ctx.failures.lock().expect("failures").contains_key(name);
     ctx.store
-        .update(name, |s| {
-            if failing {
-                s.health = overall;
-                s.objects = objects;
-            } else {
-                set_health(s, objects, overall);
-            }
-        })
+        .update(name, |s| set_health(s, objects, overall, !failing))
         .await;
     Ok(look_again(overall))
 }
@@ -663,11 +656,16 @@ fn summarize(health: Vec<(ObjectRef, ferry_model::Health)>) -> (Vec<ObjectStatus
     (objects, overall)
 }
 
-/// Records the objects' health; a synced app's conditions follow it.
-fn set_health(s: &mut AppStatus, objects: Vec<ObjectStatus>, overall: HealthStatus) {
+/// Records the objects' health; with `conditions`, a synced app's conditions follow it.
+fn set_health(
+    s: &mut AppStatus,
+    objects: Vec<ObjectStatus>,
+    overall: HealthStatus,
+    conditions: bool,
+) {
     s.health = overall;
     s.objects = objects;
-    if s.sync != SyncState::Synced {
+    if !conditions || s.sync != SyncState::Synced {
         return;
     }
     let short = s.revision.get(..7).unwrap_or(&s.revision).to_string();

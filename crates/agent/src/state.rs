@@ -257,11 +257,6 @@ impl Store {
         self.apps.read().await.get(name).cloned()
     }
 
-    /// Every app, sorted by name.
-    pub async fn list(&self) -> Vec<AppStatus> {
-        self.apps.read().await.values().cloned().collect()
-    }
-
     /// Runs `f` over every app, sorted by name, under the read lock (nothing is copied).
     pub async fn scan<T>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &AppStatus>) -> T) -> T {
         let apps = self.apps.read().await;

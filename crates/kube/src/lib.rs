@@ -150,17 +150,6 @@ impl Cluster {
         obj.map(to_value).transpose()
     }
 
-    /// Lists the objects of one kind (all namespaces) carrying a label selector.
-    pub async fn list(
-        &self,
-        api_version: &str,
-        kind: &str,
-        label_selector: &str,
-    ) -> Result<Vec<Value>, KubeError> {
-        self.list_selected(api_version, kind, None, Some(label_selector))
-            .await
-    }
-
     /// Lists every object of one kind in one namespace (no selector): the dashboard's
     /// resource tree finds ReplicaSets, Pods and Events this way.
     pub async fn list_in(
