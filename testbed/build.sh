@@ -28,6 +28,13 @@ build kwok kwok sigs.k8s.io/kwok/cmd/kwok "-s -w -X sigs.k8s.io/kwok/pkg/consts.
 build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
 build kube-controller-manager k8s k8s.io/kubernetes/cmd/kube-controller-manager "$ldflags"
 build kube-scheduler k8s k8s.io/kubernetes/cmd/kube-scheduler "$ldflags"
-build helm tools helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+# helm's official releases set its default Kubernetes version (used offline, without
+# --kube-version) to that of its client-go (v0.34 -> 1.34); a plain go build leaves it at 1.20.
+helm_pkg=helm.sh/helm/v3/pkg
+helm_flags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for var in chartutil.k8sVersion lint/rules.k8sVersion; do
+  helm_flags+=" -X $helm_pkg/${var}Major=1 -X $helm_pkg/${var}Minor=34"
+done
+build helm tools helm.sh/helm/v3/cmd/helm "$helm_flags"
 build kustomize tools sigs.k8s.io/kustomize/kustomize/v5 "-s -w"
 echo "$TESTBED_BIN"
