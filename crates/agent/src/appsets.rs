@@ -16,10 +16,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferry_engine::Sync;
 use ferry_engine::appset::expand_set;
-use ferry_engine::order::sort_for_prune;
-use ferry_kube::{Inventory, KubeError};
-use ferry_model::{APP_LABEL, AppSet, NamedApp, PRUNE_ANNOTATION};
+use ferry_engine::progress::Silent;
+use ferry_model::{AppSet, NamedApp};
 use ferry_source::Revision;
 use tracing::{info, warn};
 
@@ -210,7 +210,7 @@ pub async fn finalize(ctx: &Arc<Ctx>, app: &str) {
         info!(%app, "app removed from its set; its objects are kept");
         return;
     }
-    match prune_app(ctx, app).await {
+    match Sync::remove(&ctx.cluster, app, &Silent).await {
         Ok(deleted) => {
             info!(%app, objects = deleted, "app removed from its set; its objects were deleted")
         }
@@ -233,61 +233,4 @@ pub async fn finalize(ctx: &Arc<Ctx>, app: &str) {
             }
         }
     }
-}
-
-/// Deletes, in prune order, the inventoried objects of `app` that still carry its label
-/// (and no `ferry.dev/prune: disabled`), then the inventory; on failure the inventory
-/// keeps the objects not deleted. Returns how many objects were deleted.
-async fn prune_app(ctx: &Ctx, app: &str) -> Result<usize, KubeError> {
-    let Some(inventory) = ctx.cluster.read_inventory(app).await? else {
-        return Ok(0);
-    };
-    let mut entries = inventory.entries.clone();
-    sort_for_prune(&mut entries);
-    let mut deleted = 0;
-    let mut failed = Vec::new();
-    let mut first = None;
-    for subject in entries {
-        let live = match ctx.cluster.get(&subject).await {
-            Ok(Some(live)) => live,
-            // Gone already, or its kind is no longer served: nothing to delete.
-            Ok(None) | Err(KubeError::UnknownKind { .. }) => continue,
-            Err(e) => {
-                first.get_or_insert(e);
-                failed.push(subject);
-                continue;
-            }
-        };
-        let metadata = &live["metadata"];
-        let owned = metadata["labels"][APP_LABEL].as_str() == Some(app);
-        let protected = metadata["annotations"][PRUNE_ANNOTATION].as_str() == Some("disabled");
-        if !owned || protected {
-            continue;
-        }
-        match ctx.cluster.delete(&subject).await {
-            Ok(()) => {
-                info!(%app, object = %subject, "deleted");
-                deleted += 1;
-            }
-            Err(e) => {
-                first.get_or_insert(e);
-                failed.push(subject);
-            }
-        }
-    }
-    if let Some(e) = first {
-        ctx.cluster
-            .write_inventory(
-                app,
-                &Inventory {
-                    revision: inventory.revision,
-                    entries: failed,
-                    in_sync: Default::default(),
-                },
-            )
-            .await?;
-        return Err(e);
-    }
-    ctx.cluster.delete_inventory(app).await?;
-    Ok(deleted)
 }

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ferry_engine::EngineError;
 use ferry_engine::progress::Silent;
 use ferry_engine::source::{Checkouts, ClusterFacts, Rendered};
-use ferry_engine::sync::{InSync, SyncOptions, apply, plan_with};
+use ferry_engine::sync::InSync;
 use ferry_engine::wait::observe;
+use ferry_engine::{Sync, SyncOptions, Wait};
 use ferry_kube::Cluster;
-use ferry_model::{Action, AppSpec, HealthStatus, ObjectRef};
+use ferry_model::{Action, AppSpec, ChangeSet, HealthStatus, ObjectRef};
 use ferry_render::Tools;
 use ferry_source::{GitCache, Revision};
 use tokio::sync::{mpsc, watch};
@@ -511,24 +512,45 @@ async fn sync_once(
         .render(name, spec, &rev.sha)
         .await
         .map_err(fail(Some(&rev)))?;
-    let planned = plan_with(
-        &ctx.cluster,
-        name,
-        spec,
-        &rendered,
-        SyncOptions::default(),
-        Some(&ctx.in_sync),
-    )
-    .await
-    .map_err(fail(Some(&rev)))?;
-    let changeset = planned.changeset.clone();
-    let drifted: Vec<ObjectRef> = changeset
-        .changes
-        .iter()
-        .filter(|c| !matches!(c.action, Action::Unchanged | Action::Orphan))
-        .map(|c| c.subject.clone())
-        .collect();
     let new_revision = rev.sha != last_revision;
+    // A difference found without a new revision or an explicit sync is drift: healed
+    // only with self-heal on and outside the heal backoff.
+    let is_drift = !new_revision && !matches!(trigger, Trigger::Manual | Trigger::Rollback);
+    let mut hold = None;
+    let mut drift: Option<Vec<ObjectRef>> = None;
+    let gate = |changeset: &ChangeSet| {
+        if changeset.in_sync() {
+            return false;
+        }
+        if is_drift {
+            drift = Some(differing(changeset));
+            hold = match spec.self_heal {
+                false => Some(Hold::SelfHealOff),
+                true => heal_backoff(ctx, name).map(Hold::Backoff),
+            };
+        }
+        hold.is_none()
+    };
+    let opts = SyncOptions {
+        wait: Wait::Observe,
+        in_sync: Some(ctx.in_sync.clone()),
+        ..Default::default()
+    };
+    let result = Sync::new(&ctx.cluster, name, spec)
+        .run_gated(&rendered, &opts, &Silent, gate)
+        .await;
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            // The drift was seen; healing it failed.
+            if let Some(drifted) = &drift {
+                drift_detected(ctx, name, drifted).await;
+            }
+            return Err(fail(Some(&rev))(error));
+        }
+    };
+    let changeset = report.changeset.clone();
+    let drifted = differing(&changeset);
     let mut wrote = false;
     if changeset.in_sync() && new_revision && !recorded(ctx, name, &rev.sha).await {
         // The cluster already matches a revision the history does not show as applied:
@@ -540,20 +562,11 @@ async fn sync_once(
         .await;
     }
     if !changeset.in_sync() {
-        let is_drift = !new_revision && !matches!(trigger, Trigger::Manual | Trigger::Rollback);
         if is_drift {
-            ctx.metrics.drift_detected(name);
-            info!(objects = drifted.len(), "drift detected");
-            let list: Vec<String> = drifted.iter().map(ToString::to_string).collect();
-            ctx.applications
-                .event(
-                    name,
-                    true,
-                    "DriftDetected",
-                    format!("differs from Git: {}", list.join(", ")),
-                )
-                .await;
-            if !spec.self_heal {
+            drift_detected(ctx, name, &drifted).await;
+        }
+        match hold {
+            Some(Hold::SelfHealOff) => {
                 ctx.store
                     .update(name, |s| {
                         s.sync = SyncState::OutOfSync;
@@ -572,13 +585,9 @@ async fn sync_once(
                     .await;
                 return Ok(None);
             }
-            if let Some(wait) = heal_backoff(ctx, name) {
-                return Ok(Some((wait, Trigger::Drift)));
-            }
+            Some(Hold::Backoff(wait)) => return Ok(Some((wait, Trigger::Drift))),
+            None => {}
         }
-        apply(&ctx.cluster, name, spec, &planned, &Silent)
-            .await
-            .map_err(fail(Some(&rev)))?;
         wrote = true;
         let trigger = if is_drift { Trigger::Drift } else { trigger };
         record(
@@ -596,15 +605,13 @@ async fn sync_once(
             )
             .await;
     }
-    let desired = planned.desired();
+    let desired = report.objects;
     ctx.watches
         .lock()
         .await
         .ensure(ctx, &desired, &ctx.shutdown)
         .await;
-    let health = observe(&ctx.cluster, &desired)
-        .await
-        .map_err(fail(Some(&rev)))?;
+    let health = report.health.map(|h| h.objects).unwrap_or_default();
     let (objects, overall) = summarize(health);
     ctx.metrics
         .app_info(name, "Synced", &overall.to_string(), &rev.sha);
@@ -625,6 +632,39 @@ async fn sync_once(
         })
         .await;
     Ok(look_again(overall))
+}
+
+/// Why a plan that differs from Git is not applied now.
+enum Hold {
+    /// Drift with self-heal off: shown as OutOfSync.
+    SelfHealOff,
+    /// Drift within the heal backoff: looked at again after this long.
+    Backoff(Duration),
+}
+
+/// The objects a changeset would change.
+fn differing(changeset: &ChangeSet) -> Vec<ObjectRef> {
+    changeset
+        .changes
+        .iter()
+        .filter(|c| !matches!(c.action, Action::Unchanged | Action::Orphan))
+        .map(|c| c.subject.clone())
+        .collect()
+}
+
+/// Counts and reports drift of `drifted` (metric, log line, Event).
+async fn drift_detected(ctx: &Ctx, name: &str, drifted: &[ObjectRef]) {
+    ctx.metrics.drift_detected(name);
+    info!(objects = drifted.len(), "drift detected");
+    let list: Vec<String> = drifted.iter().map(ToString::to_string).collect();
+    ctx.applications
+        .event(
+            name,
+            true,
+            "DriftDetected",
+            format!("differs from Git: {}", list.join(", ")),
+        )
+        .await;
 }
 
 /// Looks at the app's objects again without planning (their status changed, or their

@@ -84,6 +84,9 @@ pub enum EngineError {
         /// The timeout.
         seconds: u64,
     },
+    /// The sync was cancelled (the agent lost its lease or is stopping) before a write.
+    #[error("the sync was cancelled before its next write")]
+    Cancelled,
     /// A background task panicked or was cancelled.
     #[error("internal error: {0}")]
     Internal(String),
@@ -95,7 +98,9 @@ impl EngineError {
         match self {
             EngineError::Source(e) => e.is_transient(),
             EngineError::Kube(e) => e.is_transient(),
-            EngineError::Prune { .. } | EngineError::Timeout { .. } => true,
+            EngineError::Prune { .. } | EngineError::Timeout { .. } | EngineError::Cancelled => {
+                true
+            }
             EngineError::AppSet {
                 source: crate::appset::ListError::Io { .. },
                 ..

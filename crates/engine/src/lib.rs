@@ -1,8 +1,10 @@
 //! The engine: everything between a Git revision and a healthy cluster, for one app.
 //!
-//! Data flows one way: [`source::render_app`] (fetch + render) → [`sync::plan`]
-//! (GET + server-side-apply dry-run, then the pure [`plan::plan`]) → [`sync::apply`]
-//! (staged apply, prune, inventory) → [`wait::wait_healthy`] (kstatus health).
+//! Data flows one way: [`source::render_app`] (fetch + render) → [`sync::Sync::run`], the
+//! one sync entry point: plan (GET/LIST + server-side-apply dry-run, then the pure
+//! [`plan::plan`]) → apply (staged, inventory widened first) → prune (inventory narrowed
+//! last) → health ([`wait`], kstatus rules). Push mode, the agent and the dashboard all
+//! call [`sync::Sync`]; none of them calls a step on its own.
 //!
 //! Pure modules, testable without a cluster: [`health`], [`order`], [`diff`], [`plan`],
 //! [`preview`]. The I/O modules talk to the cluster only through `ferry_kube`.
@@ -21,3 +23,4 @@ pub mod sync;
 pub mod wait;
 
 pub use error::EngineError;
+pub use sync::{Sync, SyncOptions, SyncReport, Wait};

@@ -22,6 +22,8 @@ pub enum WaitOutcome {
     Failed,
     /// The timeout passed with objects not yet Current.
     TimedOut,
+    /// Looked at once ([`crate::sync::Wait::Observe`]): objects not yet Current.
+    Progressing,
 }
 
 /// The result of [`wait_healthy`]: the outcome and each object's last health.
@@ -34,6 +36,25 @@ pub struct WaitReport {
 }
 
 impl WaitReport {
+    /// The report of one look at the objects: Healthy when all are Current, Failed when
+    /// one is, else Progressing.
+    pub fn observed(objects: Vec<(ObjectRef, Health)>) -> Self {
+        let outcome = if objects
+            .iter()
+            .all(|(_, h)| h.status == HealthStatus::Current)
+        {
+            WaitOutcome::Healthy
+        } else if objects
+            .iter()
+            .any(|(_, h)| h.status == HealthStatus::Failed)
+        {
+            WaitOutcome::Failed
+        } else {
+            WaitOutcome::Progressing
+        };
+        Self { outcome, objects }
+    }
+
     /// Objects that are not Current, with why.
     pub fn unready(&self) -> impl Iterator<Item = &(ObjectRef, Health)> {
         self.objects

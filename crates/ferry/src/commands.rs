@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ferry_engine::progress::Silent;
 use ferry_engine::source::{ClusterFacts, Rendered, render_app};
-use ferry_engine::sync::{SyncOptions, apply as apply_plan, plan};
-use ferry_engine::wait::{WaitOutcome, wait_healthy};
+use ferry_engine::wait::WaitOutcome;
+use ferry_engine::{Sync, SyncOptions, Wait};
 use ferry_kube::Cluster;
 use ferry_model::{AppSpec, Destination, FerryFile, NamedApp, SourceSpec, parse_duration};
 use ferry_render::Tools;
@@ -217,16 +218,16 @@ async fn diff(
     let app = load_app(args, revision).await?;
     let (cluster, facts) = connect(context, &app).await?;
     let rendered = render_named(&app, revision, &facts).await?;
-    let planned = plan(
-        &cluster,
-        &app.name,
-        &app.spec,
-        &rendered,
-        SyncOptions { force: true },
-    )
-    .await?;
-    ChangeSetView(&planned.changeset).print(out)?;
-    Ok(if planned.changeset.in_sync() { 0 } else { 1 })
+    let opts = SyncOptions {
+        dry_run: true,
+        force: true,
+        ..Default::default()
+    };
+    let report = Sync::new(&cluster, &app.name, &app.spec)
+        .run(&rendered, &opts, &Silent)
+        .await?;
+    ChangeSetView(&report.changeset).print(out)?;
+    Ok(if report.changeset.in_sync() { 0 } else { 1 })
 }
 
 async fn preview(args: &AppArgs, head: &str, base: &str, out: Output) -> Result<i32> {
@@ -277,20 +278,15 @@ async fn apply(
         rendered.renderer,
         rendered.revision.message
     ));
-    let planned = plan(
-        &cluster,
-        &app.name,
-        &app.spec,
-        &rendered,
-        SyncOptions { force },
-    )
-    .await?;
-    let report = apply_plan(&cluster, &app.name, &app.spec, &planned, &printer).await?;
-    printer.line(&format!("applied: {}", report.changeset.summary()));
-    let health = match wait {
-        Some(timeout) => Some(wait_healthy(&cluster, &report.objects, timeout, &printer).await?),
-        None => None,
+    let opts = SyncOptions {
+        force,
+        wait: wait.map_or(Wait::No, Wait::Until),
+        ..Default::default()
     };
+    let report = Sync::new(&cluster, &app.name, &app.spec)
+        .run(&rendered, &opts, &printer)
+        .await?;
+    let health = report.health;
     printer.finish();
     let code = match &health {
         Some(h) if h.outcome != WaitOutcome::Healthy => 1,
@@ -312,11 +308,10 @@ async fn apply(
                     WaitOutcome::Healthy => {
                         outln!("{}: all {} object(s) healthy", app.name, h.objects.len())
                     }
-                    WaitOutcome::Failed | WaitOutcome::TimedOut => {
-                        let why = if h.outcome == WaitOutcome::Failed {
-                            "failed"
-                        } else {
-                            "timed out waiting for health"
+                    WaitOutcome::Failed | WaitOutcome::TimedOut | WaitOutcome::Progressing => {
+                        let why = match h.outcome {
+                            WaitOutcome::Failed => "failed",
+                            _ => "timed out waiting for health",
                         };
                         outln!("{}: {why}:", app.name);
                         for (subject, health) in h.unready() {

@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use ferry_agent::api::Api;
 use ferry_agent::state::AppStatus;
 use ferry_engine::diff::{mask_secret, normalize, to_yaml, unified};
+use ferry_engine::progress::Silent;
 use ferry_engine::source::Rendered;
-use ferry_engine::sync::{SyncOptions, plan, prepare};
+use ferry_engine::{Sync, SyncOptions};
 use ferry_model::{Action, Health, HealthStatus, ObjectRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -191,18 +192,12 @@ async fn desired_manifest(
     subject: &ObjectRef,
 ) -> Result<Option<Value>, WebError> {
     let rendered = rendered(web, status).await?;
-    let prepared = prepare(
-        &web.api.ctx.cluster,
-        &status.name,
-        &status.spec,
-        &rendered.manifests,
-    )
-    .await?;
-    Ok(prepared
-        .into_iter()
-        .map(|(m, _)| m)
-        .find(|m| m.object_ref() == *subject)
-        .map(|m| m.object))
+    Ok(sync(web, status).desired(&rendered, subject).await?)
+}
+
+/// The engine's sync of the app (used here for dry runs only).
+fn sync<'a>(web: &'a Web, status: &'a AppStatus) -> Sync<'a> {
+    Sync::new(&web.api.ctx.cluster, &status.name, &status.spec)
 }
 
 /// Desired vs live for one object of the app.
@@ -248,7 +243,7 @@ async fn compare(
             ..Default::default()
         };
     };
-    match web.api.ctx.cluster.apply(&desired, true).await {
+    match sync(web, status).dry_run(&desired).await {
         Ok(dry_run) => Comparison {
             diff: unified(subject, Some(live), Some(&normalize(&dry_run))),
             desired_yaml: Some(to_yaml(&mask_secret(&normalize(&dry_run)))),
@@ -385,15 +380,14 @@ pub async fn diff(State(web): State<Web>, Path(name): Path<String>) -> Result<Re
     let status = app(&web, &name).await?;
     let rendered = rendered(&web, &status).await?;
     let cluster = &web.api.ctx.cluster;
-    let planned = plan(
-        cluster,
-        &name,
-        &status.spec,
-        &rendered,
-        SyncOptions::default(),
-    )
-    .await?;
-    let changeset = planned.changeset;
+    let opts = SyncOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let changeset = sync(&web, &status)
+        .run(&rendered, &opts, &Silent)
+        .await?
+        .changeset;
     let mut changes = Vec::with_capacity(changeset.changes.len());
     for c in &changeset.changes {
         let drift = if c.action == Action::Update {

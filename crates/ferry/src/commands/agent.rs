@@ -287,18 +287,42 @@ pub async fn install(
         return Ok(0);
     }
     let cluster = ferry_kube::Cluster::connect(context).await?;
-    for o in &objects {
-        cluster.apply(o, false).await?;
-        let subject = ferry_kube::object_ref(o);
-        if subject.kind == "CustomResourceDefinition" {
-            ferry_engine::wait::established(
-                &cluster,
-                std::slice::from_ref(&subject),
-                std::time::Duration::from_secs(60),
-            )
-            .await?;
-            cluster.refresh().await?;
-        }
+    let manifests = objects
+        .into_iter()
+        .enumerate()
+        .map(|(doc, object)| {
+            let origin = ferry_model::Origin {
+                file: "ferry install".into(),
+                doc,
+            };
+            ferry_model::Manifest::new(object, origin)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rendered = ferry_engine::source::Rendered {
+        revision: ferry_source::Revision {
+            sha: env!("CARGO_PKG_VERSION").into(),
+            message: "ferry install".into(),
+            author: String::new(),
+            time: 0,
+        },
+        manifests,
+        renderer: "install",
+    };
+    // Its own app, so that a later install updates it; never pruned from here.
+    let spec = ferry_model::AppSpec {
+        destination: ferry_model::Destination {
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        },
+        prune: false,
+        ..Default::default()
+    };
+    let printer = super::output::Printer::new(Output::Text);
+    let report = ferry_engine::Sync::new(&cluster, "ferry-agent", &spec)
+        .run(&rendered, &ferry_engine::SyncOptions::default(), &printer)
+        .await?;
+    printer.finish();
+    for subject in &report.objects {
         eprintln!("applied {subject}");
     }
     Ok(0)

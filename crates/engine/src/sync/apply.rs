@@ -1,0 +1,157 @@
+//! Apply: carry out a plan in stages, then prune and narrow the inventory.
+
+use std::time::Duration;
+
+use ferry_kube::{Cluster, Inventory};
+use ferry_model::{Action, AppSpec, ObjectRef};
+use futures::{StreamExt, TryStreamExt, stream};
+use tokio_util::sync::CancellationToken;
+
+use super::memo::knowledge;
+use super::plan::Planned;
+use super::{CONCURRENCY, prune};
+use crate::order::{Stage, stage};
+use crate::progress::{Event, Progress};
+use crate::{EngineError, wait};
+
+/// Carries out a plan: stage 1 (CRDs, Namespaces, ClusterRoles) applied and waited
+/// for, discovery refreshed, stage 2 in kind order; only changed objects are written.
+/// The inventory is widened before the first write and narrowed only after prune, so
+/// it never loses track of an object; prune runs only when every apply succeeded.
+/// `cancel` is checked before every write step: a cancelled sync stops before its next
+/// write (the inventory already covers what was written).
+pub(super) async fn apply(
+    cluster: &Cluster,
+    app: &str,
+    spec: &AppSpec,
+    planned: &Planned,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<(), EngineError> {
+    let check = || match cancel.is_cancelled() {
+        true => Err(EngineError::Cancelled),
+        false => Ok(()),
+    };
+    check()?;
+    let revision = planned.changeset.revision.clone();
+    let desired = planned.desired();
+    let mut widened: Vec<ObjectRef> = planned.previous.clone();
+    widened.extend(desired.iter().cloned());
+    if !planned.changeset.in_sync() || planned.previous.is_empty() {
+        cluster
+            .write_inventory(
+                app,
+                &Inventory {
+                    revision: revision.clone(),
+                    entries: widened,
+                    in_sync: Default::default(),
+                },
+            )
+            .await?;
+    }
+    if spec.destination.create_namespace
+        && let Some(ns) = &spec.destination.namespace
+    {
+        cluster.ensure_namespace(ns).await?;
+    }
+
+    let writes: Vec<_> = planned
+        .changeset
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Recreate))
+        .collect();
+    for wanted_stage in [Stage::Cluster, Stage::Resources] {
+        let batch: Vec<_> = writes
+            .iter()
+            .filter(|c| stage(&c.subject.kind) == wanted_stage)
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        check()?;
+        progress.event(Event::Phase(format!(
+            "applying {} object(s) ({})",
+            batch.len(),
+            match wanted_stage {
+                Stage::Cluster => "definitions",
+                Stage::Resources => "resources",
+            }
+        )));
+        // Kinds apply in order; objects of one kind rank go in parallel.
+        let mut i = 0;
+        while i < batch.len() {
+            let rank = crate::order::kind_rank(&batch[i].subject.kind);
+            let group: Vec<_> = batch[i..]
+                .iter()
+                .take_while(|c| crate::order::kind_rank(&c.subject.kind) == rank)
+                .collect();
+            i += group.len();
+            let owned: Vec<(ObjectRef, Action)> = group
+                .iter()
+                .map(|c| (c.subject.clone(), c.action))
+                .collect();
+            stream::iter(owned)
+                .map(|(subject, action)| async move {
+                    let manifest = &planned.manifests[&subject];
+                    if action == Action::Recreate {
+                        cluster.delete(&subject).await?;
+                        wait::gone(cluster, &subject, Duration::from_secs(60)).await?;
+                    }
+                    let applied = cluster.apply(&manifest.object, false).await?;
+                    if let Some(known) = knowledge(&manifest.object, &applied) {
+                        planned.in_sync.remember(&subject, known);
+                    }
+                    progress.event(Event::Applied { subject, action });
+                    Ok::<_, EngineError>(())
+                })
+                .buffer_unordered(CONCURRENCY)
+                .try_collect::<()>()
+                .await?;
+        }
+        if wanted_stage == Stage::Cluster {
+            let crds: Vec<ObjectRef> = batch
+                .iter()
+                .filter(|c| c.subject.kind == "CustomResourceDefinition")
+                .map(|c| c.subject.clone())
+                .collect();
+            wait::established(cluster, &crds, Duration::from_secs(60)).await?;
+            cluster.refresh().await?;
+        }
+    }
+
+    check()?;
+    let prune = prune::prune(cluster, planned, progress).await;
+    let mut entries = desired.clone();
+    let failed = prune
+        .as_ref()
+        .err()
+        .map(|(f, _)| f.clone())
+        .unwrap_or_default();
+    entries.extend(failed);
+    entries.sort();
+    entries.dedup();
+    if entries != planned.previous || !planned.changeset.in_sync() {
+        let in_sync = match planned.keep {
+            true => planned.in_sync.kept(&entries),
+            false => Default::default(),
+        };
+        cluster
+            .write_inventory(
+                app,
+                &Inventory {
+                    revision,
+                    entries,
+                    in_sync,
+                },
+            )
+            .await?;
+    }
+    if let Err((failed, first)) = prune {
+        return Err(EngineError::Prune {
+            count: failed.len(),
+            first,
+        });
+    }
+    Ok(())
+}

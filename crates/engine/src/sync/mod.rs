@@ -1,0 +1,205 @@
+//! The one sync entry point: [`Sync::run`] plans an app's rendered manifests against the
+//! cluster and, unless asked for a dry run, applies, prunes and observes or waits for
+//! health. Push mode (`ferry diff`/`ferry apply`), the agent and the dashboard all call
+//! it; nothing outside the engine calls the steps (or `Cluster::apply`/`delete`) itself.
+//!
+//! One file per verb, as in Flux's `ssa` package: [`plan`] (GET/LIST + dry-run, writes
+//! nothing), [`apply`] (staged writes, inventory widened first), [`prune`] (deletions,
+//! inventory narrowed last), [`memo`] (which dry-runs a plan may skip).
+
+mod apply;
+mod memo;
+mod plan;
+mod prune;
+
+use std::time::Duration;
+
+use ferry_kube::Cluster;
+use ferry_model::{AppSpec, ChangeSet, ObjectRef};
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use memo::{InSync, Known};
+
+use crate::EngineError;
+use crate::progress::{Event, Progress};
+use crate::source::Rendered;
+use crate::wait::{self, WaitReport};
+
+/// How many API requests one app keeps in flight.
+const CONCURRENCY: usize = 16;
+
+/// What to do about health once the cluster matches the plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Wait {
+    /// Nothing: the report has no health.
+    #[default]
+    No,
+    /// Look once (the agent: watches tell it when to look again).
+    Observe,
+    /// Poll until every object is Current, one is Failed, or the timeout passes.
+    Until(Duration),
+}
+
+/// How [`Sync::run`] goes about it.
+#[derive(Clone, Debug, Default)]
+pub struct SyncOptions {
+    /// Plan only: write nothing (`ferry diff`).
+    pub dry_run: bool,
+    /// Delete and re-create objects whose immutable fields changed.
+    pub force: bool,
+    /// What to do about health after applying.
+    pub wait: Wait,
+    /// The memo of objects known in sync (the agent's, in memory); `None` keeps it in
+    /// the app's inventory (push mode).
+    pub in_sync: Option<InSync>,
+    /// Cancelled: stop before the next write with [`EngineError::Cancelled`].
+    pub cancel: CancellationToken,
+    /// The whole sync must end by then, else [`EngineError::Timeout`].
+    pub deadline: Option<Instant>,
+}
+
+/// What [`Sync::run`] found and did.
+#[derive(Clone, Debug)]
+pub struct SyncReport {
+    /// The plan: what differed from Git (and what was done about it when `applied`).
+    pub changeset: ChangeSet,
+    /// Every desired object, in apply order.
+    pub objects: Vec<ObjectRef>,
+    /// Whether the plan was carried out (false for a dry run or a held plan).
+    pub applied: bool,
+    /// The objects' health, when asked for and the cluster matches the plan.
+    pub health: Option<WaitReport>,
+}
+
+/// One app on one cluster: the engine's sync entry point.
+#[derive(Clone, Copy)]
+pub struct Sync<'a> {
+    /// The target cluster.
+    pub cluster: &'a Cluster,
+    /// The app's name (its ownership label and inventory).
+    pub app: &'a str,
+    /// The app.
+    pub spec: &'a AppSpec,
+}
+
+impl<'a> Sync<'a> {
+    /// The sync of `app` on `cluster`.
+    pub fn new(cluster: &'a Cluster, app: &'a str, spec: &'a AppSpec) -> Self {
+        Self { cluster, app, spec }
+    }
+
+    /// Plans `rendered` against the cluster and, unless `opts.dry_run`, applies the plan
+    /// (staged server-side apply, prune, inventory), then observes or waits for health.
+    pub async fn run(
+        &self,
+        rendered: &Rendered,
+        opts: &SyncOptions,
+        progress: &dyn Progress,
+    ) -> Result<SyncReport, EngineError> {
+        self.run_gated(rendered, opts, progress, |_| true).await
+    }
+
+    /// [`Sync::run`], applying only when `gate` accepts the plan (the agent holds plans
+    /// back: self-heal off, a heal backoff, or nothing to change). Health is observed
+    /// only when the cluster matches the plan: it was applied, or it changes nothing.
+    pub async fn run_gated(
+        &self,
+        rendered: &Rendered,
+        opts: &SyncOptions,
+        progress: &dyn Progress,
+        gate: impl FnOnce(&ChangeSet) -> bool + Send,
+    ) -> Result<SyncReport, EngineError> {
+        let work = self.steps(rendered, opts, progress, gate);
+        let Some(deadline) = opts.deadline else {
+            return work.await;
+        };
+        let seconds = deadline.saturating_duration_since(Instant::now()).as_secs();
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or(Err(EngineError::Timeout {
+                what: "the sync".into(),
+                seconds,
+            }))
+    }
+
+    async fn steps(
+        &self,
+        rendered: &Rendered,
+        opts: &SyncOptions,
+        progress: &dyn Progress,
+        gate: impl FnOnce(&ChangeSet) -> bool,
+    ) -> Result<SyncReport, EngineError> {
+        let planned = plan::plan(self.cluster, self.app, self.spec, rendered, opts).await?;
+        let objects = planned.desired();
+        let applied = !opts.dry_run && gate(&planned.changeset);
+        if applied {
+            apply::apply(
+                self.cluster,
+                self.app,
+                self.spec,
+                &planned,
+                progress,
+                &opts.cancel,
+            )
+            .await?;
+            progress.event(Event::Phase(format!(
+                "applied: {}",
+                planned.changeset.summary()
+            )));
+        }
+        let matches = applied || planned.changeset.in_sync();
+        let health = match opts.wait {
+            Wait::No => None,
+            _ if !matches => None,
+            Wait::Observe => {
+                let objects = wait::observe(self.cluster, &objects).await?;
+                Some(WaitReport::observed(objects))
+            }
+            Wait::Until(timeout) => {
+                Some(wait::wait_healthy(self.cluster, &objects, timeout, progress).await?)
+            }
+        };
+        Ok(SyncReport {
+            changeset: planned.changeset,
+            objects,
+            applied,
+            health,
+        })
+    }
+
+    /// The desired object for `subject` as ferry would apply it (namespace defaulted,
+    /// ownership label set), or `None` when `rendered` has no such object.
+    pub async fn desired(
+        &self,
+        rendered: &Rendered,
+        subject: &ObjectRef,
+    ) -> Result<Option<Value>, EngineError> {
+        let prepared =
+            plan::prepare(self.cluster, self.app, self.spec, &rendered.manifests).await?;
+        Ok(prepared
+            .into_iter()
+            .map(|(m, _)| m)
+            .find(|m| m.object_ref() == *subject)
+            .map(|m| m.object))
+    }
+
+    /// What the server would store for `desired` (a server-side-apply dry run; writes
+    /// nothing).
+    pub async fn dry_run(&self, desired: &Value) -> Result<Value, EngineError> {
+        Ok(self.cluster.apply(desired, true).await?)
+    }
+
+    /// Removes the app: deletes, in prune order, its inventoried objects that still carry
+    /// its label (and no `ferry.dev/prune: disabled`), then its inventory. On failure the
+    /// inventory keeps the objects not deleted. Returns how many objects were deleted.
+    /// Needs no spec: the app may be gone from every source already.
+    pub async fn remove(
+        cluster: &Cluster,
+        app: &str,
+        progress: &dyn Progress,
+    ) -> Result<usize, EngineError> {
+        prune::remove(cluster, app, progress).await
+    }
+}

@@ -1,0 +1,343 @@
+//! Plan: the live objects (a LIST per kind and namespace with many objects, else a GET
+//! each) and a server-side-apply dry-run per object, then the pure [`crate::plan::plan`].
+//! Writes nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use ferry_kube::{Cluster, KubeError};
+use ferry_model::{APP_LABEL, Action, AppSpec, ChangeSet, Manifest, ObjectRef};
+use futures::{StreamExt, TryStreamExt, stream};
+use serde_json::Value;
+
+use super::memo::{InSync, Known, knowledge};
+use super::{CONCURRENCY, SyncOptions};
+use crate::EngineError;
+use crate::plan::{Desired, Leftover, PlanInput};
+use crate::source::Rendered;
+
+/// A plan made against the live cluster, ready to apply.
+#[derive(Clone, Debug)]
+pub(super) struct Planned {
+    /// What would change.
+    pub changeset: ChangeSet,
+    /// The manifests to apply, keyed by object, as prepared (namespace, labels).
+    pub manifests: HashMap<ObjectRef, Manifest>,
+    /// The inventory before this sync.
+    pub previous: Vec<ObjectRef>,
+    /// Objects known to be in sync (applied objects are added).
+    pub in_sync: InSync,
+    /// Whether the inventory keeps `in_sync` (push mode; the agent keeps it in memory).
+    pub keep: bool,
+}
+
+impl Planned {
+    /// The desired objects, in apply order.
+    pub(super) fn desired(&self) -> Vec<ObjectRef> {
+        self.changeset
+            .changes
+            .iter()
+            .filter(|c| self.manifests.contains_key(&c.subject))
+            .map(|c| c.subject.clone())
+            .collect()
+    }
+}
+
+/// Rendered manifests as ferry applies them: namespace defaulted (or cleared for
+/// cluster-scoped kinds), ownership label set, kinds checked. The flag is false for a
+/// kind the cluster does not serve yet but a CRD among the manifests defines.
+pub(super) async fn prepare(
+    cluster: &Cluster,
+    app: &str,
+    spec: &AppSpec,
+    manifests: &[Manifest],
+) -> Result<Vec<(Manifest, bool)>, EngineError> {
+    let crd_scopes = crd_scopes(manifests);
+    let mut out = Vec::with_capacity(manifests.len());
+    for m in manifests {
+        let mut m = m.clone();
+        let known = match cluster.resolve(m.api_version(), m.kind()).await {
+            Ok(r) => Some(r.namespaced),
+            Err(e @ KubeError::UnknownKind { .. }) => {
+                let group = m.api_version().split_once('/').map_or("", |(g, _)| g);
+                match crd_scopes.get(&(group.to_string(), m.kind().to_string())) {
+                    Some(namespaced) => {
+                        out.push((finish(m, *namespaced, spec, app)?, false));
+                        continue;
+                    }
+                    None => {
+                        return Err(EngineError::UnknownKind {
+                            subject: Box::new(m.object_ref()),
+                            origin: m.origin.to_string(),
+                            source: e,
+                        });
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(namespaced) = known {
+            m = finish(m, namespaced, spec, app)?;
+        }
+        out.push((m, true));
+    }
+    Ok(out)
+}
+
+fn finish(
+    mut m: Manifest,
+    namespaced: bool,
+    spec: &AppSpec,
+    app: &str,
+) -> Result<Manifest, EngineError> {
+    if namespaced {
+        if m.namespace().is_none() {
+            match &spec.destination.namespace {
+                Some(ns) => m.set_namespace(ns),
+                None => {
+                    return Err(EngineError::NoNamespace {
+                        subject: Box::new(m.object_ref()),
+                        origin: m.origin.to_string(),
+                    });
+                }
+            }
+        }
+    } else {
+        m.clear_namespace();
+    }
+    m.set_label(APP_LABEL, app);
+    Ok(m)
+}
+
+/// (group, kind) → namespaced, for CRDs defined in the same set of manifests.
+fn crd_scopes(manifests: &[Manifest]) -> HashMap<(String, String), bool> {
+    manifests
+        .iter()
+        .filter(|m| m.kind() == "CustomResourceDefinition")
+        .filter_map(|m| {
+            let s = &m.object["spec"];
+            Some((
+                (
+                    s["group"].as_str()?.to_string(),
+                    s["names"]["kind"].as_str()?.to_string(),
+                ),
+                s["scope"].as_str() != Some("Cluster"),
+            ))
+        })
+        .collect()
+}
+
+/// How many objects of one kind in one namespace make one LIST cheaper than their GETs.
+const LIST_FROM: usize = 8;
+
+/// The app's live objects of each (kind, namespace) with at least [`LIST_FROM`] desired
+/// objects, by one labelled LIST each instead of a GET per object. Objects not found
+/// (not created yet, or not labelled yet) are left to a GET.
+async fn prefetch(
+    cluster: &Cluster,
+    app: &str,
+    prepared: &[(Manifest, bool)],
+) -> Result<HashMap<ObjectRef, Value>, EngineError> {
+    let mut groups: HashMap<(String, String, Option<String>), usize> = HashMap::new();
+    for (m, _) in prepared.iter().filter(|(_, known)| *known) {
+        let key = (
+            m.api_version().to_string(),
+            m.kind().to_string(),
+            m.namespace().map(str::to_string),
+        );
+        *groups.entry(key).or_default() += 1;
+    }
+    let selector = format!("{APP_LABEL}={app}");
+    let selector = selector.as_str();
+    let lists: Vec<Vec<Value>> = stream::iter(groups.into_iter().filter(|(_, n)| *n >= LIST_FROM))
+        .map(|((version, kind, namespace), _)| async move {
+            cluster
+                .list_selected(&version, &kind, namespace.as_deref(), Some(selector))
+                .await
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(lists
+        .into_iter()
+        .flatten()
+        .map(|o| (ferry_kube::object_ref(&o), o))
+        .collect())
+}
+
+/// Plans `rendered` against the cluster, skipping the dry-run of objects known to be in
+/// sync, and remembering those found unchanged this time: in `in_sync` (the agent's
+/// memory) or, without it, in the app's inventory, which [`super::apply`] keeps up to
+/// date when it writes it anyway.
+pub(super) async fn plan(
+    cluster: &Cluster,
+    app: &str,
+    spec: &AppSpec,
+    rendered: &Rendered,
+    opts: &SyncOptions,
+) -> Result<Planned, EngineError> {
+    let prepared = prepare(cluster, app, spec, &rendered.manifests).await?;
+    let inventory = cluster.read_inventory(app).await?.unwrap_or_default();
+    let previous = inventory.entries;
+    let (in_sync, keep) = match &opts.in_sync {
+        Some(memo) => (memo.clone(), false),
+        None => (InSync::from_kept(&inventory.in_sync), true),
+    };
+    let in_sync = &in_sync;
+
+    // Namespaces this sync creates: a dry-run in them answers 404 until then.
+    let mut creates_namespace: HashSet<&str> = rendered
+        .manifests
+        .iter()
+        .filter(|m| m.kind() == "Namespace" && m.api_version() == "v1")
+        .map(|m| m.name())
+        .collect();
+    if spec.destination.create_namespace
+        && let Some(ns) = &spec.destination.namespace
+    {
+        creates_namespace.insert(ns);
+    }
+    let creates_namespace = &creates_namespace;
+
+    let listed = &prefetch(cluster, app, &prepared).await?;
+    let mut recreate = HashSet::new();
+    let seen: Mutex<HashMap<ObjectRef, Known>> = Mutex::default();
+    let seen = &seen;
+    let desired: Vec<(Desired, bool)> = stream::iter(prepared)
+        .map(|(manifest, known)| async move {
+            if !known {
+                return Ok((
+                    Desired {
+                        manifest,
+                        live: None,
+                        dry_run: None,
+                    },
+                    false,
+                ));
+            }
+            let subject = manifest.object_ref();
+            let live = match listed.get(&subject) {
+                Some(found) => Some(found.clone()),
+                None => cluster.get(&subject).await?,
+            };
+            let known = live.as_ref().and_then(|l| knowledge(&manifest.object, l));
+            if let Some(known) = known {
+                seen.lock()
+                    .expect("seen objects")
+                    .insert(subject.clone(), known);
+            }
+            if known.is_some_and(|k| in_sync.holds(&subject, k)) {
+                return Ok((
+                    Desired {
+                        manifest,
+                        dry_run: live.clone(),
+                        live,
+                    },
+                    false,
+                ));
+            }
+            let (dry_run, immutable) = match cluster.apply(&manifest.object, true).await {
+                Ok(v) => (Some(v), false),
+                Err(e) if e.is_immutable() && opts.force => (None, true),
+                Err(
+                    e @ KubeError::Invalid {
+                        immutable: true, ..
+                    },
+                ) => {
+                    let KubeError::Invalid { message, .. } = e else {
+                        unreachable!()
+                    };
+                    return Err(EngineError::Immutable {
+                        subject: Box::new(subject),
+                        message,
+                    });
+                }
+                // The namespace does not exist: fine when this sync creates it.
+                Err(KubeError::Api {
+                    code: 404, message, ..
+                }) if live.is_none()
+                    && manifest
+                        .namespace()
+                        .is_some_and(|ns| message.contains(&format!("namespaces \"{ns}\""))) =>
+                {
+                    let namespace = manifest.namespace().unwrap_or_default();
+                    if !creates_namespace.contains(namespace) {
+                        return Err(EngineError::NoSuchNamespace {
+                            namespace: namespace.to_string(),
+                            subject: Box::new(subject),
+                        });
+                    }
+                    (None, false)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            Ok((
+                Desired {
+                    manifest,
+                    live,
+                    dry_run,
+                },
+                immutable,
+            ))
+        })
+        .buffered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let desired: Vec<Desired> = desired
+        .into_iter()
+        .map(|(d, immutable)| {
+            if immutable {
+                recreate.insert(d.manifest.object_ref());
+            }
+            d
+        })
+        .collect();
+
+    let wanted: HashSet<ObjectRef> = desired.iter().map(|d| d.manifest.object_ref()).collect();
+    // Owned items in the streams below: borrowed closure arguments make the futures
+    // not `Send` for every lifetime, which callers that spawn them (the agent) need.
+    let gone: Vec<ObjectRef> = previous
+        .iter()
+        .filter(|r| !wanted.contains(*r))
+        .cloned()
+        .collect();
+    let leftovers: Vec<Leftover> = stream::iter(gone)
+        .map(|subject| async move {
+            let live = match cluster.get(&subject).await {
+                Ok(live) => live,
+                // Its kind is gone from the cluster, so the object is too.
+                Err(KubeError::UnknownKind { .. }) => None,
+                Err(e) => return Err(EngineError::from(e)),
+            };
+            Ok(Leftover { subject, live })
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+
+    let manifests = desired
+        .iter()
+        .map(|d| (d.manifest.object_ref(), d.manifest.clone()))
+        .collect();
+    let mut changeset = crate::plan::plan(PlanInput {
+        app,
+        revision: &rendered.revision.sha,
+        desired,
+        leftovers,
+        prune: spec.prune,
+    })?;
+    in_sync.learn(&changeset, &seen.lock().expect("seen objects"));
+    for change in &mut changeset.changes {
+        if recreate.contains(&change.subject) {
+            change.action = Action::Recreate;
+            change.reason = Some("immutable field changed; will delete and re-create".into());
+        }
+    }
+    Ok(Planned {
+        changeset,
+        manifests,
+        previous,
+        in_sync: in_sync.clone(),
+        keep,
+    })
+}

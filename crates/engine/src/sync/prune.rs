@@ -1,0 +1,105 @@
+//! Prune: delete what left Git, and everything of an app that is removed.
+
+use ferry_kube::{Cluster, Inventory, KubeError};
+use ferry_model::{APP_LABEL, Action, ObjectRef, PRUNE_ANNOTATION};
+
+use super::plan::Planned;
+use crate::EngineError;
+use crate::order::sort_for_prune;
+use crate::progress::{Event, Progress};
+
+/// Deletes the plan's prune entries in prune order; on failure returns the objects
+/// that could not be deleted and the first error.
+pub(super) async fn prune(
+    cluster: &Cluster,
+    planned: &Planned,
+    progress: &dyn Progress,
+) -> Result<(), (Vec<ObjectRef>, String)> {
+    let doomed: Vec<&ObjectRef> = planned
+        .changeset
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Prune)
+        .map(|c| &c.subject)
+        .collect();
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    progress.event(Event::Phase(format!("pruning {} object(s)", doomed.len())));
+    let mut failed = Vec::new();
+    let mut first = None;
+    for subject in doomed {
+        match cluster.delete(subject).await {
+            Ok(()) => progress.event(Event::Pruned(subject.clone())),
+            Err(e) => {
+                first.get_or_insert_with(|| e.to_string());
+                failed.push(subject.clone());
+            }
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(first) => Err((failed, first)),
+    }
+}
+
+/// Deletes, in prune order, the inventoried objects of `app` that still carry its label
+/// (and no `ferry.dev/prune: disabled`), then the inventory; on failure the inventory
+/// keeps the objects not deleted. Returns how many objects were deleted.
+pub(super) async fn remove(
+    cluster: &Cluster,
+    app: &str,
+    progress: &dyn Progress,
+) -> Result<usize, EngineError> {
+    let Some(inventory) = cluster.read_inventory(app).await? else {
+        return Ok(0);
+    };
+    let mut entries = inventory.entries.clone();
+    sort_for_prune(&mut entries);
+    let mut deleted = 0;
+    let mut failed = Vec::new();
+    let mut first = None;
+    for subject in entries {
+        let live = match cluster.get(&subject).await {
+            Ok(Some(live)) => live,
+            // Gone already, or its kind is no longer served: nothing to delete.
+            Ok(None) | Err(KubeError::UnknownKind { .. }) => continue,
+            Err(e) => {
+                first.get_or_insert(e);
+                failed.push(subject);
+                continue;
+            }
+        };
+        let metadata = &live["metadata"];
+        let owned = metadata["labels"][APP_LABEL].as_str() == Some(app);
+        let protected = metadata["annotations"][PRUNE_ANNOTATION].as_str() == Some("disabled");
+        if !owned || protected {
+            continue;
+        }
+        match cluster.delete(&subject).await {
+            Ok(()) => {
+                progress.event(Event::Pruned(subject));
+                deleted += 1;
+            }
+            Err(e) => {
+                first.get_or_insert(e);
+                failed.push(subject);
+            }
+        }
+    }
+    if let Some(e) = first {
+        cluster
+            .write_inventory(
+                app,
+                &Inventory {
+                    revision: inventory.revision,
+                    entries: failed,
+                    in_sync: Default::default(),
+                },
+            )
+            .await?;
+        return Err(e.into());
+    }
+    cluster.delete_inventory(app).await?;
+    Ok(deleted)
+}
