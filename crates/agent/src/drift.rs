@@ -66,7 +66,9 @@ impl Watches {
                             seen.deleted(&o);
                             (o, Trigger::Drift)
                         }
-                        Ok(ferry_kube::WatchEvent::Resynced) => continue,
+                        Ok(
+                            ferry_kube::WatchEvent::Relisting | ferry_kube::WatchEvent::Resynced,
+                        ) => continue,
                         Err(e) => {
                             warn!(%kind, "watch error: {e}");
                             continue;

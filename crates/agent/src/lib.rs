@@ -14,6 +14,7 @@ pub mod crd;
 pub mod drift;
 pub mod history;
 pub mod kept;
+pub mod live;
 pub mod metrics;
 pub mod poller;
 pub mod state;

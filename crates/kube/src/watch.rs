@@ -14,6 +14,8 @@ pub enum WatchEvent {
     Changed(Value),
     /// An object was deleted.
     Deleted(Value),
+    /// The watch starts a (re)list: its objects follow as `Changed`, then `Resynced`.
+    Relisting,
     /// The watch finished a (re)list; the objects listed came before it as `Changed`.
     Resynced,
 }
@@ -43,7 +45,7 @@ impl Cluster {
                         }
                         Ok(watcher::Event::Delete(o)) => Some(Ok(WatchEvent::Deleted(to_value(o)))),
                         Ok(watcher::Event::InitDone) => Some(Ok(WatchEvent::Resynced)),
-                        Ok(watcher::Event::Init) => None,
+                        Ok(watcher::Event::Init) => Some(Ok(WatchEvent::Relisting)),
                         Err(e) => Some(Err(KubeError::Unreachable {
                             server,
                             message: e.to_string(),
