@@ -4,16 +4,12 @@
 //! (GET + server-side-apply dry-run, then the pure [`plan::plan`]) → [`sync::apply`]
 //! (staged apply, prune, inventory) → [`wait::wait_healthy`] (kstatus health).
 //!
-//! Pure modules, testable without a cluster: [`health`], [`order`], [`diff`], [`plan`],
-//! [`preview`]. The I/O modules talk to the cluster only through `ferry_kube`.
+//! The pure modules live in `ferry-plan` and are re-exported here at their old paths:
+//! [`health`], [`order`], [`diff`], [`plan`], [`preview`] (and [`promote::yaml`]). The
+//! I/O modules talk to the cluster only through `ferry_kube`.
 
 pub mod appset;
-pub mod diff;
 mod error;
-pub mod health;
-pub mod order;
-pub mod plan;
-pub mod preview;
 pub mod progress;
 pub mod promote;
 pub mod source;
@@ -21,3 +17,4 @@ pub mod sync;
 pub mod wait;
 
 pub use error::EngineError;
+pub use ferry_plan::{diff, health, order, plan, preview};
