@@ -19,6 +19,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== ferry-plan has no I/O dependencies"
+deps=$(cargo tree -p ferry-plan -e normal --prefix none --locked | awk '{print $1}')
+io=$(grep -xE 'kube(-.*)?|k8s-openapi|tokio(-.*)?|reqwest|gix(-.*)?' <<<"$deps" | sort -u || true)
+if [ -n "$io" ]; then
+  echo "ferry-plan must stay pure, but depends on: $(echo $io)" >&2
+  exit 1
+fi
 echo "== pytest examples/llm-app/app"
 python3 -m pytest -q examples/llm-app/app
 echo "== browser tests (dashboard in headless Chromium)"

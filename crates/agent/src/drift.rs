@@ -9,6 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use ferry_model::{APP_LABEL, ObjectRef};
+use ferry_plan::diff::without_write_stamps;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -127,17 +128,8 @@ fn key(object: &Value) -> (String, String) {
 /// A hash of everything but the status and the fields the API server changes on every
 /// write.
 fn fingerprint(object: &Value) -> u64 {
-    let mut object = object.clone();
-    if let Some(map) = object.as_object_mut() {
-        map.remove("status");
-    }
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        for field in ["resourceVersion", "managedFields"] {
-            meta.remove(field);
-        }
-    }
     let mut hasher = std::hash::DefaultHasher::new();
-    object.to_string().hash(&mut hasher);
+    without_write_stamps(object).to_string().hash(&mut hasher);
     hasher.finish()
 }
 

@@ -6,16 +6,12 @@
 //! last) → health ([`wait`], kstatus rules). Push mode, the agent and the dashboard all
 //! call [`sync::Sync`]; none of them calls a step on its own.
 //!
-//! Pure modules, testable without a cluster: [`health`], [`order`], [`diff`], [`plan`],
-//! [`preview`]. The I/O modules talk to the cluster only through `ferry_kube`.
+//! The pure modules live in `ferry-plan` and are re-exported here at their old paths:
+//! [`health`], [`order`], [`diff`], [`plan`], [`preview`] (and [`promote::yaml`]). The
+//! I/O modules talk to the cluster only through `ferry_kube`.
 
 pub mod appset;
-pub mod diff;
 mod error;
-pub mod health;
-pub mod order;
-pub mod plan;
-pub mod preview;
 pub mod progress;
 pub mod promote;
 pub mod source;
@@ -23,4 +19,5 @@ pub mod sync;
 pub mod wait;
 
 pub use error::EngineError;
+pub use ferry_plan::{diff, health, order, plan, preview};
 pub use sync::{Sync, SyncOptions, SyncReport, Wait};

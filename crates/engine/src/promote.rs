@@ -1,10 +1,10 @@
 //! `ferry promote`: copy image tags from one directory of an app set to another in the
 //! local working copy of the set's repository, then commit the change with the `git` CLI.
 //!
-//! The target file is edited line by line ([`yaml`]), so its comments and layout stay;
-//! nothing but the target file is committed. Blocking.
+//! The target file is edited line by line ([`yaml`], the pure `ferry_plan::edit`), so
+//! its comments and layout stay; nothing but the target file is committed. Blocking.
 
-pub mod yaml;
+pub use ferry_plan::edit as yaml;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,6 +7,7 @@ mod app;
 pub mod appset;
 mod changeset;
 mod health;
+mod known;
 mod manifest;
 mod object;
 
@@ -17,6 +18,7 @@ pub use app::{
 pub use appset::{AppSet, PromoteMethod, PromoteSpec};
 pub use changeset::{Action, Change, ChangeSet, Summary};
 pub use health::{Health, HealthStatus};
+pub use known::{Digest, Known};
 pub use manifest::{Manifest, ManifestError, Origin};
 pub use object::ObjectRef;
 

@@ -16,11 +16,11 @@ use ferry_engine::progress::Silent;
 use ferry_engine::source::Rendered;
 use ferry_engine::{Sync, SyncOptions};
 use ferry_model::{Action, Health, HealthStatus, ObjectRef};
+use ferry_plan::drift::{FieldDrift, explain};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::Role;
-use crate::drift::{FieldDrift, explain};
 use crate::tree::{self, CHILD_KINDS};
 
 /// Shared state of the dashboard's handlers.

@@ -17,7 +17,6 @@
 //! leave the agent: diffs, YAML and drift reports are masked or carry field names only.
 
 pub mod auth;
-pub mod drift;
 pub mod tree;
 
 mod assets;

@@ -1,15 +1,11 @@
 //! The in-sync memo: which objects a plan may skip the dry-run of.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
+pub use ferry_model::Known;
 use ferry_model::{Action, ChangeSet, ObjectRef};
-use serde_json::Value;
-
-/// What a plan learned of one object: the hash of its desired manifest, and a
-/// fingerprint of the live object's fields that manifest sets ([`fingerprint`]).
-pub type Known = (u64, u64);
+pub(super) use ferry_plan::memo::knowledge;
 
 /// Objects known to be in sync, by inventory key: while an object's desired manifest and
 /// the live values of the fields it sets stay the same, a server-side-apply dry-run would
@@ -63,39 +59,10 @@ impl InSync {
     }
 }
 
-fn hash_of(value: &Value) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    value.to_string().hash(&mut hasher);
-    hasher.finish()
-}
-
-/// The desired manifest's hash and the fingerprint of `live` for it; `None` when `live`
-/// lacks a field the manifest sets (a write-only field such as a Secret's `stringData`,
-/// or one removed live), so that no memo can vouch for it.
-pub(super) fn knowledge(manifest: &Value, live: &Value) -> Option<Known> {
-    Some((hash_of(manifest), hash_of(&project(live, manifest)?)))
-}
-
-/// `live` cut down to the fields `manifest` sets: maps key by key (a `null` in the
-/// manifest sets nothing), lists and scalars whole.
-fn project(live: &Value, manifest: &Value) -> Option<Value> {
-    match (live, manifest) {
-        (Value::Object(l), Value::Object(m)) => {
-            let mut out = serde_json::Map::new();
-            for (k, mv) in m.iter().filter(|(_, v)| !v.is_null()) {
-                out.insert(k.clone(), project(l.get(k)?, mv)?);
-            }
-            Some(Value::Object(out))
-        }
-        _ => Some(live.clone()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_model::Change;
-    use serde_json::json;
+    use ferry_model::{Change, Digest};
 
     fn change(name: &str, action: Action) -> Change {
         Change {
@@ -106,56 +73,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn in_sync_holds_while_the_managed_fields_and_manifest_are_unchanged() {
-        let manifest = json!({"metadata": {"name": "a", "labels": {"app": "x"}},
-                              "spec": {"replicas": 1, "template": {"c": [1]}}});
-        let live = json!({"metadata": {"name": "a", "labels": {"app": "x"}, "resourceVersion": "1",
-                                       "annotations": {"revision": "1"}},
-                          "spec": {"replicas": 1, "template": {"c": [1]}, "strategy": "r"},
-                          "status": {"ready": 0}});
-        let base = knowledge(&manifest, &live).unwrap();
-
-        let mut later = live.clone();
-        later["status"]["ready"] = json!(1);
-        later["metadata"]["resourceVersion"] = json!("2");
-        later["metadata"]["annotations"]["revision"] = json!("2");
-        later["spec"]["strategy"] = json!("other");
-        assert_eq!(
-            knowledge(&manifest, &later),
-            Some(base),
-            "fields ferry does not set"
-        );
-
-        let mut edited = live.clone();
-        edited["spec"]["replicas"] = json!(3);
-        assert_ne!(
-            knowledge(&manifest, &edited),
-            Some(base),
-            "a field ferry sets"
-        );
-        let mut removed = live.clone();
-        removed["metadata"]["labels"] = json!({});
-        assert_eq!(
-            knowledge(&manifest, &removed),
-            None,
-            "a label ferry sets, removed"
-        );
-        let mut item = live.clone();
-        item["spec"]["template"]["c"] = json!([1, 2]);
-        assert_ne!(knowledge(&manifest, &item), Some(base), "lists count whole");
-        let mut wanted = manifest.clone();
-        wanted["spec"]["replicas"] = json!(2);
-        assert_ne!(knowledge(&wanted, &live), Some(base), "another manifest");
-        let secret = json!({"stringData": {"password": "x"}});
-        let live_secret = json!({"data": {"password": "eA=="}});
-        assert_eq!(
-            knowledge(&secret, &live_secret),
-            None,
-            "write-only fields: no memo"
-        );
-        let nulls = json!({"metadata": {"name": "a", "creationTimestamp": null}});
-        assert!(knowledge(&nulls, &live).is_some(), "a null sets nothing");
+    /// A [`Known`] whose digests are `manifest` and `live` repeated.
+    fn known(manifest: u8, live: u8) -> Known {
+        Known {
+            manifest: Digest([manifest; 32]),
+            live: Digest([live; 32]),
+        }
     }
 
     #[test]
@@ -168,27 +91,30 @@ mod tests {
             revision: "r".into(),
             changes: vec![a.clone(), b.clone()],
         };
-        let seen = HashMap::from([(a.subject.clone(), (1, 10)), (b.subject.clone(), (2, 20))]);
+        let seen = HashMap::from([
+            (a.subject.clone(), known(1, 10)),
+            (b.subject.clone(), known(2, 20)),
+        ]);
         memo.learn(&changeset, &seen);
-        assert!(memo.holds(&a.subject, (1, 10)));
-        assert!(!memo.holds(&a.subject, (1, 11)));
-        assert!(!memo.holds(&b.subject, (2, 20)), "not in sync");
+        assert!(memo.holds(&a.subject, known(1, 10)));
+        assert!(!memo.holds(&a.subject, known(1, 11)));
+        assert!(!memo.holds(&b.subject, known(2, 20)), "not in sync");
         let kept = memo.kept(&[a.subject.clone(), b.subject.clone()]);
         assert_eq!(kept.len(), 1);
         assert!(
-            InSync::from_kept(&kept).holds(&a.subject, (1, 10)),
+            InSync::from_kept(&kept).holds(&a.subject, known(1, 10)),
             "round trip"
         );
 
-        memo.remember(&b.subject, (2, 21));
-        assert!(memo.holds(&b.subject, (2, 21)), "applied: known");
+        memo.remember(&b.subject, known(2, 21));
+        assert!(memo.holds(&b.subject, known(2, 21)), "applied: known");
         let changeset = ChangeSet {
             changes: vec![change("a", Action::Update)],
             ..changeset
         };
         memo.learn(&changeset, &seen);
         assert!(
-            !memo.holds(&a.subject, (1, 10)),
+            !memo.holds(&a.subject, known(1, 10)),
             "forgotten once it differs"
         );
     }

@@ -10,10 +10,12 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use similar::TextDiff;
 
-/// Metadata fields set by the API server, never by the user.
+/// Metadata fields the API server rewrites on every write to an object, whatever was
+/// written (with `status`, removed by [`without_write_stamps`]).
+const WRITE_STAMPS: &[&str] = &["managedFields", "resourceVersion"];
+
+/// The other metadata fields set by the API server, never by the user.
 const SERVER_METADATA: &[&str] = &[
-    "managedFields",
-    "resourceVersion",
     "uid",
     "generation",
     "creationTimestamp",
@@ -45,12 +47,8 @@ const SECRET_FIELDS: &[&str] = &["data", "stringData"];
 /// `deployment.kubernetes.io/revision` annotations. Empty `labels`/`annotations`
 /// maps are removed, so "no annotations" and "only server annotations" compare equal.
 pub fn normalize(obj: &Value) -> Value {
-    let mut out = obj.clone();
-    let Some(map) = out.as_object_mut() else {
-        return out;
-    };
-    map.remove("status");
-    if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+    let mut out = without_write_stamps(obj);
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
         for field in SERVER_METADATA {
             meta.remove(*field);
         }
@@ -66,6 +64,23 @@ pub fn normalize(obj: &Value) -> Value {
             {
                 meta.remove(field);
             }
+        }
+    }
+    out
+}
+
+/// A copy of `obj` without what the API server changes on every write: `status`,
+/// `metadata.managedFields` and `metadata.resourceVersion`. Two such copies of an object
+/// differ only when the object itself was changed, not just its status.
+pub fn without_write_stamps(obj: &Value) -> Value {
+    let mut out = obj.clone();
+    let Some(map) = out.as_object_mut() else {
+        return out;
+    };
+    map.remove("status");
+    if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in WRITE_STAMPS {
+            meta.remove(*field);
         }
     }
     out
@@ -127,7 +142,7 @@ pub fn mask_pair(live: &Value, desired: &Value) -> (Value, Value) {
 }
 
 /// Serialises a JSON value with object keys in sorted order, whatever the map type.
-struct Sorted<'a>(&'a Value);
+pub(crate) struct Sorted<'a>(pub(crate) &'a Value);
 
 impl Serialize for Sorted<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -296,6 +311,26 @@ mod tests {
                    "metadata": {"name": "a", "namespace": "ns", "labels": {"app": "a"}},
                    "data": {"k": "v"}})
         );
+        assert_eq!(
+            without_write_stamps(&live)["metadata"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            [
+                "annotations",
+                "creationTimestamp",
+                "deletionGracePeriodSeconds",
+                "deletionTimestamp",
+                "generation",
+                "labels",
+                "name",
+                "namespace",
+                "selfLink",
+                "uid"
+            ]
+        );
+        assert_eq!(without_write_stamps(&live).get("status"), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Drift explained: which fields of a live object differ from what Git wants, and which
 //! field manager last wrote each of them, read from `metadata.managedFields`.
 //!
-//! Both objects are compared after [`ferry_engine::diff::normalize`]. A field's manager
+//! Both objects are compared after [`crate::diff::normalize`]. A field's manager
 //! is found by walking each managedFields entry's `fieldsV1` set (`f:spec` → `f:replicas`,
 //! `k:{"name":"web"}` for an item of a keyed list, `v:` for a set item, `i:` for an index)
 //! against the live object. The time reported is the entry's `time`, i.e. that manager's
@@ -266,8 +266,8 @@ pub fn explain(
     now: SystemTime,
     detected: Option<SystemTime>,
 ) -> Vec<FieldDrift> {
-    let norm_live = ferry_engine::diff::normalize(live);
-    let norm_want = ferry_engine::diff::normalize(desired);
+    let norm_live = crate::diff::normalize(live);
+    let norm_want = crate::diff::normalize(desired);
     let mut found = Vec::new();
     walk(&norm_live, &norm_want, &mut Vec::new(), "", &mut found);
     let managers = managers(live);
