@@ -10,8 +10,10 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use ferry_api::{
+    ActionAccepted, AppDetail, AppList, AppSummary, Condition, ErrorBody, HistoryList,
+    HistoryQuery, ListQuery, RollbackBody, WebhookAccepted,
+};
 
 use crate::controller::{Ctx, RepoKey, repo_key};
 use crate::history::Trigger;
@@ -32,8 +34,8 @@ pub struct Api {
 /// The agent's router.
 pub fn router(api: Api) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/hooks/{provider}", post(webhook))
         .route("/api/v1/apps", get(list_apps))
@@ -44,10 +46,29 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+/// A JSON error answer with `status`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(ErrorBody::new(message))).into_response()
 }
 
+/// Liveness probe.
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness probe.
+#[utoipa::path(get, path = "/readyz", tag = "meta", security(()),
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain")))]
+async fn readyz() -> &'static str {
+    "ok"
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "meta", security(()),
+    responses((status = 200, description = "Metrics.", body = String,
+        content_type = "application/openmetrics-text")))]
 async fn metrics(State(api): State<Api>) -> Response {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
@@ -56,6 +77,20 @@ async fn metrics(State(api): State<Api>) -> Response {
         .into_response()
 }
 
+/// Git push webhook, authenticated by its signature or token (`--webhook-secret`).
+///
+/// API tokens play no part here.
+#[utoipa::path(post, path = "/hooks/{provider}", operation_id = "webhook", tag = "webhooks",
+    security(()),
+    params(("provider" = String, Path,
+        description = "`github`, `gitlab`, `gitea`, `bitbucket` or `generic`.")),
+    request_body(content = Object, description = "The provider's push event."),
+    responses(
+        (status = 202, description = "Accepted: matching repositories are fetched.",
+            body = WebhookAccepted),
+        (status = 401, description = "No webhook secret configured, or a bad signature.",
+            body = ErrorBody),
+        (status = 404, description = "Unknown provider.", body = ErrorBody)))]
 async fn webhook(
     State(api): State<Api>,
     Path(provider): Path<String>,
@@ -110,40 +145,13 @@ async fn webhook(
             refresh(&ctx, &key, Trigger::Webhook).await;
         }
     });
-    (StatusCode::ACCEPTED, Json(json!({ "repositories": repos }))).into_response()
-}
-
-/// Query parameters of the app list.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    /// `Synced`, `OutOfSync` or `Unknown`.
-    pub sync: Option<String>,
-    /// A health status, e.g. `Current`.
-    pub health: Option<String>,
-    /// Substring of the name, repository or path.
-    pub q: Option<String>,
-    /// Items to skip.
-    #[serde(default)]
-    pub offset: usize,
-    /// Items to return (default 100, at most 1000).
-    pub limit: Option<usize>,
-}
-
-/// One row of the app list.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AppSummary {
-    name: String,
-    repo: String,
-    path: String,
-    namespace: Option<String>,
-    sync: crate::state::SyncState,
-    health: ferry_model::HealthStatus,
-    revision: String,
-    message: String,
-    last_sync_at: Option<i64>,
-    suspended: bool,
-    reason: Option<String>,
+    (
+        StatusCode::ACCEPTED,
+        Json(WebhookAccepted {
+            repositories: repos,
+        }),
+    )
+        .into_response()
 }
 
 impl From<&AppStatus> for AppSummary {
@@ -164,6 +172,38 @@ impl From<&AppStatus> for AppSummary {
     }
 }
 
+impl From<&AppStatus> for AppDetail {
+    fn from(s: &AppStatus) -> Self {
+        let condition = |c: &crate::state::Condition| Condition {
+            kind: c.kind.into(),
+            status: c.status.into(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        };
+        Self {
+            name: s.name.clone(),
+            spec: s.spec.clone(),
+            sync: s.sync,
+            health: s.health,
+            revision: s.revision.clone(),
+            message: s.message.clone(),
+            last_sync_at: s.last_sync_at,
+            last_duration_ms: s.last_duration_ms,
+            inventory: s.inventory,
+            drifted: s.drifted.clone(),
+            conditions: s.conditions.iter().map(condition).collect(),
+            suspended: s.suspended,
+            pinned: s.pinned.clone(),
+            objects: s.objects.clone(),
+            changeset: s.changeset.clone(),
+        }
+    }
+}
+
+/// List apps, filtered and paginated.
+#[utoipa::path(get, path = "/api/v1/apps", operation_id = "listApps", tag = "apps",
+    params(ListQuery),
+    responses((status = 200, description = "A page of apps.", body = AppList)))]
 async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Response {
     let needle = q.q.as_deref().map(str::to_lowercase);
     let limit = q.limit.unwrap_or(100).min(1000);
@@ -200,23 +240,34 @@ async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Respon
             (total, items)
         })
         .await;
-    Json(json!({ "total": total, "offset": q.offset, "items": items })).into_response()
+    Json(AppList {
+        total,
+        offset: q.offset,
+        items,
+    })
+    .into_response()
 }
 
+/// One app's full status.
+#[utoipa::path(get, path = "/api/v1/apps/{name}", operation_id = "getApp", tag = "apps",
+    params(("name" = String, Path, description = "App name.")),
+    responses(
+        (status = 200, description = "The status.", body = AppDetail),
+        (status = 404, description = "No app of that name.", body = ErrorBody)))]
 async fn get_app(State(api): State<Api>, Path(name): Path<String>) -> Response {
     match api.ctx.store.get(&name).await {
-        Some(app) => Json(app).into_response(),
+        Some(app) => Json(AppDetail::from(&app)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no app named {name:?}")),
     }
 }
 
-/// Query parameters of the history list.
-#[derive(Debug, Deserialize)]
-pub struct HistoryQuery {
-    /// Entries to return (default 50).
-    pub limit: Option<usize>,
-}
-
+/// The app's sync history, newest first.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/history", operation_id = "appHistory",
+    tag = "apps",
+    params(("name" = String, Path, description = "App name."), HistoryQuery),
+    responses(
+        (status = 200, description = "History entries.", body = HistoryList),
+        (status = 404, description = "No app of that name.", body = ErrorBody)))]
 async fn history(
     State(api): State<Api>,
     Path(name): Path<String>,
@@ -226,18 +277,32 @@ async fn history(
         return error(StatusCode::NOT_FOUND, format!("no app named {name:?}"));
     }
     match api.ctx.history.list(&name, q.limit.unwrap_or(50)) {
-        Ok(entries) => Json(json!({ "items": entries })).into_response(),
+        Ok(items) => Json(HistoryList { items }).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
-/// Body of a rollback: a history id or a Git revision.
-#[derive(Debug, Deserialize)]
-pub struct RollbackBody {
-    /// History entry id, or a commit SHA / ref.
-    pub target: String,
-}
-
+/// Act on an app (operator role).
+///
+/// `sync` applies now (also when self-heal is off); `refresh` fetches Git and re-compares;
+/// `suspend` / `resume` stop and restart reconciling (resume also clears a rollback pin);
+/// `rollback` pins a history entry's revision or a Git revision. Requests must carry
+/// `Authorization` or `Content-Type: application/json`, and an `Origin`, if any, matching
+/// the host.
+#[utoipa::path(post, path = "/api/v1/apps/{name}/{action}", operation_id = "appAction",
+    tag = "actions",
+    params(("name" = String, Path, description = "App name."),
+        ("action" = String, Path,
+            description = "`sync`, `refresh`, `suspend`, `resume` or `rollback`.")),
+    request_body(content = Option<RollbackBody>, description = "For `rollback` only."),
+    responses(
+        (status = 202, description = "Accepted: the reconcile is queued.",
+            body = ActionAccepted),
+        (status = 400, description = "Bad rollback body.", body = ErrorBody),
+        (status = 404, description = "No such app, action or history entry.",
+            body = ErrorBody),
+        (status = 503, description = "This agent is standing by, or the change cannot be kept in the cluster.",
+            body = ErrorBody)))]
 async fn action(
     State(api): State<Api>,
     Path((name, action)): Path<(String, String)>,
@@ -298,19 +363,20 @@ async fn action(
                 return response;
             }
             ctx.enqueue(&name, Trigger::Rollback);
-            return (
-                StatusCode::ACCEPTED,
-                Json(json!({ "app": name, "action": action, "revision": revision })),
-            )
-                .into_response();
+            return accepted(name, action, Some(revision));
         }
         other => return error(StatusCode::NOT_FOUND, format!("unknown action {other:?}")),
     }
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({ "app": name, "action": action })),
-    )
-        .into_response()
+    accepted(name, action, None)
+}
+
+fn accepted(app: String, action: String, revision: Option<String>) -> Response {
+    let body = ActionAccepted {
+        app,
+        action,
+        revision,
+    };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
 /// Runs a change to what is kept (suspension, pin) on the leader only: only the leader

@@ -12,9 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferry_model::{ChangeSet, Summary};
+pub use ferry_api::{HistoryEntry as Entry, Outcome, Trigger};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 
 /// Most entries kept per app; recording one more removes the oldest.
 pub const MAX_PER_APP: usize = 200;
@@ -26,64 +25,6 @@ const FILE_NAME: &str = "history.redb";
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 /// `(app, id)` → nothing: the per-app index.
 const BY_APP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_app");
-
-/// What started a sync.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    /// The periodic Git poll found a new revision.
-    Poll,
-    /// A push webhook.
-    Webhook,
-    /// Drift in the cluster was corrected (self-heal).
-    Drift,
-    /// A user asked for a sync.
-    Manual,
-    /// A user rolled back to an earlier revision.
-    Rollback,
-    /// The agent's first reconcile after starting.
-    Startup,
-    /// Only the objects' health is looked at again (a status change, or health still
-    /// progressing); never recorded, as it writes nothing.
-    Health,
-}
-
-/// How a sync ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// Everything applied (and became healthy when waiting).
-    Succeeded,
-    /// The sync stopped with an error.
-    Failed,
-}
-
-/// One recorded sync.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    /// Unique id, assigned by [`History::record`]; increases with every record.
-    pub id: u64,
-    /// App name.
-    pub app: String,
-    /// Git commit SHA that was synced.
-    pub revision: String,
-    /// The commit's message (first line or full).
-    pub message: String,
-    /// What started the sync.
-    pub trigger: Trigger,
-    /// Start time, Unix milliseconds.
-    pub started_at: i64,
-    /// How long the sync took, milliseconds.
-    pub duration_ms: u64,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// The error, when it failed.
-    pub error: Option<String>,
-    /// Counts of the changes.
-    pub summary: Summary,
-    /// The changes themselves.
-    pub changeset: ChangeSet,
-}
 
 /// An error reading or writing the history.
 #[derive(Debug, thiserror::Error)]
@@ -259,7 +200,7 @@ mod tests {
     use std::process::{Child, Command, Stdio};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use ferry_model::{Action, Change, ObjectRef};
+    use ferry_model::{Action, Change, ChangeSet, ObjectRef};
 
     use super::*;
 

@@ -3,20 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ferry_model::{AppSpec, ChangeSet, Health, HealthStatus, ObjectRef};
+pub use ferry_api::{ObjectStatus, SyncState};
+use ferry_model::{AppSpec, ChangeSet, HealthStatus, ObjectRef};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{RwLock, broadcast};
-
-/// Whether the cluster matches Git.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum SyncState {
-    /// Every object matches the desired revision.
-    Synced,
-    /// Some object differs (drift, or a new revision not yet applied).
-    OutOfSync,
-    /// Not reconciled yet.
-    Unknown,
-}
 
 /// A Kubernetes-style condition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -30,15 +20,6 @@ pub struct Condition {
     pub reason: String,
     /// Human-readable detail.
     pub message: String,
-}
-
-/// One object of an app with its health.
-#[derive(Clone, Debug, Serialize)]
-pub struct ObjectStatus {
-    /// The object.
-    pub subject: ObjectRef,
-    /// Its health.
-    pub health: Health,
 }
 
 /// The status of one app.

@@ -3,7 +3,18 @@ use serde::{Deserialize, Serialize};
 use crate::ObjectRef;
 
 /// What the engine does (or would do) to one object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Not in the cluster; will be created.
@@ -21,7 +32,9 @@ pub enum Action {
 }
 
 /// One object's planned or performed change.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 pub struct Change {
     /// The object.
     pub subject: ObjectRef,
@@ -37,7 +50,16 @@ pub struct Change {
 
 /// Counts of actions in a [`ChangeSet`].
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 pub struct Summary {
     /// Objects to create.
@@ -68,7 +90,9 @@ impl std::fmt::Display for Summary {
 
 /// The result of planning an app at one revision: what changes, per object.
 /// The CLI prints it, the agent stores it, the dashboard shows it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 pub struct ChangeSet {
     /// App name.
     pub app: String,

@@ -3,7 +3,18 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// kstatus-style status of one object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+)]
 pub enum HealthStatus {
     /// Reconciled and ready.
     Current,
@@ -26,7 +37,9 @@ impl fmt::Display for HealthStatus {
 }
 
 /// A status with the reason behind it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 pub struct Health {
     /// The status.
     pub status: HealthStatus,

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Identifies one Kubernetes object. Identity (equality, ordering, hashing) ignores
 /// the API version, so `apps/v1` and `apps/v1beta1` of the same Deployment are one object.
-#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
 pub struct ObjectRef {
     /// API group; empty for the core group.
     pub group: String,

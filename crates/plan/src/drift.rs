@@ -13,52 +13,9 @@
 
 use std::time::SystemTime;
 
-use serde::Serialize;
 use serde_json::Value;
 
-/// How a field differs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FieldChange {
-    /// Both sides have the field, with different values.
-    Changed,
-    /// Git sets the field; the cluster does not have it.
-    Missing,
-    /// The cluster has the field; Git does not set it (a sync removes it).
-    Extra,
-}
-
-/// Where a [`FieldDrift::time`] comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum TimeSource {
-    /// The manager's `managedFields` entry.
-    ManagedFields,
-    /// When the agent first saw the app differ from Git (the entry has no time).
-    Detected,
-}
-
-/// One field that differs between the live object and Git.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FieldDrift {
-    /// The field, e.g. `spec.replicas` or `spec.template.spec.containers[name=web].image`.
-    pub path: String,
-    /// How it differs.
-    pub change: FieldChange,
-    /// The field manager that last wrote it, e.g. `kubectl`, when known.
-    pub manager: Option<String>,
-    /// That manager's operation: `Apply` or `Update`.
-    pub operation: Option<String>,
-    /// The subresource written through, e.g. `scale`, if any.
-    pub subresource: Option<String>,
-    /// When that manager last wrote the object (RFC 3339).
-    pub time: Option<String>,
-    /// Where `time` comes from.
-    pub time_source: Option<TimeSource>,
-    /// One line for people, e.g. `spec.replicas changed by kubectl 2 min ago`.
-    pub summary: String,
-}
+pub use ferry_api::{FieldChange, FieldDrift, TimeSource};
 
 /// One segment of a field path.
 #[derive(Clone, Debug, PartialEq, Eq)]

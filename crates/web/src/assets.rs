@@ -23,7 +23,10 @@ fn file(content_type: &'static str, body: &'static [u8]) -> Response {
         .into_response()
 }
 
-/// `GET /`: the single page.
+/// The web dashboard (HTML).
+#[utoipa::path(get, path = "/", operation_id = "dashboard", tag = "dashboard", security(()),
+    responses((status = 200, description = "The single page.", body = String,
+        content_type = "text/html")))]
 pub async fn index() -> Response {
     file(
         "text/html; charset=utf-8",
@@ -31,7 +34,13 @@ pub async fn index() -> Response {
     )
 }
 
-/// `GET /assets/{file}`.
+/// A static file of the dashboard.
+#[utoipa::path(get, path = "/assets/{file}", operation_id = "asset", tag = "dashboard",
+    security(()),
+    params(("file" = String, Path, description = "`app.js`, `app.css` or `favicon.svg`.")),
+    responses(
+        (status = 200, description = "The file."),
+        (status = 404, description = "No such file.", body = ferry_api::ErrorBody)))]
 pub async fn asset(Path(name): Path<String>) -> Response {
     match name.as_str() {
         "app.js" => file(
@@ -47,7 +56,10 @@ pub async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
-/// `GET /api/openapi.json`: the API's OpenAPI 3 document.
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", operation_id = "openapi", tag = "meta",
+    security(()),
+    responses((status = 200, description = "The OpenAPI document.", body = Object)))]
 pub async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
 }

@@ -25,33 +25,15 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+pub use ferry_api::Role;
 
 use crate::error_response;
 
 /// Shortest token accepted: shorter ones are guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
-
-/// What a token allows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Read apps, trees, diffs, history, events and the stream.
-    Viewer,
-    /// Everything a viewer may, plus sync, refresh, suspend, resume and rollback.
-    Operator,
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-        })
-    }
-}
 
 /// A token configuration that cannot be used. Messages never contain a token.
 #[derive(Debug, thiserror::Error)]

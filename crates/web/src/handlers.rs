@@ -11,14 +11,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ferry_agent::api::Api;
 use ferry_agent::state::AppStatus;
+use ferry_api::{
+    Comparison, Diff, DiffChange, ErrorBody, Events, ManagerInfo, ObjectQuery, Resource, Tree,
+    WhoAmI,
+};
 use ferry_engine::diff::{mask_secret, normalize, to_yaml, unified};
 use ferry_engine::progress::Silent;
 use ferry_engine::source::Rendered;
 use ferry_engine::{Sync, SyncOptions};
 use ferry_model::{Action, Health, HealthStatus, ObjectRef};
-use ferry_plan::drift::{FieldDrift, explain};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use ferry_plan::drift::explain;
+use serde_json::Value;
 
 use crate::auth::Role;
 use crate::tree::{self, CHILD_KINDS};
@@ -138,21 +141,41 @@ async fn roots(web: &Web, status: &AppStatus) -> Result<Vec<ObjectRef>, WebError
         .unwrap_or_default())
 }
 
-/// `GET /api/v1/whoami`: the caller's role and whether tokens are in use.
+/// The caller's role.
+#[utoipa::path(get, path = "/api/v1/whoami", operation_id = "whoami", tag = "apps",
+    responses((status = 200, description = "The role.", body = WhoAmI)))]
 pub async fn whoami(role: Option<axum::Extension<Role>>) -> Response {
     let role = role.map_or(Role::Viewer, |r| r.0);
-    Json(json!({ "role": role })).into_response()
+    Json(WhoAmI { role }).into_response()
 }
 
-/// `GET /api/v1/apps/{name}/tree`.
+/// Resource tree: inventory objects and what they own (ownerReferences), with health.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/tree", operation_id = "appTree", tag = "apps",
+    params(("name" = String, Path, description = "App name.")),
+    responses(
+        (status = 200, description = "The tree.", body = Tree),
+        (status = 404, description = "No app of that name.", body = ErrorBody),
+        (status = 502, description = "The cluster failed.", body = ErrorBody)))]
 pub async fn tree(State(web): State<Web>, Path(name): Path<String>) -> Result<Response, WebError> {
     let status = app(&web, &name).await?;
     let roots = roots(&web, &status).await?;
     let nodes = tree::build(&web.api.ctx.cluster, &roots, &status.drifted).await?;
-    Ok(Json(json!({ "app": name, "revision": status.revision, "nodes": nodes })).into_response())
+    let tree = Tree {
+        app: name,
+        revision: status.revision,
+        nodes,
+    };
+    Ok(Json(tree).into_response())
 }
 
-/// `GET /api/v1/apps/{name}/events`.
+/// Kubernetes Events about the app's objects, newest first (at most 100).
+#[utoipa::path(get, path = "/api/v1/apps/{name}/events", operation_id = "appEvents",
+    tag = "apps",
+    params(("name" = String, Path, description = "App name.")),
+    responses(
+        (status = 200, description = "The events.", body = Events),
+        (status = 404, description = "No app of that name.", body = ErrorBody),
+        (status = 502, description = "The cluster failed.", body = ErrorBody)))]
 pub async fn events(
     State(web): State<Web>,
     Path(name): Path<String>,
@@ -169,7 +192,7 @@ pub async fn events(
         .into_iter()
         .collect();
     let items = tree::events(cluster, &name, &nodes, &extra).await?;
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(Events { items }).into_response())
 }
 
 /// The app's manifests at its current revision (the agent's render cache).
@@ -198,20 +221,6 @@ async fn desired_manifest(
 /// The engine's sync of the app (used here for dry runs only).
 fn sync<'a>(web: &'a Web, status: &'a AppStatus) -> Sync<'a> {
     Sync::new(&web.api.ctx.cluster, &status.name, &status.spec)
-}
-
-/// Desired vs live for one object of the app.
-#[derive(Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Comparison {
-    /// Unified diff live → desired, Secret values masked; empty when in sync.
-    diff: String,
-    /// The desired object as the server would store it (dry-run), masked, as YAML.
-    desired_yaml: Option<String>,
-    /// Fields that differ, with their managers.
-    drift: Vec<FieldDrift>,
-    /// Why no comparison could be made, if so.
-    error: Option<String>,
 }
 
 /// Compares one object with Git through a server-side-apply dry-run.
@@ -263,32 +272,7 @@ async fn compare(
     }
 }
 
-/// Query naming one object.
-#[derive(Debug, Deserialize)]
-pub struct ObjectQuery {
-    /// API group; empty or absent for the core group.
-    #[serde(default)]
-    pub group: String,
-    /// API version, e.g. `v1`.
-    pub version: String,
-    /// Kind.
-    pub kind: String,
-    /// Namespace; absent for cluster-scoped objects.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-}
-
-/// One field manager of an object.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ManagerInfo {
-    manager: String,
-    operation: Option<String>,
-    subresource: Option<String>,
-    time: Option<String>,
-}
-
+/// A drifted field as the API reports it.
 fn manager_infos(live: &Value) -> Vec<ManagerInfo> {
     let entries = live
         .pointer("/metadata/managedFields")
@@ -322,8 +306,16 @@ fn live_yaml(live: &Value) -> String {
     to_yaml(&shown)
 }
 
-/// `GET /api/v1/apps/{name}/resource?group=&version=&kind=&namespace=&name=`: one object
-/// of the app: health, live YAML, desired vs live diff, drift explained, field managers.
+/// One object of the app: live YAML, desired vs live diff, drift explained, field managers.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/resource", operation_id = "appResource",
+    tag = "apps",
+    params(("name" = String, Path, description = "App name."), ObjectQuery),
+    responses(
+        (status = 200, description = "The object.", body = Resource),
+        (status = 400, description = "A required query parameter is missing."),
+        (status = 404, description = "No such app, or the object is not the app's.",
+            body = ErrorBody),
+        (status = 502, description = "The cluster failed.", body = ErrorBody)))]
 pub async fn resource(
     State(web): State<Web>,
     Path(name): Path<String>,
@@ -362,20 +354,28 @@ pub async fn resource(
     } else {
         None
     };
-    Ok(Json(json!({
-        "subject": subject,
-        "managed": managed,
-        "exists": live.is_some(),
-        "health": health,
-        "yaml": live.as_ref().map(live_yaml),
-        "managers": live.as_ref().map(manager_infos).unwrap_or_default(),
-        "comparison": comparison,
-    }))
-    .into_response())
+    let resource = Resource {
+        managed,
+        exists: live.is_some(),
+        health,
+        yaml: live.as_ref().map(live_yaml),
+        managers: live.as_ref().map(manager_infos).unwrap_or_default(),
+        comparison,
+        subject,
+    };
+    Ok(Json(resource).into_response())
 }
 
-/// `GET /api/v1/apps/{name}/diff`: a fresh plan of the app at its revision against the
-/// cluster (nothing written), with drift explained for each object that would change.
+/// A fresh plan at the app's revision against the cluster, with drift explained.
+///
+/// The plan uses server-side-apply dry-runs: nothing is written.
+#[utoipa::path(get, path = "/api/v1/apps/{name}/diff", operation_id = "appDiff", tag = "apps",
+    params(("name" = String, Path, description = "App name.")),
+    responses(
+        (status = 200, description = "Per-object changes.", body = Diff),
+        (status = 404, description = "No app of that name.", body = ErrorBody),
+        (status = 409, description = "The app has not been reconciled yet.", body = ErrorBody),
+        (status = 502, description = "Rendering or the cluster failed.", body = ErrorBody)))]
 pub async fn diff(State(web): State<Web>, Path(name): Path<String>) -> Result<Response, WebError> {
     let status = app(&web, &name).await?;
     let rendered = rendered(&web, &status).await?;
@@ -398,20 +398,20 @@ pub async fn diff(State(web): State<Web>, Path(name): Path<String>) -> Result<Re
         } else {
             Vec::new()
         };
-        changes.push(json!({
-            "subject": c.subject,
-            "action": c.action,
-            "diff": c.diff,
-            "reason": c.reason,
-            "drift": drift,
-        }));
+        changes.push(DiffChange {
+            subject: c.subject.clone(),
+            action: c.action,
+            diff: c.diff.clone(),
+            reason: c.reason.clone(),
+            drift,
+        });
     }
-    Ok(Json(json!({
-        "app": name,
-        "revision": status.revision,
-        "inSync": changeset.in_sync(),
-        "summary": changeset.summary(),
-        "changes": changes,
-    }))
-    .into_response())
+    let diff = Diff {
+        app: name,
+        revision: status.revision,
+        in_sync: changeset.in_sync(),
+        summary: changeset.summary(),
+        changes,
+    };
+    Ok(Json(diff).into_response())
 }

@@ -10,7 +10,8 @@
 //! - `GET /api/v1/apps/{name}/events`: Kubernetes Events about the app's objects;
 //! - `GET /api/v1/stream`: Server-Sent Events of app status changes;
 //! - `GET /api/v1/whoami`: the caller's role;
-//! - `GET /api/openapi.json`: the OpenAPI 3 document of every route ([`OPENAPI`]);
+//! - `GET /api/openapi.json`: the OpenAPI 3 document of every route ([`OPENAPI`],
+//!   generated from the `ferry-api` types by [`openapi_document`]);
 //!
 //! and wraps everything in [`auth::guard`]: bearer tokens with viewer and operator roles,
 //! loopback-only without tokens, and refusal of cross-site writes. Secret values never
@@ -21,26 +22,22 @@ pub mod tree;
 
 mod assets;
 mod handlers;
+mod openapi;
 mod stream;
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub use auth::{Auth, AuthError, Role};
+use ferry_agent::api::error as error_response;
 pub use handlers::WebError;
+pub use openapi::document as openapi_document;
 
-/// The OpenAPI 3 document of the agent's HTTP API (`crates/web/openapi.json`).
+/// The OpenAPI 3 document of the agent's HTTP API as checked in (`crates/web/openapi.json`);
+/// a test keeps it equal to [`openapi_document`].
 pub const OPENAPI: &str = include_str!("../openapi.json");
-
-/// A JSON error body `{"error": message}` with `status`.
-pub(crate) fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
-}
 
 /// The agent's router `agent` plus the dashboard and its API, all behind `auth`. Must be
 /// called inside a Tokio runtime: it starts a task noting when apps drift.

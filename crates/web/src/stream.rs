@@ -10,7 +10,7 @@ use std::convert::Infallible;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use ferry_agent::api::AppSummary;
+use ferry_api::{AppRemoved, AppSummary};
 use futures::Stream;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -23,7 +23,14 @@ fn event(name: &str, data: &impl serde::Serialize) -> Event {
         .data(serde_json::to_string(data).unwrap_or_else(|_| "{}".into()))
 }
 
-/// The SSE handler.
+/// Server-Sent Events of app status changes.
+///
+/// Events: `ready` (`{}`) once connected; `app` (an AppSummary) whenever an app's status
+/// changes; `removed` (an AppRemoved) when an app is gone; `resync` (`{}`) when the
+/// client fell behind and should reload the list. Comment lines keep the connection alive.
+#[utoipa::path(get, path = "/api/v1/stream", operation_id = "stream", tag = "apps",
+    responses((status = 200, description = "An event stream.", body = String,
+        content_type = "text/event-stream")))]
 pub async fn stream(State(web): State<Web>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let ctx = web.api.ctx.clone();
     let rx = ctx.store.subscribe();
@@ -39,7 +46,7 @@ pub async fn stream(State(web): State<Web>) -> Sse<impl Stream<Item = Result<Eve
         let ev = match next {
             Ok(name) => match ctx.store.get(&name).await {
                 Some(status) => event("app", &AppSummary::from(&status)),
-                None => event("removed", &json!({ "name": name })),
+                None => event("removed", &AppRemoved { name }),
             },
             Err(RecvError::Lagged(_)) => event("resync", &json!({})),
             Err(RecvError::Closed) => return None,

@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+pub use ferry_api::{AppEvent, Node};
 use ferry_engine::health::health;
 use ferry_kube::{Cluster, KubeError};
 use ferry_model::{Health, HealthStatus, ObjectRef};
 use futures::{StreamExt, TryStreamExt, stream};
-use serde::Serialize;
 use serde_json::Value;
 
 /// Kinds whose objects the tree lists as children: (apiVersion, kind).
@@ -28,28 +28,6 @@ fn owns(kind: &str) -> &'static [usize] {
         "Service" => &[3],
         _ => &[],
     }
-}
-
-/// One object in the tree.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Node {
-    /// The object.
-    pub subject: ObjectRef,
-    /// Its uid, when it exists.
-    pub uid: Option<String>,
-    /// Its health, computed from the live object.
-    pub health: Health,
-    /// True for objects ferry applied (inventory), false for owned children.
-    pub managed: bool,
-    /// True when the object differs from Git (managed objects only).
-    pub drifted: bool,
-    /// A short status, e.g. `2/2 ready` or `Running`.
-    pub info: Option<String>,
-    /// Creation time (RFC 3339).
-    pub created_at: Option<String>,
-    /// Objects it owns.
-    pub children: Vec<Node>,
 }
 
 /// Most levels below an inventory object (Deployment → ReplicaSet → Pod is two).
@@ -234,27 +212,6 @@ pub fn flatten(nodes: &[Node]) -> Vec<&Node> {
         stack.extend(n.children.iter().rev());
     }
     out
-}
-
-/// One Kubernetes Event about an object of the app.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AppEvent {
-    /// `Normal` or `Warning`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// CamelCase reason, e.g. `ScalingReplicaSet`.
-    pub reason: String,
-    /// The message.
-    pub message: String,
-    /// How many times it happened.
-    pub count: i64,
-    /// When it last happened (RFC 3339).
-    pub time: Option<String>,
-    /// The object it is about.
-    pub object: ObjectRef,
-    /// The component that reported it.
-    pub source: Option<String>,
 }
 
 /// Most events returned.

@@ -1,5 +1,6 @@
-//! The OpenAPI document (`openapi.json`) lists exactly the routes the agent serves: the
-//! agent's own router (`crates/agent/src/api.rs`) and the dashboard's (`src/lib.rs`),
+//! The OpenAPI document (`openapi.json`) is the one generated from the API types and the
+//! handlers' `#[utoipa::path]` attributes, and lists exactly the routes the agent serves:
+//! the agent's own router (`crates/agent/src/api.rs`) and the dashboard's (`src/lib.rs`),
 //! read from their `.route(...)` calls. That every documented route answers, and that
 //! sample answers carry the documented fields, is checked against a running agent in
 //! `crates/ferry/tests/web_api.rs`.
@@ -45,6 +46,37 @@ fn routes(file: &Path) -> BTreeSet<(String, String)> {
 
 fn document() -> Value {
     serde_json::from_str(ferry_web::OPENAPI).expect("openapi.json is valid JSON")
+}
+
+/// Set to rewrite `openapi.json` from the types instead of comparing with it.
+const BLESS: &str = "FERRY_BLESS";
+
+#[test]
+fn openapi_json_is_the_generated_document() {
+    let path = manifest_dir().join("openapi.json");
+    let generated = ferry_web::openapi_document();
+    if std::env::var_os(BLESS).is_some() {
+        std::fs::write(&path, &generated)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        return;
+    }
+    let checked_in = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(
+        checked_in == generated,
+        "crates/web/openapi.json is not the document generated from the API types and \
+         handlers (first difference at line {}); regenerate it with \
+         `{BLESS}=1 cargo test -p ferry-web --test openapi` and commit it",
+        first_difference(&checked_in, &generated)
+    );
+}
+
+/// The 1-based number of the first line where `a` and `b` differ.
+fn first_difference(a: &str, b: &str) -> usize {
+    let mut lines = a.lines().zip(b.lines());
+    1 + lines
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.lines().count().min(b.lines().count()))
 }
 
 #[test]

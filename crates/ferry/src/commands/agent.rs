@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use ferry_agent::AgentConfig;
+use ferry_api::{ActionAccepted, AppDetail, AppList, ErrorBody, HistoryList, RollbackBody};
 use ferry_model::parse_duration;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -63,12 +65,14 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
-async fn call(
+/// Sends a request to the agent. Returns its answer as sent (what `--output json` prints)
+/// and as the typed value `T`; an error answer becomes an error with the agent's message.
+async fn call<T: DeserializeOwned>(
     method: reqwest::Method,
     url: String,
     token: Option<&str>,
     body: Option<Value>,
-) -> Result<Value> {
+) -> Result<(Value, T)> {
     let client = reqwest::Client::new();
     let mut req = client.request(method.clone(), &url);
     if let Some(token) = token {
@@ -87,10 +91,13 @@ async fn call(
     let status = resp.status();
     let value: Value = resp.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        let msg = value["error"].as_str().unwrap_or("request failed");
+        let msg = serde_json::from_value::<ErrorBody>(value)
+            .map_or_else(|_| "request failed".to_string(), |e| e.error);
         bail!("agent: {msg} (HTTP {})", status.as_u16());
     }
-    Ok(value)
+    let typed = serde_json::from_value(value.clone())
+        .with_context(|| format!("unexpected answer from the agent at {url}"))?;
+    Ok((value, typed))
 }
 
 fn short(sha: &str) -> &str {
@@ -104,7 +111,7 @@ pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Outpu
         let Some(name) = name else {
             bail!("ferry get app needs an app name")
         };
-        let app = call(
+        let (raw, app): (_, AppDetail) = call(
             reqwest::Method::GET,
             format!("{server}/api/v1/apps/{name}"),
             token,
@@ -112,47 +119,36 @@ pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Outpu
         )
         .await?;
         if out == Output::Json {
-            outln!("{}", serde_json::to_string_pretty(&app)?);
+            outln!("{}", serde_json::to_string_pretty(&raw)?);
             return Ok(0);
         }
-        outln!("name:     {}", app["name"].as_str().unwrap_or_default());
-        outln!("sync:     {}", app["sync"].as_str().unwrap_or_default());
-        outln!("health:   {}", app["health"].as_str().unwrap_or_default());
-        outln!(
-            "revision: {} {}",
-            short(app["revision"].as_str().unwrap_or_default()),
-            app["message"].as_str().unwrap_or_default()
-        );
-        if let Some(pin) = app["pinned"].as_str() {
+        outln!("name:     {}", app.name);
+        outln!("sync:     {}", app.sync.as_str());
+        outln!("health:   {}", app.health);
+        outln!("revision: {} {}", short(&app.revision), app.message);
+        if let Some(pin) = &app.pinned {
             outln!(
                 "pinned:   {} (rolled back; `ferry resume {name}` returns to the branch)",
                 short(pin)
             );
         }
-        if app["suspended"].as_bool() == Some(true) {
+        if app.suspended {
             outln!("suspended: reconciliation is off until `ferry resume {name}`");
         }
-        for c in app["conditions"].as_array().into_iter().flatten() {
-            outln!(
-                "  {}={} {} {}",
-                c["type"].as_str().unwrap_or_default(),
-                c["status"].as_str().unwrap_or_default(),
-                c["reason"].as_str().unwrap_or_default(),
-                c["message"].as_str().unwrap_or_default()
-            );
+        for c in &app.conditions {
+            outln!("  {}={} {} {}", c.kind, c.status, c.reason, c.message);
         }
-        for o in app["objects"].as_array().into_iter().flatten() {
-            let s = &o["subject"];
+        for o in &app.objects {
             outln!(
                 "  {}/{} {}",
-                s["kind"].as_str().unwrap_or_default(),
-                s["name"].as_str().unwrap_or_default(),
-                o["health"]["status"].as_str().unwrap_or_default()
+                o.subject.kind,
+                o.subject.name,
+                o.health.status
             );
         }
         return Ok(0);
     }
-    let list = call(
+    let (raw, list): (_, AppList) = call(
         reqwest::Method::GET,
         format!("{server}/api/v1/apps?limit=1000"),
         token,
@@ -160,7 +156,7 @@ pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Outpu
     )
     .await?;
     if out == Output::Json {
-        outln!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&raw)?);
         return Ok(0);
     }
     outln!(
@@ -170,19 +166,19 @@ pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Outpu
         "HEALTH",
         "REVISION"
     );
-    for a in list["items"].as_array().into_iter().flatten() {
-        let sync = if a["suspended"].as_bool() == Some(true) {
+    for a in &list.items {
+        let sync = if a.suspended {
             "Suspended"
         } else {
-            a["sync"].as_str().unwrap_or_default()
+            a.sync.as_str()
         };
         outln!(
             "{:<24} {:<10} {:<12} {:<8} {}",
-            a["name"].as_str().unwrap_or_default(),
+            a.name,
             sync,
-            a["health"].as_str().unwrap_or_default(),
-            short(a["revision"].as_str().unwrap_or_default()),
-            a["message"].as_str().unwrap_or_default()
+            a.health.to_string(),
+            short(&a.revision),
+            a.message
         );
     }
     Ok(0)
@@ -191,7 +187,7 @@ pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Outpu
 /// `ferry sync|refresh|suspend|resume APP`.
 pub async fn action(server: &ServerArgs, name: &str, action: &str, out: Output) -> Result<i32> {
     let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
-    let resp = call(
+    let (raw, _): (_, ActionAccepted) = call(
         reqwest::Method::POST,
         format!("{server}/api/v1/apps/{name}/{action}"),
         token,
@@ -199,7 +195,7 @@ pub async fn action(server: &ServerArgs, name: &str, action: &str, out: Output) 
     )
     .await?;
     match out {
-        Output::Json => outln!("{resp}"),
+        Output::Json => outln!("{raw}"),
         Output::Text => outln!("{name}: {action} requested"),
     }
     Ok(0)
@@ -208,7 +204,7 @@ pub async fn action(server: &ServerArgs, name: &str, action: &str, out: Output) 
 /// `ferry history APP`.
 pub async fn history(server: &ServerArgs, name: &str, out: Output) -> Result<i32> {
     let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
-    let resp = call(
+    let (raw, list): (_, HistoryList) = call(
         reqwest::Method::GET,
         format!("{server}/api/v1/apps/{name}/history"),
         token,
@@ -216,7 +212,7 @@ pub async fn history(server: &ServerArgs, name: &str, out: Output) -> Result<i32
     )
     .await?;
     if out == Output::Json {
-        outln!("{}", serde_json::to_string_pretty(&resp)?);
+        outln!("{}", serde_json::to_string_pretty(&raw)?);
         return Ok(0);
     }
     outln!(
@@ -227,25 +223,19 @@ pub async fn history(server: &ServerArgs, name: &str, out: Output) -> Result<i32
         "RESULT",
         "MS"
     );
-    for e in resp["items"].as_array().into_iter().flatten() {
-        let s = &e["summary"];
-        let detail = match e["error"].as_str() {
-            Some(err) => err.to_string(),
-            None => format!(
-                "+{} ~{} -{}  {}",
-                s["create"],
-                s["update"],
-                s["prune"],
-                e["message"].as_str().unwrap_or_default()
-            ),
+    for e in &list.items {
+        let s = &e.summary;
+        let detail = match &e.error {
+            Some(err) => err.clone(),
+            None => format!("+{} ~{} -{}  {}", s.create, s.update, s.prune, e.message),
         };
         outln!(
             "{:<6} {:<8} {:<9} {:<10} {:>8}  {}",
-            e["id"],
-            short(e["revision"].as_str().unwrap_or_default()),
-            e["trigger"].as_str().unwrap_or_default(),
-            e["outcome"].as_str().unwrap_or_default(),
-            e["duration_ms"],
+            e.id,
+            short(&e.revision),
+            e.trigger.as_str(),
+            e.outcome.as_str(),
+            e.duration_ms,
             detail
         );
     }
@@ -255,18 +245,21 @@ pub async fn history(server: &ServerArgs, name: &str, out: Output) -> Result<i32
 /// `ferry rollback APP TARGET`.
 pub async fn rollback(server: &ServerArgs, name: &str, target: &str, out: Output) -> Result<i32> {
     let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
-    let resp = call(
+    let body = RollbackBody {
+        target: target.to_string(),
+    };
+    let (raw, accepted): (_, ActionAccepted) = call(
         reqwest::Method::POST,
         format!("{server}/api/v1/apps/{name}/rollback"),
         token,
-        Some(serde_json::json!({ "target": target })),
+        Some(serde_json::to_value(body)?),
     )
     .await?;
     match out {
-        Output::Json => outln!("{resp}"),
+        Output::Json => outln!("{raw}"),
         Output::Text => outln!(
             "{name}: rolling back to {} (pinned until `ferry resume {name}`)",
-            short(resp["revision"].as_str().unwrap_or(target))
+            short(accepted.revision.as_deref().unwrap_or(target))
         ),
     }
     Ok(0)

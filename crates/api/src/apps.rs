@@ -1,0 +1,180 @@
+//! Apps: the list, one app's status, and the actions on an app.
+
+use ferry_model::{AppSpec, ChangeSet, Health, HealthStatus, ObjectRef};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Whether the cluster matches Git.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum SyncState {
+    /// Every object matches the desired revision.
+    Synced,
+    /// Some object differs (drift, or a new revision not yet applied).
+    OutOfSync,
+    /// Not reconciled yet.
+    Unknown,
+}
+
+impl SyncState {
+    /// The name on the wire, e.g. `OutOfSync`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Synced => "Synced",
+            Self::OutOfSync => "OutOfSync",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+/// Query of `GET /api/v1/apps`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only apps in this sync state.
+    #[param(value_type = Option<SyncState>)]
+    pub sync: Option<String>,
+    /// Only apps of this health.
+    #[param(value_type = Option<HealthStatus>)]
+    pub health: Option<String>,
+    /// Substring of the name, repository or path.
+    pub q: Option<String>,
+    /// Items to skip.
+    #[serde(default)]
+    pub offset: usize,
+    /// Items to return (default 100, at most 1000).
+    #[param(maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+/// One row of the app list (and the data of the stream's `app` event).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppSummary {
+    /// App name.
+    pub name: String,
+    /// Git repository.
+    pub repo: String,
+    /// Path in the repository.
+    pub path: String,
+    /// Destination namespace.
+    pub namespace: Option<String>,
+    /// Sync state.
+    pub sync: SyncState,
+    /// Aggregated health.
+    pub health: HealthStatus,
+    /// Commit SHA last applied or observed.
+    pub revision: String,
+    /// That commit's subject.
+    pub message: String,
+    /// Unix ms of the last sync that wrote something.
+    pub last_sync_at: Option<i64>,
+    /// Reconciliation is suspended.
+    pub suspended: bool,
+    /// Reason of the Ready condition.
+    pub reason: Option<String>,
+}
+
+/// A page of the app list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AppList {
+    /// Matching apps.
+    pub total: usize,
+    /// Matching apps skipped.
+    pub offset: usize,
+    /// The page.
+    pub items: Vec<AppSummary>,
+}
+
+/// A Kubernetes-style condition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Condition {
+    /// `Ready`, `Reconciling` or `Stalled`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// CamelCase reason, e.g. `ApplyFailed`.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// One object of an app with its health.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ObjectStatus {
+    /// The object.
+    pub subject: ObjectRef,
+    /// Its health.
+    pub health: Health,
+}
+
+/// One app's full status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = AppStatus)]
+pub struct AppDetail {
+    /// App name.
+    pub name: String,
+    /// The app's definition (ferry.yaml schema, camelCase).
+    #[schema(value_type = Object)]
+    pub spec: AppSpec,
+    /// Sync state.
+    pub sync: SyncState,
+    /// Aggregated health (worst of the objects).
+    pub health: HealthStatus,
+    /// Last applied (or observed in sync) commit SHA.
+    pub revision: String,
+    /// That commit's subject line.
+    pub message: String,
+    /// Unix ms of the last sync that wrote something.
+    pub last_sync_at: Option<i64>,
+    /// How long the last reconcile took, in ms.
+    pub last_duration_ms: u64,
+    /// Objects in the inventory.
+    pub inventory: usize,
+    /// Objects that differ from Git (when OutOfSync).
+    pub drifted: Vec<ObjectRef>,
+    /// Ready / Reconciling / Stalled.
+    pub conditions: Vec<Condition>,
+    /// Reconciliation is suspended.
+    pub suspended: bool,
+    /// Revision pinned by a rollback, until resumed.
+    pub pinned: Option<String>,
+    /// Per-object health.
+    pub objects: Vec<ObjectStatus>,
+    /// The last plan (diffs masked).
+    pub changeset: Option<ChangeSet>,
+}
+
+/// Body of `POST /api/v1/apps/{name}/rollback`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RollbackBody {
+    /// A history entry id, or a commit SHA / ref.
+    pub target: String,
+}
+
+/// Answer to an action: it is queued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ActionAccepted {
+    /// The app.
+    pub app: String,
+    /// The action, e.g. `sync`.
+    pub action: String,
+    /// The revision rolled back to (rollback only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+/// Answer to a webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookAccepted {
+    /// Repositories refreshed.
+    pub repositories: usize,
+}
+
+/// Data of the stream's `removed` event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppRemoved {
+    /// The app that is gone.
+    pub name: String,
+}
