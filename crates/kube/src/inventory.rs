@@ -24,8 +24,58 @@ pub struct Inventory {
     pub in_sync: BTreeMap<String, (u64, u64)>,
 }
 
+/// The format of a stored inventory, kept under `format` (none: 1). A memo stored in
+/// another format than this one is not read (it is a cache); the entries always are.
+const FORMAT: u32 = 2;
+
 fn name(app: &str) -> String {
     format!("ferry-inventory-{app}")
+}
+
+/// The ConfigMap data of `app`'s inventory `inv`, entries sorted and deduplicated.
+fn encode(app: &str, inv: &Inventory) -> Result<BTreeMap<String, String>, KubeError> {
+    let mut entries = inv.entries.clone();
+    entries.sort();
+    entries.dedup();
+    let encode = |e: serde_json::Error| KubeError::Decode {
+        message: e.to_string(),
+    };
+    Ok(BTreeMap::from([
+        ("app".to_string(), app.to_string()),
+        ("format".to_string(), FORMAT.to_string()),
+        ("revision".to_string(), inv.revision.clone()),
+        (
+            "entries".to_string(),
+            serde_json::to_string(&entries).map_err(encode)?,
+        ),
+        (
+            "inSync".to_string(),
+            serde_json::to_string(&inv.in_sync).map_err(encode)?,
+        ),
+    ]))
+}
+
+/// The inventory in the ConfigMap data of `subject`.
+fn decode(data: &BTreeMap<String, String>, subject: &ObjectRef) -> Result<Inventory, KubeError> {
+    let entries = match data.get("entries") {
+        Some(text) => serde_json::from_str(text).map_err(|e| KubeError::Decode {
+            message: format!("{subject}: entries: {e}"),
+        })?,
+        None => Vec::new(),
+    };
+    let format = data
+        .get("format")
+        .map_or(Some(1), |f| f.parse::<u32>().ok());
+    let in_sync = data
+        .get("inSync")
+        .filter(|_| format == Some(FORMAT))
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    Ok(Inventory {
+        revision: data.get("revision").cloned().unwrap_or_default(),
+        entries,
+        in_sync,
+    })
 }
 
 impl Cluster {
@@ -40,22 +90,7 @@ impl Cluster {
         else {
             return Ok(None);
         };
-        let data = cm.data.unwrap_or_default();
-        let entries = match data.get("entries") {
-            Some(text) => serde_json::from_str(text).map_err(|e| KubeError::Decode {
-                message: format!("{subject}: entries: {e}"),
-            })?,
-            None => Vec::new(),
-        };
-        let in_sync = data
-            .get("inSync")
-            .and_then(|text| serde_json::from_str(text).ok())
-            .unwrap_or_default();
-        Ok(Some(Inventory {
-            revision: data.get("revision").cloned().unwrap_or_default(),
-            entries,
-            in_sync,
-        }))
+        decode(&cm.data.unwrap_or_default(), &subject).map(Some)
     }
 
     /// Deletes an app's inventory (after its objects were deleted). Already gone is not
@@ -69,14 +104,6 @@ impl Cluster {
     pub async fn write_inventory(&self, app: &str, inv: &Inventory) -> Result<(), KubeError> {
         self.ensure_namespace(SYSTEM_NAMESPACE).await?;
         let subject = ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name(app));
-        let mut entries = inv.entries.clone();
-        entries.sort();
-        entries.dedup();
-        let encode = |e: serde_json::Error| KubeError::Decode {
-            message: e.to_string(),
-        };
-        let entries = serde_json::to_string(&entries).map_err(encode)?;
-        let in_sync = serde_json::to_string(&inv.in_sync).map_err(encode)?;
         let cm = serde_json::json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -85,7 +112,7 @@ impl Cluster {
                 "namespace": SYSTEM_NAMESPACE,
                 "labels": {"app.kubernetes.io/managed-by": "ferry", ferry_model::APP_LABEL: app},
             },
-            "data": {"app": app, "revision": inv.revision, "entries": entries, "inSync": in_sync},
+            "data": encode(app, inv)?,
         });
         let api: Api<ConfigMap> = Api::namespaced(self.client().clone(), SYSTEM_NAMESPACE);
         api.patch(
@@ -96,5 +123,53 @@ impl Cluster {
         .await
         .map_err(|e| KubeError::from_api(e, "apply", &subject))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject() -> ObjectRef {
+        ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name("web"))
+    }
+
+    #[test]
+    fn an_inventory_of_the_first_format_keeps_its_entries_and_drops_its_memo() {
+        let data = BTreeMap::from([
+            ("app".to_string(), "web".to_string()),
+            ("revision".to_string(), "abc".to_string()),
+            (
+                "entries".to_string(),
+                r#"[{"group":"","version":"v1","kind":"ConfigMap","namespace":"web","name":"cfg"}]"#
+                    .to_string(),
+            ),
+            ("inSync".to_string(), r#"{"web/cfg":[1,2]}"#.to_string()),
+        ]);
+        let inv = decode(&data, &subject()).unwrap();
+        assert_eq!(inv.revision, "abc");
+        assert_eq!(
+            inv.entries,
+            [ObjectRef::new("v1", "ConfigMap", Some("web"), "cfg")]
+        );
+        assert!(inv.in_sync.is_empty(), "{:?}", inv.in_sync);
+    }
+
+    #[test]
+    fn an_inventory_round_trips_with_its_format() {
+        let cfg = ObjectRef::new("v1", "ConfigMap", Some("web"), "cfg");
+        let inv = Inventory {
+            revision: "abc".into(),
+            entries: vec![
+                cfg.clone(),
+                ObjectRef::new("apps/v1", "Deployment", Some("web"), "d"),
+            ],
+            in_sync: BTreeMap::from([("web/cfg".to_string(), (1, 2))]),
+        };
+        let data = encode("web", &inv).unwrap();
+        assert_eq!(data["format"], FORMAT.to_string());
+        let mut sorted = inv.clone();
+        sorted.entries.sort();
+        assert_eq!(decode(&data, &subject()).unwrap(), sorted);
     }
 }
