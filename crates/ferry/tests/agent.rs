@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use agent_common::{
     Agent, AgentHome, WAIT, app_entry, apps_file, condition, eventually, github_signature, stays,
 };
-use common::{Fixture, configmap, deployment};
+use common::{Fixture, deployment};
 use ferry_model::APP_LABEL;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -40,8 +40,7 @@ fn one_app(f: &Fixture, app: &str, interval: &str, extra: &str) -> String {
 
 /// Writes ConfigMap `cfg` with `greeting: <greeting>` to `app/cfg.yaml` of the repository.
 fn greet(f: &Fixture, greeting: &str) {
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", greeting)]));
+    f.write_configmap("cfg", &[("greeting", greeting)]);
 }
 
 /// Starts an agent (with `flags`) for `app` alone (see [`one_app`]) and waits until it
@@ -440,7 +439,7 @@ async fn self_heal_off_reports_drift_until_sync() {
     let f = Fixture::new("ag-noheal").await;
     let app = f.app("");
     greet(&f, "one");
-    f.repo.write("app/other.yaml", &configmap("other", &[]));
+    f.write_configmap("other", &[]);
     f.repo.commit("one");
     let (_home, agent) = start_agent(&f, &app, "1h", "    selfHeal: false\n", &[]).await;
     agent
@@ -623,7 +622,7 @@ async fn sigkill_and_restart_keep_history_and_objects() {
     let f = Fixture::new("ag-kill").await;
     let app = f.app("");
     greet(&f, "one");
-    f.repo.write("app/other.yaml", &configmap("other", &[]));
+    f.write_configmap("other", &[]);
     let first = f.repo.commit("one");
     let (home, mut agent) = start_agent(&f, &app, "1s", "", &[]).await;
     greet(&f, "two");
@@ -834,7 +833,7 @@ async fn suspend_and_resume() {
         .await;
     edit_value(&f, "cfg", "greeting", "tampered").await;
     greet(&f, "two");
-    f.repo.write("app/added.yaml", &configmap("added", &[]));
+    f.write_configmap("added", &[]);
     let second = f.repo.commit("two");
     stays("nothing is reconciled", Duration::from_secs(4), || async {
         f.cm_value("cfg", "greeting").await.as_deref() == Some("tampered")
@@ -878,7 +877,7 @@ async fn rollback_pins_until_resume() {
     let first = f.repo.commit("one");
     let (_home, agent) = start_agent(&f, &app, "1s", "", &[]).await;
     greet(&f, "two");
-    f.repo.write("app/extra.yaml", &configmap("extra", &[]));
+    f.write_configmap("extra", &[]);
     f.repo.commit("two");
     wait_value(&f, "cfg", "greeting", Some("two")).await;
     assert!(f.get::<ConfigMap>("extra").await.is_some());
@@ -1027,7 +1026,7 @@ async fn sigterm_exits_promptly_with_inventory_matching_the_cluster() {
     let f = Fixture::new("ag-term").await;
     let app = f.app("");
     greet(&f, "one");
-    f.repo.write("app/old.yaml", &configmap("old", &[]));
+    f.write_configmap("old", &[]);
     let first = f.repo.commit("one");
     let (_home, mut agent) = start_agent(&f, &app, "1s", "", &[]).await;
     agent
@@ -1036,7 +1035,7 @@ async fn sigterm_exits_promptly_with_inventory_matching_the_cluster() {
 
     greet(&f, "two");
     f.repo.remove("app/old.yaml");
-    f.repo.write("app/new.yaml", &configmap("new", &[]));
+    f.write_configmap("new", &[]);
     let second = f.repo.commit("two");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (status, took) = agent.terminate(Duration::from_secs(10)).await;

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use agent_common::{Agent, AgentHome, WAIT, app_entry, apps_file, eventually};
-use common::{Fixture, configmap, deployment};
+use common::{Fixture, deployment};
 use ferry_testkit::TESTBED_CONTEXT;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -227,10 +227,7 @@ impl WithTokens {
             &deployment("web", "web", "", "").replace("replicas: 1", "replicas: 2"),
         );
         f.repo.write("app/svc.yaml", service_manifest());
-        f.repo.write(
-            "app/settings.yaml",
-            &configmap("settings", &[("color", "blue")]),
-        );
+        f.write_configmap("settings", &[("color", "blue")]);
         f.repo.write("app/creds.yaml", &secret_manifest());
         let first = f.repo.commit("first: blue");
         let home = AgentHome::new(&apps_file(&[app_entry(
@@ -680,10 +677,7 @@ async fn operators_roll_back_to_an_earlier_commit() {
     let (f, app, base, doc, first) = (&t.f, &t.app, &t.base, &t.doc, &t.first);
     let (viewer, operator) = (t.viewer(), t.operator());
     t.synced().await;
-    f.repo.write(
-        "app/settings.yaml",
-        &configmap("settings", &[("color", "green")]),
-    );
+    f.write_configmap("settings", &[("color", "green")]);
     let second = f.repo.commit("second: green");
     viewer
         .wait_app(app, "the second commit", |s| {
@@ -791,10 +785,7 @@ async fn every_documented_route_is_served() {
 async fn without_tokens_localhost_only() {
     let f = Fixture::new("web-local").await;
     let app = f.app("");
-    f.repo.write(
-        "app/settings.yaml",
-        &configmap("settings", &[("color", "blue")]),
-    );
+    f.write_configmap("settings", &[("color", "blue")]);
     f.repo.commit("one");
     let home = AgentHome::new(&apps_file(&[app_entry(
         &app,

@@ -278,6 +278,13 @@ impl Fixture {
         name
     }
 
+    /// Writes ConfigMap `name` with `data` (see [`configmap`]) to `app/<name>.yaml` of the
+    /// repository.
+    pub fn write_configmap(&self, name: &str, data: &[(&str, &str)]) {
+        self.repo
+            .write(&format!("app/{name}.yaml"), &configmap(name, data));
+    }
+
     /// Deletes this object at the end of the test.
     pub fn delete_later(&self, resource: ApiResource, namespace: Option<&str>, name: &str) {
         self.leftovers.lock().unwrap().push(Leftover {
