@@ -1,46 +1,27 @@
 //! The shared checkout cache against real repositories made with the `git` CLI.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use ferry_engine::source::{Checkouts, ClusterFacts};
 use ferry_model::FerryFile;
 use ferry_render::Tools;
 use ferry_source::GitCache;
+use ferry_testkit::TestRepo;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .output()
-        .expect("git runs");
-    assert!(output.status.success(), "git {args:?} failed");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-fn commit_configmaps(dir: &Path, value: &str) -> String {
+/// Commits a ConfigMap holding `value` into each of `apps/a` and `apps/b`; the commit's SHA.
+fn commit_configmaps(work: &TestRepo, value: &str) -> String {
     for app in ["a", "b"] {
-        let path = dir.join("apps").join(app);
-        std::fs::create_dir_all(&path).unwrap();
-        std::fs::write(
-            path.join("cm.yaml"),
-            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {app}\ndata:\n  v: \"{value}\"\n"),
-        )
-        .unwrap();
+        work.write(
+            &format!("apps/{app}/cm.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {app}\ndata:\n  v: \"{value}\"\n"),
+        );
     }
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", value]);
-    git(dir, &["rev-parse", "HEAD"])
+    work.commit(value)
 }
 
 struct Fixture {
+    _work: TestRepo,
     _tmp: tempfile::TempDir,
     repo: String,
     checkouts: Checkouts,
@@ -48,18 +29,17 @@ struct Fixture {
 }
 
 fn fixture(capacity: usize) -> Fixture {
-    let tmp = tempfile::tempdir().unwrap();
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    git(&work, &["init", "-q", "-b", "main"]);
+    let work = TestRepo::new();
     let shas = [
         commit_configmaps(&work, "one"),
         commit_configmaps(&work, "two"),
     ];
+    let tmp = tempfile::tempdir().unwrap();
     let cache = GitCache::new(tmp.path().join("cache"));
-    let repo = work.display().to_string();
+    let repo = work.path().to_string();
     cache.resolve(&repo, None).unwrap();
     Fixture {
+        _work: work,
         _tmp: tmp,
         repo,
         checkouts: Checkouts::new(cache, capacity),

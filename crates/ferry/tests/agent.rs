@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use agent_common::{
     Agent, AgentHome, WAIT, app_entry, apps_file, condition, eventually, github_signature, stays,
 };
-use common::{Fixture, configmap, deployment};
+use common::{Fixture, deployment};
 use ferry_model::APP_LABEL;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -36,6 +36,26 @@ fn one_app(f: &Fixture, app: &str, interval: &str, extra: &str) -> String {
         interval,
         extra,
     )])
+}
+
+/// Writes ConfigMap `cfg` with `greeting: <greeting>` to `app/cfg.yaml` of the repository.
+fn greet(f: &Fixture, greeting: &str) {
+    f.write_configmap("cfg", &[("greeting", greeting)]);
+}
+
+/// Starts an agent (with `flags`) for `app` alone (see [`one_app`]) and waits until it
+/// applied `greeting: one`.
+async fn start_agent(
+    f: &Fixture,
+    app: &str,
+    interval: &str,
+    extra: &str,
+    flags: &[&str],
+) -> (AgentHome, Agent) {
+    let home = AgentHome::new(&one_app(f, app, interval, extra));
+    let agent = Agent::start(&home, "agent", flags).await;
+    wait_value(f, "cfg", "greeting", Some("one")).await;
+    (home, agent)
 }
 
 /// Waits until ConfigMap `name` has `data[key] == want` (`None`: the ConfigMap or key is
@@ -126,8 +146,7 @@ async fn uid(f: &Fixture, name: &str) -> String {
 async fn poll_applies_a_new_commit() {
     let f = Fixture::new("ag-poll").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    greet(&f, "one");
     let first = f.repo.commit("one");
     let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
     let agent = Agent::start(&home, "agent", &[]).await;
@@ -140,8 +159,7 @@ async fn poll_applies_a_new_commit() {
         })
         .await;
 
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    greet(&f, "two");
     let second = f.repo.commit("two");
     let latency = wait_value(&f, "cfg", "greeting", Some("two")).await;
     eprintln!("latency: poll (interval 1s) commit → applied: {latency:?}");
@@ -204,15 +222,11 @@ async fn poll_applies_a_new_commit() {
 async fn webhook_applies_a_new_commit() {
     let f = Fixture::new("ag-hook").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    greet(&f, "one");
     f.repo.commit("one");
-    let home = AgentHome::new(&one_app(&f, &app, "1h", ""));
-    let agent = Agent::start(&home, "agent", &["--webhook-secret", SECRET]).await;
-    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    let (_home, agent) = start_agent(&f, &app, "1h", "", &["--webhook-secret", SECRET]).await;
 
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    greet(&f, "two");
     let second = f.repo.commit("two");
     stays(
         "no poll picks the commit up",
@@ -264,14 +278,10 @@ async fn webhook_applies_a_new_commit() {
 async fn webhook_signatures_are_checked() {
     let f = Fixture::new("ag-sig").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    greet(&f, "one");
     f.repo.commit("one");
-    let home = AgentHome::new(&one_app(&f, &app, "1h", ""));
-    let agent = Agent::start(&home, "agent", &["--webhook-secret", SECRET]).await;
-    wait_value(&f, "cfg", "greeting", Some("one")).await;
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    let (_home, agent) = start_agent(&f, &app, "1h", "", &["--webhook-secret", SECRET]).await;
+    greet(&f, "two");
     let second = f.repo.commit("two");
     let body = push_body(&f, &second);
 
@@ -351,14 +361,11 @@ async fn webhook_signatures_are_checked() {
 async fn live_changes_are_healed() {
     let f = Fixture::new("ag-heal").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    greet(&f, "one");
     f.repo
         .write("app/deploy.yaml", &deployment("web", "web", "", ""));
     f.repo.commit("one");
-    let home = AgentHome::new(&one_app(&f, &app, "1h", ""));
-    let agent = Agent::start(&home, "agent", &[]).await;
-    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    let (_home, agent) = start_agent(&f, &app, "1h", "", &[]).await;
     agent
         .wait_app(&app, "Synced with 2 objects", |s| {
             s["sync"] == "Synced" && s["inventory"] == 2
@@ -431,13 +438,10 @@ async fn live_changes_are_healed() {
 async fn self_heal_off_reports_drift_until_sync() {
     let f = Fixture::new("ag-noheal").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
-    f.repo.write("app/other.yaml", &configmap("other", &[]));
+    greet(&f, "one");
+    f.write_configmap("other", &[]);
     f.repo.commit("one");
-    let home = AgentHome::new(&one_app(&f, &app, "1h", "    selfHeal: false\n"));
-    let agent = Agent::start(&home, "agent", &[]).await;
-    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    let (_home, agent) = start_agent(&f, &app, "1h", "    selfHeal: false\n", &[]).await;
     agent
         .wait_app(&app, "Synced", |s| s["sync"] == "Synced")
         .await;
@@ -504,17 +508,14 @@ async fn self_heal_off_reports_drift_until_sync() {
 async fn self_heal_off_manual_sync_does_not_keep_healing() {
     let f = Fixture::new("ag-once").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    greet(&f, "one");
     let unschedulable = "      nodeSelector:\n        ferry.dev/no-such-node: \"true\"\n";
     f.repo.write(
         "app/deploy.yaml",
         &deployment("web", "web", "", unschedulable),
     );
     f.repo.commit("one");
-    let home = AgentHome::new(&one_app(&f, &app, "1h", "    selfHeal: false\n"));
-    let agent = Agent::start(&home, "agent", &[]).await;
-    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    let (_home, agent) = start_agent(&f, &app, "1h", "    selfHeal: false\n", &[]).await;
     agent
         .wait_app(&app, "Synced and InProgress", |s| {
             s["sync"] == "Synced" && s["health"] == "InProgress"
@@ -545,8 +546,7 @@ async fn failing_apps_report_why_and_do_not_block_others() {
     let good = f.app("-good");
     let missing = f.app("-missing");
     let unknown = f.app("-unknown");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    greet(&f, "one");
     f.repo.write(
         "bad/widget.yaml",
         "apiVersion: widgets.example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec: {}\n",
@@ -621,15 +621,11 @@ async fn failing_apps_report_why_and_do_not_block_others() {
 async fn sigkill_and_restart_keep_history_and_objects() {
     let f = Fixture::new("ag-kill").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
-    f.repo.write("app/other.yaml", &configmap("other", &[]));
+    greet(&f, "one");
+    f.write_configmap("other", &[]);
     let first = f.repo.commit("one");
-    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
-    let mut agent = Agent::start(&home, "agent", &[]).await;
-    wait_value(&f, "cfg", "greeting", Some("one")).await;
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    let (home, mut agent) = start_agent(&f, &app, "1s", "", &[]).await;
+    greet(&f, "two");
     let second = f.repo.commit("two");
     wait_value(&f, "cfg", "greeting", Some("two")).await;
     let before = agent
@@ -637,8 +633,7 @@ async fn sigkill_and_restart_keep_history_and_objects() {
         .await;
     let uids = (uid(&f, "cfg").await, uid(&f, "other").await);
 
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "three")]));
+    greet(&f, "three");
     let third = f.repo.commit("three");
     tokio::time::sleep(Duration::from_millis(900)).await;
     agent.kill();
@@ -708,8 +703,7 @@ async fn sigkill_and_restart_keep_history_and_objects() {
 async fn leader_election_fails_over_to_the_standby() {
     let f = Fixture::new("ag-lease").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    greet(&f, "one");
     let first = f.repo.commit("one");
     let yaml = one_app(&f, &app, "1s", "");
     let (home_a, home_b) = (AgentHome::new(&yaml), AgentHome::new(&yaml));
@@ -754,8 +748,7 @@ async fn leader_election_fails_over_to_the_standby() {
         .wait_history(&app, "an entry", |h| !h.is_empty())
         .await;
 
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    greet(&f, "two");
     f.repo.commit("two");
     wait_value(&f, "cfg", "greeting", Some("two")).await;
     assert!(
@@ -776,8 +769,7 @@ async fn leader_election_fails_over_to_the_standby() {
 
     leader.kill();
     let killed = Instant::now();
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "three")]));
+    greet(&f, "three");
     let third = f.repo.commit("three");
     // Lease duration 15 s, renewed 5 s before it expires; then up to 1 s of jitter.
     let budget = Duration::from_secs(40);
@@ -823,12 +815,9 @@ async fn leader_election_fails_over_to_the_standby() {
 async fn suspend_and_resume() {
     let f = Fixture::new("ag-susp").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    greet(&f, "one");
     f.repo.commit("one");
-    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
-    let agent = Agent::start(&home, "agent", &[]).await;
-    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    let (_home, agent) = start_agent(&f, &app, "1s", "", &[]).await;
     agent
         .wait_app(&app, "Synced", |s| s["sync"] == "Synced")
         .await;
@@ -843,9 +832,8 @@ async fn suspend_and_resume() {
         })
         .await;
     edit_value(&f, "cfg", "greeting", "tampered").await;
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
-    f.repo.write("app/added.yaml", &configmap("added", &[]));
+    greet(&f, "two");
+    f.write_configmap("added", &[]);
     let second = f.repo.commit("two");
     stays("nothing is reconciled", Duration::from_secs(4), || async {
         f.cm_value("cfg", "greeting").await.as_deref() == Some("tampered")
@@ -885,15 +873,11 @@ async fn suspend_and_resume() {
 async fn rollback_pins_until_resume() {
     let f = Fixture::new("ag-back").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    greet(&f, "one");
     let first = f.repo.commit("one");
-    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
-    let agent = Agent::start(&home, "agent", &[]).await;
-    wait_value(&f, "cfg", "greeting", Some("one")).await;
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
-    f.repo.write("app/extra.yaml", &configmap("extra", &[]));
+    let (_home, agent) = start_agent(&f, &app, "1s", "", &[]).await;
+    greet(&f, "two");
+    f.write_configmap("extra", &[]);
     f.repo.commit("two");
     wait_value(&f, "cfg", "greeting", Some("two")).await;
     assert!(f.get::<ConfigMap>("extra").await.is_some());
@@ -923,8 +907,7 @@ async fn rollback_pins_until_resume() {
         .await;
 
     // Pinned: a new commit is not applied.
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "three")]));
+    greet(&f, "three");
     let third = f.repo.commit("three");
     stays("the pin holds", Duration::from_secs(3), || async {
         f.cm_value("cfg", "greeting").await.as_deref() == Some("one")
@@ -978,14 +961,10 @@ async fn rollback_pins_until_resume() {
 async fn restart_keeps_rollback_pin_and_suspension() {
     let f = Fixture::new("ag-keep").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
+    greet(&f, "one");
     let first = f.repo.commit("one");
-    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
-    let mut agent = Agent::start(&home, "agent", &[]).await;
-    wait_value(&f, "cfg", "greeting", Some("one")).await;
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    let (home, mut agent) = start_agent(&f, &app, "1s", "", &[]).await;
+    greet(&f, "two");
     let second = f.repo.commit("two");
     wait_value(&f, "cfg", "greeting", Some("two")).await;
     cli(&f, &agent, &["rollback", &app, &first])
@@ -1046,21 +1025,17 @@ async fn restart_keeps_rollback_pin_and_suspension() {
 async fn sigterm_exits_promptly_with_inventory_matching_the_cluster() {
     let f = Fixture::new("ag-term").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "one")]));
-    f.repo.write("app/old.yaml", &configmap("old", &[]));
+    greet(&f, "one");
+    f.write_configmap("old", &[]);
     let first = f.repo.commit("one");
-    let home = AgentHome::new(&one_app(&f, &app, "1s", ""));
-    let mut agent = Agent::start(&home, "agent", &[]).await;
-    wait_value(&f, "cfg", "greeting", Some("one")).await;
+    let (_home, mut agent) = start_agent(&f, &app, "1s", "", &[]).await;
     agent
         .wait_app(&app, "Synced", |s| s["sync"] == "Synced")
         .await;
 
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "two")]));
+    greet(&f, "two");
     f.repo.remove("app/old.yaml");
-    f.repo.write("app/new.yaml", &configmap("new", &[]));
+    f.write_configmap("new", &[]);
     let second = f.repo.commit("two");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (status, took) = agent.terminate(Duration::from_secs(10)).await;

@@ -6,52 +6,28 @@
 mod agent_common;
 mod common;
 
-use std::path::Path;
-
 use agent_common::{Agent, AgentHome, WAIT, eventually};
-use common::{Ferry, Fixture, Repo, Run, configmap};
+use common::{Ferry, Fixture, Run, configmap};
 use ferry_model::APP_LABEL;
+use ferry_testkit::TestRepo;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 
-/// Runs `git args…` in `dir` with a fixed identity; its stdout.
-fn git(dir: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("running git");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("git prints UTF-8")
-}
-
 /// Gives the repository an identity, so that `ferry promote` can commit in it.
-fn identify(repo: &Repo) {
-    git(repo.path(), &["config", "user.name", "ferry promote tests"]);
-    git(
-        repo.path(),
-        &["config", "user.email", "promote@ferry.invalid"],
-    );
-    git(repo.path(), &["config", "commit.gpgsign", "false"]);
+fn identify(repo: &TestRepo) {
+    repo.git(&["config", "user.name", "ferry promote tests"]);
+    repo.git(&["config", "user.email", "promote@ferry.invalid"]);
+    repo.git(&["config", "commit.gpgsign", "false"]);
 }
 
 /// The `ferry.yaml` of `repo` (written into it, `repo: .`).
-fn ferry_yaml(repo: &Repo) -> String {
-    Path::new(repo.path())
-        .join("ferry.yaml")
-        .to_string_lossy()
-        .into_owned()
+fn ferry_yaml(repo: &TestRepo) -> String {
+    repo.dir().join("ferry.yaml").to_string_lossy().into_owned()
 }
 
 /// An environment directory of plain YAML: a ConfigMap named after `${ENV}` holding
 /// `${ENV}` and `${GREETING}` (`${GREETING:=hello}` unless `strict`).
-fn plain_env(repo: &Repo, dir: &str, greeting_default: bool) {
+fn plain_env(repo: &TestRepo, dir: &str, greeting_default: bool) {
     let greeting = if greeting_default {
         "${GREETING:=hello}"
     } else {
@@ -68,7 +44,7 @@ fn plain_env(repo: &Repo, dir: &str, greeting_default: bool) {
 /// through a set; a directory that makes an invalid app name is named in the error.
 #[tokio::test]
 async fn render_and_list_apps_of_a_set() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     for env in ["dev", "qa"] {
         plain_env(&repo, &format!("infra/{env}"), false);
     }
@@ -288,8 +264,8 @@ async fn listed(agent: &Agent) -> Vec<String> {
 }
 
 /// A set over Kustomize overlays whose image tags `ferry promote` copies.
-fn kustomize_repo() -> Repo {
-    let repo = Repo::new();
+fn kustomize_repo() -> TestRepo {
+    let repo = TestRepo::new();
     identify(&repo);
     repo.write(
         "infra/base/kustomization.yaml",
@@ -369,21 +345,21 @@ async fn promote_commits_the_tag_and_diff_previews_it() {
         .next()
         .expect("a SHA")
         .to_string();
-    assert_eq!(git(repo.path(), &["rev-parse", "HEAD"]).trim(), commit);
+    assert_eq!(repo.git(&["rev-parse", "HEAD"]), commit);
     assert_eq!(
-        git(repo.path(), &["log", "-1", "--format=%s"]).trim(),
+        repo.git(&["log", "-1", "--format=%s"]),
         "promote llm: staging → production (registry.example/llm-app 0.2.0 → 0.2.1)"
     );
-    let body = git(repo.path(), &["log", "-1", "--format=%b"]);
+    let body = repo.git(&["log", "-1", "--format=%b"]);
     assert!(
         body.contains("- registry.example/llm-app 0.2.0 → 0.2.1"),
         "{body}"
     );
     assert_eq!(
-        git(repo.path(), &["show", "--format=", "--name-only", "HEAD"]).trim(),
+        repo.git(&["show", "--format=", "--name-only", "HEAD"]),
         "infra/production/kustomization.yaml"
     );
-    let diff = git(repo.path(), &["show", "--format=", "-U0", "HEAD"]);
+    let diff = repo.git(&["show", "--format=", "-U0", "HEAD"]);
     let changed: Vec<&str> = diff
         .lines()
         .filter(|l| {
@@ -400,11 +376,7 @@ async fn promote_commits_the_tag_and_diff_previews_it() {
         ],
         "{diff}"
     );
-    assert!(
-        git(repo.path(), &["status", "--porcelain"])
-            .trim()
-            .is_empty()
-    );
+    assert!(repo.git(&["status", "--porcelain"]).is_empty());
 
     // The hint, and the preview it suggests.
     let hint = format!(
@@ -447,7 +419,7 @@ async fn promote_commits_the_tag_and_diff_previews_it() {
         .await
         .expect_code(0)
         .expect_stdout("already promoted");
-    assert_eq!(git(repo.path(), &["rev-parse", "HEAD"]).trim(), commit);
+    assert_eq!(repo.git(&["rev-parse", "HEAD"]), commit);
 
     // JSON, by directory path.
     let run = ferry
@@ -469,10 +441,7 @@ async fn promote_commits_the_tag_and_diff_previews_it() {
     assert_eq!(json["set"], "llm");
     assert_eq!(json["from"], "dev");
     assert_eq!(json["to"], "staging");
-    assert_eq!(
-        json["commit"],
-        git(repo.path(), &["rev-parse", "HEAD"]).trim()
-    );
+    assert_eq!(json["commit"], repo.git(&["rev-parse", "HEAD"]));
     assert_eq!(
         json["changes"],
         serde_json::json!([{"image": "registry.example/llm-app", "from": "0.2.1", "to": "0.3.0"}])
@@ -502,7 +471,7 @@ async fn promote_refuses_unsafe_or_unknown_input() {
     promote(&ferry, &file, "staging", "production")
         .await
         .expect_error(&["infra/production/kustomization.yaml: uncommitted changes"]);
-    git(repo.path(), &["checkout", "--", "."]);
+    repo.git(&["checkout", "--", "."]);
     promote(&ferry, &file, "staging", "qa")
         .await
         .expect_error(&[
@@ -542,5 +511,5 @@ async fn promote_refuses_unsafe_or_unknown_input() {
             "promote edits a local working copy",
             "https://git.example/org/deploy.git",
         ]);
-    assert_eq!(git(repo.path(), &["rev-parse", "HEAD"]).trim(), head);
+    assert_eq!(repo.git(&["rev-parse", "HEAD"]), head);
 }

@@ -51,9 +51,8 @@ async fn versions(f: &Fixture, configmaps: &[&str]) -> BTreeMap<String, String> 
 async fn apply_creates_skips_unchanged_updates_and_prunes() {
     let f = Fixture::new("e2e-life").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "hello")]));
-    f.repo.write("app/extra.yaml", &configmap("extra", &[]));
+    f.write_configmap("cfg", &[("greeting", "hello")]);
+    f.write_configmap("extra", &[]);
     f.repo.write("app/svc.yaml", SERVICE);
     f.repo
         .write("app/deploy.yaml", &deployment("web", "web", "", ""));
@@ -89,8 +88,7 @@ async fn apply_creates_skips_unchanged_updates_and_prunes() {
     );
 
     // Update: only the changed object is written.
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("greeting", "hi")]));
+    f.write_configmap("cfg", &[("greeting", "hi")]);
     let second = f.repo.commit("update");
     f.one_off("apply", &app, "app", &["--timeout", "60s"])
         .await
@@ -247,8 +245,7 @@ async fn immutable_field_change_needs_force() {
     let app = f.app("");
     f.repo
         .write("app/deploy.yaml", &deployment("web", "web", "", ""));
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("v", "1")]));
+    f.write_configmap("cfg", &[("v", "1")]);
     f.repo
         .write("app/svc.yaml", &fixed_ip_service(CLUSTER_IPS[0]));
     f.repo.commit("v1");
@@ -260,8 +257,7 @@ async fn immutable_field_change_needs_force() {
 
     f.repo
         .write("app/deploy.yaml", &deployment("web", "web-v2", "", ""));
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("v", "2")]));
+    f.write_configmap("cfg", &[("v", "2")]);
     f.repo.commit("new selector");
 
     let run = f.one_off("apply", &app, "app", &["--timeout", "60s"]).await;
@@ -348,10 +344,8 @@ async fn prune_annotation_keeps_object() {
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  annotations:\n    {PRUNE_ANNOTATION}: disabled\ndata:\n  k: v\n"
         ),
     );
-    f.repo
-        .write("app/drop.yaml", &configmap("drop", &[("k", "v")]));
-    f.repo
-        .write("app/stay.yaml", &configmap("stay", &[("k", "v")]));
+    f.write_configmap("drop", &[("k", "v")]);
+    f.write_configmap("stay", &[("k", "v")]);
     f.repo.commit("three");
     f.one_off("apply", &app, "app", &[]).await.expect_code(0);
     assert_eq!(f.configmaps().await, ["drop", "keep", "stay"]);
@@ -423,8 +417,8 @@ async fn two_apps_cannot_claim_one_object() {
 async fn object_owned_by_another_app_is_not_pruned() {
     let f = Fixture::new("e2e-owned").await;
     let app = f.app("");
-    f.repo.write("app/mine.yaml", &configmap("mine", &[]));
-    f.repo.write("app/moved.yaml", &configmap("moved", &[]));
+    f.write_configmap("mine", &[]);
+    f.write_configmap("moved", &[]);
     f.repo.commit("two");
     f.one_off("apply", &app, "app", &[]).await.expect_code(0);
 
@@ -506,7 +500,7 @@ spec:
         image: registry.k8s.io/pause:3.10
 ",
     );
-    f.repo.write("app/cfg.yaml", &configmap("cfg", &[]));
+    f.write_configmap("cfg", &[]);
     f.repo.commit("doomed job");
     let start = Instant::now();
     let run = f.one_off("apply", &app, "app", &["--timeout", "60s"]).await;
@@ -568,7 +562,7 @@ async fn wait_timeout_lists_unready_objects() {
             "      nodeSelector:\n        ferry.test/no-such-node: \"true\"\n",
         ),
     );
-    f.repo.write("app/cfg.yaml", &configmap("cfg", &[]));
+    f.write_configmap("cfg", &[]);
     f.repo.commit("stuck");
     let start = Instant::now();
     let run = f.one_off("apply", &app, "app", &["--timeout", "3s"]).await;
@@ -596,8 +590,7 @@ async fn wait_timeout_lists_unready_objects() {
 async fn diff_exit_codes() {
     let f = Fixture::new("e2e-diff").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("k", "old")]));
+    f.write_configmap("cfg", &[("k", "old")]);
     f.repo.commit("one");
 
     // Nothing applied yet: a create is pending.
@@ -614,8 +607,7 @@ async fn diff_exit_codes() {
         .expect_code(0)
         .expect_stdout(&format!("{app}: in sync"));
 
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("k", "new")]));
+    f.write_configmap("cfg", &[("k", "new")]);
     f.repo.commit("two");
     let run = f.one_off("diff", &app, "app", &[]).await;
     run.expect_code(1)
@@ -809,13 +801,11 @@ async fn objects_known_in_sync_skip_their_dry_runs() {
 async fn offline_preview_needs_no_cluster() {
     let f = Fixture::new("e2e-preview").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("k", "1")]));
-    f.repo.write("app/same.yaml", &configmap("same", &[]));
+    f.write_configmap("cfg", &[("k", "1")]);
+    f.write_configmap("same", &[]);
     let base = f.repo.commit("base");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("k", "2")]));
-    f.repo.write("app/new.yaml", &configmap("new", &[]));
+    f.write_configmap("cfg", &[("k", "2")]);
+    f.write_configmap("new", &[]);
     let head = f.repo.commit("head");
 
     let missing = tempfile::tempdir().unwrap();
@@ -874,15 +864,15 @@ async fn offline_preview_needs_no_cluster() {
 async fn diff_json_is_a_changeset() {
     let f = Fixture::new("e2e-json").await;
     let app = f.app("");
-    f.repo.write("app/a.yaml", &configmap("a", &[("k", "1")]));
-    f.repo.write("app/b.yaml", &configmap("b", &[]));
-    f.repo.write("app/c.yaml", &configmap("c", &[]));
+    f.write_configmap("a", &[("k", "1")]);
+    f.write_configmap("b", &[]);
+    f.write_configmap("c", &[]);
     f.repo.commit("abc");
     f.one_off("apply", &app, "app", &[]).await.expect_code(0);
 
-    f.repo.write("app/a.yaml", &configmap("a", &[("k", "2")]));
+    f.write_configmap("a", &[("k", "2")]);
     f.repo.remove("app/b.yaml");
-    f.repo.write("app/d.yaml", &configmap("d", &[]));
+    f.write_configmap("d", &[]);
     let sha = f.repo.commit("a changed, b removed, d added");
 
     let run = f.one_off("diff", &app, "app", &["--output", "json"]).await;
@@ -924,12 +914,10 @@ async fn diff_json_is_a_changeset() {
 async fn apply_revision_rolls_back() {
     let f = Fixture::new("e2e-rollback").await;
     let app = f.app("");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("v", "1")]));
+    f.write_configmap("cfg", &[("v", "1")]);
     let old = f.repo.commit("v1");
-    f.repo
-        .write("app/cfg.yaml", &configmap("cfg", &[("v", "2")]));
-    f.repo.write("app/added.yaml", &configmap("added", &[]));
+    f.write_configmap("cfg", &[("v", "2")]);
+    f.write_configmap("added", &[]);
     let new = f.repo.commit("v2");
 
     f.one_off("apply", &app, "app", &[]).await.expect_code(0);
@@ -1073,7 +1061,7 @@ async fn bad_manifests_are_rejected_writing_nothing() {
 #[tokio::test]
 async fn bad_source_is_rejected_writing_nothing() {
     let f = Fixture::new("e2e-badsrc").await;
-    f.repo.write("app/good.yaml", &configmap("good", &[]));
+    f.write_configmap("good", &[]);
     f.repo.commit("one");
     apply_fails_writing_nothing(
         &f,
@@ -1113,7 +1101,7 @@ async fn missing_namespace_is_an_error_unless_created() {
     for ns in [&missing, &own] {
         f.delete_later(ApiResource::erase::<Namespace>(&()), None, ns);
     }
-    f.repo.write("app/cfg.yaml", &configmap("cfg", &[]));
+    f.write_configmap("cfg", &[]);
     f.repo.write(
         "own/ns.yaml",
         &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {own}\n"),
@@ -1163,7 +1151,7 @@ async fn missing_namespace_is_an_error_unless_created() {
 #[tokio::test]
 async fn unreachable_cluster_is_an_error() {
     let f = Fixture::new("e2e-unreach").await;
-    f.repo.write("app/good.yaml", &configmap("good", &[]));
+    f.write_configmap("good", &[]);
     f.repo.commit("one");
     let kubeconfig = f.kubeconfig_file(
         "apiVersion: v1
@@ -1219,7 +1207,7 @@ async fn forbidden_verb_is_an_error() {
     let f = Fixture::new("e2e-rbac").await;
     let ns = f.ns().to_string();
     let app = f.app("");
-    f.repo.write("app/cfg.yaml", &configmap("cfg", &[]));
+    f.write_configmap("cfg", &[]);
     f.repo.commit("one");
 
     let pp = PostParams::default();

@@ -6,10 +6,10 @@ mod agent_common;
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use agent_common::{Agent, AgentHome, eventually};
+use ferry_testkit::TestRepo;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
@@ -35,31 +35,16 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(["-c", "user.name=test", "-c", "user.email=test@ferry.dev"])
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .expect("running git");
-    assert!(status.success(), "git {args:?} failed");
-}
-
 #[tokio::test]
 async fn agent_deploys_all_three_environments_of_the_example() {
     let client = ferry_testkit::client().await;
-    let repo = tempfile::tempdir().expect("temporary repository");
+    let repo = TestRepo::new();
     let example = manifest_dir().join("../../examples/llm-app");
-    copy_dir(&example, repo.path());
-    git(repo.path(), &["init", "-q", "-b", "main"]);
-    git(repo.path(), &["add", "-A"]);
-    git(repo.path(), &["commit", "-qm", "llm-app"]);
+    copy_dir(&example, repo.dir());
+    repo.commit("llm-app");
 
-    let appset = std::fs::read_to_string(repo.path().join("appset.yaml")).expect("appset.yaml");
-    let appset = appset.replace(
-        "repo: .",
-        &format!("repo: {}", repo.path().to_string_lossy()),
-    );
+    let appset = std::fs::read_to_string(repo.dir().join("appset.yaml")).expect("appset.yaml");
+    let appset = appset.replace("repo: .", &format!("repo: {}", repo.path()));
     let home = AgentHome::new(&appset);
     let agent = Agent::start(&home, "llm", &[]).await;
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_model::FerryFile;
+use ferry_testkit::TestRepo;
 use serde_json::Value;
 
 /// `examples/llm-app`, the root of the example's repository.
@@ -757,30 +758,6 @@ fn copy_example(from: &Path, to: &Path) {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=ferry tests",
-            "-c",
-            "user.email=tests@ferry.invalid",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("running git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// Replaces `${{ expr }}` with `values[expr]`; an unknown expression fails the test.
 fn expand(script: &str, values: &HashMap<&str, &str>) -> String {
     let mut out = String::new();
@@ -810,21 +787,14 @@ fn pull_request_preview_step_runs_offline() {
     };
     // The example as its own repository: the base commit, then a pull request that
     // promotes image 0.2.1 to production.
-    let repo = tempfile::tempdir().unwrap();
-    copy_example(&example(), repo.path());
-    git(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
-    git(repo.path(), &["add", "--all"]);
-    git(repo.path(), &["commit", "--quiet", "-m", "llm-app"]);
-    let base = git(repo.path(), &["rev-parse", "HEAD"]);
-    let overlay = repo.path().join("infra/production/kustomization.yaml");
+    let repo = TestRepo::new();
+    copy_example(&example(), repo.dir());
+    let base = repo.commit("llm-app");
+    let overlay = repo.dir().join("infra/production/kustomization.yaml");
     let text = std::fs::read_to_string(&overlay).unwrap();
     assert!(text.contains("newTag: 0.2.0"));
     std::fs::write(&overlay, text.replace("newTag: 0.2.0", "newTag: 0.2.1")).unwrap();
-    git(
-        repo.path(),
-        &["commit", "--quiet", "-am", "production: 0.2.1"],
-    );
-    let head = git(repo.path(), &["rev-parse", "HEAD"]);
+    let head = repo.commit("production: 0.2.1");
 
     let workflows = workflows();
     let step = steps(&jobs(&workflows["cd.yaml"])["preview"])
@@ -848,7 +818,7 @@ fn pull_request_preview_step_runs_offline() {
     .unwrap();
     let out = Command::new("bash")
         .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script])
-        .current_dir(repo.path())
+        .current_dir(repo.dir())
         .env("PATH", &path)
         .env("FERRY_KUSTOMIZE", &kustomize)
         .env("FERRY_CACHE", runner.path().join("cache"))
@@ -865,7 +835,7 @@ fn pull_request_preview_step_runs_offline() {
     );
     assert!(out.status.success(), "the diff step failed:\n{log}");
     let summary = std::fs::read_to_string(&summary).unwrap();
-    let comment = std::fs::read_to_string(repo.path().join("diff.md")).unwrap();
+    let comment = std::fs::read_to_string(repo.dir().join("diff.md")).unwrap();
     assert_eq!(summary, comment, "the comment is the summary");
     assert!(summary.starts_with("<!-- ferry-diff -->\n"), "{summary}");
     assert!(
@@ -898,7 +868,7 @@ fn pull_request_preview_step_runs_offline() {
     );
     let out = Command::new("bash")
         .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script])
-        .current_dir(repo.path())
+        .current_dir(repo.dir())
         .env("PATH", &path)
         .env("FERRY_KUSTOMIZE", &kustomize)
         .env("FERRY_CACHE", runner.path().join("cache"))
@@ -908,7 +878,7 @@ fn pull_request_preview_step_runs_offline() {
         .output()
         .expect("running bash");
     assert_eq!(out.status.code(), Some(2));
-    let comment = std::fs::read_to_string(repo.path().join("diff.md")).unwrap();
+    let comment = std::fs::read_to_string(repo.dir().join("diff.md")).unwrap();
     assert!(
         comment.contains(
             "**llm-production**: :x: `error: --against 0000000000000000000000000000000000000000"

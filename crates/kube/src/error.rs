@@ -45,6 +45,19 @@ pub enum KubeError {
         /// True when the rejection is an immutable-field change.
         immutable: bool,
     },
+    /// The object's namespace does not exist (the server's 404 `NotFound` names the
+    /// namespace, not the object).
+    #[error("cannot {verb} {subject}: {message} (HTTP 404)")]
+    NamespaceNotFound {
+        /// The verb.
+        verb: &'static str,
+        /// The missing namespace.
+        namespace: String,
+        /// The object (boxed to keep `Result`s small).
+        subject: Box<ObjectRef>,
+        /// The server's message.
+        message: String,
+    },
     /// Any other API error.
     #[error("cannot {verb} {subject}: {message} (HTTP {code})")]
     Api {
@@ -80,6 +93,13 @@ impl KubeError {
                 } else if status.is_invalid() {
                     KubeError::Invalid {
                         immutable: is_immutable_message(&message),
+                        subject: Box::new(subject.clone()),
+                        message,
+                    }
+                } else if let Some(namespace) = missing_namespace(&status, subject) {
+                    KubeError::NamespaceNotFound {
+                        verb,
+                        namespace,
                         subject: Box::new(subject.clone()),
                         message,
                     }
@@ -137,6 +157,19 @@ impl KubeError {
     }
 }
 
+/// The namespace of `subject` when `status` says that it does not exist: a 404
+/// `NotFound` whose details name the core resource `namespaces` and that namespace.
+fn missing_namespace(status: &kube::core::Status, subject: &ObjectRef) -> Option<String> {
+    let details = status.details.as_ref()?;
+    let namespace = subject.namespace.as_deref()?;
+    (status.code == 404
+        && status.is_not_found()
+        && details.kind == "namespaces"
+        && details.group.is_empty()
+        && details.name == namespace)
+        .then(|| namespace.to_string())
+}
+
 /// Whether a 422 message rejects a change to a field that cannot change after creation.
 /// The API server words this in several ways: `field is immutable` (Deployment selector,
 /// Job template), `may not change once set` (Service clusterIP), and StatefulSet's
@@ -167,7 +200,54 @@ pub(crate) fn chain(err: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::is_immutable_message;
+    use ferry_model::ObjectRef;
+
+    use super::{KubeError, is_immutable_message};
+
+    /// A `kube` API error from the JSON Status the API server answers.
+    fn api_error(status: serde_json::Value) -> kube::Error {
+        kube::Error::Api(Box::new(serde_json::from_value(status).unwrap()))
+    }
+
+    /// The Status of a request whose object or namespace is missing.
+    fn not_found(kind: &str, name: &str) -> kube::Error {
+        api_error(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{kind} \"{name}\" not found"), "reason": "NotFound",
+            "details": {"name": name, "kind": kind}, "code": 404,
+        }))
+    }
+
+    #[test]
+    fn a_missing_namespace_is_named() {
+        let cm = ObjectRef::new("v1", "ConfigMap", Some("nowhere"), "cfg");
+        let err = KubeError::from_api(not_found("namespaces", "nowhere"), "apply", &cm);
+        assert!(
+            matches!(&err, KubeError::NamespaceNotFound { namespace, subject, .. }
+                if namespace == "nowhere" && **subject == cm),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot apply ConfigMap/nowhere/cfg: namespaces \"nowhere\" not found (HTTP 404)"
+        );
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn other_not_found_errors_stay_api_errors() {
+        let cm = ObjectRef::new("v1", "ConfigMap", Some("here"), "cfg");
+        for (kind, name) in [("configmaps", "cfg"), ("namespaces", "elsewhere")] {
+            let err = KubeError::from_api(not_found(kind, name), "apply", &cm);
+            assert!(
+                matches!(err, KubeError::Api { code: 404, .. }),
+                "{kind}/{name}: {err:?}"
+            );
+        }
+        let ns = ObjectRef::new("v1", "Namespace", None, "here");
+        let err = KubeError::from_api(not_found("namespaces", "here"), "get", &ns);
+        assert!(matches!(err, KubeError::Api { code: 404, .. }), "{err:?}");
+    }
 
     #[test]
     fn immutable_messages() {

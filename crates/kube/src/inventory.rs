@@ -23,21 +23,52 @@ pub struct Inventory {
     pub in_sync: BTreeMap<String, Known>,
 }
 
+/// The format of a stored inventory, kept under `format` (none: 1). A memo stored in
+/// another format than this one is not read (it is a cache); the entries always are.
+const FORMAT: u32 = 2;
+
 fn name(app: &str) -> String {
     format!("ferry-inventory-{app}")
 }
 
-/// An inventory from its ConfigMap's `data`. The `inSync` memo is a cache: entries it
-/// cannot read (written in an older format) are dropped, and so is all of it if unreadable.
-fn decode(subject: &ObjectRef, data: &BTreeMap<String, String>) -> Result<Inventory, KubeError> {
+/// The ConfigMap data of `app`'s inventory `inv`, entries sorted and deduplicated.
+fn encode(app: &str, inv: &Inventory) -> Result<BTreeMap<String, String>, KubeError> {
+    let mut entries = inv.entries.clone();
+    entries.sort();
+    entries.dedup();
+    let encode = |e: serde_json::Error| KubeError::Decode {
+        message: e.to_string(),
+    };
+    Ok(BTreeMap::from([
+        ("app".to_string(), app.to_string()),
+        ("format".to_string(), FORMAT.to_string()),
+        ("revision".to_string(), inv.revision.clone()),
+        (
+            "entries".to_string(),
+            serde_json::to_string(&entries).map_err(encode)?,
+        ),
+        (
+            "inSync".to_string(),
+            serde_json::to_string(&inv.in_sync).map_err(encode)?,
+        ),
+    ]))
+}
+
+/// The inventory in the ConfigMap data of `subject`. The `inSync` memo is a cache: it is
+/// read only in the current format, and entries it cannot read are dropped.
+fn decode(data: &BTreeMap<String, String>, subject: &ObjectRef) -> Result<Inventory, KubeError> {
     let entries = match data.get("entries") {
         Some(text) => serde_json::from_str(text).map_err(|e| KubeError::Decode {
             message: format!("{subject}: entries: {e}"),
         })?,
         None => Vec::new(),
     };
+    let format = data
+        .get("format")
+        .map_or(Some(1), |f| f.parse::<u32>().ok());
     let memo: BTreeMap<String, serde_json::Value> = data
         .get("inSync")
+        .filter(|_| format == Some(FORMAT))
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default();
     let in_sync = memo
@@ -63,7 +94,7 @@ impl Cluster {
         else {
             return Ok(None);
         };
-        decode(&subject, &cm.data.unwrap_or_default()).map(Some)
+        decode(&cm.data.unwrap_or_default(), &subject).map(Some)
     }
 
     /// Deletes an app's inventory (after its objects were deleted). Already gone is not
@@ -77,14 +108,6 @@ impl Cluster {
     pub async fn write_inventory(&self, app: &str, inv: &Inventory) -> Result<(), KubeError> {
         self.ensure_namespace(SYSTEM_NAMESPACE).await?;
         let subject = ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name(app));
-        let mut entries = inv.entries.clone();
-        entries.sort();
-        entries.dedup();
-        let encode = |e: serde_json::Error| KubeError::Decode {
-            message: e.to_string(),
-        };
-        let entries = serde_json::to_string(&entries).map_err(encode)?;
-        let in_sync = serde_json::to_string(&inv.in_sync).map_err(encode)?;
         let cm = serde_json::json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -93,7 +116,7 @@ impl Cluster {
                 "namespace": SYSTEM_NAMESPACE,
                 "labels": {"app.kubernetes.io/managed-by": "ferry", ferry_model::APP_LABEL: app},
             },
-            "data": {"app": app, "revision": inv.revision, "entries": entries, "inSync": in_sync},
+            "data": encode(app, inv)?,
         });
         let api: Api<ConfigMap> = Api::namespaced(self.client().clone(), SYSTEM_NAMESPACE);
         api.patch(
@@ -127,15 +150,16 @@ mod tests {
                     "entries".to_string(),
                     serde_json::to_string(&[&entry]).unwrap(),
                 ),
+                ("format".to_string(), FORMAT.to_string()),
                 ("inSync".to_string(), in_sync),
             ])
         };
-        let old = decode(&subject, &data(format!(r#"{{"{}":[1,2]}}"#, entry.key()))).unwrap();
+        let old = decode(&data(format!(r#"{{"{}":[1,2]}}"#, entry.key())), &subject).unwrap();
         assert_eq!(old.revision, "abc");
         assert_eq!(old.entries, std::slice::from_ref(&entry));
         assert!(old.in_sync.is_empty(), "{:?}", old.in_sync);
         assert!(
-            decode(&subject, &data("not JSON".into()))
+            decode(&data("not JSON".into()), &subject)
                 .unwrap()
                 .in_sync
                 .is_empty()
@@ -147,8 +171,57 @@ mod tests {
             entry.key(),
             serde_json::to_string(&known).unwrap()
         );
-        assert_eq!(decode(&subject, &data(mixed)).unwrap().in_sync, memo);
+        assert_eq!(decode(&data(mixed), &subject).unwrap().in_sync, memo);
         let round = serde_json::to_string(&memo).unwrap();
-        assert_eq!(decode(&subject, &data(round)).unwrap().in_sync, memo);
+        assert_eq!(decode(&data(round), &subject).unwrap().in_sync, memo);
+    }
+
+    fn subject() -> ObjectRef {
+        ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name("web"))
+    }
+
+    #[test]
+    fn an_inventory_of_the_first_format_keeps_its_entries_and_drops_its_memo() {
+        let data = BTreeMap::from([
+            ("app".to_string(), "web".to_string()),
+            ("revision".to_string(), "abc".to_string()),
+            (
+                "entries".to_string(),
+                r#"[{"group":"","version":"v1","kind":"ConfigMap","namespace":"web","name":"cfg"}]"#
+                    .to_string(),
+            ),
+            ("inSync".to_string(), r#"{"web/cfg":[1,2]}"#.to_string()),
+        ]);
+        let inv = decode(&data, &subject()).unwrap();
+        assert_eq!(inv.revision, "abc");
+        assert_eq!(
+            inv.entries,
+            [ObjectRef::new("v1", "ConfigMap", Some("web"), "cfg")]
+        );
+        assert!(inv.in_sync.is_empty(), "{:?}", inv.in_sync);
+    }
+
+    #[test]
+    fn an_inventory_round_trips_with_its_format() {
+        let cfg = ObjectRef::new("v1", "ConfigMap", Some("web"), "cfg");
+        let inv = Inventory {
+            revision: "abc".into(),
+            entries: vec![
+                cfg.clone(),
+                ObjectRef::new("apps/v1", "Deployment", Some("web"), "d"),
+            ],
+            in_sync: BTreeMap::from([(
+                "web/cfg".to_string(),
+                Known {
+                    manifest: Digest([1; 32]),
+                    live: Digest([2; 32]),
+                },
+            )]),
+        };
+        let data = encode("web", &inv).unwrap();
+        assert_eq!(data["format"], FORMAT.to_string());
+        let mut sorted = inv.clone();
+        sorted.entries.sort();
+        assert_eq!(decode(&data, &subject()).unwrap(), sorted);
     }
 }

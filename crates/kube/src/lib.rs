@@ -99,7 +99,7 @@ impl Cluster {
     }
 
     /// The underlying client.
-    pub fn client(&self) -> &kube::Client {
+    pub(crate) fn client(&self) -> &kube::Client {
         &self.client
     }
 

@@ -4,67 +4,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_source::{GitCache, SourceError};
+use ferry_testkit::TestRepo;
 use tempfile::TempDir;
-
-/// Runs `git` in `dir` with a fixed identity and no user configuration; returns trimmed stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Ada Author")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Cy Committer")
-        .env("GIT_COMMITTER_EMAIL", "cy@example.com")
-        .output()
-        .expect("git runs");
-    assert!(
-        output.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// Like [`git`], feeding `input` on stdin.
-fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("git runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "git {args:?} failed");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-fn write(dir: &Path, rel: &str, text: &str) {
-    let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-fn commit(dir: &Path, message: &str) -> String {
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "--allow-empty", "-m", message]);
-    git(dir, &["rev-parse", "HEAD"])
-}
 
 /// A repository with branch `main` (HEAD), a branch `feature`, an annotated tag
 /// `v1` and a lightweight tag `light`.
 struct Fixture {
-    _tmp: TempDir,
-    work: PathBuf,
+    work: TestRepo,
+    /// Holds the cache (and whatever else a test puts beside it).
+    tmp: TempDir,
     cache: GitCache,
     /// First commit (tagged `v1` and `light`, parent of `feature`).
     c1: String,
@@ -76,24 +24,22 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        let work = TestRepo::new();
+        work.write("apps/web/deploy.yaml", "kind: Deployment\n");
+        let c1 = work.commit("first commit\n\nwith a body\nover lines");
+        work.tag("v1", Some("release 1"));
+        work.tag("light", None);
+        work.git(&["checkout", "-q", "-b", "feature"]);
+        work.write("feature.txt", "feature\n");
+        let c3 = work.commit("feature work");
+        work.git(&["checkout", "-q", "main"]);
+        work.write("apps/web/service.yaml", "kind: Service\n");
+        let c2 = work.commit("second commit");
         let tmp = TempDir::new().unwrap();
-        let work = tmp.path().join("work");
-        std::fs::create_dir(&work).unwrap();
-        git(&work, &["init", "-q", "-b", "main"]);
-        write(&work, "apps/web/deploy.yaml", "kind: Deployment\n");
-        let c1 = commit(&work, "first commit\n\nwith a body\nover lines");
-        git(&work, &["tag", "-a", "v1", "-m", "release 1"]);
-        git(&work, &["tag", "light"]);
-        git(&work, &["checkout", "-q", "-b", "feature"]);
-        write(&work, "feature.txt", "feature\n");
-        let c3 = commit(&work, "feature work");
-        git(&work, &["checkout", "-q", "main"]);
-        write(&work, "apps/web/service.yaml", "kind: Service\n");
-        let c2 = commit(&work, "second commit");
         let cache = GitCache::new(tmp.path().join("cache"));
         Self {
-            _tmp: tmp,
             work,
+            tmp,
             cache,
             c1,
             c2,
@@ -102,7 +48,7 @@ impl Fixture {
     }
 
     fn repo(&self) -> String {
-        self.work.to_string_lossy().into_owned()
+        self.work.path().to_string()
     }
 
     fn sha(&self, git_ref: Option<&str>) -> String {
@@ -128,7 +74,9 @@ fn resolves_head_branches_tags_and_shas() {
     assert_eq!(head.sha, f.c2);
     assert_eq!(head.message, "second commit");
     assert_eq!(head.author, "Ada Author");
-    let author_time: i64 = git(&f.work, &["log", "-1", "--format=%at", &f.c2])
+    let author_time: i64 = f
+        .work
+        .git(&["log", "-1", "--format=%at", &f.c2])
         .parse()
         .unwrap();
     assert_eq!(head.time, author_time);
@@ -159,10 +107,10 @@ fn sees_new_commits_and_deleted_branches_on_next_resolve() {
     assert_eq!(f.sha(Some("feature")), f.c3);
     let mirror = f.mirror_dir();
 
-    write(&f.work, "apps/web/config.yaml", "kind: ConfigMap\n");
-    let c4 = commit(&f.work, "third commit");
-    git(&f.work, &["branch", "-D", "-q", "feature"]);
-    git(&f.work, &["tag", "-d", "light"]);
+    f.work.write("apps/web/config.yaml", "kind: ConfigMap\n");
+    let c4 = f.work.commit("third commit");
+    f.work.git(&["branch", "-D", "-q", "feature"]);
+    f.work.git(&["tag", "-d", "light"]);
 
     let rev = f.cache.resolve(&f.repo(), None).unwrap();
     assert_eq!(rev.sha, c4);
@@ -180,18 +128,18 @@ fn sees_new_commits_and_deleted_branches_on_next_resolve() {
 fn follows_remote_head_changes() {
     let f = Fixture::new();
     assert_eq!(f.sha(None), f.c2);
-    git(&f.work, &["checkout", "-q", "feature"]);
+    f.work.git(&["checkout", "-q", "feature"]);
     assert_eq!(f.sha(None), f.c3);
 }
 
 #[test]
 fn file_urls_relative_paths_and_bare_repositories() {
     let f = Fixture::new();
-    let url = format!("file://{}", f.work.display());
+    let url = format!("file://{}", f.work.dir().display());
     assert_eq!(f.cache.resolve(&url, Some("main")).unwrap().sha, f.c2);
 
     let cwd = std::env::current_dir().unwrap();
-    let relative = relative_path(&cwd, &f.work);
+    let relative = relative_path(&cwd, f.work.dir());
     assert!(relative.is_relative());
     let rev = f
         .cache
@@ -201,12 +149,9 @@ fn file_urls_relative_paths_and_bare_repositories() {
     assert_eq!(f.sha(None), f.c2);
     f.mirror_dir(); // the three spellings share one mirror
 
-    let bare = f.work.with_file_name("bare.git");
-    git(
-        f.work.parent().unwrap(),
-        &["clone", "-q", "--bare", "work", "bare.git"],
-    );
+    let bare = f.tmp.path().join("bare.git");
     let bare = bare.to_string_lossy().into_owned();
+    f.work.git(&["clone", "-q", "--bare", ".", &bare]);
     assert_eq!(f.cache.resolve(&bare, None).unwrap().sha, f.c2);
     let checkout = f.cache.checkout(&bare, Some("v1")).unwrap();
     assert!(checkout.root().join("apps/web/deploy.yaml").is_file());
@@ -274,10 +219,8 @@ fn unreachable_repository_is_transient_and_not_a_repository_is_terminal() {
     assert!(matches!(err, SourceError::NotARepository { .. }), "{err}");
     assert!(!err.is_transient());
 
-    let empty = tmp.path().join("empty");
-    std::fs::create_dir(&empty).unwrap();
-    git(&empty, &["init", "-q", "-b", "main"]);
-    let err = cache.resolve(empty.to_str().unwrap(), None).unwrap_err();
+    let empty = TestRepo::new();
+    let err = cache.resolve(empty.path(), None).unwrap_err();
     assert!(matches!(err, SourceError::NoHead { .. }), "{err}");
     assert!(!err.is_transient());
 }
@@ -313,10 +256,7 @@ fn public_types_can_cross_threads() {
 
 #[test]
 fn ambiguous_short_sha_is_an_error() {
-    let tmp = TempDir::new().unwrap();
-    let work = tmp.path().join("many");
-    std::fs::create_dir(&work).unwrap();
-    git(&work, &["init", "-q", "-b", "main"]);
+    let work = TestRepo::new();
     // Among 1500 distinct blobs two all but certainly share a 4-digit prefix (and,
     // as blob ids depend only on content, the same two on every run): find such a
     // pair by hashing contents, then commit just that pair.
@@ -337,13 +277,12 @@ fn ambiguous_short_sha_is_an_error() {
         })
         .expect("some 4-digit prefix is shared");
     for name in &pair {
-        write(&work, name, &format!("{name}\n"));
+        work.write(name, &format!("{name}\n"));
     }
-    commit(&work, "two blobs with a common prefix");
+    work.commit("two blobs with a common prefix");
+    let tmp = TempDir::new().unwrap();
     let cache = GitCache::new(tmp.path().join("cache"));
-    let err = cache
-        .resolve(work.to_str().unwrap(), Some(&prefix))
-        .unwrap_err();
+    let err = cache.resolve(work.path(), Some(&prefix)).unwrap_err();
     assert!(matches!(err, SourceError::AmbiguousRef { .. }), "{err}");
     assert!(!err.is_transient());
 }
@@ -351,18 +290,18 @@ fn ambiguous_short_sha_is_an_error() {
 #[test]
 fn checkout_writes_files_and_confines_app_paths() {
     let f = Fixture::new();
-    write(&f.work, "scripts/run.sh", "#!/bin/sh\n");
+    f.work.write("scripts/run.sh", "#!/bin/sh\n");
     use std::os::unix::fs::PermissionsExt;
-    let script = f.work.join("scripts/run.sh");
+    let script = f.work.dir().join("scripts/run.sh");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::symlink("web", f.work.join("apps/web-link")).unwrap();
-    std::os::unix::fs::symlink("deploy.yaml", f.work.join("apps/web/alias.yaml")).unwrap();
-    std::fs::create_dir_all(f.work.join("other")).unwrap();
-    std::os::unix::fs::symlink("..", f.work.join("other/up")).unwrap();
-    std::fs::create_dir_all(f.work.join("bad/evil")).unwrap();
-    std::os::unix::fs::symlink("/etc/passwd", f.work.join("bad/evil/passwd")).unwrap();
-    std::os::unix::fs::symlink("../..", f.work.join("bad/evil-rel")).unwrap();
-    let sha = commit(&f.work, "layout");
+    std::os::unix::fs::symlink("web", f.work.dir().join("apps/web-link")).unwrap();
+    std::os::unix::fs::symlink("deploy.yaml", f.work.dir().join("apps/web/alias.yaml")).unwrap();
+    std::fs::create_dir_all(f.work.dir().join("other")).unwrap();
+    std::os::unix::fs::symlink("..", f.work.dir().join("other/up")).unwrap();
+    std::fs::create_dir_all(f.work.dir().join("bad/evil")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", f.work.dir().join("bad/evil/passwd")).unwrap();
+    std::os::unix::fs::symlink("../..", f.work.dir().join("bad/evil-rel")).unwrap();
+    let sha = f.work.commit("layout");
 
     let checkout = f.cache.checkout(&f.repo(), None).unwrap();
     assert_eq!(checkout.revision.sha, sha);
@@ -449,15 +388,13 @@ fn checkout_writes_files_and_confines_app_paths() {
 #[test]
 fn checkout_rejects_unsafe_tree_entries() {
     let f = Fixture::new();
-    let blob = git(&f.work, &["hash-object", "-w", "apps/web/deploy.yaml"]);
+    let blob = f.work.git(&["hash-object", "-w", "apps/web/deploy.yaml"]);
     for name in ["..", ".GIT"] {
-        let tree = git_stdin(
-            &f.work,
-            &["mktree"],
-            &format!("100644 blob {blob}\t{name}\n"),
-        );
-        let sha = git(&f.work, &["commit-tree", &tree, "-m", "evil"]);
-        git(&f.work, &["update-ref", "refs/heads/evil", &sha]);
+        let tree = f
+            .work
+            .git_stdin(&["mktree"], &format!("100644 blob {blob}\t{name}\n"));
+        let sha = f.work.git(&["commit-tree", &tree, "-m", "evil"]);
+        f.work.git(&["update-ref", "refs/heads/evil", &sha]);
         let err = f.cache.checkout(&f.repo(), Some("evil")).unwrap_err();
         assert!(
             matches!(err, SourceError::UnsafeTreeEntry { ref entry, .. } if entry == name),
@@ -507,7 +444,7 @@ fn remote_sha_lists_without_fetching() {
     assert_eq!(f.cache.remote_sha(&repo, Some(&f.c3[..8])).unwrap(), f.c3);
     assert!(fetched(&f.c2));
 
-    let c4 = commit(&f.work, "new on main");
+    let c4 = f.work.commit("new on main");
     assert_eq!(f.cache.remote_sha(&repo, Some("main")).unwrap(), c4);
     assert!(!fetched(&c4));
     assert_eq!(f.sha(None), c4);
@@ -547,7 +484,7 @@ fn fetch_waits_for_the_lock_file_held_elsewhere() {
     // Another process would hold it through its own open file, like this one.
     let held = std::fs::File::open(&lock_path).unwrap();
     held.lock().unwrap();
-    let c4 = commit(&f.work, "while locked");
+    let c4 = f.work.commit("while locked");
     std::thread::scope(|s| {
         let waiter = s.spawn(|| f.cache.resolve(&f.repo(), None).map(|r| r.sha));
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -592,8 +529,8 @@ fn stale_lock_files_of_a_killed_fetch_are_cleared() {
     stale.push(mirror.join("packed-refs.lock"));
     assert!(stale.len() >= 2, "{stale:?}");
 
-    write(&f.work, "later.txt", "later\n");
-    let c4 = commit(&f.work, "later");
+    f.work.write("later.txt", "later\n");
+    let c4 = f.work.commit("later");
     assert_eq!(f.sha(None), c4, "fetched despite the stale locks");
     for lock in stale {
         assert!(!lock.exists(), "{} left behind", lock.display());

@@ -11,6 +11,10 @@
 //!
 //! Cluster tests never skip: [`client`] panics when the test bed cannot be reached, both
 //! locally and in CI, so a missing test bed shows up as failed tests rather than green ones.
+//!
+//! Tests that need a Git repository make one with [`TestRepo`].
+
+pub mod repo;
 
 use std::fmt::Display;
 use std::future::Future;
@@ -22,6 +26,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+pub use repo::TestRepo;
 
 /// The kubeconfig context that `testbed/up` writes; [`client`] connects through this
 /// context only, so that tests cannot touch whatever cluster another context points at.

@@ -253,17 +253,10 @@ pub(super) async fn plan(
                     });
                 }
                 // The namespace does not exist: fine when this sync creates it.
-                Err(KubeError::Api {
-                    code: 404, message, ..
-                }) if live.is_none()
-                    && manifest
-                        .namespace()
-                        .is_some_and(|ns| message.contains(&format!("namespaces \"{ns}\""))) =>
-                {
-                    let namespace = manifest.namespace().unwrap_or_default();
-                    if !creates_namespace.contains(namespace) {
+                Err(KubeError::NamespaceNotFound { namespace, .. }) if live.is_none() => {
+                    if !creates_namespace.contains(namespace.as_str()) {
                         return Err(EngineError::NoSuchNamespace {
-                            namespace: namespace.to_string(),
+                            namespace,
                             subject: Box::new(subject),
                         });
                     }

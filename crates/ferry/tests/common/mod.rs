@@ -1,6 +1,6 @@
-//! Shared helpers for the `ferry` binary's integration tests: a Git repository per test,
-//! the `ferry` process with an isolated cache, and a per-test [`Fixture`] (namespace,
-//! repository, app names) that cleans up what ferry wrote outside the test namespace.
+//! Shared helpers for the `ferry` binary's integration tests: the `ferry` process with an
+//! isolated cache, and a per-test [`Fixture`] (namespace, Git repository, app names) that
+//! cleans up what ferry wrote outside the test namespace.
 
 #![allow(dead_code)]
 
@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ferry_model::{ObjectRef, SYSTEM_NAMESPACE};
-use ferry_testkit::{TESTBED_CONTEXT, TestNamespace};
+use ferry_testkit::{TESTBED_CONTEXT, TestNamespace, TestRepo};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
@@ -18,71 +18,6 @@ use tempfile::TempDir;
 
 /// How long one `ferry` run may take before the test fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A Git repository in a temporary directory, written and committed with the `git` CLI.
-pub struct Repo {
-    dir: TempDir,
-}
-
-impl Repo {
-    /// An empty repository whose default branch is `main`.
-    pub fn new() -> Self {
-        let repo = Self {
-            dir: tempfile::tempdir().expect("temporary directory for the repository"),
-        };
-        repo.git(&["init", "--quiet", "--initial-branch=main"]);
-        repo
-    }
-
-    /// The repository's path, as passed to `--repo`.
-    pub fn path(&self) -> &str {
-        self.dir.path().to_str().expect("UTF-8 temporary path")
-    }
-
-    /// Writes `text` to `rel` (creating directories).
-    pub fn write(&self, rel: &str, text: &str) {
-        let path = self.dir.path().join(rel);
-        std::fs::create_dir_all(path.parent().expect("a file inside the repository")).unwrap();
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-    }
-
-    /// Removes the file `rel`.
-    pub fn remove(&self, rel: &str) {
-        let path = self.dir.path().join(rel);
-        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("removing {}: {e}", path.display()));
-    }
-
-    /// Commits everything in the working tree; returns the commit's SHA.
-    pub fn commit(&self, message: &str) -> String {
-        self.git(&["add", "--all"]);
-        self.git(&["commit", "--quiet", "--allow-empty", "-m", message]);
-        self.git(&["rev-parse", "HEAD"]).trim().to_string()
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args([
-                "-c",
-                "user.name=ferry tests",
-                "-c",
-                "user.email=tests@ferry.invalid",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .expect("running git");
-        assert!(
-            out.status.success(),
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("git prints UTF-8")
-    }
-}
 
 /// What one `ferry` run printed, and its exit code.
 #[derive(Debug)]
@@ -306,7 +241,7 @@ struct Leftover {
 /// leftovers best-effort (the namespace deletes itself through [`TestNamespace`]).
 pub struct Fixture {
     pub client: Client,
-    pub repo: Repo,
+    pub repo: TestRepo,
     pub ferry: Ferry,
     ns: Option<TestNamespace>,
     leftovers: Mutex<Vec<Leftover>>,
@@ -320,7 +255,7 @@ impl Fixture {
         let ns = TestNamespace::new(&client, prefix).await;
         Self {
             client,
-            repo: Repo::new(),
+            repo: TestRepo::new(),
             ferry: Ferry::new(),
             ns: Some(ns),
             leftovers: Mutex::new(Vec::new()),
@@ -341,6 +276,13 @@ impl Fixture {
             &format!("ferry-inventory-{name}"),
         );
         name
+    }
+
+    /// Writes ConfigMap `name` with `data` (see [`configmap`]) to `app/<name>.yaml` of the
+    /// repository.
+    pub fn write_configmap(&self, name: &str, data: &[(&str, &str)]) {
+        self.repo
+            .write(&format!("app/{name}.yaml"), &configmap(name, data));
     }
 
     /// Deletes this object at the end of the test.
