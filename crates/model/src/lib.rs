@@ -5,6 +5,7 @@
 
 mod app;
 pub mod appset;
+pub mod backoff;
 mod changeset;
 mod health;
 mod manifest;
@@ -15,6 +16,7 @@ pub use app::{
     SourceSpec, SpecError, WaitSpec, parse_duration,
 };
 pub use appset::{AppSet, PromoteMethod, PromoteSpec};
+pub use backoff::Backoff;
 pub use changeset::{Action, Change, ChangeSet, Summary};
 pub use health::{Health, HealthStatus};
 pub use manifest::{Manifest, ManifestError, Origin};
