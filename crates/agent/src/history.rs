@@ -27,7 +27,8 @@ const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 /// `(app, id)` → nothing: the per-app index.
 const BY_APP: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_app");
 
-/// What started a sync.
+/// What started a recorded sync, as stored (lowercase). The work queue's trigger
+/// ([`crate::queue::Trigger`]) has one more, a health check, which records nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Trigger {
@@ -43,9 +44,6 @@ pub enum Trigger {
     Rollback,
     /// The agent's first reconcile after starting.
     Startup,
-    /// Only the objects' health is looked at again (a status change, or health still
-    /// progressing); never recorded, as it writes nothing.
-    Health,
 }
 
 /// How a sync ended.
@@ -260,6 +258,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use ferry_model::{Action, Change, ObjectRef};
+    use serde_json::json;
 
     use super::*;
 
@@ -351,6 +350,11 @@ mod tests {
         assert_eq!(v["outcome"], "failed");
         assert_eq!(v["summary"]["update"], 1);
         assert_eq!(v["changeset"]["changes"][0]["action"], "update");
+        let stored = ["poll", "webhook", "drift", "manual", "rollback", "startup"];
+        for name in stored {
+            let t: Trigger = serde_json::from_value(json!(name)).unwrap();
+            assert_eq!(serde_json::to_value(t).unwrap(), name);
+        }
     }
 
     #[test]

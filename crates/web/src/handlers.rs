@@ -130,6 +130,7 @@ async fn roots(web: &Web, status: &AppStatus) -> Result<Vec<ObjectRef>, WebError
     Ok(web
         .api
         .ctx
+        .engine
         .cluster
         .read_inventory(&status.name)
         .await?
@@ -147,7 +148,7 @@ pub async fn whoami(role: Option<axum::Extension<Role>>) -> Response {
 pub async fn tree(State(web): State<Web>, Path(name): Path<String>) -> Result<Response, WebError> {
     let status = app(&web, &name).await?;
     let roots = roots(&web, &status).await?;
-    let nodes = tree::build(&web.api.ctx.cluster, &roots, &status.drifted).await?;
+    let nodes = tree::build(&web.api.ctx.engine.cluster, &roots, &status.drifted).await?;
     Ok(Json(json!({ "app": name, "revision": status.revision, "nodes": nodes })).into_response())
 }
 
@@ -158,7 +159,7 @@ pub async fn events(
 ) -> Result<Response, WebError> {
     let status = app(&web, &name).await?;
     let roots = roots(&web, &status).await?;
-    let cluster = &web.api.ctx.cluster;
+    let cluster = &web.api.ctx.engine.cluster;
     let nodes = tree::build(cluster, &roots, &[]).await?;
     let extra: Vec<&str> = status
         .spec
@@ -179,6 +180,7 @@ async fn rendered(web: &Web, status: &AppStatus) -> Result<Arc<Rendered>, WebErr
     Ok(web
         .api
         .ctx
+        .engine
         .render(&status.name, &status.spec, &status.revision)
         .await?)
 }
@@ -192,7 +194,7 @@ async fn desired_manifest(
 ) -> Result<Option<Value>, WebError> {
     let rendered = rendered(web, status).await?;
     let prepared = prepare(
-        &web.api.ctx.cluster,
+        &web.api.ctx.engine.cluster,
         &status.name,
         &status.spec,
         &rendered.manifests,
@@ -248,7 +250,7 @@ async fn compare(
             ..Default::default()
         };
     };
-    match web.api.ctx.cluster.apply(&desired, true).await {
+    match web.api.ctx.engine.cluster.apply(&desired, true).await {
         Ok(dry_run) => Comparison {
             diff: unified(subject, Some(live), Some(&normalize(&dry_run))),
             desired_yaml: Some(to_yaml(&mask_secret(&normalize(&dry_run)))),
@@ -357,7 +359,7 @@ pub async fn resource(
             app: name,
         });
     }
-    let live = web.api.ctx.cluster.get(&subject).await?;
+    let live = web.api.ctx.engine.cluster.get(&subject).await?;
     let health = live.as_ref().map_or_else(
         || Health::new(HealthStatus::NotFound, "object not found"),
         ferry_engine::health::health,
@@ -384,7 +386,7 @@ pub async fn resource(
 pub async fn diff(State(web): State<Web>, Path(name): Path<String>) -> Result<Response, WebError> {
     let status = app(&web, &name).await?;
     let rendered = rendered(&web, &status).await?;
-    let cluster = &web.api.ctx.cluster;
+    let cluster = &web.api.ctx.engine.cluster;
     let planned = plan(
         cluster,
         &name,
