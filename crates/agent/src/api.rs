@@ -15,10 +15,11 @@ use ferry_api::{
     HistoryQuery, ListQuery, RollbackBody, WebhookAccepted,
 };
 
-use crate::controller::{Ctx, RepoKey, repo_key};
-use crate::history::Trigger;
+use crate::controller::Ctx;
+use crate::engine::{RepoKey, repo_key};
 use crate::kept;
 use crate::poller::refresh;
+use crate::queue::Trigger;
 use crate::state::AppStatus;
 use crate::webhook::{MAX_BODY, Provider, repo_matches, verify_and_parse};
 
@@ -72,7 +73,7 @@ async fn readyz() -> &'static str {
 async fn metrics(State(api): State<Api>) -> Response {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        api.ctx.metrics.encode(),
+        api.ctx.record.metrics.encode(),
     )
         .into_response()
 }
@@ -104,7 +105,10 @@ async fn webhook(
         );
     };
     let Some(secret) = &api.webhook_secret else {
-        api.ctx.metrics.webhook(provider.name(), "unauthorized");
+        api.ctx
+            .record
+            .metrics
+            .webhook(provider.name(), "unauthorized");
         return error(
             StatusCode::UNAUTHORIZED,
             "webhooks are disabled: no secret configured",
@@ -113,7 +117,7 @@ async fn webhook(
     let event = match verify_and_parse(provider, &headers, &body, secret) {
         Ok(event) => event,
         Err(e) => {
-            api.ctx.metrics.webhook(provider.name(), e.result());
+            api.ctx.record.metrics.webhook(provider.name(), e.result());
             return error(e.status(), e.to_string());
         }
     };
@@ -137,7 +141,7 @@ async fn webhook(
         };
         ref_ok && repo_matches(&key.0, &event.repos)
     });
-    api.ctx.metrics.webhook(provider.name(), "accepted");
+    api.ctx.record.metrics.webhook(provider.name(), "accepted");
     let ctx = api.ctx.clone();
     let repos = keys.len();
     tokio::spawn(async move {
@@ -214,11 +218,7 @@ async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Respon
             let mut total = 0;
             let mut items: Vec<AppSummary> = Vec::new();
             let matching = apps
-                .filter(|a| {
-                    q.sync
-                        .as_deref()
-                        .is_none_or(|s| format!("{:?}", a.sync) == s)
-                })
+                .filter(|a| q.sync.as_deref().is_none_or(|s| a.sync.as_str() == s))
                 .filter(|a| {
                     q.health
                         .as_deref()
@@ -276,7 +276,7 @@ async fn history(
     if api.ctx.store.get(&name).await.is_none() {
         return error(StatusCode::NOT_FOUND, format!("no app named {name:?}"));
     }
-    match api.ctx.history.list(&name, q.limit.unwrap_or(50)) {
+    match api.ctx.record.history.list(&name, q.limit.unwrap_or(50)) {
         Ok(items) => Json(HistoryList { items }).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -340,7 +340,7 @@ async fn action(
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
             };
             let revision = match target.parse::<u64>() {
-                Ok(id) if target.len() < 7 => match ctx.history.get(id) {
+                Ok(id) if target.len() < 7 => match ctx.record.history.get(id) {
                     Ok(Some(entry)) if entry.app == name => entry.revision,
                     Ok(_) => {
                         return error(

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::controller::Ctx;
 use crate::crd::{Application, ApplicationStatus};
-use crate::history::Trigger;
+use crate::queue::Trigger;
 
 /// The Application resources behind apps, and an Event recorder.
 pub struct Applications {
@@ -49,7 +49,10 @@ impl Applications {
 
 /// Keeps the store in step with Application resources (in `namespace`, or all).
 pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: CancellationToken) {
-    let stream = ctx.cluster.watch_typed::<Application>(namespace.as_deref());
+    let stream = ctx
+        .engine
+        .cluster
+        .watch_typed::<Application>(namespace.as_deref());
     let mut stream = std::pin::pin!(stream);
     loop {
         let event = tokio::select! {
@@ -65,7 +68,8 @@ pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellat
                     continue;
                 }
                 let reference = app.object_ref(&());
-                ctx.applications
+                ctx.record
+                    .applications
                     .refs
                     .write()
                     .await
@@ -88,10 +92,10 @@ pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellat
             Some(Ok(Watched::Deleted(app))) => {
                 let name = app.name_any();
                 info!(app = %name, "Application deleted");
-                ctx.applications.refs.write().await.remove(&name);
+                ctx.record.applications.refs.write().await.remove(&name);
                 ctx.store.remove(&name).await;
                 crate::kept::forget(&ctx, &name).await;
-                ctx.metrics.remove_app(&name);
+                ctx.record.metrics.remove_app(&name);
                 ctx.pollers.lock().await.sync(&ctx, &ctx.shutdown).await;
             }
             Some(Err(e)) => warn!("Application watch: {e}"),
@@ -115,7 +119,15 @@ pub async fn write_statuses(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         if !*ctx.leader.borrow() {
             continue;
         }
-        let Some(reference) = ctx.applications.refs.read().await.get(&name).cloned() else {
+        let Some(reference) = ctx
+            .record
+            .applications
+            .refs
+            .read()
+            .await
+            .get(&name)
+            .cloned()
+        else {
             continue;
         };
         let Some(app) = ctx.store.get(&name).await else {
@@ -128,6 +140,7 @@ pub async fn write_statuses(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         let namespace = reference.namespace.as_deref().unwrap_or("default");
         let value = serde_json::to_value(&status).unwrap_or_default();
         match ctx
+            .engine
             .cluster
             .patch_status::<Application>(namespace, &name, &value)
             .await

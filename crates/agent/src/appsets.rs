@@ -19,12 +19,20 @@ use std::time::Duration;
 use ferry_engine::Sync;
 use ferry_engine::appset::expand_set;
 use ferry_engine::progress::Silent;
-use ferry_model::{AppSet, NamedApp};
+use ferry_model::{AppSet, Backoff, NamedApp};
 use ferry_source::Revision;
 use tracing::{info, warn};
 
-use crate::controller::{Ctx, RepoKey, repo_key};
-use crate::history::Trigger;
+use crate::controller::{Ctx, Error};
+use crate::engine::{RepoKey, repo_key};
+use crate::queue::{Action, Trigger};
+
+/// The retry of a set whose expansion failed transiently: every 30 s.
+pub const EXPAND_RETRY: Backoff = Backoff::constant(Duration::from_secs(30));
+
+/// The retry of deleting the objects of an app removed from its set: 10 s × 2ⁿ, at most
+/// 160 s.
+pub const PRUNE_RETRY: Backoff = Backoff::new(Duration::from_secs(10), 2, Duration::from_secs(160));
 
 /// The agent's app sets and the apps each one generated.
 #[derive(Default)]
@@ -34,9 +42,9 @@ pub struct AppSets {
     sets: tokio::sync::Mutex<Vec<SetState>>,
     /// The sets' repository keys and poll intervals (fixed after [`start`]).
     keys: Mutex<Vec<(RepoKey, Duration)>>,
-    /// Apps removed from their set whose removal is not finished: app → attempts so far,
-    /// and whether its objects are deleted.
-    removed: Mutex<HashMap<String, Removal>>,
+    /// Apps removed from their set whose removal is not finished: app → whether its
+    /// objects are deleted.
+    removed: Mutex<HashMap<String, bool>>,
 }
 
 struct SetState {
@@ -45,12 +53,6 @@ struct SetState {
     /// The revision last expanded (successfully, or with a permanent error).
     sha: Option<String>,
     apps: BTreeSet<String>,
-}
-
-#[derive(Clone, Copy)]
-struct Removal {
-    prune: bool,
-    attempts: u32,
 }
 
 impl AppSets {
@@ -97,17 +99,17 @@ pub async fn start(ctx: &Arc<Ctx>, sets: Vec<AppSet>) {
 
 /// Re-expands the sets of the repository `key` that were not expanded at `rev` yet.
 /// Called whenever `key` was fetched. A transient failure (e.g. a checkout I/O error) is
-/// retried every 30 s in the background until it succeeds or fails for good.
+/// retried in the background ([`EXPAND_RETRY`]) until it succeeds or fails for good.
 pub async fn fetched(ctx: &Arc<Ctx>, key: &RepoKey, rev: &Revision, trigger: Trigger) {
     if !expand(ctx, key, rev, trigger).await {
         return;
     }
     let (ctx, key, rev) = (ctx.clone(), key.clone(), rev.clone());
     tokio::spawn(async move {
-        loop {
+        for attempt in 1.. {
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                _ = tokio::time::sleep(EXPAND_RETRY.delay(attempt)) => {}
             }
             if !expand(&ctx, &key, &rev, trigger).await {
                 return;
@@ -125,7 +127,7 @@ async fn expand(ctx: &Arc<Ctx>, key: &RepoKey, rev: &Revision, trigger: Trigger)
         .filter(|s| s.key == *key && s.sha.as_deref() != Some(rev.sha.as_str()))
     {
         let name = state.set.name.clone();
-        match expand_set(&ctx.git, &state.set, Some(&rev.sha)).await {
+        match expand_set(&ctx.engine.git, &state.set, Some(&rev.sha)).await {
             Ok(expanded) => {
                 state.sha = Some(rev.sha.clone());
                 reconcile_set(ctx, state, expanded.apps, trigger).await;
@@ -179,14 +181,13 @@ async fn reconcile_set(
         info!(%set, app = %gone, prune = state.set.prune_on_remove, "app set: directory gone, app removed");
         ctx.store.remove(gone).await;
         crate::kept::forget(ctx, gone).await;
-        ctx.metrics.remove_app(gone);
-        ctx.appsets.removed.lock().expect("removed apps").insert(
-            gone.clone(),
-            Removal {
-                prune: state.set.prune_on_remove,
-                attempts: 0,
-            },
-        );
+        ctx.record.metrics.remove_app(gone);
+        ctx.forget_failures(gone);
+        ctx.appsets
+            .removed
+            .lock()
+            .expect("removed apps")
+            .insert(gone.clone(), state.set.prune_on_remove);
         // The work queue runs `finalize` once no reconcile of the app is in flight.
         ctx.enqueue(gone, trigger);
     }
@@ -194,43 +195,40 @@ async fn reconcile_set(
 }
 
 /// Finishes the removal of an app that left its set, if `app` is one: with
-/// `pruneOnRemove`, deletes its objects and inventory (retried with backoff on failure).
+/// `pruneOnRemove`, deletes its objects and inventory; a failure is an error, retried by
+/// the error policy ([`PRUNE_RETRY`]) unless the app's directory came back meanwhile.
 /// Called by a reconcile of an app the store does not have.
-pub async fn finalize(ctx: &Arc<Ctx>, app: &str) {
-    let Some(removal) = ctx
+pub async fn finalize(ctx: &Arc<Ctx>, app: &str) -> Result<Action, Error> {
+    let Some(prune) = ctx
         .appsets
         .removed
         .lock()
         .expect("removed apps")
         .remove(app)
     else {
-        return;
+        return Ok(Action::AwaitChange);
     };
-    if !removal.prune {
+    if !prune {
         info!(%app, "app removed from its set; its objects are kept");
-        return;
+        return Ok(Action::AwaitChange);
     }
-    match Sync::remove(&ctx.cluster, app, &Silent).await {
+    match Sync::remove(&ctx.engine.cluster, app, &Silent).await {
         Ok(deleted) => {
-            info!(%app, objects = deleted, "app removed from its set; its objects were deleted")
+            info!(%app, objects = deleted, "app removed from its set; its objects were deleted");
+            Ok(Action::AwaitChange)
+        }
+        Err(e) if ctx.store.get(app).await.is_some() => {
+            warn!(%app, "deleting the objects of a removed app failed: {e}; its directory came back");
+            Ok(Action::AwaitChange)
         }
         Err(e) => {
-            let attempts = removal.attempts + 1;
-            let delay = Duration::from_secs((5u64 << attempts.min(5)).min(180));
-            warn!(%app, attempts, "deleting the objects of a removed app failed: {e}; retrying in {delay:?}");
-            // Unless its directory came back meanwhile.
-            if ctx.store.get(app).await.is_none() {
-                ctx.appsets
-                    .removed
-                    .lock()
-                    .expect("removed apps")
-                    .entry(app.to_string())
-                    .or_insert(Removal {
-                        prune: true,
-                        attempts,
-                    });
-                ctx.enqueue_after(app, Trigger::Poll, delay);
-            }
+            ctx.appsets
+                .removed
+                .lock()
+                .expect("removed apps")
+                .entry(app.to_string())
+                .or_insert(true);
+            Err(Error::Prune(e))
         }
     }
 }

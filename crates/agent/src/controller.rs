@@ -1,185 +1,130 @@
-//! The reconciler: a work queue of apps, bounded concurrency, one reconcile per app at a
-//! time, requeue with backoff. Each reconcile is idempotent and runs in its own span:
-//! resolve the revision → render (cached per revision) → plan → apply when needed →
-//! observe health → record.
+//! The reconciler, in the style of kube-runtime's controller: the work queue
+//! ([`crate::queue`]) runs a reconcile of one app at a time, which returns an
+//! [`Action`] saying when to come back; a failed reconcile goes to the error policy,
+//! which reports it and picks the retry ([`SYNC_RETRY`]). Each reconcile is idempotent
+//! and runs in its own span: resolve the revision → render (cached per revision) → plan
+//! → apply when needed → observe health → record.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_engine::EngineError;
 use ferry_engine::progress::Silent;
-use ferry_engine::source::{Checkouts, ClusterFacts, Rendered};
-use ferry_engine::sync::InSync;
 use ferry_engine::wait::observe;
 use ferry_engine::{Sync, SyncOptions, Wait};
-use ferry_kube::Cluster;
-use ferry_model::{Action, AppSpec, ChangeSet, HealthStatus, ObjectRef};
-use ferry_render::Tools;
-use ferry_source::{GitCache, Revision};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use ferry_model::{Backoff, ChangeSet, HealthStatus, ObjectRef};
+use ferry_source::Revision;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::history::{Entry, History, Outcome, Trigger};
-use crate::metrics::Metrics;
-use crate::state::{AppStatus, ObjectStatus, Store, SyncState, aggregate};
+use crate::engine::{Engine, RepoKey, repo_key};
+use crate::history::{self, Entry, Outcome};
+use crate::queue::{Action, Panicked, Queue, Runner, Trigger};
+use crate::record::Record;
+use crate::state::{AppStatus, ObjectStatus, Readiness, Store, SyncState, aggregate};
 
-/// A repository and ref, the unit Git is polled and fetched by.
-pub type RepoKey = (String, Option<String>);
+/// The retry of a failed sync (transient or not): 5 s × 2ⁿ, plus up to 20 % jitter,
+/// at most 3 min (jitter included).
+pub const SYNC_RETRY: Backoff =
+    Backoff::new(Duration::from_secs(5), 2, Duration::from_secs(180)).with_jitter(0.2);
 
-/// Everything a reconcile needs, shared by all tasks.
+/// Self-heal: the first heal of an app is immediate; a heal within [`HEAL_REPEAT`] of
+/// the previous one waits 2 s × 2ⁿ (2 s, 4 s, … at most 300 s) after it, so that a fight
+/// with another controller does not spin.
+pub const SELF_HEAL: Backoff = Backoff::new(Duration::from_secs(2), 2, Duration::from_secs(300));
+
+/// How close to the previous heal a heal counts as a repeat ([`SELF_HEAL`]).
+pub const HEAL_REPEAT: Duration = Duration::from_secs(10);
+
+/// The fallback interval of health checks while objects are progressing.
+const HEALTH_RECHECK: Duration = Duration::from_secs(10);
+
+/// Everything a reconcile needs, shared by all tasks, in handles: the engine side, the
+/// app statuses, where outcomes are recorded, the work queue, leadership and shutdown.
 pub struct Ctx {
-    /// The target cluster.
-    pub cluster: Cluster,
-    /// Facts for renderers.
-    pub facts: ClusterFacts,
-    /// Git mirrors.
-    pub git: GitCache,
-    /// Working copies shared by all renders of one commit.
-    pub checkouts: Checkouts,
-    /// Objects found in sync, whose dry-runs the next plan skips.
-    in_sync: InSync,
-    /// Renderer binaries.
-    pub tools: Tools,
-    /// App statuses.
+    /// Cluster, Git, renderers and their caches.
+    pub engine: Engine,
+    /// App statuses (read by every part of the agent, the API and the dashboard).
     pub store: Store,
-    /// Sync history.
-    pub history: History,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// Longest a reconcile may take.
-    pub sync_timeout: Duration,
+    /// History, metrics and Events.
+    pub record: Record,
+    /// The work queue.
+    pub queue: Queue<String>,
     /// True while this agent holds the lease (only the leader writes).
     pub leader: watch::Receiver<bool>,
     /// Cancelled when the agent stops.
     pub shutdown: CancellationToken,
-    /// Application resources and their Events.
-    pub applications: crate::applications::Applications,
+    /// Longest a reconcile may take.
+    pub sync_timeout: Duration,
     /// One Git polling loop per repository in use.
     pub pollers: tokio::sync::Mutex<crate::poller::Pollers>,
     /// App sets and the apps they generated.
     pub appsets: crate::appsets::AppSets,
-    queue: mpsc::UnboundedSender<(String, Trigger)>,
     watches: tokio::sync::Mutex<crate::drift::Watches>,
-    revisions: Mutex<HashMap<RepoKey, Revision>>,
-    renders: Mutex<HashMap<String, Arc<Rendered>>>,
-    failures: Mutex<HashMap<String, u32>>,
-    heals: Mutex<HashMap<String, (u32, Instant)>>,
+    failures: Failures,
+    heals: Mutex<HashMap<String, Heal>>,
 }
 
-/// Builds the context and the receiving end of its work queue.
-#[allow(clippy::too_many_arguments)]
-pub fn context(
-    cluster: Cluster,
-    facts: ClusterFacts,
-    git: GitCache,
-    tools: Tools,
-    store: Store,
-    history: History,
-    metrics: Arc<Metrics>,
-    sync_timeout: Duration,
-    leader: watch::Receiver<bool>,
-    shutdown: CancellationToken,
-    identity: &str,
-) -> (Arc<Ctx>, mpsc::UnboundedReceiver<(String, Trigger)>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let applications = crate::applications::Applications::new(&cluster, identity);
+/// What a [`Ctx`] is built from ([`context`]).
+pub struct Parts {
+    /// Cluster, Git, renderers.
+    pub engine: Engine,
+    /// App statuses.
+    pub store: Store,
+    /// History, metrics and Events.
+    pub record: Record,
+    /// Longest a reconcile may take.
+    pub sync_timeout: Duration,
+    /// The leadership flag.
+    pub leader: watch::Receiver<bool>,
+    /// Cancelled when the agent stops.
+    pub shutdown: CancellationToken,
+}
+
+/// Builds the context and the runner of its work queue ([`run`]).
+pub fn context(parts: Parts) -> (Arc<Ctx>, Runner<String>) {
+    let (queue, runner) = crate::queue::queue();
     let ctx = Ctx {
-        applications,
+        engine: parts.engine,
+        store: parts.store,
+        record: parts.record,
+        queue,
+        leader: parts.leader,
+        shutdown: parts.shutdown,
+        sync_timeout: parts.sync_timeout,
         pollers: Default::default(),
         appsets: Default::default(),
-        cluster,
-        facts,
-        checkouts: Checkouts::new(git.clone(), 8),
-        in_sync: InSync::default(),
-        git,
-        tools,
-        store,
-        history,
-        metrics,
-        sync_timeout,
-        leader,
-        shutdown,
-        queue: tx,
         watches: Default::default(),
-        revisions: Default::default(),
-        renders: Default::default(),
         failures: Default::default(),
         heals: Default::default(),
     };
-    (Arc::new(ctx), rx)
+    (Arc::new(ctx), runner)
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
+fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
 }
 
-/// A pseudo-random fraction in [0, 1) for jitter, without a RNG dependency.
-pub fn jitter() -> f64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    f64::from(nanos % 1000) / 1000.0
-}
-
-/// The repository key of an app.
-pub fn repo_key(spec: &AppSpec) -> RepoKey {
-    (spec.source.repo.clone(), spec.source.git_ref.clone())
-}
-
 impl Ctx {
-    /// Queues a reconcile of `app`.
+    /// Queues a reconcile of `app` now.
     pub fn enqueue(&self, app: &str, trigger: Trigger) {
-        let _ = self.queue.send((app.to_string(), trigger));
+        self.queue.enqueue(app.to_string(), trigger);
     }
 
-    /// Queues a reconcile after `delay`.
-    pub fn enqueue_after(self: &Arc<Self>, app: &str, trigger: Trigger, delay: Duration) {
-        let ctx = self.clone();
-        let app = app.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            ctx.enqueue(&app, trigger);
-        });
-    }
-
-    /// The last fetched revision of a repository key.
-    pub fn known_revision(&self, key: &RepoKey) -> Option<Revision> {
-        self.revisions.lock().expect("revisions").get(key).cloned()
-    }
-
-    /// Fetches a repository key now; returns the revision and whether it changed.
+    /// Fetches a repository key now ([`Engine::fetch`]), timing it in the metrics.
     pub async fn fetch(&self, key: &RepoKey) -> Result<(Revision, bool), EngineError> {
-        let git = self.git.clone();
-        let (repo, git_ref) = key.clone();
         let start = Instant::now();
-        let rev = tokio::task::spawn_blocking(move || git.resolve(&repo, git_ref.as_deref()))
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))??;
-        self.metrics
+        let fetched = self.engine.fetch(key).await?;
+        self.record
+            .metrics
             .git_fetch(&key.0, start.elapsed().as_secs_f64());
-        let mut revisions = self.revisions.lock().expect("revisions");
-        let changed = revisions.get(key).is_none_or(|r| r.sha != rev.sha);
-        revisions.insert(key.clone(), rev.clone());
-        Ok((rev, changed))
-    }
-
-    /// Cheap remote check for a repository key (no object transfer).
-    pub async fn remote_sha(&self, key: &RepoKey) -> Result<String, EngineError> {
-        let git = self.git.clone();
-        let (repo, git_ref) = key.clone();
-        Ok(
-            tokio::task::spawn_blocking(move || git.remote_sha(&repo, git_ref.as_deref()))
-                .await
-                .map_err(|e| EngineError::Internal(e.to_string()))??,
-        )
+        Ok(fetched)
     }
 
     /// Apps whose source is `key`.
@@ -193,244 +138,299 @@ impl Ctx {
             .await
     }
 
-    /// The app's manifests at commit `sha`, cached per (commit, app, source).
-    pub async fn render(
-        &self,
-        name: &str,
-        spec: &AppSpec,
-        sha: &str,
-    ) -> Result<Arc<Rendered>, EngineError> {
-        let key = format!(
-            "{sha}\n{name}\n{}",
-            serde_json::to_string(&(&spec.source, &spec.destination.namespace)).unwrap_or_default()
-        );
-        if let Some(r) = self.renders.lock().expect("renders").get(&key) {
-            return Ok(r.clone());
-        }
-        let rendered = Arc::new(
-            self.checkouts
-                .render(&self.tools, name, spec, sha, &self.facts)
-                .await?,
-        );
-        let mut renders = self.renders.lock().expect("renders");
-        if renders.len() > 4096 {
-            renders.clear();
-        }
-        renders.insert(key, rendered.clone());
-        Ok(rendered)
+    /// Forgets the failed attempts of an app (removed from its set: the removal's own
+    /// retries count from one).
+    pub fn forget_failures(&self, app: &str) {
+        self.failures.clear(app);
     }
 }
 
-/// Runs the work queue until `shutdown`: at most `concurrency` reconciles at once and
-/// one per app; a trigger for an app in flight runs again after it. On shutdown no new
-/// work starts and in-flight reconciles finish (each is bounded by the sync timeout).
-pub async fn run_queue(
-    ctx: Arc<Ctx>,
-    mut rx: mpsc::UnboundedReceiver<(String, Trigger)>,
-    concurrency: usize,
-    shutdown: CancellationToken,
-) {
-    let mut inflight: HashSet<String> = HashSet::new();
-    let mut again: HashMap<String, Trigger> = HashMap::new();
-    let mut backlog: VecDeque<(String, Trigger)> = VecDeque::new();
-    let mut tasks: JoinSet<String> = JoinSet::new();
-    let start = |tasks: &mut JoinSet<String>, app: String, trigger: Trigger| {
-        let ctx = ctx.clone();
-        tasks.spawn(async move {
-            reconcile(&ctx, &app, trigger).await;
-            app
-        });
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some((app, trigger)) = rx.recv() => {
-                if inflight.contains(&app) || backlog.iter().any(|(a, _)| *a == app) {
-                    again.entry(app).and_modify(|t| *t = stronger(*t, trigger)).or_insert(trigger);
-                } else if inflight.len() < concurrency {
-                    inflight.insert(app.clone());
-                    start(&mut tasks, app, trigger);
-                } else {
-                    backlog.push_back((app, trigger));
-                }
-            }
-            Some(done) = tasks.join_next() => {
-                let app = match done {
-                    Ok(app) => app,
-                    Err(e) => { warn!("reconcile task failed: {e}"); continue; }
-                };
-                inflight.remove(&app);
-                if let Some(trigger) = again.remove(&app) {
-                    backlog.push_back((app, trigger));
-                }
-                while inflight.len() < concurrency {
-                    let Some((app, trigger)) = backlog.pop_front() else { break };
-                    let trigger = again.remove(&app).map_or(trigger, |t| stronger(t, trigger));
-                    inflight.insert(app.clone());
-                    start(&mut tasks, app, trigger);
-                }
-            }
-        }
+/// Consecutive failed reconciles per app: the one count the error policy, the first
+/// failure's Event and history entry, and the health checks of a failing app go by.
+#[derive(Default)]
+struct Failures(Mutex<HashMap<String, u32>>);
+
+impl Failures {
+    /// Counts one more failure; returns the count.
+    fn add(&self, app: &str) -> u32 {
+        let mut map = self.0.lock().expect("failures");
+        let n = map.entry(app.to_string()).or_default();
+        *n += 1;
+        *n
     }
-    info!(
-        in_flight = inflight.len(),
-        "shutting down: letting in-flight syncs finish"
-    );
-    while tasks.join_next().await.is_some() {}
+
+    fn clear(&self, app: &str) {
+        self.0.lock().expect("failures").remove(app);
+    }
+
+    fn failing(&self, app: &str) -> bool {
+        self.0.lock().expect("failures").contains_key(app)
+    }
 }
 
-/// When two triggers merge, keep the one that says most about why.
-fn stronger(a: Trigger, b: Trigger) -> Trigger {
-    let rank = |t: Trigger| match t {
-        Trigger::Rollback => 5,
-        Trigger::Manual => 4,
-        Trigger::Webhook => 3,
-        Trigger::Poll => 2,
-        Trigger::Drift => 1,
-        Trigger::Startup => 0,
-        Trigger::Health => -1,
-    };
-    if rank(a) >= rank(b) { a } else { b }
-}
-
-/// One reconcile of one app, with timeout, status, history, metrics and requeue.
-async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) {
-    let span = info_span!("reconcile", app = %name, trigger = ?trigger);
-    async {
-        if !*ctx.leader.borrow() {
-            return;
-        }
-        let Some(status) = ctx.store.get(name).await else {
-            // An app that left its app set: finish its removal (prune when asked).
-            crate::appsets::finalize(ctx, name).await;
-            return;
-        };
-        if status.suspended {
-            ctx.store
-                .update(name, |s| {
-                    s.set_ready(false, "Suspended", "reconciliation is suspended", false)
-                })
-                .await;
-            return;
-        }
-        if trigger == Trigger::Health && !status.objects.is_empty() {
-            match check_health(ctx, name, &status).await {
-                Ok(Some((delay, again))) => ctx.enqueue_after(name, again, delay),
-                Ok(None) => {}
-                Err(e) => {
-                    warn!("health check failed, reconciling: {e}");
-                    ctx.enqueue(name, Trigger::Drift);
-                }
-            }
-            return;
-        }
-        // Nothing observed yet to check the health of: compare with Git.
-        let trigger = match trigger {
-            Trigger::Health => Trigger::Drift,
-            other => other,
-        };
-        let attempt = Attempt::now();
-        let start = attempt.start;
-        let outcome = tokio::time::timeout(
-            ctx.sync_timeout,
-            sync_once(
-                ctx,
-                name,
-                &status.spec,
-                status.pinned.as_deref(),
-                &status.revision,
-                trigger,
-            ),
+/// Works the queue off until shutdown: at most `concurrency` reconciles at once, one per
+/// app; on shutdown no new work starts and in-flight reconciles finish (each is bounded
+/// by the sync timeout).
+pub async fn run(ctx: Arc<Ctx>, runner: Runner<String>, concurrency: usize) {
+    let shutdown = ctx.shutdown.clone();
+    let policy_ctx = ctx.clone();
+    runner
+        .run(
+            concurrency,
+            shutdown,
+            move |app, trigger| {
+                let ctx = ctx.clone();
+                let span = info_span!("reconcile", app = %app, trigger = ?trigger);
+                async move { reconcile(&ctx, &app, trigger).await }.instrument(span)
+            },
+            move |app, trigger, error| {
+                let ctx = policy_ctx.clone();
+                let span = info_span!("reconcile", app = %app, trigger = ?trigger);
+                async move { error_policy(&ctx, &app, trigger, error).await }.instrument(span)
+            },
         )
         .await;
-        let seconds = start.elapsed().as_secs_f64();
-        let result = match outcome {
-            Ok(r) => r,
-            Err(_) => Err(SyncFailure {
-                error: EngineError::Timeout {
-                    what: "the sync".into(),
-                    seconds: ctx.sync_timeout.as_secs(),
-                },
-                revision: None,
-            }),
-        };
-        match result {
-            Ok(requeue) => {
-                ctx.failures.lock().expect("failures").remove(name);
-                ctx.metrics.reconcile_finished(name, "success", seconds);
-                // A look-again (health still progressing, or a heal held back) only
-                // re-compares: it must not inherit a manual sync's or a rollback's licence
-                // to apply, or later live edits would be applied with self-heal off.
-                if let Some((delay, again)) = requeue {
-                    ctx.enqueue_after(name, again, delay);
-                }
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The sync failed (resolve, render, plan, apply, observe, or the timeout).
+    #[error("{}", .0.error)]
+    Sync(Box<SyncFailure>),
+    /// Deleting the objects of an app removed from its set failed.
+    #[error("deleting the objects of a removed app failed: {0}")]
+    Prune(#[source] EngineError),
+    /// The reconcile panicked.
+    #[error("the reconcile panicked: {0}")]
+    Panicked(String),
+}
+
+impl From<Panicked> for Error {
+    fn from(p: Panicked) -> Self {
+        Self::Panicked(p.0)
+    }
+}
+
+/// A failed sync: the error, the revision when it was resolved, and the attempt's start
+/// and trigger for its history entry.
+#[derive(Debug)]
+pub struct SyncFailure {
+    /// What went wrong.
+    pub error: EngineError,
+    /// The revision being synced, once resolved.
+    pub revision: Option<Revision>,
+    attempt: Attempt,
+    trigger: history::Trigger,
+}
+
+/// What one reconcile of an app does, decided from what is known before it starts.
+#[derive(Debug)]
+enum Step<'a> {
+    /// Not the leader: nothing (a new leader queues every app).
+    Standby,
+    /// Not in the store: finish its removal from its app set, if it is one.
+    Finalize,
+    /// Suspended: say so and sync nothing.
+    Suspended,
+    /// Look at the objects' health only.
+    CheckHealth(&'a AppStatus),
+    /// Compare with Git and apply when needed.
+    Sync(&'a AppStatus, history::Trigger),
+}
+
+fn decide(status: Option<&AppStatus>, trigger: Trigger, leader: bool) -> Step<'_> {
+    if !leader {
+        return Step::Standby;
+    }
+    let Some(status) = status else {
+        return Step::Finalize;
+    };
+    if status.suspended {
+        return Step::Suspended;
+    }
+    match trigger.recorded() {
+        Some(trigger) => Step::Sync(status, trigger),
+        None if !status.objects.is_empty() => Step::CheckHealth(status),
+        // Nothing observed yet to check the health of: compare with Git.
+        None => Step::Sync(status, history::Trigger::Drift),
+    }
+}
+
+/// One reconcile of one app: status, history, metrics, and when to come back.
+async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) -> Result<Action, Error> {
+    let status = ctx.store.get(name).await;
+    let leader = *ctx.leader.borrow();
+    match decide(status.as_ref(), trigger, leader) {
+        Step::Standby => Ok(Action::AwaitChange),
+        Step::Finalize => {
+            // An app that left its app set: finish its removal (prune when asked).
+            let action = crate::appsets::finalize(ctx, name).await?;
+            ctx.failures.clear(name);
+            Ok(action)
+        }
+        Step::Suspended => {
+            ctx.store
+                .update(name, |s| {
+                    s.set_ready(
+                        Readiness::Reconciling,
+                        "Suspended",
+                        "reconciliation is suspended",
+                    )
+                })
+                .await;
+            Ok(Action::AwaitChange)
+        }
+        Step::CheckHealth(status) => match check_health(ctx, name, status).await {
+            Ok(action) => Ok(action),
+            Err(e) => {
+                warn!("health check failed, reconciling: {e}");
+                ctx.enqueue(name, Trigger::Drift);
+                Ok(Action::AwaitChange)
             }
-            Err(SyncFailure { error, revision }) => {
-                ctx.metrics.reconcile_finished(name, "failure", seconds);
-                let attempts = {
-                    let mut f = ctx.failures.lock().expect("failures");
-                    let n = f.entry(name.to_string()).or_default();
-                    *n += 1;
-                    *n
-                };
-                let reason = format!("{}Failed", error.stage());
-                let message = error.to_string();
-                warn!(%reason, attempts, "sync failed: {message}");
-                let stalled = !error.is_transient();
-                ctx.store
-                    .update(name, |s| {
-                        s.set_ready(false, &reason, &message, stalled);
-                        s.last_duration_ms = start.elapsed().as_millis() as u64;
-                    })
+        },
+        Step::Sync(status, trigger) => sync(ctx, name, status, trigger).await,
+    }
+}
+
+/// A sync bounded by the sync timeout, timed in the metrics.
+async fn sync(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    status: &AppStatus,
+    trigger: history::Trigger,
+) -> Result<Action, Error> {
+    let attempt = Attempt::now();
+    let outcome = tokio::time::timeout(
+        ctx.sync_timeout,
+        sync_once(ctx, name, status, trigger, attempt),
+    )
+    .await;
+    let seconds = attempt.start.elapsed().as_secs_f64();
+    let result = outcome.unwrap_or_else(|_| {
+        Err(Box::new(SyncFailure {
+            error: EngineError::Timeout {
+                what: "the sync".into(),
+                seconds: ctx.sync_timeout.as_secs(),
+            },
+            revision: None,
+            attempt,
+            trigger,
+        }))
+    });
+    match result {
+        Ok(action) => {
+            ctx.failures.clear(name);
+            ctx.record
+                .metrics
+                .reconcile_finished(name, "success", seconds);
+            Ok(action)
+        }
+        Err(failure) => {
+            ctx.record
+                .metrics
+                .reconcile_finished(name, "failure", seconds);
+            Err(Error::Sync(failure))
+        }
+    }
+}
+
+/// The error policy: counts the failure, reports it (status, log, the first failure's
+/// Event; the history) and retries ([`retry`]).
+async fn error_policy(ctx: &Ctx, name: &str, trigger: Trigger, error: Error) -> Action {
+    let attempts = ctx.failures.add(name);
+    let action = retry(&error, trigger, attempts);
+    let after = match action {
+        Action::Requeue { after, .. } => after,
+        Action::AwaitChange => Duration::ZERO,
+    };
+    match error {
+        Error::Sync(failure) => report_sync_failure(ctx, name, *failure, attempts).await,
+        Error::Prune(e) => {
+            warn!(
+                attempts,
+                "deleting the objects of a removed app failed: {e}; retrying in {after:?}"
+            );
+        }
+        Error::Panicked(message) => {
+            let reason = "ReconcilePanicked";
+            let message = format!("the reconcile panicked: {message}");
+            warn!(attempts, "{message}; retrying in {after:?}");
+            ctx.store
+                .update(name, |s| {
+                    s.set_ready(Readiness::Reconciling, reason, &message)
+                })
+                .await;
+            if attempts == 1 {
+                ctx.record
+                    .applications
+                    .event(name, true, reason, message)
                     .await;
-                if attempts == 1 {
-                    ctx.applications
-                        .event(name, true, &reason, message.clone())
-                        .await;
-                }
-                if attempts == 1 || !stalled {
-                    let entry = attempt.entry(
-                        name,
-                        trigger,
-                        revision.as_ref(),
-                        Some(message),
-                        Default::default(),
-                    );
-                    record(ctx, entry).await;
-                }
-                // Retry with exponential backoff (5 s × 2ⁿ, at most 3 min) and jitter.
-                let base = 5.0 * 2f64.powi(attempts.min(6) as i32 - 1);
-                let delay = Duration::from_secs_f64(base.min(180.0) * (1.0 + 0.2 * jitter()));
-                ctx.enqueue_after(name, trigger, delay);
             }
         }
     }
-    .instrument(span)
-    .await
+    action
 }
 
-struct SyncFailure {
-    error: EngineError,
-    revision: Option<Revision>,
-}
-
-/// Whether the app's newest successful history entry is at `sha`.
-async fn recorded(ctx: &Ctx, app: &str, sha: &str) -> bool {
-    let history = ctx.history.clone();
-    let app = app.to_string();
-    match tokio::task::spawn_blocking(move || history.last_success(&app)).await {
-        Ok(Ok(Some(entry))) => entry.revision == sha,
-        Ok(Ok(None)) => false,
-        Ok(Err(e)) => {
-            warn!("cannot read history: {e}");
-            true
+/// When a failed reconcile runs again: a sync (whether its error is transient or not)
+/// and a panicked reconcile after [`SYNC_RETRY`], with the same trigger; the pruning of
+/// a removed app after [`crate::appsets::PRUNE_RETRY`].
+fn retry(error: &Error, trigger: Trigger, attempts: u32) -> Action {
+    match error {
+        Error::Sync(failure) => Action::requeue(SYNC_RETRY.delay(attempts), failure.trigger.into()),
+        Error::Prune(_) => {
+            Action::requeue(crate::appsets::PRUNE_RETRY.delay(attempts), Trigger::Poll)
         }
-        Err(_) => true,
+        Error::Panicked(_) => Action::requeue(SYNC_RETRY.delay(attempts), trigger),
+    }
+}
+
+/// A sync error that a retry may get past keeps the app Reconciling; any other stalls it.
+fn readiness(error: &EngineError) -> Readiness {
+    if error.is_transient() {
+        Readiness::Reconciling
+    } else {
+        Readiness::Stalled
+    }
+}
+
+async fn report_sync_failure(ctx: &Ctx, name: &str, failure: SyncFailure, attempts: u32) {
+    let SyncFailure {
+        error,
+        revision,
+        attempt,
+        trigger,
+    } = failure;
+    let reason = format!("{}Failed", error.stage());
+    let message = error.to_string();
+    warn!(%reason, attempts, "sync failed: {message}");
+    let readiness = readiness(&error);
+    ctx.store
+        .update(name, |s| {
+            s.set_ready(readiness, &reason, &message);
+            s.last_duration_ms = attempt.start.elapsed().as_millis() as u64;
+        })
+        .await;
+    if attempts == 1 {
+        ctx.record
+            .applications
+            .event(name, true, &reason, message.clone())
+            .await;
+    }
+    if attempts == 1 || readiness != Readiness::Stalled {
+        let entry = attempt.entry(
+            name,
+            trigger,
+            revision.as_ref(),
+            Some(message),
+            Default::default(),
+        );
+        ctx.record.entry(entry).await;
     }
 }
 
 /// When a sync started, for its history entry.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Attempt {
     started_at: i64,
     start: Instant,
@@ -448,7 +448,7 @@ impl Attempt {
     fn entry(
         self,
         app: &str,
-        trigger: Trigger,
+        trigger: history::Trigger,
         revision: Option<&Revision>,
         error: Option<String>,
         changeset: ferry_model::ChangeSet,
@@ -473,34 +473,30 @@ impl Attempt {
     }
 }
 
-/// Appends a history entry; the store's fsync runs on a blocking thread.
-async fn record(ctx: &Ctx, entry: Entry) {
-    let history = ctx.history.clone();
-    match tokio::task::spawn_blocking(move || history.record(entry)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => warn!("cannot record history: {e}"),
-        Err(e) => warn!("cannot record history: {e}"),
-    }
-}
-
 /// Resolve, render, plan, apply when needed, observe health. Returns when to look again
 /// and how (a health check, or a comparison with Git).
 async fn sync_once(
     ctx: &Arc<Ctx>,
     name: &str,
-    spec: &AppSpec,
-    pinned: Option<&str>,
-    last_revision: &str,
-    trigger: Trigger,
-) -> Result<Option<(Duration, Trigger)>, SyncFailure> {
+    status: &AppStatus,
+    trigger: history::Trigger,
+    attempt: Attempt,
+) -> Result<Action, Box<SyncFailure>> {
     let fail = |revision: Option<&Revision>| {
         let revision = revision.cloned();
-        move |error: EngineError| SyncFailure { error, revision }
+        move |error: EngineError| {
+            Box::new(SyncFailure {
+                error,
+                revision,
+                attempt,
+                trigger,
+            })
+        }
     };
-    let attempt = Attempt::now();
+    let spec = &status.spec;
     let start = attempt.start;
     let key = repo_key(spec);
-    let rev = match (pinned, ctx.known_revision(&key)) {
+    let rev = match (status.pinned.as_deref(), ctx.engine.known_revision(&key)) {
         (Some(pin), _) => {
             let pin_key = (spec.source.repo.clone(), Some(pin.to_string()));
             ctx.fetch(&pin_key).await.map_err(fail(None))?.0
@@ -509,13 +505,18 @@ async fn sync_once(
         (None, None) => ctx.fetch(&key).await.map_err(fail(None))?.0,
     };
     let rendered = ctx
+        .engine
         .render(name, spec, &rev.sha)
         .await
         .map_err(fail(Some(&rev)))?;
-    let new_revision = rev.sha != last_revision;
+    let new_revision = rev.sha != status.revision;
     // A difference found without a new revision or an explicit sync is drift: healed
     // only with self-heal on and outside the heal backoff.
-    let is_drift = !new_revision && !matches!(trigger, Trigger::Manual | Trigger::Rollback);
+    let is_drift = !new_revision
+        && !matches!(
+            trigger,
+            history::Trigger::Manual | history::Trigger::Rollback
+        );
     let mut hold = None;
     let mut drift: Option<Vec<ObjectRef>> = None;
     let gate = |changeset: &ChangeSet| {
@@ -533,10 +534,10 @@ async fn sync_once(
     };
     let opts = SyncOptions {
         wait: Wait::Observe,
-        in_sync: Some(ctx.in_sync.clone()),
+        in_sync: Some(ctx.engine.in_sync.clone()),
         ..Default::default()
     };
-    let result = Sync::new(&ctx.cluster, name, spec)
+    let result = Sync::new(&ctx.engine.cluster, name, spec)
         .run_gated(&rendered, &opts, &Silent, gate)
         .await;
     let report = match result {
@@ -552,14 +553,12 @@ async fn sync_once(
     let changeset = report.changeset.clone();
     let drifted = differing(&changeset);
     let mut wrote = false;
-    if changeset.in_sync() && new_revision && !recorded(ctx, name, &rev.sha).await {
+    if changeset.in_sync() && new_revision && !ctx.record.recorded(name, &rev.sha).await {
         // The cluster already matches a revision the history does not show as applied:
         // a commit that changed no object, or an agent killed between apply and record.
-        record(
-            ctx,
-            attempt.entry(name, trigger, Some(&rev), None, changeset.clone()),
-        )
-        .await;
+        ctx.record
+            .entry(attempt.entry(name, trigger, Some(&rev), None, changeset.clone()))
+            .await;
     }
     if !changeset.in_sync() {
         if is_drift {
@@ -573,30 +572,33 @@ async fn sync_once(
                         s.drifted = drifted.clone();
                         s.changeset = Some(changeset.clone());
                         s.set_ready(
-                            false,
+                            Readiness::Reconciling,
                             "OutOfSync",
                             &format!(
                                 "{} object(s) differ from Git; self-heal is off",
                                 drifted.len()
                             ),
-                            false,
                         );
                     })
                     .await;
-                return Ok(None);
+                // Health was not observed: keep looking at it while it progresses.
+                return Ok(look_again(status.health));
             }
-            Some(Hold::Backoff(wait)) => return Ok(Some((wait, Trigger::Drift))),
+            Some(Hold::Backoff(wait)) => return Ok(Action::requeue(wait, Trigger::Drift)),
             None => {}
         }
         wrote = true;
-        let trigger = if is_drift { Trigger::Drift } else { trigger };
-        record(
-            ctx,
-            attempt.entry(name, trigger, Some(&rev), None, changeset.clone()),
-        )
-        .await;
+        let trigger = if is_drift {
+            history::Trigger::Drift
+        } else {
+            trigger
+        };
+        ctx.record
+            .entry(attempt.entry(name, trigger, Some(&rev), None, changeset.clone()))
+            .await;
         info!(revision = %rev.short_sha(), summary = %changeset.summary(), "applied");
-        ctx.applications
+        ctx.record
+            .applications
             .event(
                 name,
                 false,
@@ -613,8 +615,12 @@ async fn sync_once(
         .await;
     let health = report.health.map(|h| h.objects).unwrap_or_default();
     let (objects, overall) = summarize(health);
-    ctx.metrics
-        .app_info(name, "Synced", &overall.to_string(), &rev.sha);
+    ctx.record.metrics.app_info(
+        name,
+        SyncState::Synced.as_str(),
+        &overall.to_string(),
+        &rev.sha,
+    );
     let elapsed = start.elapsed().as_millis() as u64;
     ctx.store
         .update(name, |s| {
@@ -631,6 +637,9 @@ async fn sync_once(
             set_health(s, objects, overall, true);
         })
         .await;
+    // A look-again (health still progressing, or a heal held back) only re-compares: it
+    // must not inherit a manual sync's or a rollback's licence to apply, or later live
+    // edits would be applied with self-heal off.
     Ok(look_again(overall))
 }
 
@@ -647,17 +656,23 @@ fn differing(changeset: &ChangeSet) -> Vec<ObjectRef> {
     changeset
         .changes
         .iter()
-        .filter(|c| !matches!(c.action, Action::Unchanged | Action::Orphan))
+        .filter(|c| {
+            !matches!(
+                c.action,
+                ferry_model::Action::Unchanged | ferry_model::Action::Orphan
+            )
+        })
         .map(|c| c.subject.clone())
         .collect()
 }
 
 /// Counts and reports drift of `drifted` (metric, log line, Event).
 async fn drift_detected(ctx: &Ctx, name: &str, drifted: &[ObjectRef]) {
-    ctx.metrics.drift_detected(name);
+    ctx.record.metrics.drift_detected(name);
     info!(objects = drifted.len(), "drift detected");
     let list: Vec<String> = drifted.iter().map(ToString::to_string).collect();
-    ctx.applications
+    ctx.record
+        .applications
         .event(
             name,
             true,
@@ -669,22 +684,26 @@ async fn drift_detected(ctx: &Ctx, name: &str, drifted: &[ObjectRef]) {
 
 /// Looks at the app's objects again without planning (their status changed, or their
 /// health was still progressing): updates health and, when synced, the conditions.
-async fn check_health(
-    ctx: &Ctx,
-    name: &str,
-    status: &AppStatus,
-) -> Result<Option<(Duration, Trigger)>, EngineError> {
+/// After a failed sync the conditions say why, and the retry, already queued, looks
+/// at the health again.
+async fn check_health(ctx: &Ctx, name: &str, status: &AppStatus) -> Result<Action, EngineError> {
     let subjects: Vec<ObjectRef> = status.objects.iter().map(|o| o.subject.clone()).collect();
-    let (objects, overall) = summarize(observe(&ctx.cluster, &subjects).await?);
-    let sync = format!("{:?}", status.sync);
-    ctx.metrics
-        .app_info(name, &sync, &overall.to_string(), &status.revision);
-    // After a failed sync the conditions say why; the health of what runs still shows.
-    let failing = ctx.failures.lock().expect("failures").contains_key(name);
+    let (objects, overall) = summarize(observe(&ctx.engine.cluster, &subjects).await?);
+    ctx.record.metrics.app_info(
+        name,
+        status.sync.as_str(),
+        &overall.to_string(),
+        &status.revision,
+    );
+    let failing = ctx.failures.failing(name);
     ctx.store
         .update(name, |s| set_health(s, objects, overall, !failing))
         .await;
-    Ok(look_again(overall))
+    Ok(if failing {
+        Action::AwaitChange
+    } else {
+        look_again(overall)
+    })
 }
 
 fn summarize(health: Vec<(ObjectRef, ferry_model::Health)>) -> (Vec<ObjectStatus>, HealthStatus) {
@@ -711,58 +730,248 @@ fn set_health(
     let short = s.revision.get(..7).unwrap_or(&s.revision).to_string();
     match overall {
         HealthStatus::Current => s.set_ready(
-            true,
+            Readiness::Ready,
             "ReconciliationSucceeded",
             &format!("applied revision {short}"),
-            false,
         ),
-        HealthStatus::Failed => {
-            s.set_ready(false, "HealthCheckFailed", "an object is Failed", true)
-        }
+        HealthStatus::Failed => s.set_ready(
+            Readiness::Stalled,
+            "HealthCheckFailed",
+            "an object is Failed",
+        ),
         _ => s.set_ready(
-            false,
+            Readiness::Reconciling,
             "Progressing",
             "waiting for objects to become healthy",
-            false,
         ),
     }
 }
 
 /// While health is still progressing, look again after a while (status changes of the
 /// watched objects usually come first).
-fn look_again(overall: HealthStatus) -> Option<(Duration, Trigger)> {
+fn look_again(overall: HealthStatus) -> Action {
     match overall {
-        HealthStatus::Current | HealthStatus::Failed => None,
-        _ => Some((HEALTH_RECHECK, Trigger::Health)),
+        HealthStatus::Current | HealthStatus::Failed => Action::AwaitChange,
+        _ => Action::requeue(HEALTH_RECHECK, Trigger::Health),
     }
 }
 
-/// The fallback interval of health checks while objects are progressing.
-const HEALTH_RECHECK: Duration = Duration::from_secs(10);
+/// An app's last heal and how many came in a row ([`SELF_HEAL`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Heal {
+    repeats: u32,
+    last: Instant,
+}
 
-/// Self-heal backoff: the first heal is immediate; each further heal within 10 s of the
-/// previous one waits twice as long (2 s, 4 s, … up to 300 s), so a fight with another controller does not spin. `None` = heal now.
+/// Whether an app may heal now: `None` (the heal is counted) or how long to hold back.
 fn heal_backoff(ctx: &Ctx, name: &str) -> Option<Duration> {
     let mut heals = ctx.heals.lock().expect("heals");
-    let now = Instant::now();
-    let (count, last) = heals
-        .get(name)
-        .copied()
-        .unwrap_or((0, now - Duration::from_secs(3600)));
-    let since = now.duration_since(last);
-    let count = if since > Duration::from_secs(10) {
-        0
-    } else {
-        count
-    };
-    let wait = if count == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_secs((1u64 << count.min(9)).min(300))
-    };
-    if since < wait {
-        return Some(wait - since);
+    match heal_now(heals.get(name).copied(), Instant::now()) {
+        Ok(heal) => {
+            heals.insert(name.to_string(), heal);
+            None
+        }
+        Err(wait) => Some(wait),
     }
-    heals.insert(name.to_string(), (count + 1, now));
-    None
+}
+
+/// The self-heal rule: after `previous`, a heal at `now` may run (`Ok`, the heal to
+/// count) or must wait (`Err`, how much longer).
+fn heal_now(previous: Option<Heal>, now: Instant) -> Result<Heal, Duration> {
+    let (repeats, since) = match previous {
+        Some(h) if now.duration_since(h.last) <= HEAL_REPEAT => {
+            (h.repeats, now.duration_since(h.last))
+        }
+        _ => (0, Duration::MAX),
+    };
+    let wait = SELF_HEAL.delay(repeats);
+    if since < wait {
+        return Err(wait - since);
+    }
+    Ok(Heal {
+        repeats: repeats + 1,
+        last: now,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ferry_model::AppSpec;
+    use ferry_model::Health;
+
+    use super::*;
+
+    fn status(suspended: bool, observed: bool) -> AppStatus {
+        let mut s = AppStatus::new("a", AppSpec::default());
+        s.suspended = suspended;
+        if observed {
+            s.objects.push(ObjectStatus {
+                subject: ObjectRef::new("v1", "ConfigMap", Some("ns"), "cfg"),
+                health: Health {
+                    status: HealthStatus::Current,
+                    message: String::new(),
+                },
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn decide_gates_on_leadership_presence_and_suspension() {
+        let s = status(false, true);
+        assert!(matches!(
+            decide(Some(&s), Trigger::Manual, false),
+            Step::Standby
+        ));
+        assert!(matches!(
+            decide(None, Trigger::Manual, false),
+            Step::Standby
+        ));
+        assert!(matches!(decide(None, Trigger::Poll, true), Step::Finalize));
+        let suspended = status(true, true);
+        for t in [Trigger::Manual, Trigger::Health, Trigger::Drift] {
+            assert!(matches!(decide(Some(&suspended), t, true), Step::Suspended));
+        }
+        assert!(matches!(
+            decide(Some(&s), Trigger::Rollback, true),
+            Step::Sync(_, history::Trigger::Rollback)
+        ));
+    }
+
+    #[test]
+    fn a_health_trigger_checks_health_or_compares_when_nothing_was_observed() {
+        let observed = status(false, true);
+        assert!(matches!(
+            decide(Some(&observed), Trigger::Health, true),
+            Step::CheckHealth(_)
+        ));
+        let fresh = status(false, false);
+        assert!(matches!(
+            decide(Some(&fresh), Trigger::Health, true),
+            Step::Sync(_, history::Trigger::Drift)
+        ));
+    }
+
+    fn sync_error(error: EngineError, trigger: history::Trigger) -> Error {
+        Error::Sync(Box::new(SyncFailure {
+            error,
+            revision: None,
+            attempt: Attempt::now(),
+            trigger,
+        }))
+    }
+
+    #[test]
+    fn the_error_policy_retries_every_failure_with_backoff() {
+        let transient = || EngineError::Timeout {
+            what: "the sync".into(),
+            seconds: 1,
+        };
+        let terminal = || EngineError::Internal("broken".into());
+        assert_eq!(readiness(&transient()), Readiness::Reconciling);
+        assert_eq!(readiness(&terminal()), Readiness::Stalled);
+        for (attempts, low, high) in [(1, 5.0, 6.0), (3, 20.0, 24.0), (7, 180.0, 180.0)] {
+            for error in [transient(), terminal()] {
+                let error = sync_error(error, history::Trigger::Manual);
+                let Action::Requeue { after, trigger } = retry(&error, Trigger::Health, attempts)
+                else {
+                    panic!("not retried");
+                };
+                assert_eq!(trigger, Trigger::Manual, "the sync's own trigger");
+                let s = after.as_secs_f64();
+                assert!((low..=high).contains(&s), "{attempts}: {s}");
+            }
+        }
+        let panicked = Error::from(Panicked("boom".into()));
+        assert_eq!(panicked.to_string(), "the reconcile panicked: boom");
+        assert!(matches!(
+            retry(&panicked, Trigger::Webhook, 1),
+            Action::Requeue {
+                trigger: Trigger::Webhook,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn heals_in_a_row_back_off_and_a_pause_resets_them() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let first = heal_now(None, t0).unwrap();
+        assert_eq!(first.repeats, 1, "the first heal is immediate");
+        assert_eq!(heal_now(Some(first), t0 + s(1)), Err(s(1)), "2 s after");
+        let second = heal_now(Some(first), t0 + s(2)).unwrap();
+        assert_eq!(heal_now(Some(second), t0 + s(3)), Err(s(3)), "then 4 s");
+        let third = heal_now(Some(second), t0 + s(6)).unwrap();
+        assert_eq!(third.repeats, 3);
+        assert_eq!(heal_now(Some(third), t0 + s(7)), Err(s(7)), "then 8 s");
+        let later = heal_now(Some(third), t0 + s(17)).unwrap();
+        assert_eq!(later.repeats, 1, "more than 10 s later: immediate again");
+        let many = Heal {
+            repeats: 12,
+            last: t0,
+        };
+        assert_eq!(
+            heal_now(Some(many), t0 + s(5)),
+            Err(s(295)),
+            "at most 300 s"
+        );
+    }
+
+    /// The queue driven by the controller's decision over a real store, with a fake sync:
+    /// a standby or suspended app is not synced; leadership and resume sync it.
+    #[tokio::test(start_paused = true)]
+    async fn leadership_and_suspension_gate_the_queue() {
+        let store = Store::default();
+        store.upsert("a", AppSpec::default()).await;
+        store
+            .upsert(
+                "b",
+                AppSpec {
+                    suspend: true,
+                    ..AppSpec::default()
+                },
+            )
+            .await;
+        let (leader_tx, leader) = watch::channel(false);
+        let synced: Arc<Mutex<Vec<String>>> = Default::default();
+        let (queue, runner) = crate::queue::queue::<String>();
+        let shutdown = CancellationToken::new();
+        let reconcile = {
+            let (store, synced) = (store.clone(), synced.clone());
+            move |app: String, trigger: Trigger| {
+                let (store, synced, leader) = (store.clone(), synced.clone(), leader.clone());
+                async move {
+                    let status = store.get(&app).await;
+                    if let Step::Sync(..) = decide(status.as_ref(), trigger, *leader.borrow()) {
+                        synced.lock().unwrap().push(app);
+                    }
+                    Ok::<_, Error>(Action::AwaitChange)
+                }
+            }
+        };
+        let task = tokio::spawn(runner.run(1, shutdown.clone(), reconcile, |_, _, _| async {
+            Action::AwaitChange
+        }));
+        let settle = || tokio::time::sleep(Duration::from_secs(1));
+        queue.enqueue("a".into(), Trigger::Startup);
+        queue.enqueue("b".into(), Trigger::Startup);
+        settle().await;
+        assert!(synced.lock().unwrap().is_empty(), "standing by");
+
+        leader_tx.send(true).unwrap();
+        queue.enqueue("a".into(), Trigger::Startup);
+        queue.enqueue("b".into(), Trigger::Manual);
+        settle().await;
+        assert_eq!(*synced.lock().unwrap(), ["a"], "b is suspended");
+
+        store.update("b", |s| s.suspended = false).await;
+        queue.enqueue("b".into(), Trigger::Manual);
+        settle().await;
+        assert_eq!(*synced.lock().unwrap(), ["a", "b"], "resumed");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
 }

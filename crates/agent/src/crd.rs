@@ -88,7 +88,7 @@ impl From<&AppStatus> for ApplicationStatus {
         };
         Self {
             conditions: s.conditions.iter().map(cond).collect(),
-            sync: format!("{:?}", s.sync),
+            sync: s.sync.to_string(),
             health: s.health.to_string(),
             last_applied_revision: s.revision.clone(),
             last_applied_message: s.message.clone(),

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::controller::Ctx;
-use crate::history::Trigger;
+use crate::queue::Trigger;
 
 /// The kinds being watched: (group, kind) → the watch task.
 #[derive(Default)]
@@ -38,14 +38,14 @@ impl Watches {
             if self.kinds.contains_key(&key) {
                 continue;
             }
-            let resolved = match ctx.cluster.resolve(&o.api_version(), &o.kind).await {
+            let resolved = match ctx.engine.cluster.resolve(&o.api_version(), &o.kind).await {
                 Ok(r) => r,
                 Err(e) => {
                     warn!("cannot watch {}: {e}", o.kind);
                     continue;
                 }
             };
-            let stream = ctx.cluster.watch(&resolved, APP_LABEL);
+            let stream = ctx.engine.cluster.watch(&resolved, APP_LABEL);
             let ctx = ctx.clone();
             let shutdown = shutdown.clone();
             let kind = o.kind.clone();

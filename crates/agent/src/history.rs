@@ -201,6 +201,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use ferry_model::{Action, Change, ChangeSet, ObjectRef};
+    use serde_json::json;
 
     use super::*;
 
@@ -292,6 +293,11 @@ mod tests {
         assert_eq!(v["outcome"], "failed");
         assert_eq!(v["summary"]["update"], 1);
         assert_eq!(v["changeset"]["changes"][0]["action"], "update");
+        let stored = ["poll", "webhook", "drift", "manual", "rollback", "startup"];
+        for name in stored {
+            let t: Trigger = serde_json::from_value(json!(name)).unwrap();
+            assert_eq!(serde_json::to_value(t).unwrap(), name);
+        }
     }
 
     #[test]

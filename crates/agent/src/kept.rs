@@ -17,7 +17,7 @@ pub const CONFIG_MAP: &str = "ferry-agent-kept";
 /// Reads the kept settings into the store. An entry that does not decode is skipped
 /// with a warning naming it (its app is then neither suspended nor pinned).
 pub async fn load(ctx: &Ctx) -> Result<(), KubeError> {
-    let data = ctx.cluster.read_system_data(CONFIG_MAP).await?;
+    let data = ctx.engine.cluster.read_system_data(CONFIG_MAP).await?;
     let mut kept = BTreeMap::new();
     for (app, text) in data {
         match serde_json::from_str::<Kept>(&text) {
@@ -62,7 +62,8 @@ pub async fn forget(ctx: &Ctx, name: &str) {
 async fn write(ctx: &Ctx, name: &str, kept: &Kept) -> Result<(), KubeError> {
     let value =
         (*kept != Kept::default()).then(|| serde_json::to_string(kept).expect("Kept serializes"));
-    ctx.cluster
+    ctx.engine
+        .cluster
         .set_system_key(CONFIG_MAP, name, value.as_deref())
         .await
 }

@@ -2,8 +2,9 @@
 //!
 //! Triggers — a Git poll per repository ([`poller`]), push webhooks ([`api`]), live
 //! changes seen by one watch per kind ([`drift`]), API actions — feed one work queue
-//! ([`controller`]) that runs the same engine as `ferry apply`. Status lives in
-//! [`state::Store`], history in a redb file ([`history`]), metrics in [`metrics`].
+//! ([`queue`]) whose reconciler ([`controller`]) runs the same engine as `ferry apply`
+//! ([`engine`]). Status lives in [`state::Store`]; history in a redb file ([`history`]),
+//! metrics ([`metrics`]) and Events go through [`record`].
 //! With leader election only the lease holder reconciles.
 
 pub mod api;
@@ -12,11 +13,14 @@ pub mod appsets;
 pub mod controller;
 pub mod crd;
 pub mod drift;
+pub mod engine;
 pub mod history;
 pub mod kept;
 pub mod live;
 pub mod metrics;
 pub mod poller;
+pub mod queue;
+pub mod record;
 pub mod state;
 pub mod webhook;
 
@@ -27,14 +31,19 @@ use std::time::Duration;
 
 use ferry_engine::source::ClusterFacts;
 use ferry_kube::Cluster;
-use ferry_model::FerryFile;
+use ferry_model::{Backoff, FerryFile};
 use ferry_render::Tools;
 use ferry_source::GitCache;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::history::{History, Trigger};
+use crate::history::History;
+use crate::queue::Trigger;
+
+/// The retry of loading the kept suspensions and pins on taking the lease: 1 s × 2ⁿ, at
+/// most 30 s.
+pub const KEPT_RETRY: Backoff = Backoff::new(Duration::from_secs(1), 2, Duration::from_secs(30));
 
 /// An error that stops the agent from starting.
 #[derive(Debug, thiserror::Error)]
@@ -118,22 +127,28 @@ pub async fn run_with(
     for app in &file.apps {
         store.upsert(&app.name, app.spec.clone()).await;
     }
-    let (ctx, rx) = controller::context(
-        cluster,
-        ClusterFacts {
-            kube_version: Some(kube_version),
-            api_versions,
-        },
-        GitCache::new(&config.git_cache),
-        Tools::discover(),
-        store,
+    let record = record::Record {
         history,
-        Arc::new(metrics::Metrics::new()),
-        config.sync_timeout,
-        leader.clone(),
-        shutdown.clone(),
-        &config.identity,
-    );
+        metrics: Arc::new(metrics::Metrics::new()),
+        applications: applications::Applications::new(&cluster, &config.identity),
+    };
+    let facts = ClusterFacts {
+        kube_version: Some(kube_version),
+        api_versions,
+    };
+    let (ctx, runner) = controller::context(controller::Parts {
+        engine: engine::Engine::new(
+            cluster,
+            facts,
+            GitCache::new(&config.git_cache),
+            Tools::discover(),
+        ),
+        store,
+        record,
+        sync_timeout: config.sync_timeout,
+        leader: leader.clone(),
+        shutdown: shutdown.clone(),
+    });
 
     appsets::start(&ctx, file.app_sets.clone()).await;
     ctx.pollers.lock().await.sync(&ctx, &shutdown).await;
@@ -162,7 +177,7 @@ pub async fn run_with(
             .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
             .await
     });
-    controller::run_queue(ctx, rx, config.concurrency.max(1), shutdown).await;
+    controller::run(ctx, runner, config.concurrency.max(1)).await;
     if let Ok(Err(e)) = server.await {
         warn!("http server: {e}");
     }
@@ -195,14 +210,15 @@ async fn on_leadership(
         if *leader.borrow_and_update() {
             info!("leading: reconciling all apps");
             // Suspensions and pins first: nothing is reconciled before they are known.
-            let mut wait = Duration::from_secs(1);
+            let mut attempts = 0;
             while let Err(e) = kept::load(&ctx).await {
+                attempts += 1;
+                let wait = KEPT_RETRY.delay(attempts);
                 warn!("cannot read the kept suspensions and pins, retrying in {wait:?}: {e}");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                wait = (wait * 2).min(Duration::from_secs(30));
             }
             for app in ctx.store.names().await {
                 ctx.enqueue(&app, Trigger::Startup);

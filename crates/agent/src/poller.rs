@@ -9,8 +9,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::controller::{Ctx, RepoKey, jitter, repo_key};
-use crate::history::Trigger;
+use ferry_model::backoff::jitter;
+
+use crate::controller::Ctx;
+use crate::engine::{RepoKey, repo_key};
+use crate::queue::Trigger;
 
 /// Keeps one polling loop per repository key in use.
 #[derive(Default)]
@@ -70,8 +73,8 @@ async fn poll_loop(ctx: Arc<Ctx>, key: RepoKey, interval: Duration, shutdown: Ca
             if !*ctx.leader.borrow() {
                 continue;
             }
-            let known = ctx.known_revision(&key).map(|r| r.sha);
-            match ctx.remote_sha(&key).await {
+            let known = ctx.engine.known_revision(&key).map(|r| r.sha);
+            match ctx.engine.remote_sha(&key).await {
                 Ok(sha) if Some(&sha) == known.as_ref() => {
                     debug!("unchanged");
                     continue;

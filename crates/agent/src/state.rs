@@ -8,6 +8,18 @@ use ferry_model::{AppSpec, ChangeSet, HealthStatus, ObjectRef};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{RwLock, broadcast};
 
+/// Where an app stands, as its Ready, Reconciling and Stalled conditions say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Applied and healthy: Ready.
+    Ready,
+    /// Not ready yet, and work goes on (progressing, out of sync, a failure that is
+    /// retried, suspended): Reconciling.
+    Reconciling,
+    /// Not ready, and it will not get there without a change: Stalled.
+    Stalled,
+}
+
 /// A Kubernetes-style condition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Condition {
@@ -80,9 +92,11 @@ impl AppStatus {
         }
     }
 
-    /// Sets the Ready/Reconciling/Stalled conditions from an outcome.
-    pub fn set_ready(&mut self, ready: bool, reason: &str, message: &str, stalled: bool) {
+    /// Sets the Ready/Reconciling/Stalled conditions: one is True, with `reason`.
+    pub fn set_ready(&mut self, readiness: Readiness, reason: &str, message: &str) {
         let flag = |b: bool| if b { "True" } else { "False" };
+        let ready = readiness == Readiness::Ready;
+        let stalled = readiness == Readiness::Stalled;
         self.conditions = vec![
             Condition {
                 kind: "Ready",
@@ -273,6 +287,50 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_sets_one_condition_true() {
+        let mut s = AppStatus::new("a", AppSpec::default());
+        let flags = |s: &AppStatus| -> Vec<(&str, &str, String)> {
+            s.conditions
+                .iter()
+                .map(|c| (c.kind, c.status, c.message.clone()))
+                .collect()
+        };
+        s.set_ready(Readiness::Ready, "ReconciliationSucceeded", "applied");
+        assert_eq!(
+            flags(&s),
+            [
+                ("Ready", "True", "applied".into()),
+                ("Reconciling", "False", String::new()),
+                ("Stalled", "False", String::new()),
+            ]
+        );
+        s.set_ready(Readiness::Reconciling, "Progressing", "waiting");
+        assert_eq!(
+            flags(&s),
+            [
+                ("Ready", "False", "waiting".into()),
+                ("Reconciling", "True", String::new()),
+                ("Stalled", "False", String::new()),
+            ]
+        );
+        s.set_ready(Readiness::Stalled, "RenderFailed", "no such path");
+        assert_eq!(s.reason(), Some("RenderFailed"));
+        assert_eq!(
+            flags(&s),
+            [
+                ("Ready", "False", "no such path".into()),
+                ("Reconciling", "False", String::new()),
+                ("Stalled", "True", "no such path".into()),
+            ]
+        );
+        assert_eq!(SyncState::OutOfSync.to_string(), "OutOfSync");
+        assert_eq!(
+            serde_json::to_value(SyncState::OutOfSync).unwrap(),
+            SyncState::OutOfSync.as_str()
+        );
+    }
 
     fn spec(suspend: bool) -> AppSpec {
         AppSpec {

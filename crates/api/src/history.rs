@@ -4,7 +4,8 @@ use ferry_model::{ChangeSet, Summary};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-/// What started a sync.
+/// What started a recorded sync. The agent's work queue has one more trigger, a health
+/// check, which records nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Trigger {
@@ -20,9 +21,6 @@ pub enum Trigger {
     Rollback,
     /// The agent's first reconcile after starting.
     Startup,
-    /// Only the objects' health is looked at again (a status change, or health still
-    /// progressing); never recorded, as it writes nothing.
-    Health,
 }
 
 impl Trigger {
@@ -35,7 +33,6 @@ impl Trigger {
             Self::Manual => "manual",
             Self::Rollback => "rollback",
             Self::Startup => "startup",
-            Self::Health => "health",
         }
     }
 }

@@ -146,7 +146,6 @@ mod tests {
             Trigger::Manual,
             Trigger::Rollback,
             Trigger::Startup,
-            Trigger::Health,
         ];
         for t in triggers {
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());

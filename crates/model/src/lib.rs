@@ -5,6 +5,7 @@
 
 mod app;
 pub mod appset;
+pub mod backoff;
 mod changeset;
 mod health;
 mod known;
@@ -16,6 +17,7 @@ pub use app::{
     SourceSpec, SpecError, WaitSpec, parse_duration,
 };
 pub use appset::{AppSet, PromoteMethod, PromoteSpec};
+pub use backoff::Backoff;
 pub use changeset::{Action, Change, ChangeSet, Summary};
 pub use health::{Health, HealthStatus};
 pub use known::{Digest, Known};

@@ -134,6 +134,7 @@ async fn roots(web: &Web, status: &AppStatus) -> Result<Vec<ObjectRef>, WebError
     Ok(web
         .api
         .ctx
+        .engine
         .cluster
         .read_inventory(&status.name)
         .await?
@@ -159,7 +160,7 @@ pub async fn whoami(role: Option<axum::Extension<Role>>) -> Response {
 pub async fn tree(State(web): State<Web>, Path(name): Path<String>) -> Result<Response, WebError> {
     let status = app(&web, &name).await?;
     let roots = roots(&web, &status).await?;
-    let nodes = tree::build(&web.api.ctx.cluster, &roots, &status.drifted).await?;
+    let nodes = tree::build(&web.api.ctx.engine.cluster, &roots, &status.drifted).await?;
     let tree = Tree {
         app: name,
         revision: status.revision,
@@ -182,7 +183,7 @@ pub async fn events(
 ) -> Result<Response, WebError> {
     let status = app(&web, &name).await?;
     let roots = roots(&web, &status).await?;
-    let cluster = &web.api.ctx.cluster;
+    let cluster = &web.api.ctx.engine.cluster;
     let nodes = tree::build(cluster, &roots, &[]).await?;
     let extra: Vec<&str> = status
         .spec
@@ -203,6 +204,7 @@ async fn rendered(web: &Web, status: &AppStatus) -> Result<Arc<Rendered>, WebErr
     Ok(web
         .api
         .ctx
+        .engine
         .render(&status.name, &status.spec, &status.revision)
         .await?)
 }
@@ -220,7 +222,7 @@ async fn desired_manifest(
 
 /// The engine's sync of the app (used here for dry runs only).
 fn sync<'a>(web: &'a Web, status: &'a AppStatus) -> Sync<'a> {
-    Sync::new(&web.api.ctx.cluster, &status.name, &status.spec)
+    Sync::new(&web.api.ctx.engine.cluster, &status.name, &status.spec)
 }
 
 /// Compares one object with Git through a server-side-apply dry-run.
@@ -344,7 +346,7 @@ pub async fn resource(
             app: name,
         });
     }
-    let live = web.api.ctx.cluster.get(&subject).await?;
+    let live = web.api.ctx.engine.cluster.get(&subject).await?;
     let health = live.as_ref().map_or_else(
         || Health::new(HealthStatus::NotFound, "object not found"),
         ferry_engine::health::health,
@@ -379,7 +381,7 @@ pub async fn resource(
 pub async fn diff(State(web): State<Web>, Path(name): Path<String>) -> Result<Response, WebError> {
     let status = app(&web, &name).await?;
     let rendered = rendered(&web, &status).await?;
-    let cluster = &web.api.ctx.cluster;
+    let cluster = &web.api.ctx.engine.cluster;
     let opts = SyncOptions {
         dry_run: true,
         ..Default::default()
