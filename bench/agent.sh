@@ -6,17 +6,24 @@
 #      /hooks/github) and by Git polling (interval $POLL_INTERVAL);
 #   2. live drift → healed latency (a ConfigMap value patched, or a Deployment scaled to 3),
 #      round-robin over $DRIFT_APPS apps so that no heal backoff applies;
-#   3. N apps from one Git repo and one ferry.yaml (each: Deployment with 1 replica,
-#      ServiceAccount, headless Service, ConfigMap; apps spread over $NAMESPACES shared
-#      namespaces): cold start until every app is Synced and Current, peak RSS and CPU
-#      seconds, then $IDLE_SECONDS of no changes (CPU s per minute, extrapolated per hour),
-#      then $NOOP_ROUNDS rounds of a forced no-op reconcile of every app (the steady-state
-#      cost a periodic resync would have); then (BASELINE=1) the apps' namespaces are
-#      deleted and the same objects applied with `kubectl apply --server-side`, timed until
-#      every Deployment is available: the test bed's own floor for the cold start.
+#   3. N apps from one Git repo and one ferry.yaml (each: Deployment with $REPLICAS
+#      replicas, ServiceAccount, headless Service, ConfigMap; apps spread over $NAMESPACES
+#      shared namespaces): cold start until every app is Synced and Current (times to 10,
+#      50, 90, 100 %), the agent's peak RSS and CPU seconds and the API server's and etcd's
+#      CPU seconds, then $IDLE_SECONDS of no changes (CPU s per minute, extrapolated per
+#      hour), then $NOOP_ROUNDS rounds of a forced no-op reconcile of every app (the
+#      steady-state cost a periodic resync would have); then (BASELINE=1) the apps'
+#      namespaces are deleted and the same objects applied with `kubectl apply
+#      --server-side`, watched until every Deployment is available (times to 10, 50, 100 %,
+#      kubectl's and the API server's and etcd's CPU seconds): the test bed's own floor for
+#      the cold start. The report gives agent/kubectl ratios of the time to 100 % and of
+#      the API server + etcd CPU seconds.
 #
 #   bench/agent.sh                                  # the defaults below (~20-25 min)
 #   TRIALS=10 SCALE_RUNS="100:8" IDLE_SECONDS=60 bench/agent.sh   # a quick look
+#   PHASES=scale SCALE_RUNS="1000:8" REPLICAS=0 bench/agent.sh     # Flux's benchmark's app shape
+#   PHASES=scale SCALE_RUNS="1000:8" REPLICAS=0 KCM_QPS=200 KCM_BURST=400 bench/agent.sh
+#                                                   # the same, controllers not the bottleneck
 #
 # Parameters (environment):
 #   PHASES          which parts to run: latency scale render                       [latency scale render]
@@ -29,6 +36,8 @@
 #   SETTLE          seconds between latency trials                                 [0.5]
 #   SCALE_RUNS      APPS:CONCURRENCY pairs; each is a fresh agent and fresh apps   [100:8 100:16 1000:8]
 #   NAMESPACES      shared namespaces per scale run (apps round-robin)             [10]
+#   REPLICAS        replicas of each scale app's Deployment (0: the shape of Flux's
+#                   published benchmark; nothing to schedule, no pods)             [1]
 #   APP_INTERVAL    the scale apps' Git poll interval                              [1m]
 #   IDLE_SECONDS    idle period measured after each cold start                     [120]
 #   NOOP_ROUNDS     then rounds of a forced no-op reconcile of every app (POST sync) [3]
@@ -40,7 +49,10 @@
 #   RESULTS_DIR     where the JSON goes                                            [bench/results]
 #   KEEP_LOGS       a directory to copy the agents' logs into (default: not kept; on failure
 #                   they go to $RESULTS_DIR/agent-failed-logs)
-#   FERRY_TESTBED_NODES  fake nodes, 110 pods each (the scale runs need one pod per app) [14]
+#   FERRY_TESTBED_NODES  fake nodes, 110 pods each (the scale runs need REPLICAS pods per app) [14]
+#   KCM_QPS, KCM_BURST   kube-controller-manager's --kube-api-qps / --kube-api-burst (testbed/up's
+#                   FERRY_TESTBED_KCM_QPS / _BURST), e.g. 200 and 400 so that the tools, not
+#                   the controllers' client rate limits, set the pace   [unset: its defaults, 20/30]
 #
 # Latency is measured from a Python helper (bench/agent/bench.py): a watch on the object is
 # opened first, then the commit (or patch) is made, and the watch event carrying the new
@@ -60,6 +72,9 @@ DRIFT_APPS=${DRIFT_APPS:-10}
 SETTLE=${SETTLE:-0.5}
 SCALE_RUNS=${SCALE_RUNS:-"100:8 100:16 1000:8"}
 NAMESPACES=${NAMESPACES:-10}
+REPLICAS=${REPLICAS:-1}
+KCM_QPS=${KCM_QPS:-${FERRY_TESTBED_KCM_QPS:-}}
+KCM_BURST=${KCM_BURST:-${FERRY_TESTBED_KCM_BURST:-}}
 APP_INTERVAL=${APP_INTERVAL:-1m}
 IDLE_SECONDS=${IDLE_SECONDS:-120}
 NOOP_ROUNDS=${NOOP_ROUNDS:-3}
@@ -83,6 +98,12 @@ for v in TRIALS DRIFT_APPS NAMESPACES IDLE_SECONDS COLD_TIMEOUT NOOP_ROUNDS; do
 done
 [ "$DRIFT_APPS" -ge 2 ] || die "DRIFT_APPS must be at least 2"
 [[ $BASELINE =~ ^[01]$ ]] || die "BASELINE must be 0 or 1"
+[[ $REPLICAS =~ ^[0-9]+$ ]] || die "REPLICAS must be a number"
+for v in KCM_QPS KCM_BURST; do
+  [[ ${!v:-1} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive number"
+done
+# testbed/up reads these; exported empty, they mean its defaults.
+export FERRY_TESTBED_KCM_QPS=$KCM_QPS FERRY_TESTBED_KCM_BURST=$KCM_BURST
 for r in $SCALE_RUNS; do
   [[ $r =~ ^[1-9][0-9]*:[1-9][0-9]*$ ]] || die "SCALE_RUNS entries are APPS:CONCURRENCY, not '$r'"
 done
@@ -165,6 +186,9 @@ if [[ " $PHASES " == *" latency "* || " $PHASES " == *" scale "* ]]; then
   APISERVER_PID=$(pid_of kube-apiserver)
   ETCD_PID=$(pid_of etcd)
   CM_PID=$(pid_of kube-controller-manager)
+  # What kube-controller-manager really runs with (a reused test bed would have other flags).
+  kcm_flags=$(tr '\0' '\n' <"/proc/$CM_PID/cmdline" | grep -E '^--kube-api-(qps|burst)=' | tr '\n' ' ' || true)
+  log "kube-controller-manager API limits: ${kcm_flags:-its defaults (20/30)}"
   server_version=$(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')
 fi
 
@@ -218,11 +242,13 @@ fi
 
 # --- 3: scale ---------------------------------------------------------------------------------
 if [[ " $PHASES " == *" scale "* ]]; then
+  runs=$(wc -w <<<"$SCALE_RUNS") run_no=0
   for r in $SCALE_RUNS; do
+    run_no=$((run_no + 1))
     apps=${r%%:*} conc=${r##*:}
     prefix=s${apps}c${conc}
-    log "scale: $apps apps, concurrency $conc (prefix $prefix)"
-    read -r -a nss <<<"$(python3 "$HELPER" gen-scale "$WORK/$prefix" "$prefix" "$apps" "$NAMESPACES" "$APP_INTERVAL")"
+    log "scale: $apps apps of $REPLICAS replicas, concurrency $conc (prefix $prefix)"
+    read -r -a nss <<<"$(python3 "$HELPER" gen-scale "$WORK/$prefix" "$prefix" "$apps" "$NAMESPACES" "$APP_INTERVAL" "$REPLICAS")"
     ensure_namespaces "${nss[@]}"
     sleep 2
     start_agent "$prefix" "$WORK/$prefix.ferry.yaml" "$conc"
@@ -249,16 +275,20 @@ if [[ " $PHASES " == *" scale "* ]]; then
       log "baseline: deleting the $apps apps' namespaces"
       kubectl delete namespace "${nss[@]}" --wait=true --timeout=900s >/dev/null
       kprefix=k${apps}
-      read -r -a knss <<<"$(python3 "$HELPER" gen-scale "$WORK/$kprefix" "$kprefix" "$apps" "$NAMESPACES" "$APP_INTERVAL")"
+      read -r -a knss <<<"$(python3 "$HELPER" gen-scale "$WORK/$kprefix" "$kprefix" "$apps" "$NAMESPACES" "$APP_INTERVAL" "$REPLICAS" kubectl)"
       ensure_namespaces "${knss[@]}"
       sleep 2
       log "baseline: kubectl apply --server-side of the same $((apps * 4)) objects, then until all $apps Deployments are available"
-      python3 "$HELPER" baseline "$WORK/records/baseline-$prefix.json" "$WORK/$kprefix/apps" "$apps" \
-        "$COLD_TIMEOUT" "$APISERVER_PID"
-      kubectl delete namespace "${knss[@]}" --wait=false >/dev/null
+      python3 "$HELPER" baseline "$WORK/records/baseline-$prefix.json" "$FERRY_TESTBED_STATE" \
+        "$WORK/$kprefix/apps" "$kprefix" "$apps" "$COLD_TIMEOUT" "$APISERVER_PID" "$ETCD_PID" "$CM_PID"
+      # Waited for before the next run, so that its CPU seconds do not include this deletion.
+      if [ "$run_no" -lt "$runs" ]; then
+        log "baseline: deleting the kubectl-applied namespaces"
+        kubectl delete namespace "${knss[@]}" --wait=true --timeout=900s >/dev/null
+      fi
     fi
-    scale_meta=$(python3 -c 'import json,sys; m=json.loads(sys.argv[1]); m.append({"apps":int(sys.argv[2]),"concurrency":int(sys.argv[3]),"prefix":sys.argv[4],"namespaces":int(sys.argv[5]),"warnings":int(open(sys.argv[6]).read().strip() or 0)}); print(json.dumps(m))' \
-      "$scale_meta" "$apps" "$conc" "$prefix" "$NAMESPACES" "$WORK/records/warn-count-$prefix")
+    scale_meta=$(python3 -c 'import json,sys; m=json.loads(sys.argv[1]); m.append({"apps":int(sys.argv[2]),"concurrency":int(sys.argv[3]),"prefix":sys.argv[4],"namespaces":int(sys.argv[5]),"replicas":int(sys.argv[7]),"warnings":int(open(sys.argv[6]).read().strip() or 0)}); print(json.dumps(m))' \
+      "$scale_meta" "$apps" "$conc" "$prefix" "$NAMESPACES" "$WORK/records/warn-count-$prefix" "$REPLICAS")
   done
 fi
 # --- render cost (no cluster) -----------------------------------------------------------------
@@ -277,12 +307,15 @@ import json, sys
 json.dump({
     "benchmark": "ferry agent (pull mode)",
     "command": "PHASES='$PHASES' TRIALS=$TRIALS COLD_TIMEOUT=$COLD_TIMEOUT POLL_INTERVAL=$POLL_INTERVAL DRIFT_APPS=$DRIFT_APPS "
-               "SCALE_RUNS='$SCALE_RUNS' NAMESPACES=$NAMESPACES IDLE_SECONDS=$IDLE_SECONDS NOOP_ROUNDS=$NOOP_ROUNDS BASELINE=$BASELINE bench/agent.sh",
+               "SCALE_RUNS='$SCALE_RUNS' NAMESPACES=$NAMESPACES REPLICAS=$REPLICAS IDLE_SECONDS=$IDLE_SECONDS NOOP_ROUNDS=$NOOP_ROUNDS BASELINE=$BASELINE"
+               "${KCM_QPS:+ KCM_QPS=$KCM_QPS}${KCM_BURST:+ KCM_BURST=$KCM_BURST} bench/agent.sh",
     "params": {"trials": $TRIALS, "poll_interval": "$POLL_INTERVAL", "drift_apps": $DRIFT_APPS,
                "settle_s": $SETTLE, "namespaces_per_scale_run": $NAMESPACES,
-               "app_interval": "$APP_INTERVAL", "idle_seconds": $IDLE_SECONDS, "noop_rounds": $NOOP_ROUNDS, "baseline": $BASELINE},
+               "app_interval": "$APP_INTERVAL", "idle_seconds": $IDLE_SECONDS, "noop_rounds": $NOOP_ROUNDS, "baseline": $BASELINE,
+               "replicas": $REPLICAS, "kcm_qps": ${KCM_QPS:-None}, "kcm_burst": ${KCM_BURST:-None}},
+    "kcm_flags_running": "${kcm_flags:-}".split(),
     "scale_runs": json.loads('''$scale_meta'''),
-    "app": "Deployment (1 replica) + ServiceAccount + headless Service + ConfigMap",
+    "app": "Deployment ($REPLICAS replicas; the latency apps' 1) + ServiceAccount + headless Service + ConfigMap",
     "duration_s": round($t_end - $t_start, 1),
     "loadavg_start": "$load_start",
     "loadavg_end": open("/proc/loadavg").read().split()[:3],

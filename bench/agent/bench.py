@@ -6,12 +6,14 @@ Times come from time.monotonic(); the cluster side is observed with a watch on t
 (the event is timestamped when it arrives), the agent side through its JSON API.
 
   bench.py gen-latency <repo-root> <secret>         writes the latency repos + ferry.yaml
-  bench.py gen-scale <repo> <prefix> <apps> <nss>   writes one repo of <apps> apps + ferry.yaml
+  bench.py gen-scale <repo> <prefix> <apps> <nss> <interval> <replicas> [ferry|kubectl]
+                                                    writes one repo of <apps> apps + ferry.yaml
   bench.py latency <mode> <out.jsonl> ...           webhook | poll | drift trials
   bench.py cold <out.json> ...                      waits for N apps Synced+Current, timeline
   bench.py idle <out.json> ...                      N seconds of idle CPU and RSS
   bench.py noop <out.json> ...                      rounds of a forced no-op reconcile of every app
-  bench.py baseline <out.json> <apps dir> <n> ...   kubectl apply --server-side, until all available
+  bench.py baseline <out.json> <apps dir> <n> ...   kubectl apply --server-side, watched until
+                                                    all Deployments are available
   bench.py render-cost <out.json> <ferry> <dir> <sizes> <reps>
                                                     `ferry render` of one app vs repo size
   bench.py report <records-dir> <out.json> <meta.json>
@@ -85,13 +87,18 @@ class Kube:
     def watch(self, collection, name, rv):
         """A watch on one object; returns (queue of (t, event), stop function). The watch
         is established (response headers received) when this returns."""
+        return self.watch_all(collection, rv, {"fieldSelector": f"metadata.name={name}"})
+
+    def watch_all(self, collection, rv, params=None):
+        """A watch on a collection from resourceVersion <rv>, as `watch`; the queue ends
+        with (t, None) when the stream does (the server's timeout, or 120 s of silence)."""
         conn = self._conn(timeout=120)
-        q = urllib.parse.urlencode({"watch": "1", "fieldSelector": f"metadata.name={name}",
-                                    "resourceVersion": rv, "allowWatchBookmarks": "false"})
+        q = urllib.parse.urlencode({"watch": "1", "resourceVersion": rv,
+                                    "allowWatchBookmarks": "false", **(params or {})})
         conn.request("GET", f"{collection}?{q}", headers={"Accept": "application/json"})
         resp = conn.getresponse()
         if resp.status != 200:
-            raise RuntimeError(f"watch {collection}/{name}: {resp.status} {resp.read()[:300]!r}")
+            raise RuntimeError(f"watch {collection} {params}: {resp.status} {resp.read()[:300]!r}")
         events = queue.Queue()
 
         def reader():
@@ -188,18 +195,21 @@ def git(repo, *args):
 
 
 # --- generating -------------------------------------------------------------------------------
-def app_yaml(name, ns, value="v0"):
-    """The four objects of one app (Deployment 1 replica, ServiceAccount, headless Service,
-    ConfigMap), one multi-document file. Names are the app's, so apps can share a namespace."""
+def app_yaml(name, ns, value="v0", replicas=1, namespaced=False):
+    """The four objects of one app (Deployment of <replicas> replicas, ServiceAccount,
+    headless Service, ConfigMap), one multi-document file. Names are the app's, so apps can
+    share a namespace. The namespace is ferry.yaml's destination, unless <namespaced> (for
+    kubectl) puts it into each object."""
+    in_ns = f"\n  namespace: {ns}" if namespaced else ""
     return f"""apiVersion: v1
 kind: ServiceAccount
 metadata:
-  name: {name}
+  name: {name}{in_ns}
 ---
 apiVersion: v1
 kind: ConfigMap
 metadata:
-  name: {name}-config
+  name: {name}-config{in_ns}
 data:
   value: "{value}"
   settings.ini: |
@@ -210,7 +220,7 @@ data:
 apiVersion: v1
 kind: Service
 metadata:
-  name: {name}
+  name: {name}{in_ns}
 spec:
   clusterIP: None
   selector: {{app: {name}}}
@@ -220,9 +230,9 @@ spec:
 apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: {name}
+  name: {name}{in_ns}
 spec:
-  replicas: 1
+  replicas: {replicas}
   selector:
     matchLabels: {{app: {name}}}
   template:
@@ -275,10 +285,13 @@ def cmd_gen_latency(root, drift_apps, poll_interval, ns):
         f.write("apps:\n" + "".join(entries))
 
 
-def cmd_gen_scale(repo, prefix, n, nss, interval):
-    """One repo with apps/<prefix>-NNNN for N apps, spread round-robin over <nss> shared
-    namespaces <prefix>-NN; a ferry.yaml next to the repo lists every app."""
-    n, nss = int(n), int(nss)
+def cmd_gen_scale(repo, prefix, n, nss, interval, replicas=1, target="ferry"):
+    """One repo with apps/<prefix>-NNNN for N apps (Deployments of <replicas> replicas),
+    spread round-robin over <nss> shared namespaces <prefix>-NN; a ferry.yaml next to the
+    repo lists every app. <target> kubectl: the objects name their namespace themselves."""
+    n, nss, replicas = int(n), int(nss), int(replicas)
+    if target not in ("ferry", "kubectl"):
+        raise SystemExit(f"gen-scale: target must be ferry or kubectl, not {target}")
     init_repo(repo)
     entries = []
     for i in range(n):
@@ -287,7 +300,7 @@ def cmd_gen_scale(repo, prefix, n, nss, interval):
         d = os.path.join(repo, "apps", name)
         os.makedirs(d)
         with open(os.path.join(d, "app.yaml"), "w") as f:
-            f.write(app_yaml(name, ns))
+            f.write(app_yaml(name, ns, replicas=replicas, namespaced=target == "kubectl"))
         entries.append(app_entry(name, repo, f"apps/{name}", ns, interval))
     commit_all(repo, f"bench: {n} apps")
     with open(repo + ".ferry.yaml", "w") as f:
@@ -575,34 +588,97 @@ def cmd_noop(out, agent_url, pid, passes, apiserver_pid, etcd_pid):
     json.dump(res, open(out, "w"), indent=1)
 
 
-def cmd_baseline(out, apps_dir, n, timeout, apiserver_pid):
+def deployment_available(obj):
+    """The bar ferry's health Current sets for a Deployment: its generation observed, every
+    replica (none, for replicas 0) created, updated, ready and available, Progressing with
+    reason NewReplicaSetAvailable (or no progress deadline), Available True."""
+    spec, st = obj.get("spec", {}), obj.get("status", {})
+    want = spec.get("replicas", 1)
+    conds = {c.get("type"): c for c in st.get("conditions", [])}
+    progressing = ("progressDeadlineSeconds" not in spec
+                   or conds.get("Progressing", {}).get("reason") == "NewReplicaSetAvailable")
+    return (st.get("observedGeneration", 0) >= obj["metadata"].get("generation", 1)
+            and st.get("replicas", 0) == want and st.get("updatedReplicas", 0) >= want
+            and st.get("readyReplicas", 0) >= want and st.get("availableReplicas", 0) >= want
+            and progressing and conds.get("Available", {}).get("status") == "True")
+
+
+def cmd_baseline(out, state, apps_dir, ns_prefix, n, timeout, apiserver_pid, etcd_pid, cm_pid):
     """The baseline for a cold start: `kubectl apply --server-side -R` of the same objects,
-    then polling until all N Deployments report an available replica (what ferry's
-    health Current needs of them)."""
-    n, timeout, apiserver_pid = int(n), float(timeout), int(apiserver_pid)
-    cpu0 = proc_cpu_s(apiserver_pid)
+    with a watch on all Deployments (opened first, so it costs the API server about what one
+    client's informer would) until the N in namespaces <ns_prefix>-* are available
+    (`deployment_available`): the times to 10, 50 and 100 %, kubectl's CPU seconds and peak
+    RSS, and the API server's, etcd's and the controller-manager's CPU seconds meanwhile."""
+    kube, n, timeout = Kube(state), int(n), float(timeout)
+    others = {"apiserver": int(apiserver_pid), "etcd": int(etcd_pid), "controller_manager": int(cm_pid)}
+    coll = "/apis/apps/v1/deployments"
+    avail = {}
+
+    def note(obj, deleted=False):
+        meta = obj["metadata"]
+        if meta["namespace"].startswith(ns_prefix + "-"):
+            key = (meta["namespace"], meta["name"])
+            if deleted:
+                avail.pop(key, None)
+            else:
+                avail[key] = deployment_available(obj)
+
+    def relist():
+        """The current state, and a watch from it (at the start, and whenever a watch ends)."""
+        page = kube.get(coll)
+        avail.clear()
+        for obj in page["items"]:
+            note(obj)
+        return kube.watch_all(coll, page["metadata"]["resourceVersion"])
+
+    firsts = {}
+
+    def count(t):
+        c = sum(avail.values())
+        for label, frac in (("available_10", .1), ("available_50", .5), ("available_100", 1.0)):
+            if label not in firsts and c >= frac * n:
+                firsts[label] = round(t - t0, 2)
+
+    cpu0 = {k: proc_cpu_s(p) for k, p in others.items()}
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    events, stop = relist()
     t0 = time.monotonic()
-    subprocess.run(["kubectl", "apply", "--server-side", "-R", "-f", apps_dir],
-                   stdout=subprocess.DEVNULL, check=True)
-    t_applied = time.monotonic() - t0
-    print(f"[bench]   kubectl apply returned after {t_applied:.1f} s", file=sys.stderr)
-    available, t_all = 0, None
-    while time.monotonic() - t0 < timeout:
-        text = subprocess.run(
-            ["kubectl", "get", "deployments", "--all-namespaces", "-o",
-             "jsonpath={range .items[*]}{.status.availableReplicas}{\"\\n\"}{end}"],
-            capture_output=True, text=True, check=True).stdout
-        available = sum(1 for line in text.splitlines() if line.strip() == "1")
-        if available >= n:
-            t_all = time.monotonic() - t0
-            break
-        time.sleep(2)
+    kubectl = subprocess.Popen(["kubectl", "apply", "--server-side", "-R", "-f", apps_dir],
+                               stdout=subprocess.DEVNULL)
+    t_applied = None
+    while "available_100" not in firsts and time.monotonic() - t0 < timeout:
+        if t_applied is None and kubectl.poll() is not None:
+            t_applied = time.monotonic() - t0
+            if kubectl.returncode:
+                raise SystemExit(f"kubectl apply failed (exit {kubectl.returncode})")
+            print(f"[bench]   kubectl apply returned after {t_applied:.1f} s", file=sys.stderr)
+        try:
+            t, ev = events.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if ev is None or ev.get("type") == "ERROR":
+            stop()
+            events, stop = relist()
+            count(time.monotonic())
+            continue
+        note(ev["object"], ev["type"] == "DELETED")
+        count(t)
+    stop()
+    if kubectl.wait():
+        raise SystemExit(f"kubectl apply failed (exit {kubectl.returncode})")
+    if t_applied is None:
+        t_applied = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t_all = firsts.get("available_100")
     res = {"apps": n, "objects": 4 * n, "kubectl_apply_s": round(t_applied, 1),
-           "all_available_s": round(t_all, 1) if t_all else None, "available_at_end": available,
-           "apiserver_cpu_s": round(proc_cpu_s(apiserver_pid) - cpu0, 1)}
+           "firsts_s": firsts, "all_available_s": t_all, "available_at_end": sum(avail.values()),
+           "kubectl_cpu_s": round(ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, 2),
+           "kubectl_peak_rss_kb": ru1.ru_maxrss,
+           "others_cpu_s": {k: round(proc_cpu_s(p) - cpu0[k], 2) for k, p in others.items()},
+           "loadavg_end": loadavg()}
     json.dump(res, open(out, "w"), indent=1)
     print(f"[bench]   baseline: all {n} available after "
-          f"{res['all_available_s'] if t_all else 'TIMEOUT'} s", file=sys.stderr)
+          f"{t_all if t_all is not None else 'TIMEOUT'} s", file=sys.stderr)
 
 
 # --- render cost vs repository size ------------------------------------------------------------
@@ -660,6 +736,33 @@ def stats(xs):
             "mean": round(statistics.mean(xs), 3), "min": round(min(xs), 3), "max": round(max(xs), 3)} if xs else None
 
 
+def apiserver_etcd_cpu_s(run):
+    """The API server's plus etcd's CPU seconds of a cold start or baseline record."""
+    o = run.get("others_cpu_s", {})
+    return round(o["apiserver"] + o["etcd"], 2) if "apiserver" in o and "etcd" in o else None
+
+
+def ratio(a, b):
+    return round(a / b, 2) if a is not None and b else None
+
+
+def vs_kubectl(cold, base):
+    """The agent's cold start against the kubectl baseline of the same objects: time to
+    100 % (Synced and Current vs Deployments available) and API server + etcd CPU."""
+    t_agent = cold.get("firsts_s", {}).get("ready_100")
+    t_kubectl = base.get("firsts_s", {}).get("available_100")
+    c_agent, c_kubectl = apiserver_etcd_cpu_s(cold), apiserver_etcd_cpu_s(base)
+    return {"time_to_100_s": {"agent": t_agent, "kubectl": t_kubectl},
+            "time_to_100_ratio": ratio(t_agent, t_kubectl),
+            "apiserver_etcd_cpu_s": {"agent": c_agent, "kubectl": c_kubectl},
+            "apiserver_etcd_cpu_ratio": ratio(c_agent, c_kubectl)}
+
+
+def num(x, digits=1):
+    """A table cell: x with <digits> decimals, or a dash when it was not measured."""
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
 def cmd_report(records_dir, out, meta_path):
     meta = json.load(open(meta_path))
     lat = []
@@ -696,6 +799,8 @@ def cmd_report(records_dir, out, meta_path):
             entry["timeline"] = cold["timeline"]
         if os.path.exists(idle_p):
             entry["idle"] = json.load(open(idle_p))
+        if "cold" in entry and "baseline" in entry:
+            entry["vs_kubectl"] = vs_kubectl(entry["cold"], entry["baseline"])
         scale.append(entry)
     render = None
     rp = os.path.join(records_dir, "render.json")
@@ -711,8 +816,11 @@ def cmd_report(records_dir, out, meta_path):
     json.dump(result, open(out, "w"), indent=2)
 
     print()
+    params = meta.get("params", {})
+    kcm = (f"{params['kcm_qps'] or 'default'}/{params['kcm_burst'] or 'default'}"
+           if "kcm_qps" in params else "default")
     print(f"ferry agent benchmark ({meta['machine']['cpus']} cores, load at start {meta['loadavg_start']}, "
-          f"{meta['kubernetes']}, ferry {meta['ferry_commit']})")
+          f"{meta['kubernetes']}, ferry {meta['ferry_commit']}, kube-controller-manager QPS/burst {kcm})")
     if latency:
         print()
         print("| measurement | n | median s | p95 s | mean s | min–max s |")
@@ -722,19 +830,20 @@ def cmd_report(records_dir, out, meta_path):
                   f"| {s['min']:.3f}–{s['max']:.3f} |")
     if scale:
         print()
-        print("| apps | conc. | to healthz s | 50 % Synced s | all Synced s | 50 % ready s | 90 % ready s "
-              "| all ready s | peak RSS MiB | agent CPU s (cold) | reconciles | idle CPU s/min | idle reconciles |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| apps | replicas | conc. | to healthz s | all Synced s | 10 % ready s | 50 % ready s | 90 % ready s "
+              "| all ready s | peak RSS MiB | agent CPU s (cold) | apiserver+etcd CPU s (cold) | reconciles "
+              "| idle CPU s/min | idle reconciles |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for e in scale:
             c, i = e.get("cold", {}), e.get("idle", {})
             f = c.get("firsts_s", {})
             g = lambda k: f"{f[k]:.1f}" if k in f else "—"  # noqa: E731
             hwm = max(c.get("agent_peak_rss_kb", 0), i.get("agent_peak_rss_kb", 0))
             idle = (f"{i['agent_cpu_s_per_min']:.3f}" if i else "not measured")
-            print(f"| {e['apps']} | {e['concurrency']} | {c.get('healthz_s') or 0:.1f} | {g('synced_50')} | {g('synced_100')} "
-                  f"| {g('ready_50')} | {g('ready_90')} | {g('ready_100')} | {hwm / 1024:.1f} "
-                  f"| {c.get('agent_cpu_s', 0):.1f} | {c.get('reconciles', 0)} "
-                  f"| {idle} | {i.get('reconciles', '—')} |")
+            print(f"| {e['apps']} | {e.get('replicas', 1)} | {e['concurrency']} | {c.get('healthz_s') or 0:.1f} "
+                  f"| {g('synced_100')} | {g('ready_10')} | {g('ready_50')} | {g('ready_90')} | {g('ready_100')} "
+                  f"| {hwm / 1024:.1f} | {c.get('agent_cpu_s', 0):.1f} | {num(apiserver_etcd_cpu_s(c))} "
+                  f"| {c.get('reconciles', 0)} | {idle} | {i.get('reconciles', '—')} |")
         for e in scale:
             c = e.get("cold", {})
             if c.get("timed_out"):
@@ -745,15 +854,35 @@ def cmd_report(records_dir, out, meta_path):
             if e["apps"] == 1000 and "ready_100" in c.get("firsts_s", {}):
                 t = c["firsts_s"]["ready_100"]
                 hwm = max(c.get("agent_peak_rss_kb", 0), e.get("idle", {}).get("agent_peak_rss_kb", 0)) / 1024
-                print(f"\n1000 apps (concurrency {e['concurrency']}): {t:.0f} s vs Flux 256 s "
-                      f"({256 / t:.2f}x), peak RSS {hwm:.0f} MiB vs Flux 175 MiB ({175 / hwm:.2f}x less)")
-    for e in scale:
-        b, c = e.get("baseline"), e.get("cold", {})
-        if b and b.get("all_available_s") and "ready_100" in c.get("firsts_s", {}):
-            t = c["firsts_s"]["ready_100"]
-            print(f"\n{e['apps']} apps: ferry agent all ready {t:.1f} s; baseline `kubectl apply "
-                  f"--server-side` + all Deployments available {b['all_available_s']:.1f} s "
-                  f"(kubectl apply itself {b['kubectl_apply_s']:.1f} s): ratio {b['all_available_s'] / t:.2f}x")
+                print(f"\n1000 apps (concurrency {e['concurrency']}, replicas {e.get('replicas', 1)}; Flux's "
+                      f"benchmark: replicas 0): {t:.0f} s vs Flux 256 s ({256 / t:.2f}x), peak RSS {hwm:.0f} MiB "
+                      f"vs Flux 175 MiB ({175 / hwm:.2f}x less)")
+    based = [e for e in scale if e.get("baseline")]
+    if based:
+        print()
+        print("Cold start against `kubectl apply --server-side` of the same objects on a clean slate "
+              "(agent: apps Synced and Current, from the agent's start; kubectl: Deployments available, "
+              "from the apply's start; CPU seconds over the same span):")
+        print()
+        print("| apps | replicas | tool | 10 % s | 50 % s | 100 % s | peak RSS MiB | tool CPU s "
+              "| apiserver CPU s | etcd CPU s | apiserver+etcd CPU s | controller-manager CPU s |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for e in based:
+            c, b = e.get("cold", {}), e["baseline"]
+            for tool, r, keys, rss, cpu in (
+                    (f"ferry agent (conc. {e['concurrency']})", c, ("ready_10", "ready_50", "ready_100"),
+                     c.get("agent_peak_rss_kb"), c.get("agent_cpu_s")),
+                    ("kubectl apply --server-side", b, ("available_10", "available_50", "available_100"),
+                     b.get("kubectl_peak_rss_kb"), b.get("kubectl_cpu_s"))):
+                f, o = r.get("firsts_s", {}), r.get("others_cpu_s", {})
+                print(f"| {e['apps']} | {e.get('replicas', 1)} | {tool} | "
+                      + " | ".join(num(f.get(k)) for k in keys)
+                      + f" | {num(rss / 1024 if rss else None)} | {num(cpu)} | {num(o.get('apiserver'))} "
+                      f"| {num(o.get('etcd'))} | {num(apiserver_etcd_cpu_s(r))} | {num(o.get('controller_manager'))} |")
+            v = e.get("vs_kubectl", {})
+            x = lambda k: "—" if v.get(k) is None else f"{v[k]:.2f}x"  # noqa: E731
+            print(f"| {e['apps']} | {e.get('replicas', 1)} | agent / kubectl | | | {x('time_to_100_ratio')} "
+                  f"| | | | | {x('apiserver_etcd_cpu_ratio')} | |")
     noops = [e for e in scale if e.get("noop")]
     if noops:
         print()
