@@ -21,6 +21,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::engine::{Engine, RepoKey, repo_key};
 use crate::history::{self, Entry, Outcome};
+use crate::live::LiveHealth;
 use crate::queue::{Action, Panicked, Queue, Runner, Trigger};
 use crate::record::Record;
 use crate::state::{AppStatus, ObjectStatus, Readiness, Store, SyncState, aggregate};
@@ -63,6 +64,8 @@ pub struct Ctx {
     /// App sets and the apps they generated.
     pub appsets: crate::appsets::AppSets,
     watches: tokio::sync::Mutex<crate::drift::Watches>,
+    /// The health of the watched objects, kept from the drift watches.
+    pub live: LiveHealth,
     failures: Failures,
     heals: Mutex<HashMap<String, Heal>>,
 }
@@ -97,6 +100,7 @@ pub fn context(parts: Parts) -> (Arc<Ctx>, Runner<String>) {
         pollers: Default::default(),
         appsets: Default::default(),
         watches: Default::default(),
+        live: Default::default(),
         failures: Default::default(),
         heals: Default::default(),
     };
@@ -688,7 +692,12 @@ async fn drift_detected(ctx: &Ctx, name: &str, drifted: &[ObjectRef]) {
 /// at the health again.
 async fn check_health(ctx: &Ctx, name: &str, status: &AppStatus) -> Result<Action, EngineError> {
     let subjects: Vec<ObjectRef> = status.objects.iter().map(|o| o.subject.clone()).collect();
-    let (objects, overall) = summarize(observe(&ctx.engine.cluster, &subjects).await?);
+    // From the watches when they have listed every kind involved: no API request.
+    let health = match ctx.live.health(&subjects) {
+        Some(health) => health,
+        None => observe(&ctx.engine.cluster, &subjects).await?,
+    };
+    let (objects, overall) = summarize(health);
     ctx.record.metrics.app_info(
         name,
         status.sync.as_str(),

@@ -2,12 +2,14 @@
 //! object labelled `ferry.dev/app=<app>` queues that app, whose reconcile then
 //! compares the live object with Git (no polling of the cluster). A change to nothing
 //! but the object's status (a controller reporting progress) queues a health check
-//! only, which reads the app's objects and plans nothing.
+//! only, which plans nothing. Every event also updates the objects' health kept in
+//! [`crate::live::LiveHealth`], so that health check reads memory, not the API server.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use ferry_kube::WatchEvent;
 use ferry_model::{APP_LABEL, ObjectRef};
 use ferry_plan::diff::without_write_stamps;
 use futures::StreamExt;
@@ -48,7 +50,7 @@ impl Watches {
             let stream = ctx.engine.cluster.watch(&resolved, APP_LABEL);
             let ctx = ctx.clone();
             let shutdown = shutdown.clone();
-            let kind = o.kind.clone();
+            let (group, kind) = key.clone();
             let handle = tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
                 let mut seen = Fingerprints::default();
@@ -59,17 +61,24 @@ impl Watches {
                     };
                     let Some(event) = event else { return };
                     let (object, trigger) = match event {
-                        Ok(ferry_kube::WatchEvent::Changed(o)) => {
+                        Ok(WatchEvent::Changed(o)) => {
+                            ctx.live.changed(&o);
                             let trigger = seen.changed(&o);
                             (o, trigger)
                         }
-                        Ok(ferry_kube::WatchEvent::Deleted(o)) => {
+                        Ok(WatchEvent::Deleted(o)) => {
+                            ctx.live.deleted(&o);
                             seen.deleted(&o);
                             (o, Trigger::Drift)
                         }
-                        Ok(
-                            ferry_kube::WatchEvent::Relisting | ferry_kube::WatchEvent::Resynced,
-                        ) => continue,
+                        Ok(WatchEvent::Relisting) => {
+                            ctx.live.relisting(&group, &kind);
+                            continue;
+                        }
+                        Ok(WatchEvent::Resynced) => {
+                            ctx.live.listed(&group, &kind);
+                            continue;
+                        }
                         Err(e) => {
                             warn!(%kind, "watch error: {e}");
                             continue;
