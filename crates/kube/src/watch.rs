@@ -1,7 +1,7 @@
 //! Watches on live objects, for drift detection (kube-runtime watchers, one per kind).
 
 use futures::{Stream, StreamExt};
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, DynamicObject, TypeMeta};
 use kube::runtime::watcher;
 use serde_json::Value;
 
@@ -31,12 +31,21 @@ impl Cluster {
     ) -> impl Stream<Item = Result<WatchEvent, KubeError>> + Send + 'static {
         let api: Api<DynamicObject> = Api::all_with(self.client().clone(), &resolved.resource);
         let server = self.server().to_string();
+        let types = TypeMeta {
+            api_version: resolved.resource.api_version.clone(),
+            kind: resolved.resource.kind.clone(),
+        };
         let config = watcher::Config::default().labels(label);
         kube::runtime::WatchStreamExt::default_backoff(watcher(api, config)).filter_map(
             move |event| {
                 let server = server.clone();
+                let types = types.clone();
                 async move {
-                    let to_value = |o: DynamicObject| serde_json::to_value(o).unwrap_or_default();
+                    // Listed items come without apiVersion and kind: the watch knows them.
+                    let to_value = |mut o: DynamicObject| {
+                        o.types.get_or_insert(types);
+                        serde_json::to_value(o).unwrap_or_default()
+                    };
                     match event {
                         // Objects of the initial list count as changes too: an edit made
                         // between the last apply and the watch's start is seen, not lost.
