@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ferry_api::{
-    ActionAccepted, AppDetail, AppList, AppSummary, Condition, ErrorBody, HistoryList,
-    HistoryQuery, ListQuery, RollbackBody, WebhookAccepted,
+    ActionAccepted, AppDetail, AppList, AppSummary, ErrorBody, HistoryList, HistoryQuery,
+    ListQuery, RollbackBody, WebhookAccepted,
 };
 
 use crate::controller::Ctx;
@@ -20,7 +20,6 @@ use crate::engine::{RepoKey, repo_key};
 use crate::kept;
 use crate::poller::refresh;
 use crate::queue::Trigger;
-use crate::state::AppStatus;
 use crate::webhook::{MAX_BODY, Provider, repo_matches, verify_and_parse};
 
 /// Shared state of the HTTP handlers.
@@ -158,52 +157,6 @@ async fn webhook(
         .into_response()
 }
 
-impl From<&AppStatus> for AppSummary {
-    fn from(s: &AppStatus) -> Self {
-        Self {
-            name: s.name.clone(),
-            repo: s.spec.source.repo.clone(),
-            path: s.spec.source.path.clone(),
-            namespace: s.spec.destination.namespace.clone(),
-            sync: s.sync,
-            health: s.health,
-            revision: s.revision.clone(),
-            message: s.message.clone(),
-            last_sync_at: s.last_sync_at,
-            suspended: s.suspended,
-            reason: s.reason().map(str::to_string),
-        }
-    }
-}
-
-impl From<&AppStatus> for AppDetail {
-    fn from(s: &AppStatus) -> Self {
-        let condition = |c: &crate::state::Condition| Condition {
-            kind: c.kind.into(),
-            status: c.status.into(),
-            reason: c.reason.clone(),
-            message: c.message.clone(),
-        };
-        Self {
-            name: s.name.clone(),
-            spec: s.spec.clone(),
-            sync: s.sync,
-            health: s.health,
-            revision: s.revision.clone(),
-            message: s.message.clone(),
-            last_sync_at: s.last_sync_at,
-            last_duration_ms: s.last_duration_ms,
-            inventory: s.inventory,
-            drifted: s.drifted.clone(),
-            conditions: s.conditions.iter().map(condition).collect(),
-            suspended: s.suspended,
-            pinned: s.pinned.clone(),
-            objects: s.objects.clone(),
-            changeset: s.changeset.clone(),
-        }
-    }
-}
-
 /// List apps, filtered and paginated.
 #[utoipa::path(get, path = "/api/v1/apps", operation_id = "listApps", tag = "apps",
     params(ListQuery),
@@ -256,7 +209,7 @@ async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Respon
         (status = 404, description = "No app of that name.", body = ErrorBody)))]
 async fn get_app(State(api): State<Api>, Path(name): Path<String>) -> Response {
     match api.ctx.store.get(&name).await {
-        Some(app) => Json(AppDetail::from(&app)).into_response(),
+        Some(app) => Json(app).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no app named {name:?}")),
     }
 }

@@ -81,8 +81,8 @@ pub struct ApplicationStatus {
 impl From<&AppStatus> for ApplicationStatus {
     fn from(s: &AppStatus) -> Self {
         let cond = |c: &Condition| StatusCondition {
-            kind: c.kind.into(),
-            status: c.status.into(),
+            kind: c.kind.clone(),
+            status: c.status.clone(),
             reason: c.reason.clone(),
             message: c.message.clone(),
         };

@@ -3,134 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use ferry_api::{ObjectStatus, SyncState};
-use ferry_model::{AppSpec, ChangeSet, HealthStatus, ObjectRef};
+pub use ferry_api::{AppDetail as AppStatus, Condition, ObjectStatus, Readiness, SyncState};
+use ferry_model::{AppSpec, HealthStatus};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{RwLock, broadcast};
-
-/// Where an app stands, as its Ready, Reconciling and Stalled conditions say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Readiness {
-    /// Applied and healthy: Ready.
-    Ready,
-    /// Not ready yet, and work goes on (progressing, out of sync, a failure that is
-    /// retried, suspended): Reconciling.
-    Reconciling,
-    /// Not ready, and it will not get there without a change: Stalled.
-    Stalled,
-}
-
-/// A Kubernetes-style condition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Condition {
-    /// `Ready`, `Reconciling` or `Stalled`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// `True` or `False`.
-    pub status: &'static str,
-    /// CamelCase reason, e.g. `ApplyFailed`.
-    pub reason: String,
-    /// Human-readable detail.
-    pub message: String,
-}
-
-/// The status of one app.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AppStatus {
-    /// App name.
-    pub name: String,
-    /// The app's definition.
-    pub spec: AppSpec,
-    /// Sync state.
-    pub sync: SyncState,
-    /// Aggregated health (worst of the objects).
-    pub health: HealthStatus,
-    /// Last applied (or observed in sync) commit SHA.
-    pub revision: String,
-    /// That commit's subject line.
-    pub message: String,
-    /// Unix ms of the last sync that wrote something.
-    pub last_sync_at: Option<i64>,
-    /// How long the last reconcile took, in ms.
-    pub last_duration_ms: u64,
-    /// Number of objects in the inventory.
-    pub inventory: usize,
-    /// Objects that differ from Git (when OutOfSync).
-    pub drifted: Vec<ObjectRef>,
-    /// Ready / Reconciling / Stalled.
-    pub conditions: Vec<Condition>,
-    /// Reconciliation is suspended.
-    pub suspended: bool,
-    /// Revision pinned by a rollback (until resumed).
-    pub pinned: Option<String>,
-    /// Per-object health.
-    pub objects: Vec<ObjectStatus>,
-    /// The last plan (diffs masked).
-    pub changeset: Option<ChangeSet>,
-}
-
-impl AppStatus {
-    /// A fresh status for an app not yet reconciled.
-    pub fn new(name: &str, spec: AppSpec) -> Self {
-        Self {
-            name: name.into(),
-            suspended: spec.suspend,
-            spec,
-            sync: SyncState::Unknown,
-            health: HealthStatus::Unknown,
-            revision: String::new(),
-            message: String::new(),
-            last_sync_at: None,
-            last_duration_ms: 0,
-            inventory: 0,
-            drifted: Vec::new(),
-            conditions: Vec::new(),
-            pinned: None,
-            objects: Vec::new(),
-            changeset: None,
-        }
-    }
-
-    /// Sets the Ready/Reconciling/Stalled conditions: one is True, with `reason`.
-    pub fn set_ready(&mut self, readiness: Readiness, reason: &str, message: &str) {
-        let flag = |b: bool| if b { "True" } else { "False" };
-        let ready = readiness == Readiness::Ready;
-        let stalled = readiness == Readiness::Stalled;
-        self.conditions = vec![
-            Condition {
-                kind: "Ready",
-                status: flag(ready),
-                reason: reason.into(),
-                message: message.into(),
-            },
-            Condition {
-                kind: "Reconciling",
-                status: flag(!ready && !stalled),
-                reason: reason.into(),
-                message: String::new(),
-            },
-            Condition {
-                kind: "Stalled",
-                status: flag(stalled),
-                reason: reason.into(),
-                message: if stalled {
-                    message.into()
-                } else {
-                    String::new()
-                },
-            },
-        ];
-    }
-
-    /// The Ready condition's reason, if any.
-    pub fn reason(&self) -> Option<&str> {
-        self.conditions
-            .iter()
-            .find(|c| c.kind == "Ready")
-            .map(|c| c.reason.as_str())
-    }
-}
 
 /// The worst health among objects (Failed > InProgress > ... > Current).
 pub fn aggregate(objects: &[ObjectStatus]) -> HealthStatus {
@@ -291,12 +167,12 @@ mod tests {
     #[test]
     fn readiness_sets_one_condition_true() {
         let mut s = AppStatus::new("a", AppSpec::default());
-        let flags = |s: &AppStatus| -> Vec<(&str, &str, String)> {
+        fn flags(s: &AppStatus) -> Vec<(&str, &str, String)> {
             s.conditions
                 .iter()
-                .map(|c| (c.kind, c.status, c.message.clone()))
+                .map(|c| (c.kind.as_str(), c.status.as_str(), c.message.clone()))
                 .collect()
-        };
+        }
         s.set_ready(Readiness::Ready, "ReconciliationSucceeded", "applied");
         assert_eq!(
             flags(&s),

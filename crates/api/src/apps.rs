@@ -152,6 +152,98 @@ pub struct AppDetail {
     pub changeset: Option<ChangeSet>,
 }
 
+/// Where an app stands, as its Ready, Reconciling and Stalled conditions say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Applied and healthy: Ready.
+    Ready,
+    /// Not ready yet, and work goes on (progressing, out of sync, a failure that is
+    /// retried, suspended): Reconciling.
+    Reconciling,
+    /// Not ready, and it will not get there without a change: Stalled.
+    Stalled,
+}
+
+impl AppDetail {
+    /// A fresh status for an app not yet reconciled.
+    pub fn new(name: &str, spec: AppSpec) -> Self {
+        Self {
+            name: name.into(),
+            suspended: spec.suspend,
+            spec,
+            sync: SyncState::Unknown,
+            health: HealthStatus::Unknown,
+            revision: String::new(),
+            message: String::new(),
+            last_sync_at: None,
+            last_duration_ms: 0,
+            inventory: 0,
+            drifted: Vec::new(),
+            conditions: Vec::new(),
+            pinned: None,
+            objects: Vec::new(),
+            changeset: None,
+        }
+    }
+
+    /// Sets the Ready/Reconciling/Stalled conditions: one is True, with `reason`.
+    pub fn set_ready(&mut self, readiness: Readiness, reason: &str, message: &str) {
+        let flag = |b: bool| if b { "True" } else { "False" };
+        let ready = readiness == Readiness::Ready;
+        let stalled = readiness == Readiness::Stalled;
+        self.conditions = vec![
+            Condition {
+                kind: "Ready".into(),
+                status: flag(ready).into(),
+                reason: reason.into(),
+                message: message.into(),
+            },
+            Condition {
+                kind: "Reconciling".into(),
+                status: flag(!ready && !stalled).into(),
+                reason: reason.into(),
+                message: String::new(),
+            },
+            Condition {
+                kind: "Stalled".into(),
+                status: flag(stalled).into(),
+                reason: reason.into(),
+                message: if stalled {
+                    message.into()
+                } else {
+                    String::new()
+                },
+            },
+        ];
+    }
+
+    /// The Ready condition's reason, if any.
+    pub fn reason(&self) -> Option<&str> {
+        self.conditions
+            .iter()
+            .find(|c| c.kind == "Ready")
+            .map(|c| c.reason.as_str())
+    }
+}
+
+impl From<&AppDetail> for AppSummary {
+    fn from(s: &AppDetail) -> Self {
+        Self {
+            name: s.name.clone(),
+            repo: s.spec.source.repo.clone(),
+            path: s.spec.source.path.clone(),
+            namespace: s.spec.destination.namespace.clone(),
+            sync: s.sync,
+            health: s.health,
+            revision: s.revision.clone(),
+            message: s.message.clone(),
+            last_sync_at: s.last_sync_at,
+            suspended: s.suspended,
+            reason: s.reason().map(str::to_string),
+        }
+    }
+}
+
 /// Body of `POST /api/v1/apps/{name}/rollback`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RollbackBody {

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 pub use apps::{
     ActionAccepted, AppDetail, AppList, AppRemoved, AppSummary, Condition, ListQuery, ObjectStatus,
-    RollbackBody, SyncState, WebhookAccepted,
+    Readiness, RollbackBody, SyncState, WebhookAccepted,
 };
 pub use dashboard::{
     AppEvent, Comparison, Diff, DiffChange, Events, FieldChange, FieldDrift, ManagerInfo, Node,

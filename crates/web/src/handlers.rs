@@ -274,7 +274,6 @@ async fn compare(
     }
 }
 
-/// A drifted field as the API reports it.
 fn manager_infos(live: &Value) -> Vec<ManagerInfo> {
     let entries = live
         .pointer("/metadata/managedFields")
