@@ -15,6 +15,7 @@
 #   RESULTS_DIR  where the JSON goes                                                    [bench/results]
 #   FERRY_TESTBED_NODES  fake nodes (110 pods each)                                     [4]
 #   FERRY_SRC  head: build the committed HEAD (clean export); worktree: the working tree [head]
+#   FERRY_BIN  a ferry binary to use instead of building one
 #
 # Every measured command runs under /usr/bin/time -v (wall time, peak RSS, CPU); around it
 # the script also takes the kube-apiserver's and etcd's CPU time from /proc and the
@@ -72,7 +73,13 @@ trap 'exit 130' INT TERM
 # people's half-done edits in the working tree neither break nor colour the numbers;
 # FERRY_SRC=worktree builds the working tree as it is, into the usual target dir. The binary is copied into $WORK so
 # that a concurrent build into the shared target directory cannot swap it mid-run.
-case $FERRY_SRC in
+case ${FERRY_BIN:+bin}${FERRY_BIN:-$FERRY_SRC} in
+  bin)
+    log "using the ferry binary $FERRY_BIN"
+    TARGET=$(mktemp -d -t ferry-bin.XXXXXX)
+    mkdir -p "$TARGET/release"
+    cp "$FERRY_BIN" "$TARGET/release/ferry"
+    ;;
   head)
     log "building ferry (release) from HEAD ($(git -C "$ROOT" rev-parse --short HEAD))"
     # Its own target dir: cargo hashes workspace crates by their path inside the workspace
