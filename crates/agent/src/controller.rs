@@ -121,6 +121,30 @@ impl Ctx {
         self.queue.enqueue(app.to_string(), trigger);
     }
 
+    /// A health check of `app` done at once from the health the watches keep, outside the
+    /// queue: it sends no API request and never waits behind other apps' syncs. False
+    /// when it cannot be done so (a standby, an app gone, suspended or not observed yet,
+    /// a kind not listed yet): queue [`Trigger::Health`] then.
+    pub async fn check_health_now(&self, app: &str) -> bool {
+        if !*self.leader.borrow() {
+            return false;
+        }
+        let Some(status) = self.store.get(app).await else {
+            return false;
+        };
+        if status.suspended || status.objects.is_empty() {
+            return false;
+        }
+        let Some(health) = self.live.health(&subjects(&status)) else {
+            return false;
+        };
+        if let Action::Requeue { after, trigger } = record_health(self, app, &status, health).await
+        {
+            self.queue.enqueue_after(app.to_string(), trigger, after);
+        }
+        true
+    }
+
     /// Fetches a repository key now ([`Engine::fetch`]), timing it in the metrics.
     pub async fn fetch(&self, key: &RepoKey) -> Result<(Revision, bool), EngineError> {
         let start = Instant::now();
@@ -691,12 +715,27 @@ async fn drift_detected(ctx: &Ctx, name: &str, drifted: &[ObjectRef]) {
 /// After a failed sync the conditions say why, and the retry, already queued, looks
 /// at the health again.
 async fn check_health(ctx: &Ctx, name: &str, status: &AppStatus) -> Result<Action, EngineError> {
-    let subjects: Vec<ObjectRef> = status.objects.iter().map(|o| o.subject.clone()).collect();
+    let subjects = subjects(status);
     // From the watches when they have listed every kind involved: no API request.
     let health = match ctx.live.health(&subjects) {
         Some(health) => health,
         None => observe(&ctx.engine.cluster, &subjects).await?,
     };
+    Ok(record_health(ctx, name, status, health).await)
+}
+
+/// The objects whose health an app shows.
+fn subjects(status: &AppStatus) -> Vec<ObjectRef> {
+    status.objects.iter().map(|o| o.subject.clone()).collect()
+}
+
+/// Records a health check's result (status, metrics); says when to look again.
+async fn record_health(
+    ctx: &Ctx,
+    name: &str,
+    status: &AppStatus,
+    health: Vec<(ObjectRef, ferry_model::Health)>,
+) -> Action {
     let (objects, overall) = summarize(health);
     ctx.record.metrics.app_info(
         name,
@@ -708,11 +747,11 @@ async fn check_health(ctx: &Ctx, name: &str, status: &AppStatus) -> Result<Actio
     ctx.store
         .update(name, |s| set_health(s, objects, overall, !failing))
         .await;
-    Ok(if failing {
+    if failing {
         Action::AwaitChange
     } else {
         look_again(overall)
-    })
+    }
 }
 
 fn summarize(health: Vec<(ObjectRef, ferry_model::Health)>) -> (Vec<ObjectStatus>, HealthStatus) {

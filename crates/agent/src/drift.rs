@@ -91,6 +91,9 @@ impl Watches {
                     else {
                         continue;
                     };
+                    if trigger == Trigger::Health && ctx.check_health_now(app).await {
+                        continue;
+                    }
                     if ctx.store.get(app).await.is_some() {
                         debug!(%kind, %app, ?trigger, "live change");
                         ctx.enqueue(app, trigger);
