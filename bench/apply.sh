@@ -73,7 +73,8 @@ trap 'exit 130' INT TERM
 # people's half-done edits in the working tree neither break nor colour the numbers;
 # FERRY_SRC=worktree builds the working tree as it is, into the usual target dir. The binary is copied into $WORK so
 # that a concurrent build into the shared target directory cannot swap it mid-run.
-case ${FERRY_BIN:+bin}${FERRY_BIN:-$FERRY_SRC} in
+mode=${FERRY_BIN:+bin}
+case ${mode:-$FERRY_SRC} in
   bin)
     log "using the ferry binary $FERRY_BIN"
     TARGET=$(mktemp -d -t ferry-bin.XXXXXX)
