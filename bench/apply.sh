@@ -108,7 +108,9 @@ esac
 cp "$TARGET/release/ferry" "$WORK/ferry"
 FERRY=$WORK/ferry
 ferry_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ "$FERRY_SRC" = head ]; then
+if [ -n "${FERRY_BIN:-}" ]; then
+  ferry_commit="$ferry_commit(FERRY_BIN)"
+elif [ "$FERRY_SRC" = head ]; then
   ferry_commit=$(git -C "$ROOT" rev-parse --short "$head")
 elif [ -n "$(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]; then
   ferry_commit="$ferry_commit+dirty"
