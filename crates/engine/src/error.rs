@@ -84,6 +84,19 @@ pub enum EngineError {
         /// The timeout.
         seconds: u64,
     },
+    /// The render has no objects but the app's inventory holds some: syncing would prune
+    /// them all. Refused unless the app sets `allowEmpty`.
+    #[error(
+        "app {app} at {revision}: the render has no objects, so all {inventoried} object(s) in its inventory would be pruned; refusing (set allowEmpty: true on the app to allow an empty app)"
+    )]
+    EmptyRender {
+        /// The app.
+        app: String,
+        /// The revision rendered, abbreviated.
+        revision: String,
+        /// How many objects its inventory holds.
+        inventoried: usize,
+    },
     /// The sync was cancelled (the agent lost its lease or is stopping) before a write.
     #[error("the sync was cancelled before its next write")]
     Cancelled,
@@ -113,7 +126,7 @@ impl EngineError {
     pub fn stage(&self) -> &'static str {
         match self {
             EngineError::Source(_) | EngineError::Spec(_) | EngineError::AppSet { .. } => "Source",
-            EngineError::Render(_) => "Render",
+            EngineError::Render(_) | EngineError::EmptyRender { .. } => "Render",
             EngineError::Prune { .. } => "Prune",
             _ => "Apply",
         }

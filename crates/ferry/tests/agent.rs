@@ -615,6 +615,39 @@ async fn failing_apps_report_why_and_do_not_block_others() {
     f.finish().await;
 }
 
+/// A commit that leaves the app with no objects is refused: the app is Stalled with the
+/// reason, and its objects stay.
+#[tokio::test]
+async fn empty_render_stalls_the_app_and_prunes_nothing() {
+    let f = Fixture::new("ag-empty").await;
+    let app = f.app("");
+    greet(&f, "one");
+    f.repo.commit("one");
+    let (_home, agent) = start_agent(&f, &app, "1s", "", &[]).await;
+
+    f.repo
+        .write("app/cfg.yaml", "# switched off until the next release\n");
+    let empty = f.repo.commit("comment everything out");
+    agent
+        .wait_app(&app, "Stalled", |s| {
+            condition(s, "Stalled")["status"] == "True"
+        })
+        .await;
+    let run = cli(&f, &agent, &["get", "app", &app, "-o", "json"]).await;
+    let status: Value = serde_json::from_str(&run.stdout).expect("JSON on stdout");
+    let message = condition(&status, "Stalled")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains(&format!("at {}", &empty[..7]))
+            && message.contains("all 1 object(s) in its inventory would be pruned"),
+        "{message:?}"
+    );
+    assert_eq!(labelled_configmaps(&f, &app).await, ["cfg"]);
+    f.finish().await;
+}
+
 /// SIGKILL (right after a commit, possibly mid-sync) and a restart on the same data
 /// directory: history survives, objects keep their uids, and the agent converges again.
 #[tokio::test]

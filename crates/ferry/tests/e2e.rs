@@ -371,6 +371,61 @@ async fn prune_annotation_keeps_object() {
     f.finish().await;
 }
 
+/// A commit that leaves an app with no objects would prune all of it: refused (exit 2,
+/// nothing written) unless the app sets `allowEmpty`.
+#[tokio::test]
+async fn empty_render_is_refused_unless_allowed() {
+    let f = Fixture::new("e2e-empty").await;
+    let app = f.app("");
+    f.write_configmap("one", &[("k", "v")]);
+    f.write_configmap("two", &[("k", "v")]);
+    f.repo.commit("two objects");
+    f.one_off("apply", &app, "app", &[]).await.expect_code(0);
+    let before = f.inventory(&app).await.expect("inventory written");
+
+    f.repo.remove("app/two.yaml");
+    f.repo
+        .write("app/one.yaml", "# switched off until the next release\n");
+    let empty = f.repo.commit("comment everything out");
+    let refusal = [
+        format!("app {app} at {}", &empty[..7]),
+        "the render has no objects, so all 2 object(s) in its inventory would be pruned".into(),
+        "allowEmpty: true".into(),
+    ];
+    let refusal: Vec<&str> = refusal.iter().map(String::as_str).collect();
+    for command in ["diff", "apply"] {
+        f.one_off(command, &app, "app", &[])
+            .await
+            .expect_error(&refusal);
+        assert_eq!(f.configmaps().await, ["one", "two"], "{command} pruned");
+        assert_eq!(
+            f.inventory(&app).await.unwrap().resource_version,
+            before.resource_version,
+            "{command} rewrote the inventory"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ferry.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apps:\n- name: {app}\n  allowEmpty: true\n  source:\n    repo: {}\n    path: app\n  destination:\n    namespace: {}\n",
+            f.repo.path(),
+            f.ns()
+        ),
+    )
+    .unwrap();
+    f.ferry(&["apply", "-f", file.to_str().unwrap()])
+        .await
+        .expect_code(0)
+        .expect_stderr("0 to create, 0 to update, 2 to prune, 0 unchanged");
+    assert!(f.configmaps().await.is_empty(), "allowEmpty did not prune");
+    assert!(f.inventory(&app).await.unwrap().names().is_empty());
+
+    f.finish().await;
+}
+
 /// Two apps cannot claim one object: the second apply fails naming the owner and writes nothing.
 #[tokio::test]
 async fn two_apps_cannot_claim_one_object() {

@@ -219,6 +219,10 @@ pub struct AppSpec {
     /// Agent: do not reconcile.
     #[serde(default)]
     pub suspend: bool,
+    /// Accept a render with no objects although the app's inventory holds some (which
+    /// prunes them all); without it such a sync is refused before anything is written.
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 /// A named app as listed in `ferry.yaml`.

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-pub use ferry_api::{FieldChange, FieldDrift, TimeSource};
+pub use ferry_api::{FieldChange, FieldDrift, ManagerInfo, TimeSource};
 
 /// One segment of a field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,23 +165,43 @@ fn owned(fields: &Value, live: &Value, segs: &mut Vec<Seg>, out: &mut Vec<Vec<Se
 }
 
 /// One `metadata.managedFields` entry with the live paths it owns.
-struct Manager<'a> {
-    name: &'a str,
-    operation: Option<&'a str>,
-    subresource: Option<&'a str>,
-    time: Option<&'a str>,
+struct Manager {
+    info: ManagerInfo,
     paths: Vec<Vec<Seg>>,
 }
 
-fn managers(live: &Value) -> Vec<Manager<'_>> {
-    let entries = live
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array);
-    entries
+/// Who wrote `live`: one entry per `metadata.managedFields` entry (manager, operation,
+/// subresource, time; empty strings read as absent).
+pub fn manager_infos(live: &Value) -> Vec<ManagerInfo> {
+    managed_fields(live).map(manager_info).collect()
+}
+
+fn managed_fields(live: &Value) -> impl Iterator<Item = &Value> {
+    live.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
+}
+
+fn manager_info(entry: &Value) -> ManagerInfo {
+    let s = |k: &str| {
+        entry
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    ManagerInfo {
+        manager: s("manager").unwrap_or_else(|| "unknown".into()),
+        operation: s("operation"),
+        subresource: s("subresource"),
+        time: s("time"),
+    }
+}
+
+fn managers(live: &Value) -> Vec<Manager> {
+    managed_fields(live)
         .map(|e| {
-            let s = |k: &str| e.get(k).and_then(Value::as_str);
             let mut paths = Vec::new();
             owned(
                 e.get("fieldsV1").unwrap_or(&Value::Null),
@@ -190,10 +210,7 @@ fn managers(live: &Value) -> Vec<Manager<'_>> {
                 &mut paths,
             );
             Manager {
-                name: s("manager").unwrap_or("unknown"),
-                operation: s("operation"),
-                subresource: s("subresource").filter(|s| !s.is_empty()),
-                time: s("time"),
+                info: manager_info(e),
                 paths,
             }
         })
@@ -243,20 +260,23 @@ pub fn explain(
                 let mut candidates: Vec<&Manager> = managers.iter().filter(touches).collect();
                 if candidates
                     .iter()
-                    .any(|m| m.name != ferry_model::FIELD_MANAGER)
+                    .any(|m| m.info.manager != ferry_model::FIELD_MANAGER)
                 {
-                    candidates.retain(|m| m.name != ferry_model::FIELD_MANAGER);
+                    candidates.retain(|m| m.info.manager != ferry_model::FIELD_MANAGER);
                 }
-                candidates.into_iter().max_by_key(|m| m.time.unwrap_or(""))
+                candidates
+                    .into_iter()
+                    .max_by_key(|m| m.info.time.as_deref().unwrap_or(""))
             };
-            let (time, time_source) = match (by.and_then(|m| m.time), by.and(detected)) {
-                (Some(t), _) => (Some(t.to_string()), Some(TimeSource::ManagedFields)),
-                (None, Some(d)) => (
-                    Some(humantime::format_rfc3339_seconds(d).to_string()),
-                    Some(TimeSource::Detected),
-                ),
-                (None, None) => (None, None),
-            };
+            let (time, time_source) =
+                match (by.and_then(|m| m.info.time.as_deref()), by.and(detected)) {
+                    (Some(t), _) => (Some(t.to_string()), Some(TimeSource::ManagedFields)),
+                    (None, Some(d)) => (
+                        Some(humantime::format_rfc3339_seconds(d).to_string()),
+                        Some(TimeSource::Detected),
+                    ),
+                    (None, None) => (None, None),
+                };
             let when = time
                 .as_deref()
                 .and_then(|t| ago(t, now))
@@ -267,10 +287,10 @@ pub fn explain(
                     format!("{} missing on the cluster (set in Git)", f.label)
                 }
                 (FieldChange::Changed, Some(m)) => {
-                    format!("{} changed by {}{when}", f.label, m.name)
+                    format!("{} changed by {}{when}", f.label, m.info.manager)
                 }
                 (FieldChange::Extra, Some(m)) => {
-                    format!("{} added by {}{when} (not in Git)", f.label, m.name)
+                    format!("{} added by {}{when} (not in Git)", f.label, m.info.manager)
                 }
                 (FieldChange::Changed, None) => format!("{} changed on the cluster", f.label),
                 (FieldChange::Extra, None) => {
@@ -280,9 +300,9 @@ pub fn explain(
             FieldDrift {
                 path: f.label,
                 change: f.change,
-                manager: by.map(|m| m.name.to_string()),
-                operation: by.and_then(|m| m.operation).map(str::to_string),
-                subresource: by.and_then(|m| m.subresource).map(str::to_string),
+                manager: by.map(|m| m.info.manager.clone()),
+                operation: by.and_then(|m| m.info.operation.clone()),
+                subresource: by.and_then(|m| m.info.subresource.clone()),
                 time,
                 time_source,
                 summary,

@@ -55,6 +55,18 @@ pub enum RenderError {
         /// Where the object comes from.
         origin: Origin,
     },
+    /// The app directory holds files, but none that a renderer reads.
+    #[error(
+        "{}: no manifests (*.yaml, *.yml, *.json, kustomization.yaml or Chart.yaml); found only {}",
+        dir.display(),
+        found.join(", ")
+    )]
+    NoManifests {
+        /// The app directory.
+        dir: PathBuf,
+        /// Some of the files found (relative paths, at most a few).
+        found: Vec<String>,
+    },
     /// A path escapes the working copy.
     #[error("{} is outside the working copy {}", path.display(), root.display())]
     OutsideRoot {

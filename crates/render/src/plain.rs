@@ -19,7 +19,23 @@ impl Renderer for Plain {
 
     fn render(&self, req: &RenderRequest) -> Result<Vec<Manifest>, RenderError> {
         let mut files = Vec::new();
-        collect(req.dir, Path::new(""), &mut files)?;
+        let mut others = Vec::new();
+        collect(req.dir, Path::new(""), &mut files, &mut others)?;
+        if files.is_empty() && !others.is_empty() {
+            others.sort();
+            let mut found: Vec<String> = others
+                .iter()
+                .take(FOUND_SHOWN)
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            if others.len() > FOUND_SHOWN {
+                found.push(format!("and {} more", others.len() - FOUND_SHOWN));
+            }
+            return Err(RenderError::NoManifests {
+                dir: req.dir.to_path_buf(),
+                found,
+            });
+        }
         files.sort();
         let mut manifests = Vec::new();
         for rel in files {
@@ -36,8 +52,17 @@ impl Renderer for Plain {
     }
 }
 
-/// Appends the manifest files under `base/rel` to `out`, as paths relative to `base`.
-fn collect(base: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), RenderError> {
+/// How many non-manifest files a [`RenderError::NoManifests`] names.
+const FOUND_SHOWN: usize = 5;
+
+/// Appends the manifest files under `base/rel` to `out` and the other files to `others`,
+/// as paths relative to `base`.
+fn collect(
+    base: &Path,
+    rel: &Path,
+    out: &mut Vec<PathBuf>,
+    others: &mut Vec<PathBuf>,
+) -> Result<(), RenderError> {
     let dir = base.join(rel);
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -52,11 +77,13 @@ fn collect(base: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), Render
         let path = entry.path();
         let file_type = entry.file_type().map_err(io(&path))?;
         if file_type.is_dir() {
-            collect(base, &rel.join(&name), out)?;
+            collect(base, &rel.join(&name), out, others)?;
         } else if file_type.is_symlink() && path.is_dir() {
             tracing::warn!(path = %path.display(), "not following symlinked directory");
         } else if is_manifest_file(&path) {
             out.push(rel.join(name));
+        } else {
+            others.push(rel.join(name));
         }
     }
     Ok(())

@@ -12,15 +12,14 @@ use axum::response::{IntoResponse, Response};
 use ferry_agent::api::Api;
 use ferry_agent::state::AppStatus;
 use ferry_api::{
-    Comparison, Diff, DiffChange, ErrorBody, Events, ManagerInfo, ObjectQuery, Resource, Tree,
-    WhoAmI,
+    Comparison, Diff, DiffChange, ErrorBody, Events, ObjectQuery, Resource, Tree, WhoAmI,
 };
 use ferry_engine::diff::{mask_secret, normalize, to_yaml, unified};
 use ferry_engine::progress::Silent;
 use ferry_engine::source::Rendered;
 use ferry_engine::{Sync, SyncOptions};
 use ferry_model::{Action, Health, HealthStatus, ObjectRef};
-use ferry_plan::drift::explain;
+use ferry_plan::drift::{explain, manager_infos};
 use serde_json::Value;
 
 use crate::auth::Role;
@@ -272,30 +271,6 @@ async fn compare(
             ..Default::default()
         },
     }
-}
-
-fn manager_infos(live: &Value) -> Vec<ManagerInfo> {
-    let entries = live
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array);
-    entries
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            let s = |k: &str| {
-                e.get(k)
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-            };
-            ManagerInfo {
-                manager: s("manager").unwrap_or_else(|| "unknown".into()),
-                operation: s("operation"),
-                subresource: s("subresource"),
-                time: s("time"),
-            }
-        })
-        .collect()
 }
 
 /// The live object as YAML for people: no managedFields, Secret values masked.

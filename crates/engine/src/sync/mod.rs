@@ -92,6 +92,8 @@ impl<'a> Sync<'a> {
 
     /// Plans `rendered` against the cluster and, unless `opts.dry_run`, applies the plan
     /// (staged server-side apply, prune, inventory), then observes or waits for health.
+    /// A render with no objects for an app whose inventory holds some is refused
+    /// ([`EngineError::EmptyRender`]) unless the app sets `allowEmpty`.
     pub async fn run(
         &self,
         rendered: &Rendered,
@@ -132,6 +134,13 @@ impl<'a> Sync<'a> {
         gate: impl FnOnce(&ChangeSet) -> bool,
     ) -> Result<SyncReport, EngineError> {
         let planned = plan::plan(self.cluster, self.app, self.spec, rendered, opts).await?;
+        if rendered.manifests.is_empty() && !planned.previous.is_empty() && !self.spec.allow_empty {
+            return Err(EngineError::EmptyRender {
+                app: self.app.to_string(),
+                revision: rendered.revision.short_sha().to_string(),
+                inventoried: planned.previous.len(),
+            });
+        }
         let objects = planned.desired();
         let applied = !opts.dry_run && gate(&planned.changeset);
         if applied {

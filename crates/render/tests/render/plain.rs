@@ -283,3 +283,27 @@ fn forced_plain_renders_a_kustomize_directory_as_files() {
         "kustomization.yaml (document 1): object has no apiVersion"
     );
 }
+
+#[test]
+fn a_directory_without_manifests_is_an_error_naming_its_files() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    write(r, "app/README.md", "# docs\n");
+    write(r, "app/config.toml", "a = 1\n");
+    write(r, "app/notes/todo.txt", "later\n");
+    let err = render(&App::new(r, "app").request(), &no_tools()).unwrap_err();
+    assert!(matches!(err, RenderError::NoManifests { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.ends_with("found only README.md, config.toml, notes/todo.txt"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_empty_directory_renders_no_objects() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("app")).unwrap();
+    let ms = render(&App::new(root.path(), "app").request(), &no_tools()).unwrap();
+    assert!(ms.is_empty());
+}
