@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 
 use ferry_model::{JsonnetOptions, Manifest, Origin};
 use rsjsonnet_lang::arena::Arena;
@@ -27,6 +28,19 @@ use crate::parse::push_manifests;
 use crate::process::Tools;
 use crate::{RenderError, RenderRequest, Renderer, inside_root, parse_documents};
 
+/// How many evaluations given up after the timeout may still be running (the evaluator
+/// cannot be interrupted) before new Jsonnet renders are refused: this bounds the CPU a
+/// runaway program, retried by the agent, can take.
+pub const MAX_ABANDONED: usize = 2;
+
+/// Evaluations given up after the timeout and still running.
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+
+/// States of an evaluation thread.
+const RUNNING: u8 = 0;
+const DONE: u8 = 1;
+const GIVEN_UP: u8 = 2;
+
 /// Renders a directory the way an Argo CD directory app without `recurse` does: every
 /// top-level `*.jsonnet` file is an entry point, and every top-level `*.yaml`, `*.yml`
 /// and `*.json` file is read as plain manifests, all in order of file name.
@@ -38,8 +52,9 @@ use crate::{RenderError, RenderRequest, Renderer, inside_root, parse_documents};
 /// evaluates to a function is called with the app's top-level arguments. Imports resolve
 /// against the importing file's directory, then each of `jsonnet.libs`, and must stay
 /// inside the working copy. Evaluation runs on its own thread under [`Tools::timeout`]
-/// (a run past it is abandoned, not stopped: the evaluator cannot be interrupted) and
-/// the JSON output of all entry points under [`Tools::max_output`].
+/// (a run past it is abandoned, not stopped: the evaluator cannot be interrupted; while
+/// [`MAX_ABANDONED`] such runs are still going, new renders are refused) and the JSON
+/// output of all entry points under [`Tools::max_output`].
 #[derive(Clone, Debug)]
 pub struct Jsonnet {
     tools: Tools,
@@ -123,11 +138,26 @@ impl Renderer for Jsonnet {
             entry_points,
             max_output: self.tools.max_output,
         };
+        let abandoned = ABANDONED.load(Ordering::SeqCst);
+        if abandoned >= MAX_ABANDONED {
+            return Err(RenderError::Jsonnet {
+                location: req.dir.display().to_string(),
+                message: format!(
+                    "{abandoned} earlier evaluations that timed out are still running; \
+                     not starting another until they end"
+                ),
+            });
+        }
+        let state = Arc::new(AtomicU8::new(RUNNING));
         let (tx, rx) = mpsc::channel();
+        let thread_state = state.clone();
         std::thread::Builder::new()
             .name("jsonnet".into())
             .spawn(move || {
                 let _ = tx.send(job.run());
+                if thread_state.swap(DONE, Ordering::SeqCst) == GIVEN_UP {
+                    ABANDONED.fetch_sub(1, Ordering::SeqCst);
+                }
             })
             .map_err(|source| RenderError::Io {
                 path: req.dir.to_path_buf(),
@@ -136,6 +166,12 @@ impl Renderer for Jsonnet {
         let outputs = match rx.recv_timeout(self.tools.timeout) {
             Ok(outputs) => outputs?,
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                ABANDONED.fetch_add(1, Ordering::SeqCst);
+                let given_up =
+                    state.compare_exchange(RUNNING, GIVEN_UP, Ordering::SeqCst, Ordering::SeqCst);
+                if given_up.is_err() {
+                    ABANDONED.fetch_sub(1, Ordering::SeqCst);
+                }
                 return Err(RenderError::EvalTimeout {
                     tool: "jsonnet",
                     timeout: self.tools.timeout,
@@ -143,8 +179,8 @@ impl Renderer for Jsonnet {
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(RenderError::Jsonnet {
-                    location: relative(req.dir, req.dir, req.root),
-                    message: "the evaluator stopped unexpectedly".into(),
+                    location: req.dir.display().to_string(),
+                    message: "the evaluator stopped unexpectedly (it panicked)".into(),
                 });
             }
         };

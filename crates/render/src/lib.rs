@@ -24,7 +24,7 @@ use ferry_model::{Manifest, ObjectRef, Origin, RendererKind, SourceSpec};
 
 pub use error::RenderError;
 pub use helm::Helm;
-pub use jsonnet::Jsonnet;
+pub use jsonnet::{Jsonnet, MAX_ABANDONED};
 pub use kustomize::Kustomize;
 pub use parse::{parse_documents, to_yaml};
 pub use plain::Plain;

@@ -1,7 +1,5 @@
-use std::time::{Duration, Instant};
-
 use ferry_model::{JsonnetOptions, Manifest, RendererKind};
-use ferry_render::{RenderError, detect, render, to_yaml};
+use ferry_render::{detect, render, to_yaml};
 
 use crate::common::{App, fixtures, no_tools, write};
 
@@ -248,26 +246,10 @@ fn bad_jsonnet_names_file_and_line() {
 }
 
 #[test]
-fn timeout_and_output_cap_apply() {
+fn output_cap_applies() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    write(
-        r,
-        "app/main.jsonnet",
-        "local f(n) = if n == 0 then 0 else f(n - 1) + f(n - 1);\n{ n: f(40) }\n",
-    );
     let app = App::new(r, "app");
-    let mut tools = no_tools();
-    tools.timeout = Duration::from_secs(1);
-    let started = Instant::now();
-    let err = render(&app.request(), &tools).unwrap_err();
-    assert!(matches!(err, RenderError::EvalTimeout { .. }), "{err}");
-    assert_eq!(
-        err.to_string(),
-        "jsonnet did not finish within 1s; the evaluation was abandoned"
-    );
-    assert!(started.elapsed() < Duration::from_secs(5));
-
     write(
         r,
         "app/main.jsonnet",
