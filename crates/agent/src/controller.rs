@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::deps::{Blocked, DEPENDENCY_RECHECK, Waiting, gate};
 use crate::engine::{Engine, RepoKey, repo_key};
 use crate::history::{self, Entry, Outcome};
 use crate::live::LiveHealth;
@@ -68,6 +69,8 @@ pub struct Ctx {
     pub live: LiveHealth,
     failures: Failures,
     heals: Mutex<HashMap<String, Heal>>,
+    /// Apps held by the dependency gate ([`crate::deps`]).
+    pub waiting: Arc<Waiting>,
 }
 
 /// What a [`Ctx`] is built from ([`context`]).
@@ -103,6 +106,7 @@ pub fn context(parts: Parts) -> (Arc<Ctx>, Runner<String>) {
         live: Default::default(),
         failures: Default::default(),
         heals: Default::default(),
+        waiting: Default::default(),
     };
     (Arc::new(ctx), runner)
 }
@@ -317,8 +321,56 @@ async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) -> Result<Actio
                 Ok(Action::AwaitChange)
             }
         },
-        Step::Sync(status, trigger) => sync(ctx, name, status, trigger).await,
+        Step::Sync(status, recorded) => match blocked(ctx, status).await {
+            Some(blocked) => Ok(hold(ctx, name, status, &blocked, trigger).await),
+            None => {
+                ctx.waiting.release(name);
+                sync(ctx, name, status, recorded).await
+            }
+        },
     }
+}
+
+/// The dependency gate over every app the agent knows ([`gate`]).
+async fn blocked(ctx: &Ctx, status: &AppStatus) -> Option<Blocked> {
+    if status.spec.depends_on.is_empty() {
+        return None;
+    }
+    let latest = |spec: &ferry_model::AppSpec| {
+        ctx.engine
+            .known_revision(&repo_key(spec))
+            .map(|rev| rev.sha)
+    };
+    ctx.store
+        .scan(|apps| {
+            let apps = apps.map(|s| (s.name.as_str(), s)).collect();
+            gate(status, &apps, &latest)
+        })
+        .await
+}
+
+/// Holds an app at the dependency gate: shows why, and looks again when the dependency
+/// becomes ready ([`crate::deps::wake`]) or after [`DEPENDENCY_RECHECK`].
+async fn hold(
+    ctx: &Ctx,
+    name: &str,
+    status: &AppStatus,
+    blocked: &Blocked,
+    trigger: Trigger,
+) -> Action {
+    ctx.waiting.hold(name, blocked, trigger);
+    let (readiness, reason, message) = blocked.condition();
+    let shown = status
+        .conditions
+        .iter()
+        .any(|c| c.kind == "Ready" && c.reason == reason && c.message == message);
+    if !shown {
+        info!(%reason, "not syncing: {message}");
+        ctx.store
+            .update(name, |s| s.set_ready(readiness, reason, &message))
+            .await;
+    }
+    Action::requeue(DEPENDENCY_RECHECK, trigger)
 }
 
 /// A sync bounded by the sync timeout, timed in the metrics.

@@ -167,9 +167,12 @@ mod tests {
             "wait",
             "selfHeal",
             "suspend",
+            "dependsOn",
+            "allowEmpty",
         ] {
             assert!(props.get(field).is_some(), "missing {field} in {props}");
         }
+        assert!(props["source"]["properties"].get("jsonnet").is_some());
         assert!(crd["spec"]["versions"][0]["subresources"]["status"].is_object());
         let all = install_manifests("ferry-system", "ferry:test");
         let kinds: Vec<&str> = all.iter().map(|o| o["kind"].as_str().unwrap()).collect();

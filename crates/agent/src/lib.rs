@@ -12,6 +12,7 @@ pub mod applications;
 pub mod appsets;
 pub mod controller;
 pub mod crd;
+pub mod deps;
 pub mod drift;
 pub mod engine;
 pub mod history;
@@ -160,6 +161,20 @@ pub async fn run_with(
         ));
         tokio::spawn(applications::write_statuses(ctx.clone(), shutdown.clone()));
     }
+    tokio::spawn(deps::wake(
+        ctx.store.clone(),
+        ctx.waiting.clone(),
+        ctx.queue.clone(),
+        {
+            let ctx = ctx.clone();
+            move |spec| {
+                ctx.engine
+                    .known_revision(&engine::repo_key(spec))
+                    .map(|rev| rev.sha)
+            }
+        },
+        shutdown.clone(),
+    ));
     tokio::spawn(on_leadership(ctx.clone(), leader, shutdown.clone()));
 
     let api = api::Api {

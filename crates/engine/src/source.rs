@@ -159,6 +159,7 @@ fn renderer_name(kind: ferry_model::RendererKind) -> &'static str {
     match kind {
         ferry_model::RendererKind::Kustomize => "kustomize",
         ferry_model::RendererKind::Helm => "helm",
+        ferry_model::RendererKind::Jsonnet => "jsonnet",
         _ => "plain",
     }
 }

@@ -69,6 +69,10 @@ pub enum Command {
         /// Compare --revision with this revision offline instead of with the cluster.
         #[arg(long, requires = "revision")]
         against: Option<String>,
+        /// Diff every app of the ferry.yaml, dependencies first (`dependsOn`); stops at
+        /// the first error. Exit 1 when any app has changes pending.
+        #[arg(long, conflicts_with_all = ["name", "repo", "revision"])]
+        all: bool,
     },
     /// Apply an app: server-side apply, prune what left Git, wait for health.
     /// Exit 0 healthy, 1 unhealthy or timed out, 2 error.
@@ -90,6 +94,11 @@ pub enum Command {
         /// Do not delete objects that left Git.
         #[arg(long)]
         no_prune: bool,
+        /// Apply every app of the ferry.yaml, dependencies first (`dependsOn`, ties in
+        /// file order), each waited for as usual; stops at the first app that fails or
+        /// is unhealthy, with its exit code.
+        #[arg(long, conflicts_with_all = ["name", "repo", "revision"])]
+        all: bool,
     },
     /// Run the pull-mode agent: poll Git, take webhooks, watch for drift and reconcile
     /// continuously; serves the dashboard at /, /api/v1 (described by

@@ -13,7 +13,9 @@ use ferry_engine::source::{ClusterFacts, Rendered, render_app};
 use ferry_engine::wait::WaitOutcome;
 use ferry_engine::{Sync, SyncOptions, Wait};
 use ferry_kube::Cluster;
-use ferry_model::{AppSpec, Destination, FerryFile, NamedApp, SourceSpec, parse_duration};
+use ferry_model::{
+    AppSpec, Destination, FerryFile, NamedApp, SourceSpec, dependency_order, parse_duration,
+};
 use ferry_render::Tools;
 use ferry_source::GitCache;
 
@@ -39,9 +41,14 @@ pub async fn run(cli: Cli) -> Result<i32> {
             app,
             revision,
             against,
+            all,
         } => match against {
             Some(base) => preview(&app, revision.as_deref().unwrap_or_default(), &base, out).await,
-            None => diff(context, &app, revision.as_deref(), out).await,
+            None if all => diff_all(context, &app, out).await,
+            None => {
+                let named = load_app(&app, revision.as_deref()).await?;
+                diff(context, &named, revision.as_deref(), out).await
+            }
         },
         Command::Agent(args) => agent::run(args, context).await,
         Command::Install {
@@ -69,19 +76,97 @@ pub async fn run(cli: Cli) -> Result<i32> {
             no_wait,
             timeout,
             no_prune,
+            all,
         } => {
-            let mut named = load_app(&app, revision.as_deref()).await?;
-            if no_prune {
-                named.spec.prune = false;
-            }
-            let timeout = match timeout {
-                Some(t) => parse_duration(&t).map_err(|m| anyhow::anyhow!("--timeout: {m}"))?,
-                None => named.spec.wait_timeout(),
+            let timeout = timeout
+                .map(|t| parse_duration(&t).map_err(|m| anyhow::anyhow!("--timeout: {m}")))
+                .transpose()?;
+            let flags = ApplyFlags {
+                force,
+                no_wait,
+                timeout,
+                no_prune,
             };
-            let wait = (!no_wait && named.spec.wait.enabled).then_some(timeout);
-            apply(context, &named, revision.as_deref(), force, wait, out).await
+            if all {
+                return apply_all(context, &app, &flags, out).await;
+            }
+            let named = load_app(&app, revision.as_deref()).await?;
+            flags.apply(context, named, revision.as_deref(), out).await
         }
     }
+}
+
+/// `apply`'s flags that apply to every app.
+struct ApplyFlags {
+    force: bool,
+    no_wait: bool,
+    timeout: Option<Duration>,
+    no_prune: bool,
+}
+
+impl ApplyFlags {
+    async fn apply(
+        &self,
+        context: Option<&str>,
+        mut app: NamedApp,
+        revision: Option<&str>,
+        out: Output,
+    ) -> Result<i32> {
+        if self.no_prune {
+            app.spec.prune = false;
+        }
+        let timeout = self.timeout.unwrap_or_else(|| app.spec.wait_timeout());
+        let wait = (!self.no_wait && app.spec.wait.enabled).then_some(timeout);
+        apply(context, &app, revision, self.force, wait, out).await
+    }
+}
+
+/// Every app of the ferry.yaml (app sets expanded at their refs), dependencies first.
+async fn ordered_apps(args: &AppArgs) -> Result<Vec<NamedApp>> {
+    let file = FerryFile::load(&args.file)?;
+    let mut all: Vec<Option<NamedApp>> = appsets::all_apps(&file, None)
+        .await?
+        .into_iter()
+        .map(|l| Some(l.app))
+        .collect();
+    let order = dependency_order(all.iter().flatten().map(|a| {
+        let deps = a.spec.depends_on.iter().map(String::as_str);
+        (a.name.as_str(), deps)
+    }))
+    .with_context(|| args.file.display().to_string())?;
+    Ok(order.into_iter().filter_map(|i| all[i].take()).collect())
+}
+
+/// `apply --all`: each app in dependency order; the first exit code that is not 0 ends it.
+async fn apply_all(
+    context: Option<&str>,
+    args: &AppArgs,
+    flags: &ApplyFlags,
+    out: Output,
+) -> Result<i32> {
+    for app in ordered_apps(args).await? {
+        let name = app.name.clone();
+        let code = flags
+            .apply(context, app, None, out)
+            .await
+            .with_context(|| format!("app {name}"))?;
+        if code != 0 {
+            return Ok(code);
+        }
+    }
+    Ok(0)
+}
+
+/// `diff --all`: each app in dependency order; an error ends it, pending changes do not.
+async fn diff_all(context: Option<&str>, args: &AppArgs, out: Output) -> Result<i32> {
+    let mut code = 0;
+    for app in ordered_apps(args).await? {
+        let changed = diff(context, &app, None, out)
+            .await
+            .with_context(|| format!("app {}", app.name))?;
+        code = code.max(changed);
+    }
+    Ok(code)
 }
 
 fn version(out: Output) -> Result<i32> {
@@ -211,13 +296,12 @@ async fn connect(context: Option<&str>, app: &NamedApp) -> Result<(Cluster, Clus
 
 async fn diff(
     context: Option<&str>,
-    args: &AppArgs,
+    app: &NamedApp,
     revision: Option<&str>,
     out: Output,
 ) -> Result<i32> {
-    let app = load_app(args, revision).await?;
-    let (cluster, facts) = connect(context, &app).await?;
-    let rendered = render_named(&app, revision, &facts).await?;
+    let (cluster, facts) = connect(context, app).await?;
+    let rendered = render_named(app, revision, &facts).await?;
     let opts = SyncOptions {
         dry_run: true,
         force: true,

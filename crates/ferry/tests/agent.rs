@@ -1103,3 +1103,67 @@ async fn sigterm_exits_promptly_with_inventory_matching_the_cluster() {
     );
     f.finish().await;
 }
+
+/// `web` depends on `db`: while `db` cannot sync, `web` is not synced and shows
+/// `waiting for <db>`; once a commit fixes `db` and it is synced and healthy, `web` follows.
+#[tokio::test]
+async fn a_dependent_waits_for_its_dependency() {
+    let f = Fixture::new("ag-deps").await;
+    let web = f.app("-web");
+    let db = f.app("-db");
+    f.repo.write(
+        "db/widget.yaml",
+        "apiVersion: widgets.example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec: {}\n",
+    );
+    f.write_configmap("web", &[("app", "web")]);
+    f.repo.commit("db is broken");
+    let repo = f.repo.path();
+    let home = AgentHome::new(&apps_file(&[
+        app_entry(
+            &web,
+            repo,
+            "app",
+            f.ns(),
+            "1s",
+            &format!("    dependsOn: [{db}]\n"),
+        ),
+        app_entry(&db, repo, "db", f.ns(), "1s", ""),
+    ]));
+    let agent = Agent::start(&home, "agent", &[]).await;
+    let waiting = format!("waiting for {db}");
+    let status = agent
+        .wait_app(&web, "waiting for its dependency", |s| {
+            condition(s, "Ready")["reason"] == "WaitingForDependency"
+        })
+        .await;
+    let message = condition(&status, "Ready")["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.starts_with(&waiting), "{status:#}");
+    let run = cli(&f, &agent, &["get", "app", &web]).await;
+    run.expect_code(0)
+        .expect_stdout("WaitingForDependency")
+        .expect_stdout(&waiting);
+    stays(
+        "web not applied while db fails",
+        Duration::from_secs(3),
+        || async { f.get::<ConfigMap>("web").await.is_none() },
+    )
+    .await;
+
+    f.repo.remove("db/widget.yaml");
+    f.repo
+        .write("db/cm.yaml", &common::configmap("db", &[("app", "db")]));
+    f.repo.commit("db fixed");
+    wait_value(&f, "web", "app", Some("web")).await;
+    let db_cm = f.get::<ConfigMap>("db").await.expect("db applied");
+    let web_cm = f.get::<ConfigMap>("web").await.expect("web applied");
+    let rv = |cm: &ConfigMap| cm.resource_version().unwrap().parse::<u64>().unwrap();
+    assert!(rv(&db_cm) < rv(&web_cm), "db was created first");
+    agent
+        .wait_app(&web, "Synced and Ready", |s| {
+            s["sync"] == "Synced" && condition(s, "Ready")["status"] == "True"
+        })
+        .await;
+    f.finish().await;
+}

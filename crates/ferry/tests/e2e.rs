@@ -1384,3 +1384,196 @@ current-context: reader
 
     f.finish().await;
 }
+
+/// Argo CD's `jsonnet-guestbook` layout (an entry point importing `params.libsonnet`),
+/// with an external variable and a top-level argument from the ferry.yaml: rendered in
+/// process and applied.
+#[tokio::test]
+async fn jsonnet_app_is_rendered_and_applied() {
+    let f = Fixture::new("e2e-jsonnet").await;
+    let app = f.app("");
+    f.repo.write(
+        "jsonnet-guestbook/params.libsonnet",
+        "{\n  containerPort: 80,\n  image: 'registry.k8s.io/pause:3.10',\n  name: 'jsonnet-guestbook-ui',\n  servicePort: 80,\n  type: 'ClusterIP',\n}\n",
+    );
+    f.repo.write(
+        "jsonnet-guestbook/guestbook-ui.jsonnet",
+        r#"local params = import 'params.libsonnet';
+local labels = { app: params.name, env: std.extVar('env') };
+
+function(replicas)
+  [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: params.name, labels: labels },
+      spec: {
+        ports: [{ port: params.servicePort, targetPort: params.containerPort }],
+        selector: { app: params.name },
+        type: params.type,
+      },
+    },
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: params.name, labels: labels },
+      spec: {
+        replicas: std.parseInt(replicas),
+        selector: { matchLabels: { app: params.name } },
+        template: {
+          metadata: { labels: { app: params.name } },
+          spec: { containers: [{ image: params.image, name: 'main', ports: [{ containerPort: params.containerPort }] }] },
+        },
+      },
+    },
+  ]
+"#,
+    );
+    f.repo.commit("jsonnet guestbook");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ferry.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apps:\n- name: {app}\n  source:\n    repo: {}\n    path: jsonnet-guestbook\n    jsonnet:\n      extVars: {{env: staging}}\n      tlas: {{replicas: \"2\"}}\n  destination:\n    namespace: {}\n  wait:\n    timeout: 60s\n",
+            f.repo.path(),
+            f.ns()
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    f.ferry(&["apply", "-f", file])
+        .await
+        .expect_code(0)
+        .expect_stderr("2 object(s) at")
+        .expect_stderr("(jsonnet)")
+        .expect_stdout(&format!("{app}: all 2 object(s) healthy"));
+    let deploy = f
+        .get::<Deployment>("jsonnet-guestbook-ui")
+        .await
+        .expect("Deployment applied");
+    assert_eq!(deploy.spec.unwrap().replicas, Some(2));
+    assert_eq!(deploy.metadata.labels.unwrap()["env"], "staging");
+    let svc = f
+        .get::<Service>("jsonnet-guestbook-ui")
+        .await
+        .expect("Service applied");
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 80);
+
+    // A broken file: exit 2 naming the file and line, nothing changed.
+    f.repo.write(
+        "jsonnet-guestbook/params.libsonnet",
+        "{\n  containerPort: 80,\n  image: ,\n}\n",
+    );
+    f.repo.commit("break it");
+    f.ferry(&["apply", "-f", file])
+        .await
+        .expect_error(&["params.libsonnet:3:10", "syntax error"]);
+    f.finish().await;
+}
+
+/// A ferry.yaml of apps where `web` depends on `db`: written as its `apps` entries list
+/// them, each app's directory holding one ConfigMap named after the app.
+fn dependent_apps(f: &Fixture, apps: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let mut text = String::from("apps:\n");
+    for (app, deps) in apps {
+        text.push_str(&format!(
+            "- name: {app}\n  dependsOn: [{deps}]\n  source:\n    repo: {}\n    path: {app}\n  destination:\n    namespace: {}\n  wait:\n    timeout: 60s\n",
+            f.repo.path(),
+            f.ns()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ferry.yaml");
+    std::fs::write(&file, text).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    (dir, file)
+}
+
+/// `apply --all` applies every app, dependencies first and ties in file order (seen in
+/// the order the cluster created their objects), and `diff --all` compares them all.
+#[tokio::test]
+async fn apply_all_follows_dependencies() {
+    let f = Fixture::new("e2e-deps").await;
+    let (web, db, docs) = (f.app("-web"), f.app("-db"), f.app("-docs"));
+    for app in [&web, &db, &docs] {
+        f.repo
+            .write(&format!("{app}/cm.yaml"), &configmap(app, &[("app", app)]));
+    }
+    f.repo.commit("three apps");
+    let deps = db.clone();
+    let (_dir, file) = dependent_apps(&f, &[(&web, &deps), (&db, ""), (&docs, "")]);
+
+    f.ferry(&["diff", "--all", "-f", &file])
+        .await
+        .expect_code(1)
+        .expect_stdout(&format!("{web}: 1 to create"))
+        .expect_stdout(&format!("{docs}: 1 to create"));
+    assert!(f.configmaps().await.is_empty(), "diff wrote");
+
+    let run = f.ferry(&["apply", "--all", "-f", &file]).await;
+    run.expect_code(0);
+    let order: Vec<usize> = [&db, &web, &docs]
+        .iter()
+        .map(|app| {
+            run.stdout
+                .find(&format!("{app}: all 1 object(s) healthy"))
+                .unwrap()
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{run}");
+    let mut created = Vec::new();
+    for app in [&web, &db, &docs] {
+        let cm = f.get::<ConfigMap>(app).await.expect("applied");
+        let rv: u64 = cm.resource_version().unwrap().parse().unwrap();
+        created.push((rv, app.clone()));
+    }
+    created.sort();
+    let created: Vec<String> = created.into_iter().map(|(_, a)| a).collect();
+    assert_eq!(created, [db.clone(), web.clone(), docs.clone()]);
+
+    f.ferry(&["diff", "--all", "-f", &file])
+        .await
+        .expect_code(0)
+        .expect_stdout(&format!("{db}: in sync"));
+    f.finish().await;
+}
+
+/// `apply --all` stops at the first app that fails: its dependents and the apps after it
+/// are not applied. A cycle or an unknown dependency is refused before anything is written.
+#[tokio::test]
+async fn apply_all_stops_at_the_first_failure() {
+    let f = Fixture::new("e2e-depfail").await;
+    let (web, db, docs) = (f.app("-web"), f.app("-db"), f.app("-docs"));
+    f.repo.write(
+        &format!("{db}/widget.yaml"),
+        "apiVersion: widgets.example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec: {}\n",
+    );
+    for app in [&web, &docs] {
+        f.repo
+            .write(&format!("{app}/cm.yaml"), &configmap(app, &[("app", app)]));
+    }
+    f.repo.commit("db is broken");
+
+    let (_dir, file) = dependent_apps(&f, &[(&web, &db), (&db, ""), (&docs, "")]);
+    f.ferry(&["apply", "--all", "-f", &file])
+        .await
+        .expect_error(&[&format!("app {db}"), "Widget"]);
+    assert!(f.configmaps().await.is_empty(), "applied after the failure");
+
+    let (_dir, cycle) = dependent_apps(&f, &[(&web, &db), (&db, &web), (&docs, "")]);
+    f.ferry(&["apply", "--all", "-f", &cycle])
+        .await
+        .expect_error(&[&format!("dependency cycle: {web} -> {db} -> {web}")]);
+    let (_dir, unknown) = dependent_apps(&f, &[(&web, "nope"), (&docs, "")]);
+    f.ferry(&["apply", "--all", "-f", &unknown])
+        .await
+        .expect_error(&[&format!(
+            "app \"{web}\" depends on \"nope\", which is not an app"
+        )]);
+    assert!(
+        f.configmaps().await.is_empty(),
+        "written despite a bad file"
+    );
+    f.finish().await;
+}

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::appset::AppSet;
+use crate::deps::{DependencyError, dependency_order};
 
 /// An error in an app definition.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,14 @@ pub enum SpecError {
         /// Names that exist.
         known: String,
     },
+    /// A `dependsOn` names no app, or apps depend on each other in a circle.
+    #[error("{path}: {source}")]
+    Dependency {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: DependencyError,
+    },
     /// No app of that name.
     #[error("no app named {name:?} in {path} (apps: {known})")]
     UnknownApp {
@@ -65,7 +74,8 @@ pub enum SpecError {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RendererKind {
-    /// Detect: `kustomization.yaml` → kustomize, `Chart.yaml` → helm, else plain.
+    /// Detect: `kustomization.yaml` → kustomize, `Chart.yaml` → helm, a top-level
+    /// `*.jsonnet` file → jsonnet, else plain.
     #[default]
     Auto,
     /// YAML/JSON files, recursively.
@@ -74,6 +84,9 @@ pub enum RendererKind {
     Kustomize,
     /// `helm template`.
     Helm,
+    /// The directory's top-level `*.jsonnet` files (and YAML/JSON files), evaluated
+    /// in-process.
+    Jsonnet,
 }
 
 /// Options for the Kustomize renderer.
@@ -118,6 +131,22 @@ impl Default for HelmOptions {
     }
 }
 
+/// Options for the Jsonnet renderer. Values are strings, as with `jsonnet --ext-str` and
+/// `--tla-str`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JsonnetOptions {
+    /// External variables, read with `std.extVar(name)`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ext_vars: BTreeMap<String, String>,
+    /// Top-level arguments: passed by name when an entry point evaluates to a function.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tlas: BTreeMap<String, String>,
+    /// Extra import search directories, relative to the repository root (e.g. `vendor`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub libs: Vec<String>,
+}
+
 fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
@@ -147,6 +176,9 @@ pub struct SourceSpec {
     /// Helm options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmOptions>,
+    /// Jsonnet options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonnet: Option<JsonnetOptions>,
     /// Variables substituted as `${VAR}` / `${VAR:=default}` after rendering.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, String>,
@@ -223,6 +255,10 @@ pub struct AppSpec {
     /// prunes them all); without it such a sync is refused before anything is written.
     #[serde(default)]
     pub allow_empty: bool,
+    /// Apps that must be synced and healthy (at their current revision) before this one
+    /// is synced; `ferry apply --all` applies them first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 /// A named app as listed in `ferry.yaml`.
@@ -294,8 +330,35 @@ impl FerryFile {
             }
             app.spec.validate().map_err(|(f, m)| invalid(&f, m))?;
         }
+        let dependency = |source| SpecError::Dependency {
+            path: path.to_path_buf(),
+            source,
+        };
+        dependency_order(file.apps.iter().map(|a| {
+            let deps = a.spec.depends_on.iter().map(String::as_str);
+            (a.name.as_str(), deps)
+        }))
+        .map_err(dependency)?;
         let mut seen = std::collections::HashSet::new();
         for set in &file.app_sets {
+            if let Some(dep) = set
+                .template
+                .spec
+                .depends_on
+                .iter()
+                .find(|d| !file.apps.iter().any(|a| a.name == **d))
+            {
+                return Err(dependency(DependencyError::Unknown {
+                    app: format!("{} (app set {})", set.template.name, set.name),
+                    dependency: dep.clone(),
+                    known: file
+                        .apps
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }));
+            }
             let invalid = |field: String, message: String| SpecError::Invalid {
                 location: format!("{} app set {:?}", path.display(), set.name),
                 field,
@@ -449,6 +512,51 @@ apps:
         let dup = format!("{FILE}{}", &FILE[FILE.find("  - name").unwrap()..]);
         let err = FerryFile::parse(&dup, Path::new("f.yaml")).unwrap_err();
         assert!(err.to_string().contains("duplicate app name"), "{err}");
+    }
+
+    #[test]
+    fn dependencies_are_checked_on_load() {
+        let two = r#"
+apps:
+  - name: web
+    dependsOn: [db]
+    source: {repo: r}
+  - name: db
+    source: {repo: r}
+appSets:
+  - name: envs
+    directories: "envs/*"
+    template:
+      name: "{{dir}}"
+      dependsOn: [db]
+      source: {repo: r, path: "{{path}}"}
+"#;
+        let f = FerryFile::parse(two, Path::new("f.yaml")).unwrap();
+        assert_eq!(f.apps[0].spec.depends_on, ["db"]);
+        let err = FerryFile::parse(
+            &two.replace("[db]\n    source", "[dbs]\n    source"),
+            Path::new("f.yaml"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml: app \"web\" depends on \"dbs\", which is not an app (apps: web, db)"
+        );
+        let cycle = two.replace("  - name: db\n", "  - name: db\n    dependsOn: [web]\n");
+        let err = FerryFile::parse(&cycle, Path::new("f.yaml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml: dependency cycle: web -> db -> web"
+        );
+        let err = FerryFile::parse(
+            &two.replace("      dependsOn: [db]", "      dependsOn: [api]"),
+            Path::new("f.yaml"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml: app \"{{dir}} (app set envs)\" depends on \"api\", which is not an app (apps: web, db)"
+        );
     }
 
     #[test]

@@ -7,18 +7,20 @@ mod app;
 pub mod appset;
 pub mod backoff;
 mod changeset;
+pub mod deps;
 mod health;
 mod known;
 mod manifest;
 mod object;
 
 pub use app::{
-    AppSpec, Destination, FerryFile, HelmOptions, KustomizeOptions, NamedApp, RendererKind,
-    SourceSpec, SpecError, WaitSpec, parse_duration,
+    AppSpec, Destination, FerryFile, HelmOptions, JsonnetOptions, KustomizeOptions, NamedApp,
+    RendererKind, SourceSpec, SpecError, WaitSpec, parse_duration,
 };
 pub use appset::{AppSet, PromoteMethod, PromoteSpec};
 pub use backoff::Backoff;
 pub use changeset::{Action, Change, ChangeSet, Summary};
+pub use deps::{DependencyError, dependency_order};
 pub use health::{Health, HealthStatus};
 pub use known::{Digest, Known};
 pub use manifest::{Manifest, ManifestError, Origin};

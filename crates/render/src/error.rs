@@ -75,6 +75,22 @@ pub enum RenderError {
         /// The working-copy root.
         root: PathBuf,
     },
+    /// A Jsonnet file does not parse or evaluate.
+    #[error("{location}: {message}")]
+    Jsonnet {
+        /// `file:line:column` (the file relative to the app directory), or the file.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A Jsonnet import names a file outside the working copy.
+    #[error("{location}: import {import:?} is outside the repository")]
+    ImportOutsideRoot {
+        /// `file:line:column` of the import.
+        location: String,
+        /// The path as written in the import.
+        import: String,
+    },
     /// A renderer option has an invalid value.
     #[error("{field}: {message}")]
     InvalidOption {
@@ -123,6 +139,14 @@ pub enum RenderError {
     #[error("{tool} did not finish within {timeout:?} and was killed")]
     Timeout {
         /// `helm` or `kustomize`.
+        tool: &'static str,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// An in-process evaluation ran longer than allowed; its thread is abandoned.
+    #[error("{tool} did not finish within {timeout:?}; the evaluation was abandoned")]
+    EvalTimeout {
+        /// `jsonnet`.
         tool: &'static str,
         /// The limit.
         timeout: Duration,

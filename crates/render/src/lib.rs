@@ -1,13 +1,16 @@
-//! Render stage: turns an app directory into manifests (plain YAML, Kustomize, Helm).
+//! Render stage: turns an app directory into manifests (plain YAML, Kustomize, Helm,
+//! Jsonnet).
 //!
 //! Rendering never touches a cluster. [`render`] picks a renderer ([`detect`]), runs it,
 //! substitutes `${VAR}` variables ([`substitute`]) and rejects duplicate objects.
-//! Kustomize and Helm run as external processes under the limits in [`Tools`].
+//! Kustomize and Helm run as external processes under the limits in [`Tools`]; Jsonnet runs
+//! in-process on its own thread under the same limits.
 
 #![warn(missing_docs)]
 
 mod error;
 mod helm;
+mod jsonnet;
 mod kustomize;
 mod parse;
 mod plain;
@@ -21,6 +24,7 @@ use ferry_model::{Manifest, ObjectRef, Origin, RendererKind, SourceSpec};
 
 pub use error::RenderError;
 pub use helm::Helm;
+pub use jsonnet::{Jsonnet, MAX_ABANDONED};
 pub use kustomize::Kustomize;
 pub use parse::{parse_documents, to_yaml};
 pub use plain::Plain;
@@ -62,7 +66,8 @@ pub trait Renderer {
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// Resolves [`RendererKind::Auto`]: a Kustomization file means Kustomize, else a
-/// `Chart.yaml` means Helm, else plain files. Any other `kind` is returned unchanged.
+/// `Chart.yaml` means Helm, else a top-level `*.jsonnet` file means Jsonnet, else plain
+/// files. Any other `kind` is returned unchanged.
 pub fn detect(dir: &Path, kind: RendererKind) -> RendererKind {
     if kind != RendererKind::Auto {
         kind
@@ -70,6 +75,8 @@ pub fn detect(dir: &Path, kind: RendererKind) -> RendererKind {
         RendererKind::Kustomize
     } else if dir.join("Chart.yaml").is_file() {
         RendererKind::Helm
+    } else if jsonnet::has_entry_point(dir) {
+        RendererKind::Jsonnet
     } else {
         RendererKind::Plain
     }
@@ -85,6 +92,7 @@ pub fn render(req: &RenderRequest, tools: &Tools) -> Result<Vec<Manifest>, Rende
     let manifests = match detect(req.dir, req.spec.renderer) {
         RendererKind::Kustomize => Kustomize::new(tools.clone()).render(req)?,
         RendererKind::Helm => Helm::new(tools.clone()).render(req)?,
+        RendererKind::Jsonnet => Jsonnet::new(tools.clone()).render(req)?,
         RendererKind::Auto | RendererKind::Plain => Plain.render(req)?,
     };
     let manifests = if req.spec.vars.is_empty() && !req.spec.strict_vars {

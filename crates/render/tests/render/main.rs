@@ -3,6 +3,7 @@
 
 mod common;
 mod helm;
+mod jsonnet;
 mod kustomize;
 mod plain;
 mod process;
