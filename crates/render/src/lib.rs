@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+mod charts;
 mod error;
 mod helm;
 mod kustomize;
@@ -75,6 +76,16 @@ pub fn detect(dir: &Path, kind: RendererKind) -> RendererKind {
     }
 }
 
+/// The app's renderer: Helm for a chart from a repository (`helm.chart`), else
+/// [`detect`] on the app directory.
+pub fn renderer_for(dir: &Path, spec: &SourceSpec) -> RendererKind {
+    if spec.helm.as_ref().is_some_and(|h| h.chart.is_some()) {
+        RendererKind::Helm
+    } else {
+        detect(dir, spec.renderer)
+    }
+}
+
 /// Renders an app: detects and runs its renderer, substitutes variables, then rejects
 /// duplicate objects.
 ///
@@ -82,7 +93,7 @@ pub fn detect(dir: &Path, kind: RendererKind) -> RendererKind {
 /// apps that use neither keep `${...}` text (e.g. in embedded shell scripts) untouched.
 pub fn render(req: &RenderRequest, tools: &Tools) -> Result<Vec<Manifest>, RenderError> {
     inside_root(req.dir, req.root)?;
-    let manifests = match detect(req.dir, req.spec.renderer) {
+    let manifests = match renderer_for(req.dir, req.spec) {
         RendererKind::Kustomize => Kustomize::new(tools.clone()).render(req)?,
         RendererKind::Helm => Helm::new(tools.clone()).render(req)?,
         RendererKind::Auto | RendererKind::Plain => Plain.render(req)?,
