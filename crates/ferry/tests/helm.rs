@@ -182,12 +182,24 @@ async fn apply_a_repository_chart_then_render_it_offline_as_on_the_cluster() {
 
     // A pull-request preview renders both revisions the same way, and says so once.
     let preview = f
-        .ferry(&["diff", "-f", &file, "--revision", "HEAD", "--against", "HEAD"])
+        .ferry(&[
+            "diff",
+            "-f",
+            &file,
+            "--revision",
+            "HEAD",
+            "--against",
+            "HEAD",
+        ])
         .await;
     preview
         .expect_code(0)
         .expect_stderr(&format!("from the cluster last seen for app {app} ("));
-    assert_eq!(preview.stderr.matches("helm (no cluster)").count(), 1, "{preview}");
+    assert_eq!(
+        preview.stderr.matches("helm (no cluster)").count(),
+        1,
+        "{preview}"
+    );
 
     // The app's own fields win offline.
     let pinned = ferry_file(

@@ -86,6 +86,15 @@ pub fn renderer_for(dir: &Path, spec: &SourceSpec) -> RendererKind {
     }
 }
 
+/// Whether the app renders a chart from a repository whose version is a range or left
+/// out, so that a render may pick a newer chart than an earlier render of the same commit.
+pub fn chart_version_floats(spec: &SourceSpec) -> bool {
+    spec.helm
+        .as_ref()
+        .filter(|h| h.chart.is_some())
+        .is_some_and(|h| !h.version.as_deref().is_some_and(charts::is_exact))
+}
+
 /// Renders an app: detects and runs its renderer, substitutes variables, then rejects
 /// duplicate objects.
 ///
@@ -204,6 +213,24 @@ mod tests {
                 RendererKind::Kustomize
             );
         }
+    }
+
+    #[test]
+    fn chart_versions_float_unless_exact() {
+        let spec = |chart: Option<&str>, version: Option<&str>| SourceSpec {
+            helm: Some(ferry_model::HelmOptions {
+                chart: chart.map(Into::into),
+                repo: chart.map(|_| "https://charts.example".into()),
+                version: version.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(!chart_version_floats(&SourceSpec::default()));
+        assert!(!chart_version_floats(&spec(None, None)));
+        assert!(!chart_version_floats(&spec(Some("podinfo"), Some("6.5.4"))));
+        assert!(chart_version_floats(&spec(Some("podinfo"), Some("^6.0.0"))));
+        assert!(chart_version_floats(&spec(Some("podinfo"), None)));
     }
 
     #[test]
