@@ -174,6 +174,59 @@ fn charts_from_an_http_repository_by_version_and_range() {
 }
 
 #[test]
+fn concurrent_renders_pull_a_chart_once() {
+    let _serial = serial();
+    let first = tempfile::tempdir().unwrap();
+    let Some(tools) = tools(first.path()) else {
+        return;
+    };
+    let repo = ChartRepo::new();
+    repo.publish(&podinfo(), "3.0.0");
+    let root = tempfile::tempdir().unwrap();
+    let app = remote_app(root.path(), &repo.url(), "3.0.0");
+    render(&app.request(), &tools).unwrap();
+    let one_pull = repo.server().requests();
+    assert!(one_pull > 0);
+
+    let shared = tempfile::tempdir().unwrap();
+    let mut tools = tools;
+    tools.chart_cache = shared.path().to_path_buf();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let ms = render(&app.request(), &tools).unwrap();
+                assert_eq!(chart_label(&ms), "podinfo-3.0.0");
+            });
+        }
+    });
+    assert_eq!(
+        repo.server().requests(),
+        2 * one_pull,
+        "the renders waited on the chart's lock and the later ones took the cached archive"
+    );
+    let archives: Vec<_> = walk(shared.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "tgz"))
+        .collect();
+    assert_eq!(archives.len(), 1, "{archives:?}");
+    assert!(archives[0].ends_with("podinfo-3.0.0.tgz"));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
 fn charts_from_an_oci_registry_by_version_and_range() {
     let _serial = serial();
     let cache = tempfile::tempdir().unwrap();
