@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned test-bed binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, etcd, kwok, helm, kustomize) into the cache, skipping those present.
+# kube-scheduler, etcd, kwok, helm, kustomize, and CNCF distribution's OCI `registry`)
+# into the cache, skipping those present.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 mkdir -p "$TESTBED_BIN"
@@ -37,4 +38,6 @@ for var in chartutil.k8sVersion lint/rules.k8sVersion; do
 done
 build helm tools helm.sh/helm/v3/cmd/helm "$helm_flags"
 build kustomize tools sigs.k8s.io/kustomize/kustomize/v5 "-s -w"
+build registry distribution github.com/distribution/distribution/v3/cmd/registry \
+  "-s -w -X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
 echo "$TESTBED_BIN"

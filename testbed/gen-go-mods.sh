@@ -83,3 +83,20 @@ import (
 )
 GO
 (cd "$here/tools" && go mod tidy)
+
+cat > "$here/distribution/go.mod" <<MOD
+module ferry.dev/testbed/distribution
+
+go 1.24.0
+
+require github.com/distribution/distribution/v3 $REGISTRY_VERSION
+MOD
+cat > "$here/distribution/tools.go" <<'GO'
+//go:build tools
+
+// Package tools pins the OCI registry (CNCF distribution) the test bed runs.
+package tools
+
+import _ "github.com/distribution/distribution/v3/cmd/registry"
+GO
+(cd "$here/distribution" && go mod tidy)

@@ -82,7 +82,8 @@ impl Engine {
         )
     }
 
-    /// The app's manifests at commit `sha`, cached per (commit, app, source).
+    /// The app's manifests at commit `sha`, cached per (commit, app, source) unless its
+    /// chart version is a range (then each render asks the chart repository again).
     pub async fn render(
         &self,
         name: &str,
@@ -101,6 +102,9 @@ impl Engine {
                 .render(&self.tools, name, spec, sha, &self.facts)
                 .await?,
         );
+        if ferry_render::chart_version_floats(&spec.source) {
+            return Ok(rendered);
+        }
         let mut renders = self.renders.lock().expect("renders");
         if renders.len() > 4096 {
             renders.clear();

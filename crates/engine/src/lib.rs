@@ -12,6 +12,7 @@
 
 pub mod appset;
 mod error;
+pub mod facts;
 pub mod progress;
 pub mod promote;
 pub mod source;

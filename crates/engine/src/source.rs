@@ -62,7 +62,7 @@ pub async fn render_in(
     let facts = facts.clone();
     blocking(move || {
         let dir = checkout.app_dir(&spec.source.path)?;
-        let kind = ferry_render::detect(&dir, spec.source.renderer);
+        let kind = ferry_render::renderer_for(&dir, &spec.source);
         let req = RenderRequest {
             app: &name,
             dir: &dir,

@@ -275,7 +275,8 @@ impl Cluster {
         Ok(answer.status.is_some_and(|s| s.allowed))
     }
 
-    /// Server version and the served group/versions (`apps/v1`), for renderers.
+    /// Server version and the served group/versions (`apps/v1`) and group/version/kinds
+    /// (`apps/v1/Deployment`), as Helm's own capabilities list them, for renderers.
     pub async fn facts(&self) -> Result<(String, Vec<String>), KubeError> {
         let version = self
             .client
@@ -283,16 +284,21 @@ impl Cluster {
             .await
             .map_err(|e| KubeError::unreachable(&self.server, &e))?;
         let d = self.discovery.read().await;
-        let mut versions: Vec<String> = d
-            .groups()
-            .flat_map(|g| {
-                g.versions().map(move |v| match g.name() {
+        let mut versions: Vec<String> = Vec::new();
+        for group in d.groups() {
+            for v in group.versions() {
+                let gv = match group.name() {
                     "" => v.to_string(),
                     name => format!("{name}/{v}"),
-                })
-            })
-            .collect();
+                };
+                for (resource, _) in group.versioned_resources(v) {
+                    versions.push(format!("{gv}/{}", resource.kind));
+                }
+                versions.push(gv);
+            }
+        }
         versions.sort();
+        versions.dedup();
         Ok((version.git_version, versions))
     }
 

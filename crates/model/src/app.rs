@@ -118,6 +118,101 @@ pub struct HelmOptions {
     /// Render the chart's `crds/` too (default true).
     #[serde(default = "yes")]
     pub include_crds: bool,
+    /// A chart from a chart repository or OCI registry (`repo`) instead of the app
+    /// directory's own chart; values files stay relative to the app directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
+    /// The chart repository (`https://…`, `http://…`) or OCI registry path (`oci://…`) of
+    /// `chart`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// The version of `chart`: exact (`1.2.3`) or a range (`^1.0.0`, `>=1.0.0 <2.0.0`,
+    /// the highest match wins); default: the newest stable version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Offline renders only (`ferry render`, `ferry diff --against`): the Kubernetes
+    /// version for `.Capabilities.KubeVersion`. Against a cluster its own version is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_version: Option<String>,
+    /// Offline renders only: API versions for `.Capabilities.APIVersions`, added to
+    /// Helm's built-in ones. Against a cluster those it serves are used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_versions: Vec<String>,
+}
+
+impl HelmOptions {
+    /// Checks field values; returns the offending field (under `helm.`) and why.
+    fn validate(&self, renderer: RendererKind) -> Result<(), (String, String)> {
+        let invalid = |field: &str, message: String| Err((format!("source.helm.{field}"), message));
+        match (&self.chart, &self.repo) {
+            (Some(_), None) => return invalid("repo", "must be set with helm.chart".into()),
+            (None, Some(_)) => return invalid("chart", "must be set with helm.repo".into()),
+            (None, None) if self.version.is_some() => {
+                return invalid("version", "needs helm.chart and helm.repo".into());
+            }
+            _ => {}
+        }
+        if let Some(chart) = &self.chart {
+            if chart.is_empty()
+                || chart.starts_with('.')
+                || chart.contains(|c: char| c == '/' || c.is_whitespace())
+            {
+                return invalid("chart", format!("{chart:?} is not a chart name"));
+            }
+            if !matches!(renderer, RendererKind::Auto | RendererKind::Helm) {
+                return Err((
+                    "source.renderer".into(),
+                    "must be helm (or left out) with helm.chart".into(),
+                ));
+            }
+        }
+        if let Some(repo) = &self.repo
+            && !["https://", "http://", "oci://"]
+                .iter()
+                .any(|scheme| repo.starts_with(scheme) && repo.len() > scheme.len())
+        {
+            return invalid(
+                "repo",
+                format!("{repo:?} is not an https://, http:// or oci:// URL"),
+            );
+        }
+        if let Some(version) = &self.version
+            && version.trim().is_empty()
+        {
+            return invalid("version", "must not be empty".into());
+        }
+        if let Some(version) = &self.kube_version
+            && !is_kube_version(version)
+        {
+            return invalid(
+                "kubeVersion",
+                format!("{version:?} is not a Kubernetes version such as v1.34.0"),
+            );
+        }
+        if let Some(bad) = self
+            .api_versions
+            .iter()
+            .find(|v| v.is_empty() || v.contains(char::is_whitespace))
+        {
+            return invalid(
+                "apiVersions",
+                format!("{bad:?} is not an API version such as apps/v1"),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether `text` is a Kubernetes version as Helm's `--kube-version` takes it:
+/// `[v]MAJOR.MINOR[.PATCH][-pre]`.
+fn is_kube_version(text: &str) -> bool {
+    let core = text.strip_prefix('v').unwrap_or(text);
+    let core = core.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl Default for HelmOptions {
@@ -127,6 +222,11 @@ impl Default for HelmOptions {
             values_files: Vec::new(),
             values: None,
             include_crds: true,
+            chart: None,
+            repo: None,
+            version: None,
+            kube_version: None,
+            api_versions: Vec::new(),
         }
     }
 }
@@ -421,6 +521,9 @@ impl AppSpec {
                 format!("{ns:?} is not a valid namespace name"),
             ));
         }
+        if let Some(helm) = &self.source.helm {
+            helm.validate(self.source.renderer)?;
+        }
         parse_duration(&self.wait.timeout).map_err(|m| ("wait.timeout".into(), m))?;
         if let Some(i) = &self.interval {
             parse_duration(i).map_err(|m| ("interval".into(), m))?;
@@ -557,6 +660,78 @@ appSets:
             err.to_string(),
             "f.yaml: app \"{{dir}} (app set envs)\" depends on \"api\", which is not an app (apps: web, db)"
         );
+    }
+
+    #[test]
+    fn helm_chart_fields_are_checked() {
+        let with = |helm: &str| {
+            FILE.replace(
+                "      path: deploy/web\n",
+                &format!("      path: deploy/web\n      helm: {helm}\n"),
+            )
+        };
+        let ok = "{chart: podinfo, repo: \"oci://ghcr.io/org/charts\", version: \"^6.0.0\", kubeVersion: v1.31.0, apiVersions: [monitoring.coreos.com/v1]}";
+        let f = FerryFile::parse(&with(ok), Path::new("f.yaml")).unwrap();
+        let helm = f.apps[0].spec.source.helm.clone().unwrap();
+        assert_eq!(helm.chart.as_deref(), Some("podinfo"));
+        assert_eq!(helm.version.as_deref(), Some("^6.0.0"));
+        assert_eq!(helm.kube_version.as_deref(), Some("v1.31.0"));
+        assert!(helm.include_crds);
+        for (helm, field, message) in [
+            (
+                "{chart: podinfo}",
+                "source.helm.repo",
+                "must be set with helm.chart",
+            ),
+            (
+                "{repo: \"https://c.example\"}",
+                "source.helm.chart",
+                "must be set with helm.repo",
+            ),
+            (
+                "{version: 1.0.0}",
+                "source.helm.version",
+                "needs helm.chart and helm.repo",
+            ),
+            (
+                "{chart: a/b, repo: \"https://c.example\"}",
+                "source.helm.chart",
+                "\"a/b\" is not a chart name",
+            ),
+            (
+                "{chart: a, repo: \"ftp://c.example\"}",
+                "source.helm.repo",
+                "is not an https://, http:// or oci:// URL",
+            ),
+            (
+                "{kubeVersion: latest}",
+                "source.helm.kubeVersion",
+                "\"latest\" is not a Kubernetes version",
+            ),
+            (
+                "{apiVersions: [\"\"]}",
+                "source.helm.apiVersions",
+                "is not an API version",
+            ),
+        ] {
+            let err = FerryFile::parse(&with(helm), Path::new("f.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("f.yaml app \"web\": field {field}: ")),
+                "{helm}: {err}"
+            );
+            assert!(err.contains(message), "{helm}: {err}");
+        }
+        let kustomize = with("{chart: a, repo: \"https://c.example\"}")
+            .replace("      helm:", "      renderer: kustomize\n      helm:");
+        let err = FerryFile::parse(&kustomize, Path::new("f.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field source.renderer: must be helm"), "{err}");
+        for v in ["1.30", "v1.30.2", "1.31.0-rc.1"] {
+            assert!(is_kube_version(v), "{v}");
+        }
     }
 
     #[test]

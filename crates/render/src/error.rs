@@ -107,6 +107,18 @@ pub enum RenderError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A chart could not be pulled from its chart repository or OCI registry.
+    #[error("chart {chart} version {version} from {repo}: {message}")]
+    Pull {
+        /// The chart's name.
+        chart: String,
+        /// The chart repository or OCI registry path.
+        repo: String,
+        /// The version or range asked for.
+        version: String,
+        /// What failed, e.g. Helm's error.
+        message: String,
+    },
     /// The renderer's binary was not found.
     #[error("{tool} not found: install it (testbed/build.sh installs a pinned one) or set {env}")]
     ToolNotFound {

@@ -2,24 +2,28 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use ferry_model::{HelmOptions, Manifest, Origin};
+use ferry_model::{Manifest, Origin};
 use serde_json::Value;
 
 use crate::parse::{push_manifests, yaml_chunks};
-use crate::process::{Tools, run};
-use crate::{RenderError, RenderRequest, Renderer, inside_root};
+use crate::process::{Tools, run, run_in_home};
+use crate::{RenderError, RenderRequest, Renderer, charts, inside_root};
 
-/// Runs `helm template` on a local chart (the app directory):
-/// `helm template <release> <dir> --skip-tests [--namespace ns] [--include-crds]
+/// Runs `helm template` on the app's chart:
+/// `helm template <release> <chart> --skip-tests [--namespace ns] [--include-crds]
 /// [--values file]... [--values <inline values>] [--kube-version v] [--api-versions v]...`.
 ///
-/// The release defaults to the app name and CRDs are included unless disabled. Values
-/// files are relative to the chart and must stay inside the working copy; inline values
-/// are merged last. Dependencies must be vendored in `charts/`: fetching charts from
-/// repositories or OCI registries is not supported yet. Manifests' origins are the
-/// template paths from helm's `# Source:` comments, relative to the chart.
+/// The chart is the app directory, or with `helm.chart` and `helm.repo` a chart pulled
+/// from a chart repository or OCI registry into the chart cache ([`Tools::chart_cache`]).
+/// A local chart's dependencies come from `charts/` when vendored there; those from chart
+/// repositories or OCI registries that are not are built with `helm dependency build` into
+/// a copy of the chart, and cached when the chart pins them (a lock file or exact
+/// versions). The release defaults to the app name and CRDs are included unless disabled.
+/// Values files are relative to the app directory and must stay inside the working copy;
+/// inline values are merged last. Manifests' origins are the template paths from helm's
+/// `# Source:` comments, relative to the chart.
 #[derive(Clone, Debug)]
 pub struct Helm {
     tools: Tools,
@@ -46,17 +50,31 @@ impl Renderer for Helm {
                 tool: "helm",
                 env: "FERRY_HELM",
             })?;
-        let chart = inside_root(req.dir, req.root)?;
-        check_dependencies(&chart)?;
-        let options = req.spec.helm.clone().unwrap_or(HelmOptions {
-            include_crds: true,
-            ..HelmOptions::default()
-        });
+        let dir = inside_root(req.dir, req.root)?;
+        let options = req.spec.helm.clone().unwrap_or_default();
+        let scratch = tempfile::tempdir().map_err(|source| RenderError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        let chart = match (&options.chart, &options.repo) {
+            (Some(name), Some(repo)) => {
+                let version = options.version.as_deref();
+                charts::pull(program, &self.tools, name, repo, version)?
+            }
+            _ => {
+                let remote = missing_dependencies(&dir)?;
+                if remote.is_empty() {
+                    dir.clone()
+                } else {
+                    build_dependencies(program, &self.tools, &dir, &remote, scratch.path())?
+                }
+            }
+        };
         let release = options.release_name.as_deref().unwrap_or(req.app);
         let mut args: Vec<OsString> = vec![
             "template".into(),
             release.into(),
-            chart.clone().into(),
+            chart.into(),
             "--skip-tests".into(),
         ];
         if let Some(namespace) = req.namespace {
@@ -66,7 +84,7 @@ impl Renderer for Helm {
             args.push("--include-crds".into());
         }
         for file in &options.values_files {
-            let path = inside_root(&chart.join(file), req.root)?;
+            let path = inside_root(&dir.join(file), req.root)?;
             args.extend(["--values".into(), path.into()]);
         }
         let inline = match options.values.as_ref().filter(|v| !v.is_null()) {
@@ -87,6 +105,126 @@ impl Renderer for Helm {
         drop(inline);
         parse_output(&output)
     }
+}
+
+/// A dependency of a local chart to build from a chart repository or OCI registry.
+#[derive(Debug, PartialEq)]
+struct RemoteDependency {
+    name: String,
+    version: String,
+    repository: String,
+}
+
+/// Builds `chart`'s dependencies with `helm dependency build` in a copy of the chart under
+/// `scratch` and returns the copy. When every dependency is pinned (a lock file, or exact
+/// versions) the built archives are cached in `<chart cache>/dependencies/<key>`, keyed by
+/// the chart's dependency files, and later renders copy them instead of building.
+fn build_dependencies(
+    program: &Path,
+    tools: &Tools,
+    chart: &Path,
+    remote: &[RemoteDependency],
+    scratch: &Path,
+) -> Result<PathBuf, RenderError> {
+    let failed = |message: String| RenderError::Chart {
+        chart: chart.to_path_buf(),
+        message: format!("building dependencies ({}): {message}", names(remote)),
+    };
+    let copy = scratch.join("chart");
+    copy_dir(chart, &copy).map_err(|e| failed(e.to_string()))?;
+    let mut files = String::new();
+    let mut locked = false;
+    for file in [
+        "Chart.yaml",
+        "Chart.lock",
+        "requirements.yaml",
+        "requirements.lock",
+    ] {
+        if let Ok(text) = fs::read_to_string(chart.join(file)) {
+            locked |= file.ends_with(".lock");
+            files.push_str(&format!("{file}\n{text}\n"));
+        }
+    }
+    let pinned = locked || remote.iter().all(|d| charts::is_exact(&d.version));
+    let root = tools.chart_cache.join("dependencies");
+    let entry = root.join(charts::key(&files));
+    let charts_dir = copy.join("charts");
+    if pinned && entry.is_dir() {
+        copy_dir(&entry, &charts_dir).map_err(|e| failed(e.to_string()))?;
+        return Ok(copy);
+    }
+    fs::create_dir_all(&root).map_err(|e| failed(format!("{}: {e}", root.display())))?;
+    let _lock = pinned
+        .then(|| charts::lock(&entry.with_extension("lock")))
+        .transpose()
+        .map_err(|e| failed(e.to_string()))?;
+    if pinned && entry.is_dir() {
+        copy_dir(&entry, &charts_dir).map_err(|e| failed(e.to_string()))?;
+        return Ok(copy);
+    }
+    let mut args: Vec<OsString> = vec!["dependency".into(), "build".into(), copy.clone().into()];
+    if remote.iter().any(|d| {
+        d.repository
+            .strip_prefix("oci://")
+            .is_some_and(charts::is_loopback)
+    }) {
+        args.push("--plain-http".into());
+    }
+    let home = scratch.join("home");
+    if locked {
+        // With a lock file, `helm dependency build` only takes repositories it knows by name.
+        let mut added = Vec::new();
+        for dep in remote.iter().filter(|d| d.repository.starts_with("http")) {
+            let url = dep.repository.trim_end_matches('/');
+            if added.contains(&url) {
+                continue;
+            }
+            added.push(url);
+            let name = format!("ferry-{}", charts::key(url));
+            let add: Vec<OsString> = vec!["repo".into(), "add".into(), name.into(), url.into()];
+            run_in_home("helm", program, &add, scratch, tools, &home)
+                .map_err(|e| failed(e.to_string()))?;
+        }
+    }
+    run_in_home("helm", program, &args, scratch, tools, &home)
+        .map_err(|e| failed(e.to_string()))?;
+    if pinned {
+        let partial = tempfile::tempdir_in(&root).map_err(|e| failed(e.to_string()))?;
+        for archive in fs::read_dir(&charts_dir).into_iter().flatten().flatten() {
+            let name = archive.file_name();
+            if name.to_string_lossy().ends_with(".tgz") {
+                fs::copy(archive.path(), partial.path().join(&name))
+                    .map_err(|e| failed(e.to_string()))?;
+            }
+        }
+        fs::rename(partial.keep(), &entry)
+            .map_err(|e| failed(format!("{}: {e}", entry.display())))?;
+    }
+    Ok(copy)
+}
+
+/// `name version from repository, ...` for messages.
+fn names(deps: &[RemoteDependency]) -> String {
+    deps.iter()
+        .map(|d| format!("{} {} from {}", d.name, d.version, d.repository))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Copies the directory `from` into `to`, recursively; symbolic links are left out.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 fn inline_values_file(values: &Value) -> Result<tempfile::NamedTempFile, RenderError> {
@@ -131,14 +269,18 @@ fn parse_output(output: &str) -> Result<Vec<Manifest>, RenderError> {
     Ok(out)
 }
 
-/// Checks that the chart's dependencies (from `Chart.yaml` and a legacy
-/// `requirements.yaml`) are vendored in `charts/`, as a directory or a `.tgz` archive.
-fn check_dependencies(chart: &Path) -> Result<(), RenderError> {
+/// The chart's dependencies (from `Chart.yaml` and a legacy `requirements.yaml`) that are
+/// not vendored in `charts/` (as a directory or a `.tgz` archive) and come from a chart
+/// repository or OCI registry, to build; any other missing dependency is an error.
+fn missing_dependencies(chart: &Path) -> Result<Vec<RemoteDependency>, RenderError> {
+    let error = |message: String| RenderError::Chart {
+        chart: chart.to_path_buf(),
+        message,
+    };
     if !chart.join("Chart.yaml").is_file() {
-        return Err(RenderError::Chart {
-            chart: chart.to_path_buf(),
-            message: "no Chart.yaml: only local charts are supported (remote charts are not supported yet)".into(),
-        });
+        return Err(error(
+            "no Chart.yaml (for a chart from a chart repository or OCI registry set helm.chart and helm.repo)".into(),
+        ));
     }
     let mut dependencies = Vec::new();
     for file in ["Chart.yaml", "requirements.yaml"] {
@@ -150,12 +292,11 @@ fn check_dependencies(chart: &Path) -> Result<(), RenderError> {
             dependencies.extend(deps);
         }
     }
-    if dependencies.is_empty() {
-        return Ok(());
-    }
     let vendored = vendored_charts(&chart.join("charts"));
+    let mut remote = Vec::new();
     for dep in &dependencies {
-        let name = dep.get("name").and_then(Value::as_str).unwrap_or_default();
+        let field = |key: &str| dep.get(key).and_then(Value::as_str).unwrap_or_default();
+        let name = field("name");
         let archive_prefix = format!("{name}-");
         if vendored
             .iter()
@@ -163,28 +304,27 @@ fn check_dependencies(chart: &Path) -> Result<(), RenderError> {
         {
             continue;
         }
-        let repository = dep
-            .get("repository")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let remote = ["oci://", "http://", "https://", "@", "alias:"]
+        let repository = field("repository");
+        if ["oci://", "http://", "https://"]
             .iter()
-            .any(|p| repository.starts_with(p));
-        let message = if remote {
-            format!(
-                "dependency {name:?} from {repository} is not vendored in charts/ and fetching remote charts is not supported yet: run `helm dependency build` and commit charts/"
-            )
+            .any(|p| repository.starts_with(p))
+        {
+            remote.push(RemoteDependency {
+                name: name.into(),
+                version: field("version").into(),
+                repository: repository.into(),
+            });
+        } else if repository.starts_with('@') || repository.starts_with("alias:") {
+            return Err(error(format!(
+                "dependency {name:?} names the repository {repository}, an alias in a local Helm configuration: use the repository's URL, or vendor the chart in charts/"
+            )));
         } else {
-            format!(
+            return Err(error(format!(
                 "dependency {name:?} is missing from charts/: run `helm dependency build` and commit charts/"
-            )
-        };
-        return Err(RenderError::Chart {
-            chart: chart.to_path_buf(),
-            message,
-        });
+            )));
+        }
     }
-    Ok(())
+    Ok(remote)
 }
 
 /// Reads a single-document YAML file; `None` when the file does not exist.
@@ -259,40 +399,48 @@ mod tests {
     }
 
     #[test]
-    fn dependencies_must_be_vendored() {
-        assert!(check_dependencies(chart("").path()).is_ok());
+    fn remote_dependencies_are_built_local_ones_must_be_vendored() {
+        assert_eq!(missing_dependencies(chart("").path()).unwrap(), []);
 
         let deps = "dependencies:\n- name: redis\n  version: ^1.0.0\n  repository: oci://registry.example/charts\n- name: common\n  version: 2.0.0\n  repository: file://../common\n";
         let dir = chart(deps);
-        let err = check_dependencies(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("dependency \"redis\" from oci://registry.example/charts is not vendored in charts/ and fetching remote charts is not supported yet"), "{err}");
-
-        fs::create_dir_all(dir.path().join("charts")).unwrap();
-        fs::write(dir.path().join("charts/redis-1.2.3.tgz"), "").unwrap();
-        let err = check_dependencies(dir.path()).unwrap_err().to_string();
+        let err = missing_dependencies(dir.path()).unwrap_err().to_string();
         assert!(err.ends_with("dependency \"common\" is missing from charts/: run `helm dependency build` and commit charts/"), "{err}");
 
         fs::create_dir_all(dir.path().join("charts/lib")).unwrap();
         fs::write(dir.path().join("charts/lib/Chart.yaml"), "name: common\n").unwrap();
-        assert!(check_dependencies(dir.path()).is_ok());
+        assert_eq!(
+            missing_dependencies(dir.path()).unwrap(),
+            [RemoteDependency {
+                name: "redis".into(),
+                version: "^1.0.0".into(),
+                repository: "oci://registry.example/charts".into()
+            }]
+        );
+
+        fs::write(dir.path().join("charts/redis-1.2.3.tgz"), "").unwrap();
+        assert_eq!(missing_dependencies(dir.path()).unwrap(), []);
     }
 
     #[test]
-    fn legacy_requirements_are_checked() {
+    fn legacy_requirements_and_aliases() {
         let dir = chart("");
         fs::write(
             dir.path().join("requirements.yaml"),
-            "dependencies:\n- name: db\n  repository: https://charts.example\n",
+            "dependencies:\n- name: db\n  version: 1.0.0\n  repository: https://charts.example\n- name: cache\n  repository: \"@stable\"\n",
         )
         .unwrap();
-        let err = check_dependencies(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("\"db\" from https://charts.example"), "{err}");
+        let err = missing_dependencies(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("dependency \"cache\" names the repository @stable"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn remote_chart_is_not_supported() {
+    fn no_chart_yaml_points_at_helm_chart() {
         let dir = tempfile::tempdir().unwrap();
-        let err = check_dependencies(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("remote charts are not supported yet"), "{err}");
+        let err = missing_dependencies(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("no Chart.yaml (for a chart from a chart repository or OCI registry set helm.chart and helm.repo)"), "{err}");
     }
 }

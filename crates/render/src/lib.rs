@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+mod charts;
 mod error;
 mod helm;
 mod jsonnet;
@@ -82,6 +83,25 @@ pub fn detect(dir: &Path, kind: RendererKind) -> RendererKind {
     }
 }
 
+/// The app's renderer: Helm for a chart from a repository (`helm.chart`), else
+/// [`detect`] on the app directory.
+pub fn renderer_for(dir: &Path, spec: &SourceSpec) -> RendererKind {
+    if spec.helm.as_ref().is_some_and(|h| h.chart.is_some()) {
+        RendererKind::Helm
+    } else {
+        detect(dir, spec.renderer)
+    }
+}
+
+/// Whether the app renders a chart from a repository whose version is a range or left
+/// out, so that a render may pick a newer chart than an earlier render of the same commit.
+pub fn chart_version_floats(spec: &SourceSpec) -> bool {
+    spec.helm
+        .as_ref()
+        .filter(|h| h.chart.is_some())
+        .is_some_and(|h| !h.version.as_deref().is_some_and(charts::is_exact))
+}
+
 /// Renders an app: detects and runs its renderer, substitutes variables, then rejects
 /// duplicate objects.
 ///
@@ -89,7 +109,7 @@ pub fn detect(dir: &Path, kind: RendererKind) -> RendererKind {
 /// apps that use neither keep `${...}` text (e.g. in embedded shell scripts) untouched.
 pub fn render(req: &RenderRequest, tools: &Tools) -> Result<Vec<Manifest>, RenderError> {
     inside_root(req.dir, req.root)?;
-    let manifests = match detect(req.dir, req.spec.renderer) {
+    let manifests = match renderer_for(req.dir, req.spec) {
         RendererKind::Kustomize => Kustomize::new(tools.clone()).render(req)?,
         RendererKind::Helm => Helm::new(tools.clone()).render(req)?,
         RendererKind::Jsonnet => Jsonnet::new(tools.clone()).render(req)?,
@@ -201,6 +221,24 @@ mod tests {
                 RendererKind::Kustomize
             );
         }
+    }
+
+    #[test]
+    fn chart_versions_float_unless_exact() {
+        let spec = |chart: Option<&str>, version: Option<&str>| SourceSpec {
+            helm: Some(ferry_model::HelmOptions {
+                chart: chart.map(Into::into),
+                repo: chart.map(|_| "https://charts.example".into()),
+                version: version.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(!chart_version_floats(&SourceSpec::default()));
+        assert!(!chart_version_floats(&spec(None, None)));
+        assert!(!chart_version_floats(&spec(Some("podinfo"), Some("6.5.4"))));
+        assert!(chart_version_floats(&spec(Some("podinfo"), Some("^6.0.0"))));
+        assert!(chart_version_floats(&spec(Some("podinfo"), None)));
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Tools {
     pub timeout: Duration,
     /// How many bytes of standard output one renderer run may print before it is killed.
     pub max_output: usize,
+    /// Where charts pulled from chart repositories and OCI registries, and built chart
+    /// dependencies, are cached (shared by processes, under a lock per entry).
+    pub chart_cache: PathBuf,
 }
 
 impl Tools {
@@ -32,7 +35,9 @@ impl Tools {
     pub const DEFAULT_MAX_OUTPUT: usize = 64 << 20;
 
     /// Finds the binaries: `FERRY_HELM` / `FERRY_KUSTOMIZE` when set, else `helm` /
-    /// `kustomize` on `PATH`, else `kubectl` on `PATH` for Kustomize. Limits are the defaults.
+    /// `kustomize` on `PATH`, else `kubectl` on `PATH` for Kustomize. Limits are the
+    /// defaults; the chart cache is `charts/` in ferry's cache directory (`$FERRY_CACHE`,
+    /// else `~/.cache/ferry`).
     pub fn discover() -> Self {
         Self::discover_with(|name| std::env::var_os(name))
     }
@@ -54,6 +59,12 @@ impl Tools {
                 .or_else(|| on_path("kubectl")),
             timeout: Self::DEFAULT_TIMEOUT,
             max_output: Self::DEFAULT_MAX_OUTPUT,
+            chart_cache: env("FERRY_CACHE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| env("HOME").map(|home| Path::new(&home).join(".cache/ferry")))
+                .unwrap_or_else(|| std::env::temp_dir().join("ferry"))
+                .join("charts"),
         }
     }
 }
@@ -84,7 +95,18 @@ pub(crate) fn run(
         path: std::env::temp_dir(),
         source,
     })?;
-    let home = scratch.path();
+    run_in_home(tool, program, args, cwd, tools, scratch.path())
+}
+
+/// Like [`run`], with `HOME` and Helm's homes under `home` (kept between runs by the caller).
+pub(crate) fn run_in_home(
+    tool: &'static str,
+    program: &Path,
+    args: &[OsString],
+    cwd: &Path,
+    tools: &Tools,
+    home: &Path,
+) -> Result<String, RenderError> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(cwd)
@@ -265,6 +287,11 @@ mod tests {
         assert_eq!(tools.helm.as_deref(), Some(helm.as_path()));
         assert_eq!(tools.kustomize.as_deref(), Some(kubectl.as_path()));
         assert_eq!(tools.timeout, Tools::DEFAULT_TIMEOUT);
+        assert_eq!(tools.chart_cache, std::env::temp_dir().join("ferry/charts"));
+        let tools = Tools::discover_with(env(vec![("HOME", "/home/u".into())]));
+        assert_eq!(tools.chart_cache, Path::new("/home/u/.cache/ferry/charts"));
+        let tools = Tools::discover_with(env(vec![("FERRY_CACHE", "/c".into())]));
+        assert_eq!(tools.chart_cache, Path::new("/c/charts"));
 
         let kustomize = script(b.path(), "kustomize");
         let tools = Tools::discover_with(env(vec![

@@ -32,6 +32,7 @@ fn runaway_evaluations_time_out_and_are_bounded() {
         kustomize: None,
         timeout: Duration::from_secs(1),
         max_output: 1 << 20,
+        chart_cache: root.path().join("charts"),
     };
     for _ in 0..MAX_ABANDONED {
         let started = Instant::now();

@@ -12,8 +12,10 @@
 //! Cluster tests never skip: [`client`] panics when the test bed cannot be reached, both
 //! locally and in CI, so a missing test bed shows up as failed tests rather than green ones.
 //!
-//! Tests that need a Git repository make one with [`TestRepo`].
+//! Tests that need a Git repository make one with [`TestRepo`]; those that need a chart
+//! repository or an OCI registry start one with [`charts`].
 
+pub mod charts;
 pub mod repo;
 
 use std::fmt::Display;

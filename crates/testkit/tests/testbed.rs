@@ -184,3 +184,65 @@ async fn server_reports_pinned_version() {
     let info = client().await.apiserver_version().await.unwrap();
     assert_eq!(info.git_version, pinned);
 }
+
+/// Whether `GET http://<addr>/v2/` answers 200 (an OCI registry's API root).
+fn registry_answers(addr: &str) -> bool {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut line = String::new();
+    stream
+        .write_all(format!("GET /v2/ HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .is_ok()
+        && BufReader::new(&stream).read_line(&mut line).is_ok()
+        && line.contains(" 200 ")
+}
+
+/// `testbed/registry up` starts the pinned OCI registry on loopback and prints its address
+/// (again, unchanged, when already up); `down` stops it.
+#[test]
+fn registry_script_serves_the_pinned_registry() {
+    let pinned = include_str!("../../../testbed/versions.env")
+        .lines()
+        .find_map(|line| line.strip_prefix("REGISTRY_VERSION="))
+        .expect("REGISTRY_VERSION in testbed/versions.env");
+    let version = std::process::Command::new(ferry_testkit::charts::testbed_binary("registry"))
+        .arg("--version")
+        .output()
+        .expect("registry --version");
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    assert!(
+        version.trim_end().ends_with(&format!(" {pinned}")),
+        "{version}"
+    );
+
+    let state = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testbed/registry");
+    let run = |verb: &str| {
+        let out = std::process::Command::new(script)
+            .arg(verb)
+            .env("FERRY_REGISTRY_STATE", state.path().join("registry"))
+            .output()
+            .expect("running testbed/registry");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "testbed/registry {verb}: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let up = run("up");
+    let addr = up
+        .trim_end()
+        .strip_prefix("export FERRY_REGISTRY=")
+        .unwrap_or_else(|| panic!("unexpected output of up: {up:?}"))
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert!(registry_answers(&addr), "no registry on {addr}");
+    assert_eq!(run("up"), up, "a second up reuses the running registry");
+    run("down");
+    assert!(
+        !registry_answers(&addr),
+        "the registry on {addr} still answers"
+    );
+    assert!(!state.path().join("registry").exists());
+}

@@ -77,6 +77,7 @@ pub fn no_tools() -> Tools {
         kustomize: None,
         timeout: std::time::Duration::from_secs(30),
         max_output: 1 << 20,
+        chart_cache: std::env::temp_dir().join("ferry-render-tests-no-charts"),
     }
 }
 

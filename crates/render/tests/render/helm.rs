@@ -31,6 +31,7 @@ fn chart_is_templated_with_values_namespace_and_crds() {
         values_files: vec!["values-prod.yaml".into()],
         values: Some(json!({"replicas": 4})),
         include_crds: true,
+        ..HelmOptions::default()
     });
     let ms = render(&app.request(), &tools).unwrap();
     assert_eq!(
@@ -125,19 +126,19 @@ fn values_files_must_stay_inside_the_working_copy() {
 }
 
 #[test]
-fn unvendored_dependencies_are_rejected_before_running_helm() {
+fn unvendored_local_dependencies_are_rejected_before_running_helm() {
     let root = tempfile::tempdir().unwrap();
     write(
         root.path(),
         "Chart.yaml",
-        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n  - name: redis\n    version: 1.0.0\n    repository: oci://registry.example/charts\n",
+        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n  - name: common\n    version: 1.0.0\n    repository: file://../common\n",
     );
     let app = App::new(root.path(), "");
     let mut tools = no_tools();
     tools.helm = Some("/nonexistent/helm".into());
     let err = render(&app.request(), &tools).unwrap_err();
     assert!(
-        err.to_string().ends_with(": dependency \"redis\" from oci://registry.example/charts is not vendored in charts/ and fetching remote charts is not supported yet: run `helm dependency build` and commit charts/"),
+        err.to_string().ends_with(": dependency \"common\" is missing from charts/: run `helm dependency build` and commit charts/"),
         "{err}"
     );
 }

@@ -66,6 +66,7 @@ fn helm_gets_its_arguments_and_a_clean_environment() {
         values_files: vec!["values-prod.yaml".into()],
         values: Some(json!({"replicas": 2})),
         include_crds: true,
+        ..HelmOptions::default()
     });
     let ms = render(&app.request(), &tools).unwrap();
     let data = &ms[0].object["data"];
