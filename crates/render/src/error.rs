@@ -57,7 +57,7 @@ pub enum RenderError {
     },
     /// The app directory holds files, but none that a renderer reads.
     #[error(
-        "{}: no manifests (*.yaml, *.yml, *.json, kustomization.yaml or Chart.yaml); found only {}",
+        "{}: no manifests (*.yaml, *.yml, *.json, *.jsonnet, kustomization.yaml or Chart.yaml); found only {}",
         dir.display(),
         found.join(", ")
     )]
