@@ -221,6 +221,7 @@ async fn diff(
     let opts = SyncOptions {
         dry_run: true,
         force: true,
+        hooks: true,
         ..Default::default()
     };
     let report = Sync::new(&cluster, &app.name, &app.spec)
@@ -281,6 +282,7 @@ async fn apply(
     let opts = SyncOptions {
         force,
         wait: wait.map_or(Wait::No, Wait::Until),
+        hooks: true,
         ..Default::default()
     };
     let report = Sync::new(&cluster, &app.name, &app.spec)

@@ -1,5 +1,7 @@
-//! Apply: carry out a plan in stages, then prune and narrow the inventory.
+//! Apply: widen the inventory, write a plan's objects in stages (all at once, or wave by
+//! wave), then prune and narrow the inventory.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use ferry_kube::{Cluster, Inventory};
@@ -14,35 +16,22 @@ use crate::order::{Stage, stage};
 use crate::progress::{Event, Progress};
 use crate::{EngineError, wait};
 
-/// Carries out a plan: stage 1 (CRDs, Namespaces, ClusterRoles) applied and waited
-/// for, discovery refreshed, stage 2 in kind order; only changed objects are written.
-/// The inventory is widened before the first write and narrowed only after prune, so
-/// it never loses track of an object; prune runs only when every apply succeeded.
-/// `cancel` is checked before every write step: a cancelled sync stops before its next
-/// write (the inventory already covers what was written).
-pub(super) async fn apply(
+/// Widens the inventory to the plan's objects (before the first write, so it never
+/// loses track of an object) and creates the destination namespace when asked to.
+pub(super) async fn begin(
     cluster: &Cluster,
     app: &str,
     spec: &AppSpec,
     planned: &Planned,
-    progress: &dyn Progress,
-    cancel: &CancellationToken,
 ) -> Result<(), EngineError> {
-    let check = || match cancel.is_cancelled() {
-        true => Err(EngineError::Cancelled),
-        false => Ok(()),
-    };
-    check()?;
-    let revision = planned.changeset.revision.clone();
-    let desired = planned.desired();
     let mut widened: Vec<ObjectRef> = planned.previous.clone();
-    widened.extend(desired.iter().cloned());
+    widened.extend(planned.desired());
     if !planned.changeset.in_sync() || planned.previous.is_empty() {
         cluster
             .write_inventory(
                 app,
                 &Inventory {
-                    revision: revision.clone(),
+                    revision: planned.changeset.revision.clone(),
                     entries: widened,
                     in_sync: Default::default(),
                 },
@@ -54,12 +43,30 @@ pub(super) async fn apply(
     {
         cluster.ensure_namespace(ns).await?;
     }
+    Ok(())
+}
 
+/// Writes the changed objects among `subjects` (all of the plan's with `None`): stage 1
+/// (CRDs, Namespaces, ClusterRoles) applied and waited for, discovery refreshed, stage 2
+/// in kind order; unchanged objects are not written. `cancel` is checked before every
+/// write step: a cancelled sync stops before its next write.
+pub(super) async fn write(
+    cluster: &Cluster,
+    planned: &Planned,
+    subjects: Option<&HashSet<&ObjectRef>>,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<(), EngineError> {
+    let check = || match cancel.is_cancelled() {
+        true => Err(EngineError::Cancelled),
+        false => Ok(()),
+    };
     let writes: Vec<_> = planned
         .changeset
         .changes
         .iter()
         .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Recreate))
+        .filter(|c| subjects.is_none_or(|s| s.contains(&c.subject)))
         .collect();
     for wanted_stage in [Stage::Cluster, Stage::Resources] {
         let batch: Vec<_> = writes
@@ -120,7 +127,19 @@ pub(super) async fn apply(
         }
     }
 
-    check()?;
+    Ok(())
+}
+
+/// Prunes, then narrows the inventory to the plan's objects (keeping those whose
+/// deletion failed). Runs only when every write succeeded.
+pub(super) async fn finish(
+    cluster: &Cluster,
+    app: &str,
+    planned: &Planned,
+    progress: &dyn Progress,
+) -> Result<(), EngineError> {
+    let revision = planned.changeset.revision.clone();
+    let desired = planned.desired();
     let prune = prune::prune(cluster, planned, progress).await;
     let mut entries = desired.clone();
     let failed = prune
