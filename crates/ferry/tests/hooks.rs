@@ -107,6 +107,14 @@ async fn waves_apply_in_order_each_after_the_previous_is_healthy() {
         "app/last.yaml",
         &annotated_configmap("last", "    ferry.dev/sync-wave: \"1\"\n"),
     );
+    f.repo.write(
+        "app/check.yaml",
+        &job(
+            "generateName: check-",
+            "    ferry.dev/hook: Sync\n    ferry.dev/sync-wave: \"0\"\n",
+            false,
+        ),
+    );
     f.repo.commit("three waves");
 
     let run = f
@@ -161,6 +169,19 @@ async fn waves_apply_in_order_each_after_the_previous_is_healthy() {
         f.inventory(&app).await.expect("inventory").names(),
         ["first", "last", "web"]
     );
+
+    // The Sync hook ran in wave 0, with the Deployment, before wave 1.
+    assert_eq!(cs.hooks.len(), 1, "{:?}", cs.hooks);
+    assert_eq!(
+        (cs.hooks[0].phase, cs.hooks[0].wave, cs.hooks[0].result),
+        (Phase::Sync, 0, RunResult::Succeeded)
+    );
+    let jobs = hook_jobs(&f, &app).await;
+    let check = jobs
+        .get(&cs.hooks[0].subject.name)
+        .expect("the Sync hook's Job");
+    assert!(created(&check.metadata) >= created(&web.metadata));
+    assert!(created(&check.metadata) <= created(&last.metadata));
 
     // A plan lists the waves; all in sync, nothing pending to write.
     f.one_off("diff", &app, "app", &[])
@@ -287,6 +308,10 @@ async fn hooks_run_around_the_sync_with_their_delete_policies() {
             false,
         ),
     );
+    f.repo.write(
+        "app/failed.yaml",
+        &annotated_configmap("sync-failed", "    ferry.dev/hook: SyncFail\n"),
+    );
     f.repo.commit("hooks");
     let ns = f.ns().to_string();
 
@@ -333,6 +358,10 @@ async fn hooks_run_around_the_sync_with_their_delete_policies() {
     assert!(created(&migrate[0].metadata) <= created(&cfg.metadata));
     assert_eq!(migrate[0].labels().get(APP_LABEL), None);
     assert!(!jobs.contains_key("smoke"), "HookSucceeded kept the hook");
+    assert!(
+        f.get::<ConfigMap>("sync-failed").await.is_none(),
+        "a SyncFail hook ran although the sync succeeded"
+    );
     let report = jobs.get("report").expect("the report hook is kept");
     assert!(created(&report.metadata) >= created(&cfg.metadata));
     assert_eq!(
@@ -370,6 +399,28 @@ async fn hooks_run_around_the_sync_with_their_delete_policies() {
         .expect_code(0)
         .expect_stderr("0 to prune");
     assert!(hook_jobs(&f, &app).await.contains_key("report"));
+    f.finish().await;
+}
+
+/// A wave or hook annotation ferry does not understand is bad input: exit 2, one line
+/// naming the file, object and annotation, nothing written.
+#[tokio::test]
+async fn a_bad_annotation_writes_nothing() {
+    let f = Fixture::new("hk-bad").await;
+    let app = f.app("");
+    f.write_configmap("cfg", &[]);
+    f.repo.write(
+        "app/soon.yaml",
+        &annotated_configmap("soon", "    argocd.argoproj.io/sync-wave: soon\n"),
+    );
+    f.repo.commit("bad wave");
+    f.one_off("apply", &app, "app", &[]).await.expect_error(&[
+        "soon.yaml (document 1)",
+        "ConfigMap/soon",
+        "annotation argocd.argoproj.io/sync-wave: \"soon\" is not an integer",
+    ]);
+    assert!(f.get::<ConfigMap>("cfg").await.is_none());
+    assert!(f.inventory(&app).await.is_none());
     f.finish().await;
 }
 
