@@ -402,6 +402,49 @@ async fn hooks_run_around_the_sync_with_their_delete_policies() {
     f.finish().await;
 }
 
+/// With `--create-namespace` the namespace exists before the PreSync hooks run in it.
+#[tokio::test]
+async fn pre_sync_hooks_run_in_the_namespace_the_sync_creates() {
+    let f = Fixture::new("hk-newns").await;
+    let app = f.app("");
+    let ns = format!("{}-new", f.ns());
+    f.delete_later(common::resource("v1", "Namespace", "namespaces"), None, &ns);
+    f.write_configmap("cfg", &[]);
+    f.repo.write(
+        "app/migrate.yaml",
+        &job(
+            "generateName: migrate-",
+            "    ferry.dev/hook: PreSync\n",
+            false,
+        ),
+    );
+    f.repo.commit("hook in a new namespace");
+    let repo = f.repo.path().to_string();
+    f.ferry(&[
+        "apply",
+        &app,
+        "--repo",
+        &repo,
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--create-namespace",
+        "--timeout",
+        "60s",
+    ])
+    .await
+    .expect_code(0)
+    .expect_stderr(&format!("PreSync hook Job/{ns}/migrate-"));
+    let jobs: kube::Api<Job> = kube::Api::namespaced(f.client.clone(), &ns);
+    let listed = jobs
+        .list(&ListParams::default().labels(&format!("{HOOK_LABEL}={app}")))
+        .await
+        .expect("listing Jobs");
+    assert_eq!(listed.items.len(), 1);
+    f.finish().await;
+}
+
 /// A wave or hook annotation ferry does not understand is bad input: exit 2, one line
 /// naming the file, object and annotation, nothing written.
 #[tokio::test]

@@ -16,12 +16,22 @@ use crate::order::{Stage, stage};
 use crate::progress::{Event, Progress};
 use crate::{EngineError, wait};
 
+/// Creates the destination namespace when the app asks for it (before any hook, which
+/// may run in it).
+pub(super) async fn namespace(cluster: &Cluster, spec: &AppSpec) -> Result<(), EngineError> {
+    if spec.destination.create_namespace
+        && let Some(ns) = &spec.destination.namespace
+    {
+        cluster.ensure_namespace(ns).await?;
+    }
+    Ok(())
+}
+
 /// Widens the inventory to the plan's objects (before the first write, so it never
-/// loses track of an object) and creates the destination namespace when asked to.
+/// loses track of an object).
 pub(super) async fn begin(
     cluster: &Cluster,
     app: &str,
-    spec: &AppSpec,
     planned: &Planned,
 ) -> Result<(), EngineError> {
     let mut widened: Vec<ObjectRef> = planned.previous.clone();
@@ -37,11 +47,6 @@ pub(super) async fn begin(
                 },
             )
             .await?;
-    }
-    if spec.destination.create_namespace
-        && let Some(ns) = &spec.destination.namespace
-    {
-        cluster.ensure_namespace(ns).await?;
     }
     Ok(())
 }

@@ -187,11 +187,13 @@ impl Phases<'_> {
     }
 
     async fn steps(&self, steps: &Steps, log: &mut Log) -> Result<(), Failure> {
+        self.check()?;
+        apply::namespace(self.cluster, self.spec).await?;
         for w in &steps.pre_sync {
             self.hooks(Phase::PreSync, w, log).await?;
         }
         self.check()?;
-        apply::begin(self.cluster, self.app, self.spec, self.planned).await?;
+        apply::begin(self.cluster, self.app, self.planned).await?;
         let desired = self.planned.desired();
         let writes: HashSet<&ObjectRef> = self
             .planned
