@@ -152,8 +152,10 @@ impl Phases<'_> {
     /// for a hook or a wave, carrying the ChangeSet as far as it ran.
     pub(super) async fn run(&self) -> Result<Log, EngineError> {
         let steps = steps_of(self.planned, self.hooks);
-        let mut log = listed(self.planned, self.hooks);
-        log.hooks.clear();
+        let mut log = Log {
+            waves: listed(self.planned, self.hooks).waves,
+            hooks: Vec::new(),
+        };
         let failure = match self.steps(&steps, &mut log).await {
             Ok(()) => return Ok(log),
             Err(Failure::Engine(EngineError::Cancelled)) => return Err(EngineError::Cancelled),
