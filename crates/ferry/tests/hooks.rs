@@ -601,7 +601,7 @@ async fn runs(f: &Fixture, app: &str) -> usize {
 }
 
 /// The agent runs hooks on the first sync of a revision and on a manual sync, not when
-/// healing drift; its history shows them.
+/// healing drift nor after a restart; its history shows them.
 #[tokio::test]
 async fn agent_runs_hooks_for_revisions_and_manual_syncs_not_for_self_heal() {
     let f = Fixture::new("hk-agent").await;
@@ -621,7 +621,7 @@ async fn agent_runs_hooks_for_revisions_and_manual_syncs_not_for_self_heal() {
         "2s",
         "",
     )]));
-    let agent = Agent::start(&home, "agent", &[]).await;
+    let mut agent = Agent::start(&home, "agent", &[]).await;
     agent
         .wait_app(&app, "Synced", |s| s["sync"] == "Synced")
         .await;
@@ -677,6 +677,19 @@ async fn agent_runs_hooks_for_revisions_and_manual_syncs_not_for_self_heal() {
     stays(
         "the hook ran once for the revision",
         Duration::from_secs(5),
+        || async { runs(&f, &app).await == 3 },
+    )
+    .await;
+
+    // A restarted agent finds the revision in its history: the hook does not run again.
+    agent.kill();
+    let restarted = Agent::start(&home, "agent", &[]).await;
+    restarted
+        .wait_app(&app, "Synced after the restart", |s| s["sync"] == "Synced")
+        .await;
+    stays(
+        "no hook run by the restart",
+        Duration::from_secs(3),
         || async { runs(&f, &app).await == 3 },
     )
     .await;
