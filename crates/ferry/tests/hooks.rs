@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agent_common::{Agent, AgentHome, WAIT, app_entry, apps_file, eventually, stays};
+use agent_common::{Agent, AgentHome, WAIT, app_entry, apps_file, condition, eventually, stays};
 
 use common::{Fixture, configmap, deployment};
 use ferry_model::hook::HOOK_LABEL;
@@ -693,5 +693,55 @@ async fn agent_runs_hooks_for_revisions_and_manual_syncs_not_for_self_heal() {
         || async { runs(&f, &app).await == 3 },
     )
     .await;
+    f.finish().await;
+}
+
+/// A failed PreSync hook under the agent: nothing applied, the app's Ready condition
+/// names the phase, and the history entry has the failed hook.
+#[tokio::test]
+async fn agent_history_shows_a_failed_hook() {
+    let f = Fixture::new("hk-agfail").await;
+    let app = f.app("");
+    f.write_configmap("cfg", &[]);
+    f.repo.write(
+        "app/migrate.yaml",
+        &job(
+            "name: migrate",
+            "    argocd.argoproj.io/hook: PreSync\n",
+            true,
+        ),
+    );
+    f.repo.commit("failing migration");
+    let home = AgentHome::new(&apps_file(&[app_entry(
+        &app,
+        f.repo.path(),
+        "app",
+        f.ns(),
+        "1h",
+        "",
+    )]));
+    let agent = Agent::start(&home, "agent", &[]).await;
+    let history = agent
+        .wait_history(&app, "a failed sync", |h| {
+            h.iter().any(|e| e["outcome"] == "failed")
+        })
+        .await;
+    let entry = history.iter().find(|e| e["outcome"] == "failed").unwrap();
+    let error = entry["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("PreSync hook Job/") && error.contains("DeadlineExceeded"),
+        "{entry:#}"
+    );
+    let hooks = entry["changeset"]["hooks"].as_array().expect("hooks");
+    assert_eq!(hooks.len(), 1, "{entry:#}");
+    assert_eq!(hooks[0]["phase"], "PreSync");
+    assert_eq!(hooks[0]["result"], "failed");
+    let status = agent.app(&app).await;
+    assert_eq!(
+        condition(&status, "Ready")["reason"],
+        "PreSyncFailed",
+        "{status:#}"
+    );
+    assert!(f.get::<ConfigMap>("cfg").await.is_none(), "cfg was applied");
     f.finish().await;
 }
