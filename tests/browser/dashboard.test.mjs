@@ -3,7 +3,8 @@
 // Starts `ferry agent` (with an operator token) on the test bed for an app with
 // selfHeal: false, drives Chromium through playwright-core and checks, as a user sees it:
 // signing in, the app becoming Synced and Healthy, a live `kubectl scale` showing up as
-// drift with its field manager, Sync healing it, and a rollback to an earlier revision
+// drift with its field manager, Sync healing it (and running the app's PreSync hook,
+// shown in the history timeline), and a rollback to an earlier revision
 // through the history timeline's confirmation dialog. Screenshots go to artifacts/browser/;
 // with FERRY_UPDATE_SCREENSHOT=1 the drift view also replaces docs/dashboard.png.
 //
@@ -119,6 +120,14 @@ metadata:
   name: creds
 stringData:
   password: ${SECRET_VALUE}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  generateName: migrate-
+  annotations:
+    ferry.dev/hook: PreSync
+    ferry.dev/hook-delete-policy: HookSucceeded
 `;
 
 before(async () => {
@@ -255,6 +264,8 @@ test('dashboard: sign in, see the app Synced and Healthy, drift explained, Sync 
     await eventually('2 replicas in the cluster', () => kubectl('-n', NS, 'get', 'deployment', 'web', '-o', 'jsonpath={.spec.replicas}') === '2');
     await page.locator('#tabpanel .insync', { hasText: 'Matches Git' }).waitFor();
     await page.locator('ol.timeline li .tl-meta', { hasText: 'manual' }).first().waitFor();
+    // The manual sync ran the PreSync hook; the timeline shows it with its result.
+    await page.locator('ol.timeline li .tl-hooks li.succeeded', { hasText: /PreSync hook ConfigMap\/migrate-\w+ · succeeded/ }).first().waitFor();
     await shot('04-healed');
   });
 

@@ -503,7 +503,7 @@ async fn report_sync_failure(ctx: &Ctx, name: &str, failure: SyncFailure, attemp
             trigger,
             revision.as_ref(),
             Some(message),
-            Default::default(),
+            error.changeset().cloned().unwrap_or_default(),
         );
         ctx.record.entry(entry).await;
     }
@@ -597,10 +597,13 @@ async fn sync_once(
             trigger,
             history::Trigger::Manual | history::Trigger::Rollback
         );
+    // Hooks run on a manual sync (or rollback) and on the first sync of a revision,
+    // never when healing drift (nor again after a restart at a recorded revision).
+    let hooks = !is_drift && (!new_revision || !ctx.record.recorded(name, &rev.sha).await);
     let mut hold = None;
     let mut drift: Option<Vec<ObjectRef>> = None;
     let gate = |changeset: &ChangeSet| {
-        if changeset.in_sync() {
+        if changeset.in_sync() && changeset.hooks.is_empty() {
             return false;
         }
         if is_drift {
@@ -615,6 +618,7 @@ async fn sync_once(
     let opts = SyncOptions {
         wait: Wait::Observe,
         in_sync: Some(ctx.engine.in_sync.clone()),
+        hooks,
         ..Default::default()
     };
     let result = Sync::new(&ctx.engine.cluster, name, spec)
@@ -633,14 +637,19 @@ async fn sync_once(
     let changeset = report.changeset.clone();
     let drifted = differing(&changeset);
     let mut wrote = false;
-    if changeset.in_sync() && new_revision && !ctx.record.recorded(name, &rev.sha).await {
+    let ran_hooks = report.applied && !changeset.hooks.is_empty();
+    if changeset.in_sync()
+        && !ran_hooks
+        && new_revision
+        && !ctx.record.recorded(name, &rev.sha).await
+    {
         // The cluster already matches a revision the history does not show as applied:
         // a commit that changed no object, or an agent killed between apply and record.
         ctx.record
             .entry(attempt.entry(name, trigger, Some(&rev), None, changeset.clone()))
             .await;
     }
-    if !changeset.in_sync() {
+    if !changeset.in_sync() || ran_hooks {
         if is_drift {
             drift_detected(ctx, name, &drifted).await;
         }

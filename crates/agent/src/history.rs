@@ -237,6 +237,7 @@ mod tests {
                 diff: format!("-replicas: {n}\n+replicas: {}\n", n + 1),
                 reason: None,
             }],
+            ..Default::default()
         };
         Entry {
             id: 0,

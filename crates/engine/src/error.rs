@@ -1,4 +1,4 @@
-use ferry_model::ObjectRef;
+use ferry_model::{ChangeSet, ObjectRef};
 
 /// Why syncing an app failed, with the stage it failed in.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,23 @@ pub enum EngineError {
         /// The discovery error.
         source: ferry_kube::KubeError,
     },
+    /// An annotation declaring a wave or a hook is invalid.
+    #[error(transparent)]
+    Hook(#[from] ferry_plan::hooks::HookError),
+    /// A hook failed or timed out, or a wave did not become healthy: the sync stopped
+    /// there (later waves untouched; SyncFail hooks ran).
+    #[error("{message}")]
+    Stopped {
+        /// The phase that failed: `PreSync`, `Sync` (a wave) or `PostSync`.
+        phase: ferry_model::Phase,
+        /// What failed and why.
+        message: String,
+        /// True when it timed out (a retry may get past it).
+        timed_out: bool,
+        /// The plan, with the hooks and waves as far as they ran (boxed to keep
+        /// `Result`s small).
+        changeset: Box<ChangeSet>,
+    },
     /// Pruning failed for some objects; they stay in the inventory.
     #[error("prune failed for {count} object(s): {first}")]
     Prune {
@@ -114,6 +131,7 @@ impl EngineError {
             EngineError::Prune { .. } | EngineError::Timeout { .. } | EngineError::Cancelled => {
                 true
             }
+            EngineError::Stopped { timed_out, .. } => *timed_out,
             EngineError::AppSet {
                 source: crate::appset::ListError::Io { .. },
                 ..
@@ -122,13 +140,28 @@ impl EngineError {
         }
     }
 
-    /// The stage that failed, for status reasons: Source, Render, Apply or Prune.
+    /// The stage that failed, for status reasons: Source, Render, Apply, Prune, or the
+    /// sync phase that stopped the sync (PreSync, Sync, PostSync).
     pub fn stage(&self) -> &'static str {
         match self {
+            EngineError::Stopped { phase, .. } => match phase {
+                ferry_model::Phase::PreSync => "PreSync",
+                ferry_model::Phase::Sync => "Sync",
+                ferry_model::Phase::PostSync => "PostSync",
+                ferry_model::Phase::SyncFail => "SyncFail",
+            },
             EngineError::Source(_) | EngineError::Spec(_) | EngineError::AppSet { .. } => "Source",
             EngineError::Render(_) | EngineError::EmptyRender { .. } => "Render",
             EngineError::Prune { .. } => "Prune",
             _ => "Apply",
+        }
+    }
+
+    /// The plan of a sync that stopped at a hook or a wave, with what ran.
+    pub fn changeset(&self) -> Option<&ChangeSet> {
+        match self {
+            EngineError::Stopped { changeset, .. } => Some(changeset),
+            _ => None,
         }
     }
 }

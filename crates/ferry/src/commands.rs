@@ -323,6 +323,7 @@ async fn diff(
     let opts = SyncOptions {
         dry_run: true,
         force: true,
+        hooks: true,
         ..Default::default()
     };
     let report = Sync::new(&cluster, &app.name, &app.spec)
@@ -386,6 +387,7 @@ async fn apply(
     let opts = SyncOptions {
         force,
         wait: wait.map_or(Wait::No, Wait::Until),
+        hooks: true,
         ..Default::default()
     };
     let report = Sync::new(&cluster, &app.name, &app.spec)

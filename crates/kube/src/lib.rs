@@ -213,6 +213,33 @@ impl Cluster {
         to_value(applied)
     }
 
+    /// Creates `object` (a POST, not an apply: a `metadata.generateName` gets its name
+    /// from the server) as field manager `ferry`; returns the object as stored.
+    pub async fn create(&self, object: &Value) -> Result<Value, KubeError> {
+        let mut subject = object_ref(object);
+        if subject.name.is_empty()
+            && let Some(prefix) = object
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+        {
+            subject.name = format!("{prefix}*");
+        }
+        let api = self.api(&subject).await?;
+        let typed: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(|e| KubeError::Decode {
+                message: format!("{subject}: {e}"),
+            })?;
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let created = api
+            .create(&params, &typed)
+            .await
+            .map_err(|e| KubeError::from_api(e, "create", &subject))?;
+        to_value(created)
+    }
+
     /// Deletes an object (background propagation). Already gone is not an error.
     pub async fn delete(&self, subject: &ObjectRef) -> Result<(), KubeError> {
         let api = self.api(subject).await?;

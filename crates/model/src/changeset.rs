@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::ObjectRef;
+use crate::{HookRun, ObjectRef, WaveRun};
 
 /// What the engine does (or would do) to one object.
 #[derive(
@@ -100,6 +100,13 @@ pub struct ChangeSet {
     pub revision: String,
     /// Per-object changes, in apply order, prunes last.
     pub changes: Vec<Change>,
+    /// The sync's hooks: those that would run (a plan) or that ran, in run order. Hooks
+    /// are never in `changes`: they do not make an app OutOfSync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookRun>,
+    /// The waves, when there is more than one: planned, or as applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<WaveRun>,
 }
 
 impl ChangeSet {
@@ -145,6 +152,7 @@ mod tests {
             app: "a".into(),
             revision: "abc".into(),
             changes: vec![change(Action::Unchanged), change(Action::Orphan)],
+            ..Default::default()
         };
         assert!(cs.in_sync());
         cs.changes.push(change(Action::Recreate));
@@ -156,5 +164,14 @@ mod tests {
             s.to_string(),
             "0 to create, 1 to update, 1 to prune, 1 unchanged, 1 kept"
         );
+    }
+
+    #[test]
+    fn old_changesets_without_hooks_still_read() {
+        let cs: ChangeSet =
+            serde_json::from_str(r#"{"app":"a","revision":"abc","changes":[]}"#).unwrap();
+        assert!(cs.hooks.is_empty() && cs.waves.is_empty());
+        let json = serde_json::to_string(&cs).unwrap();
+        assert!(!json.contains("hooks") && !json.contains("waves"), "{json}");
     }
 }

@@ -50,17 +50,29 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Validates that `object` has `apiVersion`, `kind` and `metadata.name`.
+    /// Validates that `object` has `apiVersion`, `kind` and `metadata.name`; a hook (an
+    /// object with one of [`crate::hook::HOOK_ANNOTATIONS`]) may have
+    /// `metadata.generateName` instead.
     pub fn new(object: Value, origin: Origin) -> Result<Self, ManifestError> {
         if !object.is_object() {
             return Err(ManifestError::NotAnObject { origin });
         }
-        for (field, value) in [
-            ("apiVersion", object.get("apiVersion")),
-            ("kind", object.get("kind")),
-            ("metadata.name", object.pointer("/metadata/name")),
+        let present = |pointer: &str| {
+            object
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        };
+        let hook = crate::hook::HOOK_ANNOTATIONS
+            .iter()
+            .any(|key| object["metadata"]["annotations"].get(key).is_some());
+        for (field, pointer) in [
+            ("apiVersion", "/apiVersion"),
+            ("kind", "/kind"),
+            ("metadata.name", "/metadata/name"),
         ] {
-            if value.and_then(Value::as_str).is_none_or(str::is_empty) {
+            let generated = field == "metadata.name" && hook && present("/metadata/generateName");
+            if !present(pointer) && !generated {
                 return Err(ManifestError::MissingField { origin, field });
             }
         }
@@ -86,6 +98,12 @@ impl Manifest {
         self.str_at("/metadata/name").unwrap_or_default()
     }
 
+    /// `metadata.generateName`, if set and non-empty (hooks only).
+    pub fn generate_name(&self) -> Option<&str> {
+        self.str_at("/metadata/generateName")
+            .filter(|s| !s.is_empty())
+    }
+
     /// `metadata.namespace`, if set and non-empty.
     pub fn namespace(&self) -> Option<&str> {
         self.str_at("/metadata/namespace").filter(|s| !s.is_empty())
@@ -105,6 +123,12 @@ impl Manifest {
     /// Sets a label, creating `metadata.labels` when needed.
     pub fn set_label(&mut self, key: &str, value: &str) {
         self.map_in_metadata("labels")
+            .insert(key.into(), Value::String(value.into()));
+    }
+
+    /// Sets an annotation, creating `metadata.annotations` when needed.
+    pub fn set_annotation(&mut self, key: &str, value: &str) {
+        self.map_in_metadata("annotations")
             .insert(key.into(), Value::String(value.into()));
     }
 
@@ -169,6 +193,26 @@ mod tests {
             err.to_string(),
             "app/cm.yaml (document 2): object has no metadata.name"
         );
+    }
+
+    #[test]
+    fn only_hooks_may_have_a_generated_name() {
+        let job = |annotations: Value| {
+            json!({"apiVersion": "batch/v1", "kind": "Job",
+                   "metadata": {"generateName": "migrate-", "annotations": annotations}})
+        };
+        for key in crate::hook::HOOK_ANNOTATIONS {
+            let m = Manifest::new(job(json!({key: "PreSync"})), origin()).unwrap();
+            assert_eq!((m.name(), m.generate_name()), ("", Some("migrate-")));
+        }
+        let err = Manifest::new(job(json!({"other": "x"})), origin()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "app/cm.yaml (document 2): object has no metadata.name"
+        );
+        let mut nameless = job(json!({"ferry.dev/hook": "PreSync"}));
+        nameless["metadata"]["generateName"] = json!("");
+        assert!(Manifest::new(nameless, origin()).is_err());
     }
 
     #[test]

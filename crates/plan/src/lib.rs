@@ -5,6 +5,7 @@
 //!
 //! - [`diff`]: normalisation, Secret masking, unified diffs;
 //! - [`order`]: apply and prune order;
+//! - [`hooks`]: sync phases, waves and hooks from annotations (ferry, Argo CD, Helm);
 //! - [`health`]: kstatus-style health of one live object;
 //! - [`plan`]: desired, live and dry-run objects in, a `ChangeSet` out;
 //! - [`preview`]: what moving between two revisions changes, offline;
@@ -18,6 +19,7 @@ pub mod diff;
 pub mod drift;
 pub mod edit;
 pub mod health;
+pub mod hooks;
 pub mod memo;
 pub mod order;
 pub mod plan;

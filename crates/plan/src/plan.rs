@@ -122,6 +122,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<ChangeSet, PlanError> {
         app: app.to_string(),
         revision: revision.to_string(),
         changes: applies,
+        ..Default::default()
     })
 }
 

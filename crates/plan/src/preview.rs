@@ -74,6 +74,7 @@ pub fn compare(app: &str, revision: &str, base: &[Manifest], head: &[Manifest]) 
         app: app.into(),
         revision: revision.into(),
         changes: applies,
+        ..Default::default()
     }
 }
 

@@ -125,10 +125,11 @@ pub fn render(req: &RenderRequest, tools: &Tools) -> Result<Vec<Manifest>, Rende
 }
 
 /// Fails when two manifests describe the same object. Objects without a namespace are
-/// taken to be in `namespace`, where ferry will put them.
+/// taken to be in `namespace`, where ferry will put them. Hooks with a generated name
+/// (no `metadata.name`) are distinct objects each time they run.
 fn check_duplicates(manifests: &[Manifest], namespace: Option<&str>) -> Result<(), RenderError> {
     let mut seen: HashMap<ObjectRef, &Origin> = HashMap::new();
-    for m in manifests {
+    for m in manifests.iter().filter(|m| !m.name().is_empty()) {
         let object = ObjectRef::new(
             m.api_version(),
             m.kind(),
@@ -195,6 +196,23 @@ mod tests {
             err.to_string(),
             "duplicate object ConfigMap/x/a: in a.yaml (document 1) and b.yaml (document 1)"
         );
+    }
+
+    #[test]
+    fn hooks_with_generated_names_are_not_duplicates() {
+        let hook = |file: &str| {
+            Manifest::new(
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+                    "generateName": "migrate-", "namespace": "x",
+                    "annotations": {"ferry.dev/hook": "PreSync"}}}),
+                Origin {
+                    file: file.into(),
+                    doc: 0,
+                },
+            )
+            .unwrap()
+        };
+        assert!(check_duplicates(&[hook("a.yaml"), hook("b.yaml")], None).is_ok());
     }
 
     #[test]

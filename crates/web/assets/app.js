@@ -632,9 +632,21 @@
               onclick: () => rollback(e),
             }, 'Roll back') : null),
           h('div', { class: 'tl-meta' }, `#${e.id} · ${e.trigger} · ${e.outcome} · ${counts} · `, timeEl(e.started_at), ` · ${e.duration_ms} ms`),
-          e.error ? h('div', { class: 'tl-err' }, e.error) : null);
+          e.error ? h('div', { class: 'tl-err' }, e.error) : null,
+          phasesOf(e.changeset));
       });
       put(body, h('ol', { class: 'timeline' }, ...items));
+    }
+
+    // The waves and hooks of one sync: which ran, their result and how long.
+    function phasesOf(cs) {
+      const waves = (cs && cs.waves) || [];
+      const hooks = (cs && cs.hooks) || [];
+      if (!waves.length && !hooks.length) return null;
+      const secs = (ms) => (ms == null ? '' : ` · ${(ms / 1000).toFixed(1)} s`);
+      return h('ul', { class: 'tl-hooks' },
+        ...waves.map((w) => h('li', { class: w.result }, `wave ${w.wave} · ${w.objects} object(s) · ${w.result}${secs(w.duration_ms)}${w.message ? ` · ${w.message}` : ''}`)),
+        ...hooks.map((k) => h('li', { class: k.result }, `${k.phase} hook ${k.subject.kind}/${k.subject.name} · ${k.result}${secs(k.duration_ms)}${k.message ? ` · ${k.message}` : ''}`)));
     }
 
     async function rollback(e) {

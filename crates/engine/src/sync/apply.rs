@@ -1,5 +1,7 @@
-//! Apply: carry out a plan in stages, then prune and narrow the inventory.
+//! Apply: widen the inventory, write a plan's objects in stages (all at once, or wave by
+//! wave), then prune and narrow the inventory.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use ferry_kube::{Cluster, Inventory};
@@ -14,17 +16,49 @@ use crate::order::{Stage, stage};
 use crate::progress::{Event, Progress};
 use crate::{EngineError, wait};
 
-/// Carries out a plan: stage 1 (CRDs, Namespaces, ClusterRoles) applied and waited
-/// for, discovery refreshed, stage 2 in kind order; only changed objects are written.
-/// The inventory is widened before the first write and narrowed only after prune, so
-/// it never loses track of an object; prune runs only when every apply succeeded.
-/// `cancel` is checked before every write step: a cancelled sync stops before its next
-/// write (the inventory already covers what was written).
-pub(super) async fn apply(
+/// Creates the destination namespace when the app asks for it (before any hook, which
+/// may run in it).
+pub(super) async fn namespace(cluster: &Cluster, spec: &AppSpec) -> Result<(), EngineError> {
+    if spec.destination.create_namespace
+        && let Some(ns) = &spec.destination.namespace
+    {
+        cluster.ensure_namespace(ns).await?;
+    }
+    Ok(())
+}
+
+/// Widens the inventory to the plan's objects (before the first write, so it never
+/// loses track of an object).
+pub(super) async fn begin(
     cluster: &Cluster,
     app: &str,
-    spec: &AppSpec,
     planned: &Planned,
+) -> Result<(), EngineError> {
+    let mut widened: Vec<ObjectRef> = planned.previous.clone();
+    widened.extend(planned.desired());
+    if !planned.changeset.in_sync() || planned.previous.is_empty() {
+        cluster
+            .write_inventory(
+                app,
+                &Inventory {
+                    revision: planned.changeset.revision.clone(),
+                    entries: widened,
+                    in_sync: Default::default(),
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes the changed objects among `subjects` (all of the plan's with `None`): stage 1
+/// (CRDs, Namespaces, ClusterRoles) applied and waited for, discovery refreshed, stage 2
+/// in kind order; unchanged objects are not written. `cancel` is checked before every
+/// write step: a cancelled sync stops before its next write.
+pub(super) async fn write(
+    cluster: &Cluster,
+    planned: &Planned,
+    subjects: Option<&HashSet<&ObjectRef>>,
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<(), EngineError> {
@@ -32,34 +66,12 @@ pub(super) async fn apply(
         true => Err(EngineError::Cancelled),
         false => Ok(()),
     };
-    check()?;
-    let revision = planned.changeset.revision.clone();
-    let desired = planned.desired();
-    let mut widened: Vec<ObjectRef> = planned.previous.clone();
-    widened.extend(desired.iter().cloned());
-    if !planned.changeset.in_sync() || planned.previous.is_empty() {
-        cluster
-            .write_inventory(
-                app,
-                &Inventory {
-                    revision: revision.clone(),
-                    entries: widened,
-                    in_sync: Default::default(),
-                },
-            )
-            .await?;
-    }
-    if spec.destination.create_namespace
-        && let Some(ns) = &spec.destination.namespace
-    {
-        cluster.ensure_namespace(ns).await?;
-    }
-
     let writes: Vec<_> = planned
         .changeset
         .changes
         .iter()
         .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Recreate))
+        .filter(|c| subjects.is_none_or(|s| s.contains(&c.subject)))
         .collect();
     for wanted_stage in [Stage::Cluster, Stage::Resources] {
         let batch: Vec<_> = writes
@@ -120,7 +132,19 @@ pub(super) async fn apply(
         }
     }
 
-    check()?;
+    Ok(())
+}
+
+/// Prunes, then narrows the inventory to the plan's objects (keeping those whose
+/// deletion failed). Runs only when every write succeeded.
+pub(super) async fn finish(
+    cluster: &Cluster,
+    app: &str,
+    planned: &Planned,
+    progress: &dyn Progress,
+) -> Result<(), EngineError> {
+    let revision = planned.changeset.revision.clone();
+    let desired = planned.desired();
     let prune = prune::prune(cluster, planned, progress).await;
     let mut entries = desired.clone();
     let failed = prune

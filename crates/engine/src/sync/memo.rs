@@ -90,6 +90,7 @@ mod tests {
             app: "app".into(),
             revision: "r".into(),
             changes: vec![a.clone(), b.clone()],
+            ..Default::default()
         };
         let seen = HashMap::from([
             (a.subject.clone(), known(1, 10)),

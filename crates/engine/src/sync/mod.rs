@@ -5,17 +5,19 @@
 //!
 //! One file per verb, as in Flux's `ssa` package: [`plan`] (GET/LIST + dry-run, writes
 //! nothing), [`apply`] (staged writes, inventory widened first), [`prune`] (deletions,
-//! inventory narrowed last), [`memo`] (which dry-runs a plan may skip).
+//! inventory narrowed last), [`memo`] (which dry-runs a plan may skip), [`phases`]
+//! (PreSync hooks, waves with their Sync hooks, PostSync and SyncFail hooks).
 
 mod apply;
 mod memo;
+mod phases;
 mod plan;
 mod prune;
 
 use std::time::Duration;
 
 use ferry_kube::Cluster;
-use ferry_model::{AppSpec, ChangeSet, ObjectRef};
+use ferry_model::{AppSpec, ChangeSet, ObjectRef, parse_duration};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +31,10 @@ use crate::wait::{self, WaitReport};
 
 /// How many API requests one app keeps in flight.
 const CONCURRENCY: usize = 16;
+
+/// How long one wave or one wave of hooks may take when neither the sync's wait nor the
+/// app's `wait.timeout` says.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What to do about health once the cluster matches the plan.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +64,9 @@ pub struct SyncOptions {
     pub cancel: CancellationToken,
     /// The whole sync must end by then, else [`EngineError::Timeout`].
     pub deadline: Option<Instant>,
+    /// Run the app's hooks (PreSync, Sync, PostSync, SyncFail) and list them in the
+    /// ChangeSet; off, hooks are neither run nor listed (the agent healing drift).
+    pub hooks: bool,
 }
 
 /// What [`Sync::run`] found and did.
@@ -91,9 +100,10 @@ impl<'a> Sync<'a> {
     }
 
     /// Plans `rendered` against the cluster and, unless `opts.dry_run`, applies the plan
-    /// (staged server-side apply, prune, inventory), then observes or waits for health.
-    /// A render with no objects for an app whose inventory holds some is refused
-    /// ([`EngineError::EmptyRender`]) unless the app sets `allowEmpty`.
+    /// (PreSync hooks; staged server-side apply wave by wave, each wave's Sync hooks;
+    /// prune, inventory; PostSync hooks), then observes or waits for health.
+    /// A render with no objects (hooks aside) for an app whose inventory holds some is
+    /// refused ([`EngineError::EmptyRender`]) unless the app sets `allowEmpty`.
     pub async fn run(
         &self,
         rendered: &Rendered,
@@ -133,26 +143,38 @@ impl<'a> Sync<'a> {
         progress: &dyn Progress,
         gate: impl FnOnce(&ChangeSet) -> bool,
     ) -> Result<SyncReport, EngineError> {
-        let planned = plan::plan(self.cluster, self.app, self.spec, rendered, opts).await?;
-        if rendered.manifests.is_empty() && !planned.previous.is_empty() && !self.spec.allow_empty {
+        let mut planned = plan::plan(self.cluster, self.app, self.spec, rendered, opts).await?;
+        if planned.manifests.is_empty() && !planned.previous.is_empty() && !self.spec.allow_empty {
             return Err(EngineError::EmptyRender {
                 app: self.app.to_string(),
                 revision: rendered.revision.short_sha().to_string(),
                 inventoried: planned.previous.len(),
             });
         }
+        let plan_log = phases::listed(&planned, opts.hooks);
+        planned.changeset.hooks = plan_log.hooks;
+        planned.changeset.waves = plan_log.waves;
         let objects = planned.desired();
         let applied = !opts.dry_run && gate(&planned.changeset);
         if applied {
-            apply::apply(
-                self.cluster,
-                self.app,
-                self.spec,
-                &planned,
+            let timeout = match opts.wait {
+                Wait::Until(timeout) => timeout,
+                _ => parse_duration(&self.spec.wait.timeout).unwrap_or(PHASE_TIMEOUT),
+            };
+            let log = phases::Phases {
+                cluster: self.cluster,
+                app: self.app,
+                spec: self.spec,
+                planned: &planned,
                 progress,
-                &opts.cancel,
-            )
+                cancel: &opts.cancel,
+                hooks: opts.hooks,
+                timeout,
+            }
+            .run()
             .await?;
+            planned.changeset.hooks = log.hooks;
+            planned.changeset.waves = log.waves;
             progress.event(Event::Phase(format!(
                 "applied: {}",
                 planned.changeset.summary()
@@ -185,8 +207,16 @@ impl<'a> Sync<'a> {
         rendered: &Rendered,
         subject: &ObjectRef,
     ) -> Result<Option<Value>, EngineError> {
-        let prepared =
-            plan::prepare(self.cluster, self.app, self.spec, &rendered.manifests).await?;
+        let resources = plan::split(&rendered.manifests)?.resources;
+        let prepared = plan::prepare(
+            self.cluster,
+            self.app,
+            self.spec,
+            &resources,
+            &rendered.manifests,
+            false,
+        )
+        .await?;
         Ok(prepared
             .into_iter()
             .map(|(m, _)| m)

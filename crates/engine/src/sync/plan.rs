@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use ferry_kube::{Cluster, KubeError};
+use ferry_model::hook::{HOOK_LABEL, HOOK_TEMPLATE_ANNOTATION};
 use ferry_model::{APP_LABEL, Action, AppSpec, ChangeSet, Manifest, ObjectRef};
+use ferry_plan::hooks::{Hook, Role, classify};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
@@ -29,6 +31,23 @@ pub(super) struct Planned {
     pub in_sync: InSync,
     /// Whether the inventory keeps `in_sync` (push mode; the agent keeps it in memory).
     pub keep: bool,
+    /// Each desired object's wave.
+    pub waves: HashMap<ObjectRef, i32>,
+    /// The hooks, as ferry would create them.
+    pub hooks: Vec<PlannedHook>,
+}
+
+/// A hook as ferry creates it: namespace defaulted, labelled [`HOOK_LABEL`] (not
+/// [`APP_LABEL`]: hooks are not inventoried, pruned or watched) and annotated with its
+/// template.
+#[derive(Clone, Debug)]
+pub(super) struct PlannedHook {
+    /// The object to create.
+    pub manifest: Manifest,
+    /// When it runs and is deleted.
+    pub hook: Hook,
+    /// The hook as in Git, named by its name or its generateName.
+    pub template: ObjectRef,
 }
 
 impl Planned {
@@ -43,16 +62,46 @@ impl Planned {
     }
 }
 
+/// Rendered manifests split by [`classify`]; objects never applied are left out.
+#[derive(Default)]
+pub(super) struct Split {
+    /// The resources.
+    pub resources: Vec<Manifest>,
+    /// Their waves, one per resource.
+    pub waves: Vec<i32>,
+    /// The hooks.
+    pub hooks: Vec<(Manifest, Hook)>,
+}
+
+/// Splits rendered manifests into resources (with their waves) and hooks.
+pub(super) fn split(manifests: &[Manifest]) -> Result<Split, EngineError> {
+    let mut out = Split::default();
+    for m in manifests {
+        match classify(m)? {
+            Role::Resource { wave } => {
+                out.resources.push(m.clone());
+                out.waves.push(wave);
+            }
+            Role::Hook(hook) => out.hooks.push((m.clone(), hook)),
+            Role::Skip => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Rendered manifests as ferry applies them: namespace defaulted (or cleared for
-/// cluster-scoped kinds), ownership label set, kinds checked. The flag is false for a
-/// kind the cluster does not serve yet but a CRD among the manifests defines.
+/// cluster-scoped kinds), ownership label set (the hook labels for `hooks`), kinds
+/// checked. The flag is false for a kind the cluster does not serve yet but a CRD among
+/// `all` (the app's manifests) defines.
 pub(super) async fn prepare(
     cluster: &Cluster,
     app: &str,
     spec: &AppSpec,
     manifests: &[Manifest],
+    all: &[Manifest],
+    hooks: bool,
 ) -> Result<Vec<(Manifest, bool)>, EngineError> {
-    let crd_scopes = crd_scopes(manifests);
+    let crd_scopes = crd_scopes(all);
     let mut out = Vec::with_capacity(manifests.len());
     for m in manifests {
         let mut m = m.clone();
@@ -62,7 +111,7 @@ pub(super) async fn prepare(
                 let group = m.api_version().split_once('/').map_or("", |(g, _)| g);
                 match crd_scopes.get(&(group.to_string(), m.kind().to_string())) {
                     Some(namespaced) => {
-                        out.push((finish(m, *namespaced, spec, app)?, false));
+                        out.push((finish(m, *namespaced, spec, app, hooks)?, false));
                         continue;
                     }
                     None => {
@@ -77,7 +126,7 @@ pub(super) async fn prepare(
             Err(e) => return Err(e.into()),
         };
         if let Some(namespaced) = known {
-            m = finish(m, namespaced, spec, app)?;
+            m = finish(m, namespaced, spec, app, hooks)?;
         }
         out.push((m, true));
     }
@@ -89,6 +138,7 @@ fn finish(
     namespaced: bool,
     spec: &AppSpec,
     app: &str,
+    hook: bool,
 ) -> Result<Manifest, EngineError> {
     if namespaced {
         if m.namespace().is_none() {
@@ -105,8 +155,22 @@ fn finish(
     } else {
         m.clear_namespace();
     }
-    m.set_label(APP_LABEL, app);
+    if hook {
+        m.set_label(HOOK_LABEL, app);
+        m.set_annotation(HOOK_TEMPLATE_ANNOTATION, &template(&m).to_string());
+    } else {
+        m.set_label(APP_LABEL, app);
+    }
     Ok(m)
+}
+
+/// A hook's reference as in Git: named by its name, or else its generateName.
+pub(super) fn template(m: &Manifest) -> ObjectRef {
+    let mut subject = m.object_ref();
+    if subject.name.is_empty() {
+        subject.name = m.generate_name().unwrap_or_default().to_string();
+    }
+    subject
 }
 
 /// (group, kind) → namespaced, for CRDs defined in the same set of manifests.
@@ -176,7 +240,35 @@ pub(super) async fn plan(
     rendered: &Rendered,
     opts: &SyncOptions,
 ) -> Result<Planned, EngineError> {
-    let prepared = prepare(cluster, app, spec, &rendered.manifests).await?;
+    let Split {
+        resources,
+        waves: resource_waves,
+        hooks,
+    } = split(&rendered.manifests)?;
+    let prepared = prepare(cluster, app, spec, &resources, &rendered.manifests, false).await?;
+    let waves: HashMap<ObjectRef, i32> = prepared
+        .iter()
+        .zip(resource_waves)
+        .map(|((m, _), wave)| (m.object_ref(), wave))
+        .collect();
+    let (hook_manifests, hook_specs): (Vec<Manifest>, Vec<Hook>) = hooks.into_iter().unzip();
+    let hooks = prepare(
+        cluster,
+        app,
+        spec,
+        &hook_manifests,
+        &rendered.manifests,
+        true,
+    )
+    .await?
+    .into_iter()
+    .zip(hook_specs)
+    .map(|((manifest, _), hook)| PlannedHook {
+        template: template(&manifest),
+        manifest,
+        hook,
+    })
+    .collect();
     let inventory = cluster.read_inventory(app).await?.unwrap_or_default();
     let previous = inventory.entries;
     let (in_sync, keep) = match &opts.in_sync {
@@ -186,8 +278,7 @@ pub(super) async fn plan(
     let in_sync = &in_sync;
 
     // Namespaces this sync creates: a dry-run in them answers 404 until then.
-    let mut creates_namespace: HashSet<&str> = rendered
-        .manifests
+    let mut creates_namespace: HashSet<&str> = resources
         .iter()
         .filter(|m| m.kind() == "Namespace" && m.api_version() == "v1")
         .map(|m| m.name())
@@ -332,5 +423,7 @@ pub(super) async fn plan(
         previous,
         in_sync: in_sync.clone(),
         keep,
+        waves,
+        hooks,
     })
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use anyhow::Result;
 use ferry_engine::diff::colorize;
 use ferry_engine::progress::{Event, Progress};
-use ferry_model::{Action, ChangeSet};
+use ferry_model::{Action, ChangeSet, RunResult};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::Output;
@@ -48,6 +48,27 @@ impl ChangeSetView<'_> {
                 }
             }
         }
+        for wave in &self.0.waves {
+            let mut line = format!("wave {}: {} object(s)", wave.wave, wave.objects);
+            if wave.result != RunResult::Pending {
+                line.push_str(&format!(" {}", result(wave.result, wave.duration_ms)));
+            }
+            if let Some(message) = &wave.message {
+                line.push_str(&format!(": {message}"));
+            }
+            outln!("{line}");
+        }
+        for hook in &self.0.hooks {
+            let mut line = format!("hook {} {} (wave {})", hook.phase, hook.subject, hook.wave);
+            match hook.result {
+                RunResult::Pending => line.push_str(": would run"),
+                r => line.push_str(&format!(": {}", result(r, hook.duration_ms))),
+            }
+            if let Some(message) = &hook.message {
+                line.push_str(&format!(": {message}"));
+            }
+            outln!("{line}");
+        }
         let summary = self.0.summary();
         if self.0.in_sync() {
             outln!("{}: in sync ({summary})", self.0.app);
@@ -55,6 +76,19 @@ impl ChangeSetView<'_> {
             outln!("{}: {summary}", self.0.app);
         }
         Ok(())
+    }
+}
+
+/// A hook's or a wave's result with its duration, e.g. `succeeded in 1.2 s`.
+fn result(result: RunResult, duration_ms: Option<u64>) -> String {
+    let word = match result {
+        RunResult::Pending => "not run",
+        RunResult::Succeeded => "succeeded",
+        RunResult::Failed => "failed",
+    };
+    match duration_ms {
+        Some(ms) => format!("{word} in {:.1} s", ms as f64 / 1000.0),
+        None => word.to_string(),
     }
 }
 
