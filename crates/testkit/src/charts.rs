@@ -25,27 +25,35 @@ const HELM_TIMEOUT: Duration = Duration::from_secs(60);
 ///
 /// When there is none: run `testbed/build.sh`.
 pub fn testbed_binary(name: &str) -> PathBuf {
-    let found = if let Some(bin) = std::env::var_os("FERRY_TESTBED_BIN") {
-        Some(Path::new(&bin).join(name)).filter(|p| p.is_file())
+    let found = if std::env::var_os("FERRY_TESTBED_BIN").is_some() {
+        pinned_testbed_binary(name)
     } else {
         let on_path = std::env::var_os("PATH").and_then(|path| {
             std::env::split_paths(&path)
                 .map(|dir| dir.join(name))
                 .find(|p| p.is_file())
         });
-        on_path.or_else(|| {
-            let cache = std::env::var_os("FERRY_CACHE")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/ferry")))?;
-            std::fs::read_dir(cache.join("testbed"))
-                .ok()?
-                .flatten()
-                .map(|entry| entry.path().join("bin").join(name))
-                .filter(|path| path.is_file())
-                .max_by_key(|path| path.metadata().and_then(|m| m.modified()).ok())
-        })
+        on_path.or_else(|| pinned_testbed_binary(name))
     };
     found.unwrap_or_else(|| panic!("the test bed's {name} is missing: run testbed/build.sh"))
+}
+
+/// The test bed's own build of a binary, never one found on `PATH`:
+/// `$FERRY_TESTBED_BIN/<name>`, else the newest
+/// `${FERRY_CACHE:-~/.cache/ferry}/testbed/*/bin/<name>`.
+pub fn pinned_testbed_binary(name: &str) -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("FERRY_TESTBED_BIN") {
+        return Some(Path::new(&bin).join(name)).filter(|p| p.is_file());
+    }
+    let cache = std::env::var_os("FERRY_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/ferry")))?;
+    std::fs::read_dir(cache.join("testbed"))
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path().join("bin").join(name))
+        .filter(|path| path.is_file())
+        .max_by_key(|path| path.metadata().and_then(|m| m.modified()).ok())
 }
 
 /// Runs `helm args…` with `HOME` (and so Helm's homes) in `home`, under [`HELM_TIMEOUT`].

@@ -90,28 +90,12 @@ pub fn real_tools() -> Tools {
         ("FERRY_KUSTOMIZE", "kustomize", &mut tools.kustomize),
     ] {
         if std::env::var_os(var).is_none()
-            && let Some(found) = testbed_binary(name)
+            && let Some(found) = ferry_testkit::charts::pinned_testbed_binary(name)
         {
             *slot = Some(found);
         }
     }
     tools
-}
-
-fn testbed_binary(name: &str) -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("FERRY_TESTBED_BIN") {
-        let path = Path::new(&bin).join(name);
-        return path.is_file().then_some(path);
-    }
-    let cache = std::env::var_os("FERRY_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/ferry")))?;
-    std::fs::read_dir(cache.join("testbed"))
-        .ok()?
-        .flatten()
-        .map(|entry| entry.path().join("bin").join(name))
-        .filter(|path| path.is_file())
-        .max_by_key(|path| path.metadata().and_then(|m| m.modified()).ok())
 }
 
 /// Whether the test can go on with `binary`. A missing binary fails the test under
