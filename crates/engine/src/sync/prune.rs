@@ -52,6 +52,8 @@ pub(super) async fn remove(
     progress: &dyn Progress,
 ) -> Result<usize, EngineError> {
     let Some(inventory) = cluster.read_inventory(app).await? else {
+        // Shards a crash left behind the head's deletion go too.
+        cluster.delete_inventory(app).await?;
         return Ok(0);
     };
     let mut entries = inventory.entries.clone();
