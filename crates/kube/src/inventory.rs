@@ -530,11 +530,11 @@ impl Cluster {
         let generation = self.read_head(app).await?.map_or(0, |h| h.generation()) + 1;
         let sharded = encoded.parts.len() > 1;
         if sharded {
-            stream::iter(encoded.parts.iter().enumerate())
-                .map(|(index, part)| {
-                    let shard = shard_config_map(app, generation, index, part);
-                    async move { self.apply_config_map(&shard).await }
-                })
+            let shards: Vec<ConfigMap> = (encoded.parts.iter().enumerate())
+                .map(|(index, part)| shard_config_map(app, generation, index, part))
+                .collect();
+            stream::iter(shards)
+                .map(|shard| async move { self.apply_config_map(&shard).await })
                 .buffer_unordered(SHARD_CONCURRENCY)
                 .try_collect::<()>()
                 .await?;

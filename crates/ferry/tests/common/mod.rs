@@ -365,20 +365,31 @@ impl Fixture {
         names
     }
 
-    /// An app's inventory, if ferry wrote one.
+    /// An app's inventory, if ferry wrote one (read as ferry reads it, in any format).
     pub async fn inventory(&self, app: &str) -> Option<StoredInventory> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), SYSTEM_NAMESPACE);
-        let cm = api
+        let head = api
             .get_opt(&format!("ferry-inventory-{app}"))
             .await
             .expect("reading the inventory")?;
-        let data = cm.data.unwrap_or_default();
+        let inv = self
+            .cluster()
+            .await
+            .read_inventory(app)
+            .await
+            .expect("decoding the inventory")?;
         Some(StoredInventory {
-            resource_version: cm.metadata.resource_version.unwrap_or_default(),
-            revision: data.get("revision").cloned().unwrap_or_default(),
-            entries: serde_json::from_str(data.get("entries").map_or("[]", String::as_str))
-                .expect("inventory entries are JSON object references"),
+            resource_version: head.metadata.resource_version.unwrap_or_default(),
+            revision: inv.revision,
+            entries: inv.entries,
         })
+    }
+
+    /// The test bed as ferry's library sees it.
+    pub async fn cluster(&self) -> ferry_kube::Cluster {
+        ferry_kube::Cluster::from_client(self.client.clone(), "the test bed".into())
+            .await
+            .expect("discovery on the test bed")
     }
 
     /// Writes a kubeconfig into a temporary file of the fixture's lifetime.
