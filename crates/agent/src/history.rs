@@ -161,7 +161,11 @@ impl History {
     /// Counts corrupt entries, from now on, in `counter` (the agent's
     /// `ferry_history_corrupt_entries_total`); each entry counts once.
     pub fn count_corrupt_entries(self, counter: Counter) -> Self {
-        *self.corrupt.counter.lock().unwrap_or_else(|e| e.into_inner()) = counter;
+        *self
+            .corrupt
+            .counter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = counter;
         self
     }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::Fixture;
 use ferry_kube::Inventory;
@@ -17,6 +17,9 @@ use serde_json::json;
 /// ConfigMaps of the big app, and the files they are spread over.
 const OBJECTS: usize = 20_000;
 const FILES: usize = 20;
+/// How long one `ferry apply` of the big app may take: the first one, 20,000 dry-runs
+/// and 20,000 writes, takes about three and a half minutes on the test bed.
+const LARGE_RUN: Duration = Duration::from_secs(420);
 
 fn config_map_name(i: usize) -> String {
     format!("cm-{i:05}")
@@ -29,7 +32,11 @@ async fn shards(f: &Fixture, app: &str) -> Vec<String> {
         .list(&ListParams::default().labels(&format!("ferry.dev/inventory={app}")))
         .await
         .expect("listing inventory shards");
-    let mut names: Vec<String> = list.items.into_iter().filter_map(|c| c.metadata.name).collect();
+    let mut names: Vec<String> = list
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
     names.sort();
     names
 }
@@ -57,7 +64,7 @@ async fn an_app_of_twenty_thousand_objects_applies_re_applies_and_prunes_half() 
     let first = f.repo.commit("20,000 ConfigMaps");
 
     let start = Instant::now();
-    f.one_off("apply", &app, "app", &["--no-wait"])
+    f.one_off_within(LARGE_RUN, "apply", &app, "app", &["--no-wait"])
         .await
         .expect_code(0)
         .expect_stderr(&format!(
@@ -75,11 +82,17 @@ async fn an_app_of_twenty_thousand_objects_applies_re_applies_and_prunes_half() 
         sharded.len() >= 2,
         "entries and memo of {OBJECTS} objects need shards: {sharded:?}"
     );
-    let memo = f.cluster().await.read_inventory(&app).await.unwrap().unwrap();
+    let memo = f
+        .cluster()
+        .await
+        .read_inventory(&app)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(memo.in_sync.len(), OBJECTS, "the memo is kept");
 
     let start = Instant::now();
-    f.one_off("apply", &app, "app", &["--no-wait"])
+    f.one_off_within(LARGE_RUN, "apply", &app, "app", &["--no-wait"])
         .await
         .expect_code(0)
         .expect_stderr(&format!(
@@ -98,7 +111,7 @@ async fn an_app_of_twenty_thousand_objects_applies_re_applies_and_prunes_half() 
     }
     let second = f.repo.commit("remove half");
     let start = Instant::now();
-    f.one_off("apply", &app, "app", &["--no-wait"])
+    f.one_off_within(LARGE_RUN, "apply", &app, "app", &["--no-wait"])
         .await
         .expect_code(0)
         .expect_stderr(&format!(
@@ -278,7 +291,10 @@ async fn shards_a_crashed_write_leaves_are_ignored_then_deleted() {
 
     cluster.write_inventory(&app, &big).await.unwrap();
     let third = shards(&f, &app).await;
-    assert!(third.len() >= 2 && third.iter().all(|s| !first.contains(s)), "{third:?}");
+    assert!(
+        third.len() >= 2 && third.iter().all(|s| !first.contains(s)),
+        "{third:?}"
+    );
     cluster.delete_inventory(&app).await.unwrap();
     assert!(cluster.read_inventory(&app).await.unwrap().is_none());
     assert_eq!(shards(&f, &app).await, Vec::<String>::new());

@@ -132,9 +132,10 @@ fn compress(
     in_sync: Option<&BTreeMap<String, Known>>,
     layout: Layout,
 ) -> Result<Vec<Vec<u8>>, KubeError> {
-    let json = serde_json::to_vec(&Payload { entries, in_sync }).map_err(|e| KubeError::Decode {
-        message: format!("encoding the inventory: {e}"),
-    })?;
+    let json =
+        serde_json::to_vec(&Payload { entries, in_sync }).map_err(|e| KubeError::Decode {
+            message: format!("encoding the inventory: {e}"),
+        })?;
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
     let compressed = gz
         .write_all(&json)
@@ -329,12 +330,7 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn head_config_map(
-    app: &str,
-    inv: &Inventory,
-    generation: u64,
-    encoded: &Encoded,
-) -> ConfigMap {
+fn head_config_map(app: &str, inv: &Inventory, generation: u64, encoded: &Encoded) -> ConfigMap {
     let sharded = encoded.parts.len() > 1;
     let data = BTreeMap::from([
         ("app".to_string(), app.to_string()),
@@ -679,7 +675,10 @@ mod tests {
         let err = parse_head(head(&[("format", "3"), ("generation", "x")]), &subject())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("ferry-inventory-web") && err.contains("generation"), "{err}");
+        assert!(
+            err.contains("ferry-inventory-web") && err.contains("generation"),
+            "{err}"
+        );
         let err = parse_head(
             head(&[("format", "3"), ("generation", "1"), ("shards", "0")]),
             &subject(),
@@ -757,10 +756,14 @@ mod tests {
         assert!(roomy.parts.len() > 10, "{}", roomy.parts.len());
         assert_eq!(round_trip(&roomy).1, inv.in_sync);
 
-        let entries_only = compress(&inv.entries, None, Layout {
-            part_bytes: 4096,
-            max_parts: 1000,
-        })
+        let entries_only = compress(
+            &inv.entries,
+            None,
+            Layout {
+                part_bytes: 4096,
+                max_parts: 1000,
+            },
+        )
         .unwrap()
         .len();
         let tight = parts(Layout {
@@ -805,18 +808,26 @@ mod tests {
 
     #[test]
     fn mixed_parts_fail_the_gzip_check() {
-        let a = encode("big", &big(3_000), Layout {
-            part_bytes: 8192,
-            max_parts: 1000,
-        })
+        let a = encode(
+            "big",
+            &big(3_000),
+            Layout {
+                part_bytes: 8192,
+                max_parts: 1000,
+            },
+        )
         .unwrap();
         let mut other = big(3_000);
         other.revision = "def".into();
         other.in_sync.values_mut().for_each(|k| *k = known(9));
-        let b = encode("big", &other, Layout {
-            part_bytes: 8192,
-            max_parts: 1000,
-        })
+        let b = encode(
+            "big",
+            &other,
+            Layout {
+                part_bytes: 8192,
+                max_parts: 1000,
+            },
+        )
         .unwrap();
         let mut mixed = a.parts.clone();
         mixed[1] = b.parts[1].clone();
