@@ -6,14 +6,24 @@
 //! single durable transaction: after it returns, the entry survives `SIGKILL` and
 //! power loss, and a crash mid-write leaves the previous state intact.
 //!
+//! The history is a record, not the state the agent acts on, so damage costs history
+//! only: a database file redb finds corrupt is moved aside to
+//! `history.redb.corrupt-<UTC timestamp>` (with a warning naming both paths) and a fresh
+//! one is started; an entry that does not decode is skipped when listing an app's
+//! history, logged once and counted in the counter given to
+//! [`History::count_corrupt_entries`] (`ferry_history_corrupt_entries_total`).
+//!
 //! The calls block on disk I/O (an `fsync` per record); call them from
 //! `spawn_blocking` or accept a few milliseconds of blocking.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use ferry_api::{HistoryEntry as Entry, Outcome, Trigger};
+use prometheus_client::metrics::counter::Counter;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tracing::warn;
 
 /// Most entries kept per app; recording one more removes the oldest.
 pub const MAX_PER_APP: usize = 200;
@@ -34,6 +44,16 @@ pub enum HistoryError {
     Dir {
         /// The directory.
         path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A corrupt database file could not be moved aside.
+    #[error("moving the corrupt history database {path} aside to {aside}: {source}")]
+    MoveAside {
+        /// The database file.
+        path: PathBuf,
+        /// Where it was to go.
+        aside: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
@@ -70,10 +90,33 @@ from_redb!(
     redb::CommitError
 );
 
+impl HistoryError {
+    /// Whether the database file itself is damaged (not merely busy or unreachable).
+    fn is_corrupt_file(&self) -> bool {
+        let storage = match self {
+            Self::Db(redb::Error::Corrupted(_)) => return true,
+            Self::Db(redb::Error::Io(e)) => e,
+            _ => return false,
+        };
+        matches!(
+            storage.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+        )
+    }
+}
+
 /// The sync history store. Cheap to clone; clones share one database.
 #[derive(Clone)]
 pub struct History {
     db: Arc<Database>,
+    corrupt: Arc<Corrupt>,
+}
+
+/// The corrupt entries found so far, each counted once.
+#[derive(Default)]
+struct Corrupt {
+    ids: Mutex<BTreeSet<u64>>,
+    counter: Mutex<Counter>,
 }
 
 impl std::fmt::Debug for History {
@@ -84,19 +127,64 @@ impl std::fmt::Debug for History {
 
 impl History {
     /// Opens (or creates) `dir/history.redb`, creating `dir` when missing. A database
-    /// left by a crashed process is repaired on open. Only one process may have it open.
+    /// left by a crashed process is repaired on open; a corrupt one is moved aside and a
+    /// fresh one started. Only one process may have it open.
     pub fn open(dir: &Path) -> Result<Self, HistoryError> {
         std::fs::create_dir_all(dir).map_err(|source| HistoryError::Dir {
             path: dir.to_path_buf(),
             source,
         })?;
-        let db = Database::create(dir.join(FILE_NAME))?;
-        // Create the tables up front so read transactions always find them.
-        let txn = db.begin_write()?;
-        txn.open_table(ENTRIES)?;
-        txn.open_table(BY_APP)?;
-        txn.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        let path = dir.join(FILE_NAME);
+        let db = match open_db(&path) {
+            Err(e) if e.is_corrupt_file() => {
+                let aside = aside_path(&path);
+                std::fs::rename(&path, &aside).map_err(|source| HistoryError::MoveAside {
+                    path: path.clone(),
+                    aside: aside.clone(),
+                    source,
+                })?;
+                warn!(
+                    "history database {} is corrupt ({e}); moved it to {} and started a fresh one",
+                    path.display(),
+                    aside.display()
+                );
+                open_db(&path)?
+            }
+            other => other?,
+        };
+        Ok(Self {
+            db: Arc::new(db),
+            corrupt: Arc::default(),
+        })
+    }
+
+    /// Counts corrupt entries, from now on, in `counter` (the agent's
+    /// `ferry_history_corrupt_entries_total`); each entry counts once.
+    pub fn count_corrupt_entries(self, counter: Counter) -> Self {
+        *self
+            .corrupt
+            .counter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = counter;
+        self
+    }
+
+    /// Notes that entry `id` is corrupt: logged and counted the first time.
+    fn found_corrupt(&self, error: &HistoryError, id: u64) {
+        let new = self
+            .corrupt
+            .ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        if new {
+            warn!("{error}; skipped");
+            self.corrupt
+                .counter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .inc();
+        }
     }
 
     /// Stores `entry` under a new id (its `id` field is ignored and overwritten),
@@ -148,10 +236,11 @@ impl History {
     pub fn get(&self, id: u64) -> Result<Option<Entry>, HistoryError> {
         let txn = self.db.begin_read()?;
         let entries = txn.open_table(ENTRIES)?;
-        entries
-            .get(id)?
-            .map(|json| decode(id, json.value()))
-            .transpose()
+        let found = entries.get(id)?.map(|json| decode(id, json.value()));
+        if let Some(Err(e)) = &found {
+            self.found_corrupt(e, id);
+        }
+        found.transpose()
     }
 
     /// The app's newest entry whose outcome is [`Outcome::Succeeded`].
@@ -168,7 +257,8 @@ impl History {
         Ok(found)
     }
 
-    /// Feeds the app's entries, newest first, to `visit` until it returns false.
+    /// Feeds the app's entries, newest first, to `visit` until it returns false; corrupt
+    /// entries are skipped.
     fn scan_newest_first(
         &self,
         app: &str,
@@ -180,14 +270,49 @@ impl History {
         for item in index.range((app, 0)..=(app, u64::MAX))?.rev() {
             let id = item?.0.value().1;
             // Both tables change in one transaction, so the entry is present.
-            if let Some(json) = entries.get(id)?
-                && !visit(decode(id, json.value())?)
-            {
-                break;
+            let Some(json) = entries.get(id)? else {
+                continue;
+            };
+            match decode(id, json.value()) {
+                Ok(entry) => {
+                    if !visit(entry) {
+                        break;
+                    }
+                }
+                Err(e) => self.found_corrupt(&e, id),
             }
         }
         Ok(())
     }
+}
+
+/// Opens or creates the database at `path` and its tables.
+fn open_db(path: &Path) -> Result<Database, HistoryError> {
+    let db = Database::create(path)?;
+    // Create the tables up front so read transactions always find them.
+    let txn = db.begin_write()?;
+    txn.open_table(ENTRIES)?;
+    txn.open_table(BY_APP)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+/// Where a corrupt database at `path` goes: `<path>.corrupt-<UTC timestamp>`, with a
+/// counter appended when that name is taken.
+fn aside_path(path: &Path) -> PathBuf {
+    let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    let base = format!("{}.corrupt-{stamp}", path.display());
+    let mut aside = PathBuf::from(&base);
+    let mut n = 1;
+    while aside.exists() {
+        aside = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    aside
 }
 
 fn decode(id: u64, json: &[u8]) -> Result<Entry, HistoryError> {
@@ -349,6 +474,91 @@ mod tests {
         let index = txn.open_table(BY_APP).unwrap().len().unwrap();
         assert_eq!(entries, index, "entry table and index disagree");
         entries as usize
+    }
+
+    /// The files of `dir` whose names start with `history.redb.corrupt-`.
+    fn moved_aside(dir: &Path) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("history.redb.corrupt-"))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn a_garbage_file_is_moved_aside_and_a_fresh_database_started() {
+        let dir = TempDir::new();
+        let garbage = b"this is not a redb database\n".repeat(200);
+        std::fs::write(dir.0.join(FILE_NAME), &garbage).unwrap();
+        let h = History::open(&dir.0).unwrap();
+        assert!(h.list("a", 10).unwrap().is_empty());
+        assert_eq!(h.record(entry("a", 1, Outcome::Succeeded)).unwrap(), 1);
+        let aside = moved_aside(&dir.0);
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), garbage);
+        drop(h);
+
+        // A second corrupt file in the same second does not overwrite the first.
+        std::fs::write(dir.0.join(FILE_NAME), b"garbage again").unwrap();
+        let h = History::open(&dir.0).unwrap();
+        assert!(h.list("a", 10).unwrap().is_empty());
+        assert_eq!(moved_aside(&dir.0).len(), 2);
+    }
+
+    #[test]
+    fn a_truncated_file_is_moved_aside_and_a_fresh_database_started() {
+        let dir = TempDir::new();
+        {
+            let h = History::open(&dir.0).unwrap();
+            for n in 0..50 {
+                h.record(entry("a", n, Outcome::Succeeded)).unwrap();
+            }
+        }
+        let path = dir.0.join(FILE_NAME);
+        let whole = std::fs::read(&path).unwrap();
+        for (n, cut) in [100, whole.len() / 2].into_iter().enumerate() {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            let h = History::open(&dir.0).unwrap();
+            assert!(h.list("a", 10).unwrap().is_empty(), "cut at {cut}");
+            assert_eq!(h.record(entry("a", 1, Outcome::Succeeded)).unwrap(), 1);
+            assert_eq!(moved_aside(&dir.0).len(), n + 1, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_entry_is_skipped_and_counted_once() {
+        let dir = TempDir::new();
+        let counter = Counter::default();
+        let h = History::open(&dir.0)
+            .unwrap()
+            .count_corrupt_entries(counter.clone());
+        h.record(entry("a", 1, Outcome::Succeeded)).unwrap();
+        h.record(entry("a", 2, Outcome::Succeeded)).unwrap();
+        h.record(entry("a", 3, Outcome::Failed)).unwrap();
+        let txn = h.db.begin_write().unwrap();
+        txn.open_table(ENTRIES)
+            .unwrap()
+            .insert(2, b"{not json".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+
+        assert_eq!(ids(&h.list("a", 10).unwrap()), [3, 1]);
+        assert_eq!(counter.get(), 1);
+        assert_eq!(ids(&h.list("a", 10).unwrap()), [3, 1]);
+        assert_eq!(h.last_success("a").unwrap().unwrap().id, 1);
+        assert_eq!(counter.get(), 1, "an entry counts once");
+        let err = h.get(2).unwrap_err();
+        assert!(matches!(err, HistoryError::Corrupt { id: 2, .. }), "{err}");
+        assert_eq!(counter.get(), 1);
+        // Recording goes on, and retention removes the corrupt entry in its turn.
+        assert_eq!(h.record(entry("a", 4, Outcome::Succeeded)).unwrap(), 4);
+        assert_eq!(ids(&h.list("a", 2).unwrap()), [4, 3]);
     }
 
     const CHILD_ENV: &str = "FERRY_HISTORY_CHILD";

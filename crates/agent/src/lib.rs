@@ -115,7 +115,9 @@ pub async fn run_with(
     };
     let cluster = Cluster::connect(config.context.as_deref()).await?;
     let (kube_version, api_versions) = cluster.facts().await?;
-    let history = History::open(&config.data_dir)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let history =
+        History::open(&config.data_dir)?.count_corrupt_entries(metrics.history_corrupt_entries());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| AgentError::Listen {
@@ -130,7 +132,7 @@ pub async fn run_with(
     }
     let record = record::Record {
         history,
-        metrics: Arc::new(metrics::Metrics::new()),
+        metrics,
         applications: applications::Applications::new(&cluster, &config.identity),
     };
     let facts = ClusterFacts {

@@ -8,6 +8,7 @@
 //! | `ferry_drift_detected_total` | counter | `app` |
 //! | `ferry_git_fetch_duration_seconds` | histogram | `repo` |
 //! | `ferry_webhook_requests_total` | counter | `provider`, `result` |
+//! | `ferry_history_corrupt_entries_total` | counter | |
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -52,6 +53,9 @@ struct WebhookLabels {
     result: String,
 }
 
+/// The label set of an unlabelled family (whose series appears once created).
+type NoLabels = [(&'static str, &'static str); 0];
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Reconcile durations: 0.1 s to about 3.4 min.
@@ -81,6 +85,7 @@ pub struct Metrics {
     drift: Family<AppLabels, Counter>,
     git_fetch: Histograms<RepoLabels>,
     webhooks: Family<WebhookLabels, Counter>,
+    history_corrupt: Family<NoLabels, Counter>,
     apps: Mutex<HashMap<String, AppSeries>>,
 }
 
@@ -134,6 +139,12 @@ impl Metrics {
             "Webhook requests by provider and result (accepted, unauthorized, bad_request, ignored)",
             webhooks.clone(),
         );
+        let history_corrupt = Family::<NoLabels, Counter>::default();
+        registry.register(
+            "ferry_history_corrupt_entries",
+            "Sync history entries found undecodable and skipped (each counted once)",
+            history_corrupt.clone(),
+        );
         Self {
             registry,
             reconcile_duration,
@@ -142,6 +153,7 @@ impl Metrics {
             drift,
             git_fetch,
             webhooks,
+            history_corrupt,
             apps: Mutex::default(),
         }
     }
@@ -231,6 +243,12 @@ impl Metrics {
             .inc();
     }
 
+    /// The counter `ferry_history_corrupt_entries_total` (exported from this call on),
+    /// for [`History::count_corrupt_entries`](crate::history::History::count_corrupt_entries).
+    pub fn history_corrupt_entries(&self) -> Counter {
+        self.history_corrupt.get_or_create(&[]).clone()
+    }
+
     /// All metrics in the OpenMetrics text format (serve with [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -303,6 +321,26 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+    }
+
+    #[test]
+    fn the_corrupt_history_entry_counter_is_exported_once_handed_out() {
+        let m = Metrics::new();
+        let counter = m.history_corrupt_entries();
+        assert!(
+            m.encode()
+                .lines()
+                .any(|l| l == "ferry_history_corrupt_entries_total 0"),
+            "{}",
+            m.encode()
+        );
+        counter.inc();
+        m.history_corrupt_entries().inc();
+        assert!(
+            m.encode()
+                .lines()
+                .any(|l| l == "ferry_history_corrupt_entries_total 2")
+        );
     }
 
     #[test]

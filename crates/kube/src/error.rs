@@ -70,6 +70,20 @@ pub enum KubeError {
         /// The server's message or the transport error.
         message: String,
     },
+    /// An app's inventory does not fit in its most shards, even without its memo.
+    #[error(
+        "the inventory of app {app} ({objects} objects) needs {bytes} compressed bytes, more than the {limit} its ConfigMaps may hold"
+    )]
+    InventoryTooLarge {
+        /// The app.
+        app: String,
+        /// How many objects it has.
+        objects: usize,
+        /// The compressed size.
+        bytes: usize,
+        /// The most compressed bytes of one inventory.
+        limit: usize,
+    },
     /// A response could not be decoded.
     #[error("cannot decode the API server's response: {message}")]
     Decode {

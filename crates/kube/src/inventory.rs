@@ -1,12 +1,54 @@
-//! Per-app inventory: which objects ferry applied for an app, kept in the cluster as a
-//! ConfigMap `ferry-inventory-<app>` in the `ferry-system` namespace (one JSON entry per
-//! object, Flux's `<ns>_<name>_<group>_<kind>` identity plus the version to read it back).
+//! Per-app inventory: which objects ferry applied for an app, kept in the cluster in
+//! ConfigMaps of the `ferry-system` namespace, with Flux's `<ns>_<name>_<group>_<kind>`
+//! identity plus the version to read each object back.
+//!
+//! # Format 3 (written)
+//!
+//! The inventory's payload is one JSON document `{"entries": [...], "inSync": {...}}`,
+//! gzip-compressed and cut into parts of at most [`SHARD_BYTES`] bytes. The *head*
+//! ConfigMap `ferry-inventory-<app>` holds `format: "3"`, `revision`, `generation`,
+//! `objects` (the entry count, for people) and `shards`, the number of parts:
+//!
+//! - `shards: "0"`: the one part is in the head itself (`binaryData` key
+//!   `inventory.json.gz`), so small apps keep a single ConfigMap;
+//! - `shards: "n"`: part `i` (0 ≤ i < n) is in the *shard* ConfigMap
+//!   `ferry-inventory.<app>.<generation>.<i>` (binaryData key `part`), whose `data`
+//!   repeats `app`, `generation` and `index`, labelled `ferry.dev/inventory: <app>`.
+//!   The dot keeps shard names apart from every head name (`ferry-inventory-…`), and
+//!   the two trailing numbers keep the shards of different apps apart.
+//!
+//! A write of generation `g + 1` (one more than the head's) writes its shards first
+//! under new names, then the head (one atomic object write: the switch), then deletes
+//! every labelled shard the head does not list. So at any point of a crash the head
+//! names one complete generation: the old one until the switch, the new one after it;
+//! shards of an unfinished write, or of a generation the head left, are garbage that
+//! no reader looks at and the next write (or [`Cluster::delete_inventory`]) deletes. A
+//! reader reads the head, then its shards, and takes a shard only when its `app`,
+//! `generation` and `index` match the head's; a mismatch (a writer switched the head
+//! in between) rereads from the head. The gzip trailer (CRC-32 and length) checks the
+//! reassembled parts.
+//!
+//! The `inSync` memo is a cache: when the payload would need more than [`MAX_SHARDS`]
+//! parts, the memo is dropped (a warning is logged); only entries alone that do not fit
+//! are an error.
+//!
+//! # Older formats (read)
+//!
+//! Format 2 (`format: "2"`) and format 1 (no `format` key) keep everything in the head's
+//! `data`: `revision`, `entries` (JSON) and, in format 2, `inSync` (JSON). Their entries
+//! are read; only a format-2 memo is. The next write replaces them with format 3.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 
 use ferry_model::{Known, ObjectRef, SYSTEM_NAMESPACE};
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
 use crate::{Cluster, KubeError};
@@ -23,58 +65,173 @@ pub struct Inventory {
     pub in_sync: BTreeMap<String, Known>,
 }
 
-/// The format of a stored inventory, kept under `format` (none: 1). A memo stored in
-/// another format than this one is not read (it is a cache); the entries always are.
-const FORMAT: u32 = 2;
+/// The format written, kept under `format` in the head (none: 1).
+const FORMAT: u32 = 3;
+/// The format whose `inSync` memo is read from the head's `data`.
+const FORMAT_2: u32 = 2;
+/// Most compressed bytes in one ConfigMap (the API server allows 1 MiB of data, and
+/// etcd 1.5 MiB per request, base64 and metadata included).
+pub const SHARD_BYTES: usize = 768 * 1024;
+/// Most shards of one inventory.
+pub const MAX_SHARDS: usize = 16;
+/// Label on shards, naming their app (the head carries the app label instead).
+const SHARD_LABEL: &str = "ferry.dev/inventory";
+/// The head's binaryData key of an inline payload.
+const INLINE_KEY: &str = "inventory.json.gz";
+/// A shard's binaryData key.
+const PART_KEY: &str = "part";
+/// How often a reader rereads the head when a writer switched it meanwhile.
+const READ_ATTEMPTS: usize = 3;
+/// How many shards are read or written at once.
+const SHARD_CONCURRENCY: usize = 4;
 
 fn name(app: &str) -> String {
     format!("ferry-inventory-{app}")
 }
 
-/// The ConfigMap data of `app`'s inventory `inv`, entries sorted and deduplicated.
-fn encode(app: &str, inv: &Inventory) -> Result<BTreeMap<String, String>, KubeError> {
+fn shard_name(app: &str, generation: u64, index: usize) -> String {
+    format!("ferry-inventory.{app}.{generation}.{index}")
+}
+
+fn config_map_ref(name: &str) -> ObjectRef {
+    ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), name)
+}
+
+/// Where to cut a payload: the part size and how many parts an inventory may have.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    part_bytes: usize,
+    max_parts: usize,
+}
+
+const LAYOUT: Layout = Layout {
+    part_bytes: SHARD_BYTES,
+    max_parts: MAX_SHARDS,
+};
+
+/// The JSON document that is compressed.
+#[derive(Serialize)]
+struct Payload<'a> {
+    entries: &'a [ObjectRef],
+    #[serde(rename = "inSync", skip_serializing_if = "Option::is_none")]
+    in_sync: Option<&'a BTreeMap<String, Known>>,
+}
+
+/// An inventory as stored: its compressed payload in parts, and whether the memo was
+/// dropped to make it fit.
+#[derive(Debug)]
+struct Encoded {
+    objects: usize,
+    parts: Vec<Vec<u8>>,
+    memo_dropped: bool,
+}
+
+/// Compresses `entries` (and `in_sync`, if given) and cuts the result into parts.
+fn compress(
+    entries: &[ObjectRef],
+    in_sync: Option<&BTreeMap<String, Known>>,
+    layout: Layout,
+) -> Result<Vec<Vec<u8>>, KubeError> {
+    let json =
+        serde_json::to_vec(&Payload { entries, in_sync }).map_err(|e| KubeError::Decode {
+            message: format!("encoding the inventory: {e}"),
+        })?;
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    let compressed = gz
+        .write_all(&json)
+        .and_then(|()| gz.finish())
+        .map_err(|e| KubeError::Decode {
+            message: format!("compressing the inventory: {e}"),
+        })?;
+    Ok(compressed
+        .chunks(layout.part_bytes)
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// The stored form of `app`'s inventory `inv`, entries sorted and deduplicated; without
+/// the memo when it does not fit in `layout`.
+fn encode(app: &str, inv: &Inventory, layout: Layout) -> Result<Encoded, KubeError> {
     let mut entries = inv.entries.clone();
     entries.sort();
     entries.dedup();
-    let encode = |e: serde_json::Error| KubeError::Decode {
-        message: e.to_string(),
-    };
-    Ok(BTreeMap::from([
-        ("app".to_string(), app.to_string()),
-        ("format".to_string(), FORMAT.to_string()),
-        ("revision".to_string(), inv.revision.clone()),
-        (
-            "entries".to_string(),
-            serde_json::to_string(&entries).map_err(encode)?,
-        ),
-        (
-            "inSync".to_string(),
-            serde_json::to_string(&inv.in_sync).map_err(encode)?,
-        ),
-    ]))
+    let parts = compress(&entries, Some(&inv.in_sync), layout)?;
+    if parts.len() <= layout.max_parts {
+        return Ok(Encoded {
+            objects: entries.len(),
+            parts,
+            memo_dropped: false,
+        });
+    }
+    let parts = compress(&entries, None, layout)?;
+    if parts.len() > layout.max_parts {
+        return Err(KubeError::InventoryTooLarge {
+            app: app.to_string(),
+            objects: entries.len(),
+            bytes: parts.iter().map(Vec::len).sum(),
+            limit: layout.part_bytes * layout.max_parts,
+        });
+    }
+    Ok(Encoded {
+        objects: entries.len(),
+        parts,
+        memo_dropped: !inv.in_sync.is_empty(),
+    })
 }
 
-/// The inventory in the ConfigMap data of `subject`. The `inSync` memo is a cache: it is
-/// read only in the current format, and entries it cannot read are dropped.
-fn decode(data: &BTreeMap<String, String>, subject: &ObjectRef) -> Result<Inventory, KubeError> {
+/// The memo from its JSON form: entries it cannot read are dropped.
+fn memo(value: Option<serde_json::Value>) -> BTreeMap<String, Known> {
+    let map: BTreeMap<String, serde_json::Value> = value
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    map.into_iter()
+        .filter_map(|(key, known)| Some((key, serde_json::from_value(known).ok()?)))
+        .collect()
+}
+
+/// The entries and memo of a decompressed format-3 payload.
+fn decode_payload(
+    compressed: &[u8],
+    subject: &ObjectRef,
+) -> Result<(Vec<ObjectRef>, BTreeMap<String, Known>), KubeError> {
+    let corrupt = |what: String| KubeError::Decode {
+        message: format!("{subject}: {what}"),
+    };
+    let mut json = Vec::new();
+    GzDecoder::new(compressed)
+        .read_to_end(&mut json)
+        .map_err(|e| corrupt(format!("{INLINE_KEY}: {e}")))?;
+    #[derive(Deserialize)]
+    struct Stored {
+        entries: Vec<ObjectRef>,
+        #[serde(rename = "inSync")]
+        in_sync: Option<serde_json::Value>,
+    }
+    let stored: Stored =
+        serde_json::from_slice(&json).map_err(|e| corrupt(format!("entries: {e}")))?;
+    Ok((stored.entries, memo(stored.in_sync)))
+}
+
+/// The inventory in the `data` of a format-1 or format-2 head `subject`. The memo is
+/// read only in format 2.
+fn decode_legacy(
+    data: &BTreeMap<String, String>,
+    format: u32,
+    subject: &ObjectRef,
+) -> Result<Inventory, KubeError> {
     let entries = match data.get("entries") {
         Some(text) => serde_json::from_str(text).map_err(|e| KubeError::Decode {
             message: format!("{subject}: entries: {e}"),
         })?,
         None => Vec::new(),
     };
-    let format = data
-        .get("format")
-        .map_or(Some(1), |f| f.parse::<u32>().ok());
-    let memo: BTreeMap<String, serde_json::Value> = data
-        .get("inSync")
-        .filter(|_| format == Some(FORMAT))
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_default();
-    let in_sync = memo
-        .into_iter()
-        .filter_map(|(key, known)| Some((key, serde_json::from_value(known).ok()?)))
-        .collect();
+    let in_sync = match format {
+        FORMAT_2 => memo(
+            data.get("inSync")
+                .and_then(|text| serde_json::from_str(text).ok()),
+        ),
+        _ => BTreeMap::new(),
+    };
     Ok(Inventory {
         revision: data.get("revision").cloned().unwrap_or_default(),
         entries,
@@ -82,50 +239,314 @@ fn decode(data: &BTreeMap<String, String>, subject: &ObjectRef) -> Result<Invent
     })
 }
 
+/// What a head says.
+#[derive(Debug)]
+enum Head {
+    /// Format 1 or 2: the whole inventory.
+    Legacy(Inventory),
+    /// Format 3.
+    Current {
+        revision: String,
+        generation: u64,
+        /// Shard count; 0 when the payload is inline.
+        shards: usize,
+        inline: Option<Vec<u8>>,
+    },
+}
+
+impl Head {
+    fn generation(&self) -> u64 {
+        match self {
+            Head::Legacy(_) => 0,
+            Head::Current { generation, .. } => *generation,
+        }
+    }
+}
+
+fn parse_head(cm: ConfigMap, subject: &ObjectRef) -> Result<Head, KubeError> {
+    let data = cm.data.unwrap_or_default();
+    let field = |key: &str| -> Result<u64, KubeError> {
+        let text = data.get(key).map_or("", String::as_str);
+        text.parse().map_err(|_| KubeError::Decode {
+            message: format!("{subject}: {key}: not a number: {text:?}"),
+        })
+    };
+    let format = match data.get("format") {
+        None => 1,
+        Some(_) => field("format")?,
+    };
+    match format {
+        1 | 2 => Ok(Head::Legacy(decode_legacy(&data, format as u32, subject)?)),
+        3 => {
+            let generation = field("generation")?;
+            let shards = field("shards")? as usize;
+            if shards > MAX_SHARDS {
+                return Err(KubeError::Decode {
+                    message: format!("{subject}: shards: {shards} is more than {MAX_SHARDS}"),
+                });
+            }
+            let inline = cm
+                .binary_data
+                .unwrap_or_default()
+                .remove(INLINE_KEY)
+                .map(|b| b.0);
+            if shards == 0 && inline.is_none() {
+                return Err(KubeError::Decode {
+                    message: format!("{subject}: binaryData.{INLINE_KEY} is missing"),
+                });
+            }
+            Ok(Head::Current {
+                revision: data.get("revision").cloned().unwrap_or_default(),
+                generation,
+                shards,
+                inline,
+            })
+        }
+        other => Err(KubeError::Decode {
+            message: format!(
+                "{subject}: format {other} is newer than this ferry reads (up to {FORMAT})"
+            ),
+        }),
+    }
+}
+
+/// The part that `shard` holds for `app`'s head of `generation` at `index`, or `None`
+/// when it belongs to another write.
+fn shard_part(shard: ConfigMap, app: &str, generation: u64, index: usize) -> Option<Vec<u8>> {
+    let data = shard.data.unwrap_or_default();
+    let matches = data.get("app").map(String::as_str) == Some(app)
+        && data.get("generation") == Some(&generation.to_string())
+        && data.get("index") == Some(&index.to_string());
+    if !matches {
+        return None;
+    }
+    shard.binary_data?.remove(PART_KEY).map(|b| b.0)
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn head_config_map(app: &str, inv: &Inventory, generation: u64, encoded: &Encoded) -> ConfigMap {
+    let sharded = encoded.parts.len() > 1;
+    let data = BTreeMap::from([
+        ("app".to_string(), app.to_string()),
+        ("format".to_string(), FORMAT.to_string()),
+        ("revision".to_string(), inv.revision.clone()),
+        ("generation".to_string(), generation.to_string()),
+        ("objects".to_string(), encoded.objects.to_string()),
+        (
+            "shards".to_string(),
+            if sharded { encoded.parts.len() } else { 0 }.to_string(),
+        ),
+    ]);
+    let binary_data = (!sharded).then(|| {
+        BTreeMap::from([(
+            INLINE_KEY.to_string(),
+            ByteString(encoded.parts.first().cloned().unwrap_or_default()),
+        )])
+    });
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name(app)),
+            namespace: Some(SYSTEM_NAMESPACE.to_string()),
+            labels: Some(labels(&[
+                ("app.kubernetes.io/managed-by", "ferry"),
+                (ferry_model::APP_LABEL, app),
+            ])),
+            ..Default::default()
+        },
+        data: Some(data),
+        binary_data,
+        ..Default::default()
+    }
+}
+
+fn shard_config_map(app: &str, generation: u64, index: usize, part: &[u8]) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(shard_name(app, generation, index)),
+            namespace: Some(SYSTEM_NAMESPACE.to_string()),
+            labels: Some(labels(&[
+                ("app.kubernetes.io/managed-by", "ferry"),
+                (SHARD_LABEL, app),
+            ])),
+            ..Default::default()
+        },
+        data: Some(labels(&[
+            ("app", app),
+            ("generation", &generation.to_string()),
+            ("index", &index.to_string()),
+        ])),
+        binary_data: Some(BTreeMap::from([(
+            PART_KEY.to_string(),
+            ByteString(part.to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
 impl Cluster {
-    /// Reads an app's inventory; `None` when the app was never applied.
-    pub async fn read_inventory(&self, app: &str) -> Result<Option<Inventory>, KubeError> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client().clone(), SYSTEM_NAMESPACE);
-        let subject = ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name(app));
-        let Some(cm) = api
+    fn inventory_config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client().clone(), SYSTEM_NAMESPACE)
+    }
+
+    async fn read_head(&self, app: &str) -> Result<Option<Head>, KubeError> {
+        let subject = config_map_ref(&name(app));
+        let cm = self
+            .inventory_config_maps()
             .get_opt(&subject.name)
             .await
-            .map_err(|e| KubeError::from_api(e, "get", &subject))?
-        else {
-            return Ok(None);
-        };
-        decode(&cm.data.unwrap_or_default(), &subject).map(Some)
+            .map_err(|e| KubeError::from_api(e, "get", &subject))?;
+        cm.map(|cm| parse_head(cm, &subject)).transpose()
     }
 
-    /// Deletes an app's inventory (after its objects were deleted). Already gone is not
-    /// an error.
+    /// The parts of generation `generation`'s `shards` shards, or `None` when one of them
+    /// is missing or of another write.
+    async fn read_parts(
+        &self,
+        app: &str,
+        generation: u64,
+        shards: usize,
+    ) -> Result<Option<Vec<Vec<u8>>>, KubeError> {
+        let api = self.inventory_config_maps();
+        let parts: Vec<Option<Vec<u8>>> = stream::iter(0..shards)
+            .map(|index| {
+                let api = api.clone();
+                async move {
+                    let subject = config_map_ref(&shard_name(app, generation, index));
+                    let shard = api
+                        .get_opt(&subject.name)
+                        .await
+                        .map_err(|e| KubeError::from_api(e, "get", &subject))?;
+                    Ok::<_, KubeError>(shard.and_then(|s| shard_part(s, app, generation, index)))
+                }
+            })
+            .buffered(SHARD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(parts.into_iter().collect())
+    }
+
+    /// Reads an app's inventory; `None` when the app was never applied.
+    pub async fn read_inventory(&self, app: &str) -> Result<Option<Inventory>, KubeError> {
+        let subject = config_map_ref(&name(app));
+        for _ in 0..READ_ATTEMPTS {
+            let (revision, generation, shards, inline) = match self.read_head(app).await? {
+                None => return Ok(None),
+                Some(Head::Legacy(inv)) => return Ok(Some(inv)),
+                Some(Head::Current {
+                    revision,
+                    generation,
+                    shards,
+                    inline,
+                }) => (revision, generation, shards, inline),
+            };
+            let compressed = match inline.filter(|_| shards == 0) {
+                Some(bytes) => bytes,
+                None => match self.read_parts(app, generation, shards).await? {
+                    Some(parts) => parts.concat(),
+                    // A writer switched the head meanwhile: read it again.
+                    None => continue,
+                },
+            };
+            let (entries, in_sync) = decode_payload(&compressed, &subject)?;
+            return Ok(Some(Inventory {
+                revision,
+                entries,
+                in_sync,
+            }));
+        }
+        Err(KubeError::Decode {
+            message: format!(
+                "{subject}: its shards changed or went missing in {READ_ATTEMPTS} reads in a row"
+            ),
+        })
+    }
+
+    /// Deletes an app's inventory (after its objects were deleted): the head first, then
+    /// every shard. Already gone is not an error.
     pub async fn delete_inventory(&self, app: &str) -> Result<(), KubeError> {
-        let subject = ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name(app));
-        self.delete(&subject).await
+        self.delete(&config_map_ref(&name(app))).await?;
+        self.delete_shards_except(app, &[]).await
     }
 
-    /// Writes an app's inventory (creating `ferry-system` when missing).
+    /// Deletes `app`'s shards other than those named in `keep`.
+    async fn delete_shards_except(&self, app: &str, keep: &[String]) -> Result<(), KubeError> {
+        let api = self.inventory_config_maps();
+        let listed = api
+            .list(&ListParams::default().labels(&format!("{SHARD_LABEL}={app}")))
+            .await
+            .map_err(|e| KubeError::from_api(e, "list", &config_map_ref("*")))?;
+        let doomed: Vec<ObjectRef> = listed
+            .items
+            .into_iter()
+            .filter_map(|cm| cm.metadata.name)
+            .filter(|n| !keep.contains(n))
+            .map(|n| config_map_ref(&n))
+            .collect();
+        stream::iter(doomed)
+            .map(|subject| async move { self.delete(&subject).await })
+            .buffer_unordered(SHARD_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    async fn apply_config_map(&self, cm: &ConfigMap) -> Result<(), KubeError> {
+        let subject = config_map_ref(cm.metadata.name.as_deref().unwrap_or_default());
+        self.inventory_config_maps()
+            .patch(
+                &subject.name,
+                &PatchParams::apply(ferry_model::FIELD_MANAGER).force(),
+                &Patch::Apply(cm),
+            )
+            .await
+            .map_err(|e| KubeError::from_api(e, "apply", &subject))?;
+        Ok(())
+    }
+
+    /// Writes an app's inventory (creating `ferry-system` when missing): the shards of a
+    /// new generation, then the head that points to them, then the old shards are
+    /// deleted — a crash at any point leaves the previous or the new inventory whole.
     pub async fn write_inventory(&self, app: &str, inv: &Inventory) -> Result<(), KubeError> {
         self.ensure_namespace(SYSTEM_NAMESPACE).await?;
-        let subject = ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name(app));
-        let cm = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": subject.name,
-                "namespace": SYSTEM_NAMESPACE,
-                "labels": {"app.kubernetes.io/managed-by": "ferry", ferry_model::APP_LABEL: app},
-            },
-            "data": encode(app, inv)?,
-        });
-        let api: Api<ConfigMap> = Api::namespaced(self.client().clone(), SYSTEM_NAMESPACE);
-        api.patch(
-            &subject.name,
-            &PatchParams::apply(ferry_model::FIELD_MANAGER).force(),
-            &Patch::Apply(&cm),
-        )
-        .await
-        .map_err(|e| KubeError::from_api(e, "apply", &subject))?;
+        let encoded = encode(app, inv, LAYOUT)?;
+        if encoded.memo_dropped {
+            tracing::warn!(
+                app,
+                objects = encoded.objects,
+                memo = inv.in_sync.len(),
+                "the inventory does not fit in {MAX_SHARDS} shards with its in-sync memo; \
+                 the memo is dropped"
+            );
+        }
+        let generation = self.read_head(app).await?.map_or(0, |h| h.generation()) + 1;
+        let sharded = encoded.parts.len() > 1;
+        if sharded {
+            let shards: Vec<ConfigMap> = (encoded.parts.iter().enumerate())
+                .map(|(index, part)| shard_config_map(app, generation, index, part))
+                .collect();
+            stream::iter(shards)
+                .map(|shard| async move { self.apply_config_map(&shard).await })
+                .buffer_unordered(SHARD_CONCURRENCY)
+                .try_collect::<()>()
+                .await?;
+        }
+        self.apply_config_map(&head_config_map(app, inv, generation, &encoded))
+            .await?;
+        let keep: Vec<String> = match sharded {
+            true => (0..encoded.parts.len())
+                .map(|i| shard_name(app, generation, i))
+                .collect(),
+            false => Vec::new(),
+        };
+        if let Err(e) = self.delete_shards_except(app, &keep).await {
+            // The inventory is whole; the next write deletes the stale shards.
+            tracing::warn!(app, "deleting stale inventory shards: {e}");
+        }
         Ok(())
     }
 }
@@ -135,64 +556,110 @@ mod tests {
     use super::*;
     use ferry_model::Digest;
 
+    fn subject() -> ObjectRef {
+        config_map_ref(&name("web"))
+    }
+
+    fn head(data: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            data: Some(labels(data)),
+            ..Default::default()
+        }
+    }
+
+    fn legacy(cm: ConfigMap) -> Inventory {
+        match parse_head(cm, &subject()).unwrap() {
+            Head::Legacy(inv) => inv,
+            other => panic!("not a legacy head: {other:?}"),
+        }
+    }
+
+    fn known(n: u8) -> Known {
+        Known {
+            manifest: Digest([n; 32]),
+            live: Digest([n.wrapping_add(1); 32]),
+        }
+    }
+
+    /// `n` ConfigMap entries with a memo of pseudo-random digests (which compress badly,
+    /// as real ones do).
+    fn big(n: usize) -> Inventory {
+        let entries: Vec<ObjectRef> = (0..n)
+            .map(|i| ObjectRef::new("v1", "ConfigMap", Some("big"), &format!("cm-{i:05}")))
+            .collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut digest = || {
+            let mut bytes = [0; 32];
+            for b in &mut bytes {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = state as u8;
+            }
+            Digest(bytes)
+        };
+        let in_sync = entries
+            .iter()
+            .map(|e| {
+                let k = Known {
+                    manifest: digest(),
+                    live: digest(),
+                };
+                (e.key(), k)
+            })
+            .collect();
+        Inventory {
+            revision: "abc".into(),
+            entries,
+            in_sync,
+        }
+    }
+
+    /// Decodes what [`encode`] made, as a reader would after the shards were read.
+    fn round_trip(encoded: &Encoded) -> (Vec<ObjectRef>, BTreeMap<String, Known>) {
+        decode_payload(&encoded.parts.concat(), &subject()).unwrap()
+    }
+
     #[test]
     fn an_unreadable_memo_is_dropped_and_the_entries_read() {
-        let subject = ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name("app"));
         let entry = ObjectRef::new("v1", "ConfigMap", Some("ns"), "a");
-        let known = Known {
-            manifest: Digest([1; 32]),
-            live: Digest([2; 32]),
-        };
-        let data = |in_sync: String| {
-            BTreeMap::from([
-                ("revision".to_string(), "abc".to_string()),
-                (
-                    "entries".to_string(),
-                    serde_json::to_string(&[&entry]).unwrap(),
-                ),
-                ("format".to_string(), FORMAT.to_string()),
-                ("inSync".to_string(), in_sync),
+        let entries = serde_json::to_string(&[&entry]).unwrap();
+        let data = |in_sync: &str| {
+            head(&[
+                ("revision", "abc"),
+                ("entries", &entries),
+                ("format", "2"),
+                ("inSync", in_sync),
             ])
         };
-        let old = decode(&data(format!(r#"{{"{}":[1,2]}}"#, entry.key())), &subject).unwrap();
+        let old = legacy(data(&format!(r#"{{"{}":[1,2]}}"#, entry.key())));
         assert_eq!(old.revision, "abc");
         assert_eq!(old.entries, std::slice::from_ref(&entry));
         assert!(old.in_sync.is_empty(), "{:?}", old.in_sync);
-        assert!(
-            decode(&data("not JSON".into()), &subject)
-                .unwrap()
-                .in_sync
-                .is_empty()
-        );
+        assert!(legacy(data("not JSON")).in_sync.is_empty());
 
-        let memo = BTreeMap::from([(entry.key(), known)]);
+        let memo = BTreeMap::from([(entry.key(), known(1))]);
         let mixed = format!(
             r#"{{"{}":{},"b":[3,4]}}"#,
             entry.key(),
-            serde_json::to_string(&known).unwrap()
+            serde_json::to_string(&known(1)).unwrap()
         );
-        assert_eq!(decode(&data(mixed), &subject).unwrap().in_sync, memo);
+        assert_eq!(legacy(data(&mixed)).in_sync, memo);
         let round = serde_json::to_string(&memo).unwrap();
-        assert_eq!(decode(&data(round), &subject).unwrap().in_sync, memo);
-    }
-
-    fn subject() -> ObjectRef {
-        ObjectRef::new("v1", "ConfigMap", Some(SYSTEM_NAMESPACE), &name("web"))
+        assert_eq!(legacy(data(&round)).in_sync, memo);
     }
 
     #[test]
     fn an_inventory_of_the_first_format_keeps_its_entries_and_drops_its_memo() {
-        let data = BTreeMap::from([
-            ("app".to_string(), "web".to_string()),
-            ("revision".to_string(), "abc".to_string()),
+        let inv = legacy(head(&[
+            ("app", "web"),
+            ("revision", "abc"),
             (
-                "entries".to_string(),
-                r#"[{"group":"","version":"v1","kind":"ConfigMap","namespace":"web","name":"cfg"}]"#
-                    .to_string(),
+                "entries",
+                r#"[{"group":"","version":"v1","kind":"ConfigMap","namespace":"web","name":"cfg"}]"#,
             ),
-            ("inSync".to_string(), r#"{"web/cfg":[1,2]}"#.to_string()),
-        ]);
-        let inv = decode(&data, &subject()).unwrap();
+            ("inSync", r#"{"web/cfg":[1,2]}"#),
+        ]));
         assert_eq!(inv.revision, "abc");
         assert_eq!(
             inv.entries,
@@ -202,26 +669,169 @@ mod tests {
     }
 
     #[test]
-    fn an_inventory_round_trips_with_its_format() {
+    fn a_newer_format_or_a_broken_head_is_an_error_naming_the_field() {
+        let err = parse_head(head(&[("format", "9")]), &subject()).unwrap_err();
+        assert!(err.to_string().contains("format 9 is newer"), "{err}");
+        let err = parse_head(head(&[("format", "3"), ("generation", "x")]), &subject())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ferry-inventory-web") && err.contains("generation"),
+            "{err}"
+        );
+        let err = parse_head(
+            head(&[("format", "3"), ("generation", "1"), ("shards", "0")]),
+            &subject(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(INLINE_KEY), "{err}");
+    }
+
+    #[test]
+    fn a_small_inventory_is_one_inline_part_in_the_head() {
         let cfg = ObjectRef::new("v1", "ConfigMap", Some("web"), "cfg");
+        let deploy = ObjectRef::new("apps/v1", "Deployment", Some("web"), "d");
         let inv = Inventory {
             revision: "abc".into(),
-            entries: vec![
-                cfg.clone(),
-                ObjectRef::new("apps/v1", "Deployment", Some("web"), "d"),
-            ],
-            in_sync: BTreeMap::from([(
-                "web/cfg".to_string(),
-                Known {
-                    manifest: Digest([1; 32]),
-                    live: Digest([2; 32]),
-                },
-            )]),
+            entries: vec![deploy.clone(), cfg.clone(), deploy.clone()],
+            in_sync: BTreeMap::from([(cfg.key(), known(1))]),
         };
-        let data = encode("web", &inv).unwrap();
-        assert_eq!(data["format"], FORMAT.to_string());
-        let mut sorted = inv.clone();
-        sorted.entries.sort();
-        assert_eq!(decode(&data, &subject()).unwrap(), sorted);
+        let encoded = encode("web", &inv, LAYOUT).unwrap();
+        assert_eq!(encoded.parts.len(), 1);
+        assert_eq!(encoded.objects, 2);
+        assert!(!encoded.memo_dropped);
+        let cm = head_config_map("web", &inv, 7, &encoded);
+        let data = cm.data.clone().unwrap();
+        assert_eq!(data["format"], "3");
+        assert_eq!(data["generation"], "7");
+        assert_eq!(data["shards"], "0");
+        assert_eq!(data["objects"], "2");
+        match parse_head(cm, &subject()).unwrap() {
+            Head::Current {
+                revision,
+                generation: 7,
+                shards: 0,
+                inline: Some(bytes),
+            } => {
+                assert_eq!(revision, "abc");
+                let (entries, in_sync) = decode_payload(&bytes, &subject()).unwrap();
+                let mut sorted = vec![cfg, deploy];
+                sorted.sort();
+                assert_eq!(entries, sorted);
+                assert_eq!(in_sync, inv.in_sync);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn twenty_thousand_entries_compress_into_a_few_shards() {
+        let inv = big(20_000);
+        let encoded = encode("big", &inv, LAYOUT).unwrap();
+        let total: usize = encoded.parts.iter().map(Vec::len).sum();
+        assert!(
+            (2..=4).contains(&encoded.parts.len()),
+            "{} parts, {total} bytes",
+            encoded.parts.len()
+        );
+        assert!(encoded.parts.iter().all(|p| p.len() <= SHARD_BYTES));
+        assert!(!encoded.memo_dropped);
+        let (entries, in_sync) = round_trip(&encoded);
+        assert_eq!(entries, inv.entries);
+        assert_eq!(in_sync, inv.in_sync);
+
+        let without_memo = compress(&inv.entries, None, LAYOUT).unwrap();
+        assert_eq!(without_memo.len(), 1, "the entries alone fit in the head");
+    }
+
+    #[test]
+    fn a_memo_that_does_not_fit_is_dropped_and_entries_that_do_not_fit_are_an_error() {
+        let inv = big(2_000);
+        let parts = |layout| encode("big", &inv, layout).unwrap();
+        let roomy = parts(Layout {
+            part_bytes: 4096,
+            max_parts: 1000,
+        });
+        assert!(!roomy.memo_dropped);
+        assert!(roomy.parts.len() > 10, "{}", roomy.parts.len());
+        assert_eq!(round_trip(&roomy).1, inv.in_sync);
+
+        let entries_only = compress(
+            &inv.entries,
+            None,
+            Layout {
+                part_bytes: 4096,
+                max_parts: 1000,
+            },
+        )
+        .unwrap()
+        .len();
+        let tight = parts(Layout {
+            part_bytes: 4096,
+            max_parts: entries_only,
+        });
+        assert!(tight.memo_dropped);
+        assert_eq!(tight.parts.len(), entries_only);
+        let (entries, in_sync) = round_trip(&tight);
+        assert_eq!(entries, inv.entries);
+        assert!(in_sync.is_empty());
+
+        let err = encode(
+            "big",
+            &inv,
+            Layout {
+                part_bytes: 4096,
+                max_parts: entries_only - 1,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, KubeError::InventoryTooLarge { objects: 2000, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("big"), "{err}");
+    }
+
+    #[test]
+    fn a_shard_of_another_write_is_not_taken() {
+        let part = [1, 2, 3];
+        let shard = || shard_config_map("web", 4, 1, &part);
+        assert_eq!(shard_part(shard(), "web", 4, 1), Some(part.to_vec()));
+        assert_eq!(shard_part(shard(), "web", 5, 1), None, "other generation");
+        assert_eq!(shard_part(shard(), "web", 4, 0), None, "other index");
+        assert_eq!(shard_part(shard(), "web2", 4, 1), None, "other app");
+        assert_eq!(
+            shard().metadata.name.as_deref(),
+            Some("ferry-inventory.web.4.1")
+        );
+    }
+
+    #[test]
+    fn mixed_parts_fail_the_gzip_check() {
+        let a = encode(
+            "big",
+            &big(3_000),
+            Layout {
+                part_bytes: 8192,
+                max_parts: 1000,
+            },
+        )
+        .unwrap();
+        let mut other = big(3_000);
+        other.revision = "def".into();
+        other.in_sync.values_mut().for_each(|k| *k = known(9));
+        let b = encode(
+            "big",
+            &other,
+            Layout {
+                part_bytes: 8192,
+                max_parts: 1000,
+            },
+        )
+        .unwrap();
+        let mut mixed = a.parts.clone();
+        mixed[1] = b.parts[1].clone();
+        let err = decode_payload(&mixed.concat(), &subject()).unwrap_err();
+        assert!(err.to_string().contains("ferry-inventory-web"), "{err}");
     }
 }

@@ -3,24 +3,28 @@
 use ferry_kube::{Cluster, Inventory, KubeError};
 use ferry_model::{APP_LABEL, Action, ObjectRef, PRUNE_ANNOTATION};
 
+use futures::{StreamExt, stream};
+
+use super::CONCURRENCY;
 use super::plan::Planned;
 use crate::EngineError;
-use crate::order::sort_for_prune;
+use crate::order::{kind_rank, sort_for_prune};
 use crate::progress::{Event, Progress};
 
-/// Deletes the plan's prune entries in prune order; on failure returns the objects
-/// that could not be deleted and the first error.
+/// Deletes the plan's prune entries in prune order (objects of one kind rank in
+/// parallel); on failure returns the objects that could not be deleted and the first
+/// error.
 pub(super) async fn prune(
     cluster: &Cluster,
     planned: &Planned,
     progress: &dyn Progress,
 ) -> Result<(), (Vec<ObjectRef>, String)> {
-    let doomed: Vec<&ObjectRef> = planned
+    let doomed: Vec<ObjectRef> = planned
         .changeset
         .changes
         .iter()
         .filter(|c| c.action == Action::Prune)
-        .map(|c| &c.subject)
+        .map(|c| c.subject.clone())
         .collect();
     if doomed.is_empty() {
         return Ok(());
@@ -28,12 +32,30 @@ pub(super) async fn prune(
     progress.event(Event::Phase(format!("pruning {} object(s)", doomed.len())));
     let mut failed = Vec::new();
     let mut first = None;
-    for subject in doomed {
-        match cluster.delete(subject).await {
-            Ok(()) => progress.event(Event::Pruned(subject.clone())),
-            Err(e) => {
-                first.get_or_insert_with(|| e.to_string());
-                failed.push(subject.clone());
+    let mut rest = doomed.as_slice();
+    while let Some(head) = rest.first() {
+        let rank = kind_rank(&head.kind);
+        let len = rest
+            .iter()
+            .take_while(|s| kind_rank(&s.kind) == rank)
+            .count();
+        let (group, tail) = rest.split_at(len);
+        rest = tail;
+        let results: Vec<(ObjectRef, Result<(), KubeError>)> = stream::iter(group.to_vec())
+            .map(|subject| async move {
+                let result = cluster.delete(&subject).await;
+                (subject, result)
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        for (subject, result) in results {
+            match result {
+                Ok(()) => progress.event(Event::Pruned(subject)),
+                Err(e) => {
+                    first.get_or_insert_with(|| e.to_string());
+                    failed.push(subject);
+                }
             }
         }
     }
@@ -52,6 +74,8 @@ pub(super) async fn remove(
     progress: &dyn Progress,
 ) -> Result<usize, EngineError> {
     let Some(inventory) = cluster.read_inventory(app).await? else {
+        // Shards a crash left behind the head's deletion go too.
+        cluster.delete_inventory(app).await?;
         return Ok(0);
     };
     let mut entries = inventory.entries.clone();

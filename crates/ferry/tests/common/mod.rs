@@ -157,7 +157,12 @@ impl Ferry {
 
     /// Runs `ferry args…` and collects its output.
     pub async fn run(&self, args: &[&str]) -> Run {
-        run(self.cache.path(), None, args).await
+        run(self.cache.path(), None, args, RUN_TIMEOUT).await
+    }
+
+    /// [`Ferry::run`] allowed to take up to `timeout` (for large apps).
+    pub async fn run_within(&self, timeout: Duration, args: &[&str]) -> Run {
+        run(self.cache.path(), None, args, timeout).await
     }
 }
 
@@ -170,11 +175,17 @@ pub struct FerryWith<'a> {
 impl FerryWith<'_> {
     /// Runs `ferry args…` with the other kubeconfig.
     pub async fn run(&self, args: &[&str]) -> Run {
-        run(self.ferry.cache.path(), Some(&self.kubeconfig), args).await
+        run(
+            self.ferry.cache.path(),
+            Some(&self.kubeconfig),
+            args,
+            RUN_TIMEOUT,
+        )
+        .await
     }
 }
 
-async fn run(cache: &Path, kubeconfig: Option<&Path>, args: &[&str]) -> Run {
+async fn run(cache: &Path, kubeconfig: Option<&Path>, args: &[&str], timeout: Duration) -> Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
     cmd.args(args)
         .env("FERRY_CACHE", cache)
@@ -191,9 +202,9 @@ async fn run(cache: &Path, kubeconfig: Option<&Path>, args: &[&str]) -> Run {
             cmd.env("FERRY_CONTEXT", TESTBED_CONTEXT);
         }
     }
-    let out = tokio::time::timeout(RUN_TIMEOUT, cmd.output())
+    let out = tokio::time::timeout(timeout, cmd.output())
         .await
-        .unwrap_or_else(|_| panic!("`ferry {}` ran longer than {RUN_TIMEOUT:?}", args.join(" ")))
+        .unwrap_or_else(|_| panic!("`ferry {}` ran longer than {timeout:?}", args.join(" ")))
         .expect("starting the ferry binary");
     let run = Run {
         args: args.iter().map(|a| a.to_string()).collect(),
@@ -301,6 +312,19 @@ impl Fixture {
 
     /// Runs `ferry <command> <app> --repo <repo> --path <path> -n <ns> extra…`.
     pub async fn one_off(&self, command: &str, app: &str, path: &str, extra: &[&str]) -> Run {
+        self.one_off_within(RUN_TIMEOUT, command, app, path, extra)
+            .await
+    }
+
+    /// [`Fixture::one_off`] allowed to take up to `timeout` (for large apps).
+    pub async fn one_off_within(
+        &self,
+        timeout: Duration,
+        command: &str,
+        app: &str,
+        path: &str,
+        extra: &[&str],
+    ) -> Run {
         let ns = self.ns().to_string();
         let mut args = vec![
             command,
@@ -313,7 +337,7 @@ impl Fixture {
             &ns,
         ];
         args.extend_from_slice(extra);
-        self.ferry.run(&args).await
+        self.ferry.run_within(timeout, &args).await
     }
 
     /// A typed API in the test namespace.
@@ -365,20 +389,31 @@ impl Fixture {
         names
     }
 
-    /// An app's inventory, if ferry wrote one.
+    /// An app's inventory, if ferry wrote one (read as ferry reads it, in any format).
     pub async fn inventory(&self, app: &str) -> Option<StoredInventory> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), SYSTEM_NAMESPACE);
-        let cm = api
+        let head = api
             .get_opt(&format!("ferry-inventory-{app}"))
             .await
             .expect("reading the inventory")?;
-        let data = cm.data.unwrap_or_default();
+        let inv = self
+            .cluster()
+            .await
+            .read_inventory(app)
+            .await
+            .expect("decoding the inventory")?;
         Some(StoredInventory {
-            resource_version: cm.metadata.resource_version.unwrap_or_default(),
-            revision: data.get("revision").cloned().unwrap_or_default(),
-            entries: serde_json::from_str(data.get("entries").map_or("[]", String::as_str))
-                .expect("inventory entries are JSON object references"),
+            resource_version: head.metadata.resource_version.unwrap_or_default(),
+            revision: inv.revision,
+            entries: inv.entries,
         })
+    }
+
+    /// The test bed as ferry's library sees it.
+    pub async fn cluster(&self) -> ferry_kube::Cluster {
+        ferry_kube::Cluster::from_client(self.client.clone(), "the test bed".into())
+            .await
+            .expect("discovery on the test bed")
     }
 
     /// Writes a kubeconfig into a temporary file of the fixture's lifetime.
