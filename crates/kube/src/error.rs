@@ -70,6 +70,18 @@ pub enum KubeError {
         /// The server's message or the transport error.
         message: String,
     },
+    /// The API server did not answer a request in time (connect or read timeout).
+    #[error("timed out after {seconds} s: {verb} {subject} on {server}")]
+    TimedOut {
+        /// The verb.
+        verb: &'static str,
+        /// The object (boxed to keep `Result`s small).
+        subject: Box<ObjectRef>,
+        /// API server URL.
+        server: String,
+        /// The request timeout.
+        seconds: u64,
+    },
     /// A response could not be decoded.
     #[error("cannot decode the API server's response: {message}")]
     Decode {
@@ -139,7 +151,7 @@ impl KubeError {
     /// True when retrying later may succeed (network, server overload, conflicts).
     pub fn is_transient(&self) -> bool {
         match self {
-            KubeError::Unreachable { .. } => true,
+            KubeError::Unreachable { .. } | KubeError::TimedOut { .. } => true,
             KubeError::Api { code, .. } => matches!(code, 0 | 409 | 429 | 500..),
             _ => false,
         }
@@ -178,6 +190,22 @@ fn is_immutable_message(message: &str) -> bool {
     message.contains("immutable")
         || message.contains("may not change once set")
         || (message.contains("updates to") && message.contains("are forbidden"))
+}
+
+/// Whether `err` (or one of its sources) is a connect or read timeout: `hyper-timeout`
+/// reports an `io::Error` of kind `TimedOut` (shown as `timed out` when a wrapper
+/// keeps only its message).
+pub(crate) fn is_timeout(err: &kube::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    !matches!(err, kube::Error::Api(_)) && chain(err).contains("timed out")
 }
 
 /// Joins an error and its sources into one line, skipping repeats.

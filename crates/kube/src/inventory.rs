@@ -90,7 +90,7 @@ impl Cluster {
         let Some(cm) = api
             .get_opt(&subject.name)
             .await
-            .map_err(|e| KubeError::from_api(e, "get", &subject))?
+            .map_err(|e| self.api_error(e, "get", &subject))?
         else {
             return Ok(None);
         };
@@ -125,7 +125,7 @@ impl Cluster {
             &Patch::Apply(&cm),
         )
         .await
-        .map_err(|e| KubeError::from_api(e, "apply", &subject))?;
+        .map_err(|e| self.api_error(e, "apply", &subject))?;
         Ok(())
     }
 }
