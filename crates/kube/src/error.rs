@@ -230,7 +230,7 @@ pub(crate) fn chain(err: &dyn std::error::Error) -> String {
 mod tests {
     use ferry_model::ObjectRef;
 
-    use super::{KubeError, is_immutable_message};
+    use super::{KubeError, is_immutable_message, is_timeout};
 
     /// A `kube` API error from the JSON Status the API server answers.
     fn api_error(status: serde_json::Value) -> kube::Error {
@@ -275,6 +275,29 @@ mod tests {
         let ns = ObjectRef::new("v1", "Namespace", None, "here");
         let err = KubeError::from_api(not_found("namespaces", "here"), "get", &ns);
         assert!(matches!(err, KubeError::Api { code: 404, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn read_and_connect_timeouts_are_told_apart_from_other_failures() {
+        let timed_out =
+            kube::Error::Service(Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut)));
+        assert!(is_timeout(&timed_out));
+        let refused = kube::Error::Service(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(!is_timeout(&refused));
+        assert!(!is_timeout(&not_found("configmaps", "cfg")));
+        let err = KubeError::TimedOut {
+            verb: "get",
+            subject: Box::new(ObjectRef::new("apps/v1", "Deployment", Some("shop"), "web")),
+            server: "https://127.0.0.1:6443/".into(),
+            seconds: 30,
+        };
+        assert_eq!(
+            err.to_string(),
+            "timed out after 30 s: get Deployment/shop/web on https://127.0.0.1:6443/"
+        );
+        assert!(err.is_transient());
     }
 
     #[test]
