@@ -83,6 +83,19 @@ async fn labelled_configmaps(f: &Fixture, app: &str) -> Vec<String> {
     names
 }
 
+/// The test bed's API server URL, as ferry names it in messages.
+async fn testbed_server() -> String {
+    let options = kube::config::KubeConfigOptions {
+        context: Some(ferry_testkit::TESTBED_CONTEXT.into()),
+        ..Default::default()
+    };
+    kube::Config::from_kubeconfig(&options)
+        .await
+        .expect("the test bed's kubeconfig")
+        .cluster_url
+        .to_string()
+}
+
 /// The Ready condition's reason and message.
 fn ready(status: &Value) -> (String, String) {
     let c = condition(status, "Ready");
@@ -135,6 +148,13 @@ async fn a_paused_api_server_fails_the_sync_in_time_and_the_commit_lands_after_r
     let reported = start.elapsed();
     let (reason, message) = ready(&failed);
     eprintln!("latency: timed-out sync reported {reported:?} after the pause: {reason}: {message}");
+    // The request's own deadline (shorter than the sync's) names the request and server.
+    let server = testbed_server().await;
+    assert!(
+        message.starts_with(&format!("timed out after {} s: ", KUBE_TIMEOUT.as_secs()))
+            && message.ends_with(&format!(" on {server}")),
+        "names the request and the API server {server}: {message}"
+    );
     assert!(
         reported < SYNC_TIMEOUT + Duration::from_secs(4),
         "reported only after {reported:?} (sync timeout {SYNC_TIMEOUT:?})"
