@@ -1,6 +1,7 @@
 //! Fault tests of pull mode: the real `ferry agent` against the test bed while a network
 //! peer stops answering (the API server paused with `testbed/ctl pause`, a Git remote that
-//! accepts connections and never answers) or is gone (connection refused).
+//! accepts connections and never answers) or is gone (connection refused), and the
+//! `testbed/ctl` controls themselves.
 //!
 //! Pausing the API server affects every test of this binary, so its tests run one at a
 //! time ([`SERIAL`]); other test binaries run after this one under `cargo test`. A paused
@@ -42,17 +43,31 @@ fn agent_flags() -> Vec<String> {
     ]
 }
 
-/// `testbed/ctl <action> <component>`.
-fn ctl(action: &str, component: &str) {
+/// `testbed/ctl <action> <component>`; whether it succeeded.
+fn try_ctl(action: &str, component: &str) -> bool {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testbed/ctl");
-    let status = Command::new(&script)
+    Command::new(&script)
         .args([action, component])
         .status()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()))
+        .success()
+}
+
+/// `testbed/ctl <action> <component>`, which must succeed.
+fn ctl(action: &str, component: &str) {
     assert!(
-        status.success(),
-        "testbed/ctl {action} {component}: {status}"
+        try_ctl(action, component),
+        "testbed/ctl {action} {component} failed"
     );
+}
+
+/// A stopped test-bed component, started again on drop.
+struct Stopped(&'static str);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        ctl("start", self.0);
+    }
 }
 
 /// A paused test-bed component, resumed on drop.
@@ -290,4 +305,37 @@ async fn a_gone_git_remote_fails_clearly_and_other_apps_keep_syncing() {
     let _serial = SERIAL.lock().await;
     let url = refused();
     a_failing_remote_does_not_hold_up_other_apps("flt-gone", &url, "cannot fetch").await;
+}
+
+/// `testbed/ctl stop` stops the scheduler (a pod stays unscheduled, pausing it is refused)
+/// and `start` brings it back with its old command line (the pod gets a node).
+#[tokio::test]
+async fn testbed_ctl_stops_and_starts_a_component() {
+    let _serial = SERIAL.lock().await;
+    let f = Fixture::new("flt-ctl").await;
+    assert!(!try_ctl("pause", "no-such-component"));
+    ctl("stop", "kube-scheduler");
+    let stopped = Stopped("kube-scheduler");
+    assert!(
+        !try_ctl("pause", "kube-scheduler"),
+        "a stopped component cannot be paused"
+    );
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = f.api();
+    let pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "waits"},
+        "spec": {"containers": [{"name": "c", "image": "registry.example/none:1"}]},
+    }))
+    .unwrap();
+    pods.create(&Default::default(), &pod)
+        .await
+        .expect("creating a pod");
+    let node = || async { pods.get("waits").await.ok().and_then(|p| p.spec?.node_name) };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(node().await, None, "scheduled without a scheduler");
+    drop(stopped);
+    eventually("the restarted scheduler places the pod", WAIT, || async {
+        node().await.is_some()
+    })
+    .await;
+    f.finish().await;
 }
