@@ -63,18 +63,24 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to the API server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The read timeout of watches: longer than kube-runtime's watch idle timeout (the
+/// server-side watch timeout, 290 s, plus 5 s), which reconnects an idle watch first, so
+/// it only bounds a watcher's list or a watch that stopped in mid-response.
+pub const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A connection to one cluster, with discovery cached and refreshable.
 ///
 /// Two clients share the configuration. Ordinary requests (get, list, apply, delete,
 /// Events, status writes, leases) go through `client`, which has a connect timeout and
 /// a read timeout of `timeout` counted from when the request was sent
 /// (`reset_reader_on_write`), so a black-holed API server fails a request within that
-/// time instead of hanging it. Watches go through `watcher`, which has no read timeout:
-/// a watch is idle for minutes when nothing changes, and a read timeout would cut it
-/// every `timeout` and make the watcher re-watch (and on a compacted resource version
-/// re-list) over and over. A dead watch connection is caught by kube-runtime's own
-/// idle timeout (the server-side watch timeout, 290 s, plus 5 s), after which the
-/// watcher reconnects.
+/// time instead of hanging it. Watches go through `watcher`, whose read timeout is
+/// [`WATCH_READ_TIMEOUT`]: a watch is idle for minutes when nothing changes, and a read
+/// timeout of `timeout` would cut it every `timeout` and make the watcher re-watch (and on
+/// a compacted resource version re-list) over and over. A dead watch connection is caught
+/// by kube-runtime's own idle timeout (the server-side watch timeout, 290 s, plus 5 s),
+/// after which the watcher reconnects; the longer read timeout bounds the rest (the
+/// watcher's lists).
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
@@ -114,9 +120,10 @@ impl Cluster {
         let server = config.cluster_url.to_string();
         config.connect_timeout = Some(CONNECT_TIMEOUT);
         config.write_timeout = Some(timeout);
+        config.reset_reader_on_write = true;
         let mut ordinary = config.clone();
         ordinary.read_timeout = Some(timeout);
-        ordinary.reset_reader_on_write = true;
+        config.read_timeout = Some(WATCH_READ_TIMEOUT.max(timeout));
         let build = |config: kube::Config| {
             kube::Client::try_from(config).map_err(|e| KubeError::Config {
                 message: error::chain(&e),
@@ -156,7 +163,7 @@ impl Cluster {
         &self.client
     }
 
-    /// The client of watches (without a read timeout).
+    /// The client of watches (read timeout [`WATCH_READ_TIMEOUT`]).
     pub(crate) fn watch_client(&self) -> &kube::Client {
         &self.watcher
     }
