@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_engine::EngineError;
-use ferry_engine::progress::Silent;
+use ferry_engine::progress::{Event, Progress};
 use ferry_engine::wait::observe;
 use ferry_engine::{Sync, SyncOptions, Wait};
 use ferry_model::{Backoff, ChangeSet, HealthStatus, ObjectRef};
@@ -373,7 +373,36 @@ async fn hold(
     Action::requeue(DEPENDENCY_RECHECK, trigger)
 }
 
-/// A sync bounded by the sync timeout, timed in the metrics.
+/// The step a sync is at (the engine's last phase, or the controller's own step), so
+/// that a sync cut by its deadline says where it was.
+#[derive(Default)]
+struct StepTracker(Mutex<String>);
+
+impl StepTracker {
+    fn set(&self, step: impl Into<String>) {
+        *self.0.lock().expect("step") = step.into();
+    }
+
+    fn get(&self) -> String {
+        self.0.lock().expect("step").clone()
+    }
+}
+
+impl Progress for StepTracker {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Phase(phase) => self.set(phase),
+            Event::Applied { subject, .. } => self.set(format!("applying after {subject}")),
+            Event::Pruned(subject) => self.set(format!("pruning after {subject}")),
+            Event::Health { .. } => self.set("observing health"),
+        }
+    }
+}
+
+/// A sync bounded by the sync timeout, timed in the metrics. Every step of it (fetch,
+/// render, plan, apply, prune, health, Events, the history) runs inside that deadline;
+/// a sync cut by it fails with a transient [`EngineError::Timeout`] naming the app and
+/// the step it was at, and is retried with [`SYNC_RETRY`].
 async fn sync(
     ctx: &Arc<Ctx>,
     name: &str,
@@ -381,16 +410,17 @@ async fn sync(
     trigger: history::Trigger,
 ) -> Result<Action, Error> {
     let attempt = Attempt::now();
+    let step = StepTracker::default();
     let outcome = tokio::time::timeout(
         ctx.sync_timeout,
-        sync_once(ctx, name, status, trigger, attempt),
+        sync_once(ctx, name, status, trigger, attempt, &step),
     )
     .await;
     let seconds = attempt.start.elapsed().as_secs_f64();
     let result = outcome.unwrap_or_else(|_| {
         Err(Box::new(SyncFailure {
             error: EngineError::Timeout {
-                what: "the sync".into(),
+                what: format!("the sync of {name} (at step: {})", step.get()),
                 seconds: ctx.sync_timeout.as_secs(),
             },
             revision: None,
@@ -561,6 +591,7 @@ async fn sync_once(
     status: &AppStatus,
     trigger: history::Trigger,
     attempt: Attempt,
+    step: &StepTracker,
 ) -> Result<Action, Box<SyncFailure>> {
     let fail = |revision: Option<&Revision>| {
         let revision = revision.cloned();
@@ -576,6 +607,7 @@ async fn sync_once(
     let spec = &status.spec;
     let start = attempt.start;
     let key = repo_key(spec);
+    step.set(format!("fetching {}", spec.source.repo));
     let rev = match (status.pinned.as_deref(), ctx.engine.known_revision(&key)) {
         (Some(pin), _) => {
             let pin_key = (spec.source.repo.clone(), Some(pin.to_string()));
@@ -584,6 +616,7 @@ async fn sync_once(
         (None, Some(rev)) => rev,
         (None, None) => ctx.fetch(&key).await.map_err(fail(None))?.0,
     };
+    step.set(format!("rendering {}", rev.short_sha()));
     let rendered = ctx
         .engine
         .render(name, spec, &rev.sha)
@@ -621,9 +654,11 @@ async fn sync_once(
         hooks,
         ..Default::default()
     };
+    step.set("planning");
     let result = Sync::new(&ctx.engine.cluster, name, spec)
-        .run_gated(&rendered, &opts, &Silent, gate)
+        .run_gated(&rendered, &opts, step, gate)
         .await;
+    step.set("recording the outcome");
     let report = match result {
         Ok(report) => report,
         Err(error) => {
@@ -697,6 +732,7 @@ async fn sync_once(
             .await;
     }
     let desired = report.objects;
+    step.set("starting the drift watches");
     ctx.watches
         .lock()
         .await
@@ -774,13 +810,18 @@ async fn drift_detected(ctx: &Ctx, name: &str, drifted: &[ObjectRef]) {
 /// Looks at the app's objects again without planning (their status changed, or their
 /// health was still progressing): updates health and, when synced, the conditions.
 /// After a failed sync the conditions say why, and the retry, already queued, looks
-/// at the health again.
+/// at the health again. Bounded by the sync timeout, like a sync.
 async fn check_health(ctx: &Ctx, name: &str, status: &AppStatus) -> Result<Action, EngineError> {
     let subjects = subjects(status);
     // From the watches when they have listed every kind involved: no API request.
     let health = match ctx.live.health(&subjects) {
         Some(health) => health,
-        None => observe(&ctx.engine.cluster, &subjects).await?,
+        None => tokio::time::timeout(ctx.sync_timeout, observe(&ctx.engine.cluster, &subjects))
+            .await
+            .map_err(|_| EngineError::Timeout {
+                what: format!("the health check of {name}"),
+                seconds: ctx.sync_timeout.as_secs(),
+            })??,
     };
     Ok(record_health(ctx, name, status, health).await)
 }

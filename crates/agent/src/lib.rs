@@ -90,6 +90,10 @@ pub struct AgentConfig {
     pub concurrency: usize,
     /// Longest one sync may take.
     pub sync_timeout: Duration,
+    /// Longest one ordinary API request may take ([`Cluster::connect_with_timeout`]).
+    pub kube_timeout: Duration,
+    /// Longest one Git fetch may take ([`GitCache::with_timeout`]).
+    pub git_timeout: Duration,
     /// Lease namespace for leader election; `None` = no election (single agent).
     pub lease_namespace: Option<String>,
     /// This agent's identity in the lease.
@@ -113,7 +117,8 @@ pub async fn run_with(
         Some(path) => FerryFile::load(path)?,
         None => FerryFile::default(),
     };
-    let cluster = Cluster::connect(config.context.as_deref()).await?;
+    let cluster =
+        Cluster::connect_with_timeout(config.context.as_deref(), config.kube_timeout).await?;
     let (kube_version, api_versions) = cluster.facts().await?;
     let metrics = Arc::new(metrics::Metrics::new());
     let history =
@@ -143,7 +148,7 @@ pub async fn run_with(
         engine: engine::Engine::new(
             cluster,
             facts,
-            GitCache::new(&config.git_cache),
+            GitCache::new(&config.git_cache).with_timeout(config.git_timeout),
             Tools::discover(),
         ),
         store,

@@ -235,6 +235,12 @@ pub struct AgentArgs {
     /// Longest one sync may take.
     #[arg(long, default_value = "5m")]
     pub sync_timeout: String,
+    /// Longest one Kubernetes API request may take (connecting: 10 s); watches excepted.
+    #[arg(long, default_value = "30s")]
+    pub kube_timeout: String,
+    /// Longest one Git fetch or ref listing may take, waiting for the cache lock included.
+    #[arg(long, default_value = "60s")]
+    pub git_timeout: String,
     /// Elect a leader through a Lease in this namespace (run several agents for failover).
     #[arg(long)]
     pub leader_elect_namespace: Option<String>,

@@ -84,6 +84,18 @@ pub enum KubeError {
         /// The most compressed bytes of one inventory.
         limit: usize,
     },
+    /// The API server did not answer a request in time (connect or read timeout).
+    #[error("timed out after {seconds} s: {verb} {subject} on {server}")]
+    TimedOut {
+        /// The verb.
+        verb: &'static str,
+        /// The object (boxed to keep `Result`s small).
+        subject: Box<ObjectRef>,
+        /// API server URL.
+        server: String,
+        /// The request timeout.
+        seconds: u64,
+    },
     /// A response could not be decoded.
     #[error("cannot decode the API server's response: {message}")]
     Decode {
@@ -153,7 +165,7 @@ impl KubeError {
     /// True when retrying later may succeed (network, server overload, conflicts).
     pub fn is_transient(&self) -> bool {
         match self {
-            KubeError::Unreachable { .. } => true,
+            KubeError::Unreachable { .. } | KubeError::TimedOut { .. } => true,
             KubeError::Api { code, .. } => matches!(code, 0 | 409 | 429 | 500..),
             _ => false,
         }
@@ -194,6 +206,22 @@ fn is_immutable_message(message: &str) -> bool {
         || (message.contains("updates to") && message.contains("are forbidden"))
 }
 
+/// Whether `err` (or one of its sources) is a connect or read timeout: `hyper-timeout`
+/// reports an `io::Error` of kind `TimedOut` (shown as `timed out` when a wrapper
+/// keeps only its message).
+pub(crate) fn is_timeout(err: &kube::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    !matches!(err, kube::Error::Api(_)) && chain(err).contains("timed out")
+}
+
 /// Joins an error and its sources into one line, skipping repeats.
 pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = vec![err.to_string()];
@@ -216,7 +244,7 @@ pub(crate) fn chain(err: &dyn std::error::Error) -> String {
 mod tests {
     use ferry_model::ObjectRef;
 
-    use super::{KubeError, is_immutable_message};
+    use super::{KubeError, is_immutable_message, is_timeout};
 
     /// A `kube` API error from the JSON Status the API server answers.
     fn api_error(status: serde_json::Value) -> kube::Error {
@@ -261,6 +289,29 @@ mod tests {
         let ns = ObjectRef::new("v1", "Namespace", None, "here");
         let err = KubeError::from_api(not_found("namespaces", "here"), "get", &ns);
         assert!(matches!(err, KubeError::Api { code: 404, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn read_and_connect_timeouts_are_told_apart_from_other_failures() {
+        let timed_out =
+            kube::Error::Service(Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut)));
+        assert!(is_timeout(&timed_out));
+        let refused = kube::Error::Service(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(!is_timeout(&refused));
+        assert!(!is_timeout(&not_found("configmaps", "cfg")));
+        let err = KubeError::TimedOut {
+            verb: "get",
+            subject: Box::new(ObjectRef::new("apps/v1", "Deployment", Some("shop"), "web")),
+            server: "https://127.0.0.1:6443/".into(),
+            seconds: 30,
+        };
+        assert_eq!(
+            err.to_string(),
+            "timed out after 30 s: get Deployment/shop/web on https://127.0.0.1:6443/"
+        );
+        assert!(err.is_transient());
     }
 
     #[test]

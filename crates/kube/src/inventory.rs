@@ -400,7 +400,7 @@ impl Cluster {
             .inventory_config_maps()
             .get_opt(&subject.name)
             .await
-            .map_err(|e| KubeError::from_api(e, "get", &subject))?;
+            .map_err(|e| self.api_error(e, "get", &subject))?;
         cm.map(|cm| parse_head(cm, &subject)).transpose()
     }
 
@@ -421,7 +421,7 @@ impl Cluster {
                     let shard = api
                         .get_opt(&subject.name)
                         .await
-                        .map_err(|e| KubeError::from_api(e, "get", &subject))?;
+                        .map_err(|e| self.api_error(e, "get", &subject))?;
                     Ok::<_, KubeError>(shard.and_then(|s| shard_part(s, app, generation, index)))
                 }
             })
@@ -480,7 +480,7 @@ impl Cluster {
         let listed = api
             .list(&ListParams::default().labels(&format!("{SHARD_LABEL}={app}")))
             .await
-            .map_err(|e| KubeError::from_api(e, "list", &config_map_ref("*")))?;
+            .map_err(|e| self.api_error(e, "list", &config_map_ref("*")))?;
         let doomed: Vec<ObjectRef> = listed
             .items
             .into_iter()
@@ -504,7 +504,7 @@ impl Cluster {
                 &Patch::Apply(cm),
             )
             .await
-            .map_err(|e| KubeError::from_api(e, "apply", &subject))?;
+            .map_err(|e| self.api_error(e, "apply", &subject))?;
         Ok(())
     }
 

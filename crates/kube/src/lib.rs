@@ -13,6 +13,7 @@ mod system;
 mod watch;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_model::{FIELD_MANAGER, ObjectRef};
 use k8s_openapi::api::authorization::v1::{
@@ -56,19 +57,54 @@ pub struct ClusterInfo {
     pub permissions: Vec<(String, bool)>,
 }
 
+/// How long one ordinary API request may take to be answered (`--kube-timeout`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long connecting to the API server may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The read timeout of watches: longer than kube-runtime's watch idle timeout (the
+/// server-side watch timeout, 290 s, plus 5 s), which reconnects an idle watch first, so
+/// it only bounds a watcher's list or a watch that stopped in mid-response.
+pub const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A connection to one cluster, with discovery cached and refreshable.
+///
+/// Two clients share the configuration. Ordinary requests (get, list, apply, delete,
+/// Events, status writes, leases) go through `client`, which has a connect timeout and
+/// a read timeout of `timeout` counted from when the request was sent
+/// (`reset_reader_on_write`), so a black-holed API server fails a request within that
+/// time instead of hanging it. Watches go through `watcher`, whose read timeout is
+/// [`WATCH_READ_TIMEOUT`]: a watch is idle for minutes when nothing changes, and a read
+/// timeout of `timeout` would cut it every `timeout` and make the watcher re-watch (and on
+/// a compacted resource version re-list) over and over. A dead watch connection is caught
+/// by kube-runtime's own idle timeout (the server-side watch timeout, 290 s, plus 5 s),
+/// after which the watcher reconnects; the longer read timeout bounds the rest (the
+/// watcher's lists).
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
+    watcher: kube::Client,
     server: String,
+    timeout: Duration,
     discovery: Arc<RwLock<Discovery>>,
 }
 
 impl Cluster {
     /// Connects with the kubeconfig (`$KUBECONFIG` or `~/.kube/config`; in a pod, the
-    /// service account), using `context` or the current context, and runs discovery.
+    /// service account), using `context` or the current context, and runs discovery;
+    /// requests time out after [`DEFAULT_REQUEST_TIMEOUT`].
     pub async fn connect(context: Option<&str>) -> Result<Self, KubeError> {
-        let config = match context {
+        Self::connect_with_timeout(context, DEFAULT_REQUEST_TIMEOUT).await
+    }
+
+    /// Like [`connect`](Self::connect), with every ordinary request answered within
+    /// `timeout` or failed with [`KubeError::TimedOut`] (watches excepted, see [`Cluster`]).
+    pub async fn connect_with_timeout(
+        context: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, KubeError> {
+        let mut config = match context {
             None => kube::Config::infer().await.map_err(|e| error::chain(&e)),
             Some(c) => {
                 let options = KubeConfigOptions {
@@ -82,25 +118,73 @@ impl Cluster {
         }
         .map_err(|message| KubeError::Config { message })?;
         let server = config.cluster_url.to_string();
-        let client = kube::Client::try_from(config).map_err(|e| KubeError::Config {
-            message: error::chain(&e),
-        })?;
-        Self::from_client(client, server).await
-    }
-
-    /// Wraps an existing client (`server` is used in messages) and runs discovery.
-    pub async fn from_client(client: kube::Client, server: String) -> Result<Self, KubeError> {
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        config.write_timeout = Some(timeout);
+        config.reset_reader_on_write = true;
+        let mut ordinary = config.clone();
+        ordinary.read_timeout = Some(timeout);
+        config.read_timeout = Some(WATCH_READ_TIMEOUT.max(timeout));
+        let build = |config: kube::Config| {
+            kube::Client::try_from(config).map_err(|e| KubeError::Config {
+                message: error::chain(&e),
+            })
+        };
+        let client = build(ordinary)?;
+        let watcher = build(config)?;
         let discovery = discover(&client, &server).await?;
         Ok(Self {
             client,
+            watcher,
             server,
+            timeout,
             discovery: Arc::new(RwLock::new(discovery)),
         })
     }
 
-    /// The underlying client.
+    /// Wraps an existing client (`server` is used in messages, `timeout` is the one it
+    /// was configured with) for requests and watches alike, and runs discovery.
+    pub async fn from_client(
+        client: kube::Client,
+        server: String,
+        timeout: Duration,
+    ) -> Result<Self, KubeError> {
+        let discovery = discover(&client, &server).await?;
+        Ok(Self {
+            watcher: client.clone(),
+            client,
+            server,
+            timeout,
+            discovery: Arc::new(RwLock::new(discovery)),
+        })
+    }
+
+    /// The client of ordinary requests (with a read timeout).
     pub(crate) fn client(&self) -> &kube::Client {
         &self.client
+    }
+
+    /// The client of watches (read timeout [`WATCH_READ_TIMEOUT`]).
+    pub(crate) fn watch_client(&self) -> &kube::Client {
+        &self.watcher
+    }
+
+    /// Maps a `kube` error of `verb` on `subject`: a request the server did not answer
+    /// in time becomes [`KubeError::TimedOut`], naming this cluster and the timeout.
+    pub(crate) fn api_error(
+        &self,
+        err: kube::Error,
+        verb: &'static str,
+        subject: &ObjectRef,
+    ) -> KubeError {
+        if error::is_timeout(&err) {
+            return KubeError::TimedOut {
+                verb,
+                subject: Box::new(subject.clone()),
+                server: self.server.clone(),
+                seconds: self.timeout.as_secs(),
+            };
+        }
+        KubeError::from_api(err, verb, subject)
     }
 
     /// The API server URL.
@@ -146,7 +230,7 @@ impl Cluster {
         let obj = api
             .get_opt(&subject.name)
             .await
-            .map_err(|e| KubeError::from_api(e, "get", subject))?;
+            .map_err(|e| self.api_error(e, "get", subject))?;
         obj.map(to_value).transpose()
     }
 
@@ -185,7 +269,7 @@ impl Cluster {
         let list = api
             .list(&params)
             .await
-            .map_err(|e| KubeError::from_api(e, "list", &subject))?;
+            .map_err(|e| self.api_error(e, "list", &subject))?;
         // List items come without apiVersion and kind.
         list.items
             .into_iter()
@@ -209,7 +293,7 @@ impl Cluster {
         let applied = api
             .patch(&subject.name, &params, &Patch::Apply(object))
             .await
-            .map_err(|e| KubeError::from_api(e, "apply", &subject))?;
+            .map_err(|e| self.api_error(e, "apply", &subject))?;
         to_value(applied)
     }
 
@@ -236,7 +320,7 @@ impl Cluster {
         let created = api
             .create(&params, &typed)
             .await
-            .map_err(|e| KubeError::from_api(e, "create", &subject))?;
+            .map_err(|e| self.api_error(e, "create", &subject))?;
         to_value(created)
     }
 
@@ -246,7 +330,7 @@ impl Cluster {
         match api.delete(&subject.name, &DeleteParams::background()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-            Err(e) => Err(KubeError::from_api(e, "delete", subject)),
+            Err(e) => Err(self.api_error(e, "delete", subject)),
         }
     }
 
@@ -262,7 +346,7 @@ impl Cluster {
         match api.create(&PostParams::default(), &ns).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
-            Err(e) => Err(KubeError::from_api(e, "create", &subject)),
+            Err(e) => Err(self.api_error(e, "create", &subject)),
         }
     }
 
@@ -298,7 +382,7 @@ impl Cluster {
         let answer = api
             .create(&PostParams::default(), &review)
             .await
-            .map_err(|e| KubeError::from_api(e, "create", &subject))?;
+            .map_err(|e| self.api_error(e, "create", &subject))?;
         Ok(answer.status.is_some_and(|s| s.allowed))
     }
 

@@ -87,8 +87,8 @@ impl Cluster {
             + 'static,
     {
         let api: Api<K> = match namespace {
-            Some(ns) => Api::namespaced(self.client().clone(), ns),
-            None => Api::all(self.client().clone()),
+            Some(ns) => Api::namespaced(self.watch_client().clone(), ns),
+            None => Api::all(self.watch_client().clone()),
         };
         let server = self.server().to_string();
         kube::runtime::WatchStreamExt::default_backoff(watcher(api, watcher::Config::default()))
@@ -135,7 +135,7 @@ impl Cluster {
                     Some(namespace),
                     name,
                 );
-                KubeError::from_api(e, "patch status of", &subject)
+                self.api_error(e, "patch status of", &subject)
             })
     }
 

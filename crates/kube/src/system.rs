@@ -20,7 +20,7 @@ impl Cluster {
             .system_config_maps()
             .get_opt(name)
             .await
-            .map_err(|e| KubeError::from_api(e, "get", &subject))?;
+            .map_err(|e| self.api_error(e, "get", &subject))?;
         Ok(cm.and_then(|cm| cm.data).unwrap_or_default())
     }
 
@@ -44,7 +44,7 @@ impl Cluster {
             match api.patch(name, &params, &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(e) => return Err(KubeError::from_api(e, "patch", &subject)),
+                Err(e) => return Err(self.api_error(e, "patch", &subject)),
             }
             let Some(value) = value else {
                 return Ok(());
@@ -67,7 +67,7 @@ impl Cluster {
                 Ok(_) => return Ok(()),
                 // Created by another writer meanwhile: patch it.
                 Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-                Err(e) => return Err(KubeError::from_api(e, "create", &subject)),
+                Err(e) => return Err(self.api_error(e, "create", &subject)),
             }
         }
         Err(KubeError::Api {

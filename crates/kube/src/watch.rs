@@ -29,7 +29,8 @@ impl Cluster {
         resolved: &Resolved,
         label: &str,
     ) -> impl Stream<Item = Result<WatchEvent, KubeError>> + Send + 'static {
-        let api: Api<DynamicObject> = Api::all_with(self.client().clone(), &resolved.resource);
+        let api: Api<DynamicObject> =
+            Api::all_with(self.watch_client().clone(), &resolved.resource);
         let server = self.server().to_string();
         let types = TypeMeta {
             api_version: resolved.resource.api_version.clone(),

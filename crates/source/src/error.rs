@@ -24,6 +24,26 @@ pub enum SourceError {
         /// What went wrong.
         message: String,
     },
+    /// The fetch did not finish within the Git timeout.
+    #[error("repository {repo}: fetch timed out after {seconds} s")]
+    TimedOut {
+        /// The repository as given.
+        repo: String,
+        /// The Git timeout.
+        seconds: u64,
+    },
+    /// Another fetch of the repository held the mirror's lock for the whole Git timeout.
+    #[error("repository {repo}: git cache lock {} still held after {seconds} s, by {holder}", lock.display())]
+    LockTimeout {
+        /// The repository as given.
+        repo: String,
+        /// The lock file.
+        lock: PathBuf,
+        /// Who holds it, as recorded in the lock file (`pid N since T`).
+        holder: String,
+        /// How long this fetch waited.
+        seconds: u64,
+    },
     /// A local path exists but is not a Git repository.
     #[error("repository {repo}: {path} is not a git repository")]
     NotARepository {
@@ -130,6 +150,8 @@ impl SourceError {
     pub fn is_transient(&self) -> bool {
         match self {
             SourceError::Unreachable { .. }
+            | SourceError::TimedOut { .. }
+            | SourceError::LockTimeout { .. }
             | SourceError::Cache { .. }
             | SourceError::Io { .. } => true,
             SourceError::InvalidUrl { .. }

@@ -14,17 +14,29 @@ mod error;
 mod mirror;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use error::SourceError;
 
 use checkout::{Rejected, short};
-use mirror::{Mirror, is_hex_prefix};
+use mirror::{Deadline, Mirror, is_hex_prefix};
+
+/// How long one fetch or ref listing may take by default (`--git-timeout`), waiting
+/// for the mirror's lock included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A directory of bare mirrors, one per repository URL, shared by all callers
 /// (and processes: a lock file per mirror serialises fetches).
+///
+/// Every network operation has a deadline, [`timeout`](Self::with_timeout) from its
+/// start: waiting for the mirror's lock (held by another fetch of the repository) is
+/// bounded by it, HTTP requests carry it as their request timeout, and gix's interrupt
+/// flag is raised when it passes, so the fetch ends, and releases the lock, instead of
+/// hanging on a remote that stopped answering.
 #[derive(Clone, Debug)]
 pub struct GitCache {
     root: PathBuf,
+    timeout: Duration,
 }
 
 /// A resolved commit.
@@ -59,7 +71,16 @@ pub struct Checkout {
 impl GitCache {
     /// Cache in `root` (created if missing), e.g. `~/.cache/ferry/git`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The same cache with another deadline per fetch or ref listing.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The cache directory.
@@ -105,15 +126,16 @@ impl GitCache {
     pub fn remote_sha(&self, repo: &str, git_ref: Option<&str>) -> Result<String, SourceError> {
         let mirror = Mirror::locate(&self.root, repo)?;
         mirror.check_local()?;
+        let deadline = Deadline::after(self.timeout);
         // Without waiting for a fetch in progress, unless the mirror must be created.
         let handle = match mirror.open_existing() {
             Some(handle) => handle,
             None => {
-                let lock = mirror.lock()?;
+                let lock = mirror.lock(&deadline)?;
                 mirror.open_or_init(&lock)?
             }
         };
-        if let Some(sha) = mirror.remote_commit(&handle, git_ref)? {
+        if let Some(sha) = mirror.remote_commit(&handle, git_ref, &deadline)? {
             return Ok(sha);
         }
         match git_ref {
@@ -138,7 +160,8 @@ impl GitCache {
     ) -> Result<(Mirror, gix::Repository, gix::ObjectId), SourceError> {
         let mirror = Mirror::locate(&self.root, repo)?;
         mirror.check_local()?;
-        let lock = mirror.lock()?;
+        let deadline = Deadline::after(self.timeout);
+        let lock = mirror.lock(&deadline)?;
         let handle = mirror.open_or_init(&lock)?;
         // A full SHA already in the mirror needs no fetch (the agent fetches once per
         // repository, then checks out the fetched commit for every app).
@@ -151,7 +174,7 @@ impl GitCache {
         let id = match cached {
             Some(id) => id,
             None => {
-                mirror.fetch(&handle)?;
+                mirror.fetch(&handle, &deadline)?;
                 mirror.resolve_local(&handle, git_ref)?.id
             }
         };

@@ -1,9 +1,12 @@
 //! One cached bare mirror: locating it, locking, fetching and resolving refs.
 
 use std::collections::HashSet;
-use std::fs::File;
+use std::fs::{File, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gix::bstr::{BString, ByteSlice};
 use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};
@@ -45,6 +48,60 @@ pub(crate) struct Mirror {
 /// Holds the exclusive lock of a mirror until dropped.
 pub(crate) struct MirrorLock {
     _file: File,
+}
+
+/// A connection to a mirror's remote.
+type Connection<'a, 'r> = gix::remote::Connection<
+    'a,
+    'static,
+    'r,
+    Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>,
+>;
+
+/// How often a waiter tries the mirror lock again.
+const LOCK_RETRY: Duration = Duration::from_millis(50);
+
+/// A flag raised at a deadline by a timer thread, for gix's `should_interrupt`; the
+/// timer stops when this is dropped.
+pub(crate) struct Deadline {
+    at: Instant,
+    timeout: Duration,
+    flag: Arc<AtomicBool>,
+    _stop: mpsc::Sender<()>,
+}
+
+impl Deadline {
+    /// A deadline `timeout` from now.
+    pub(crate) fn after(timeout: Duration) -> Self {
+        let at = Instant::now() + timeout;
+        let flag = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let raised = flag.clone();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(at.saturating_duration_since(Instant::now()))
+            {
+                raised.store(true, Ordering::Relaxed);
+            }
+        });
+        Self {
+            at,
+            timeout,
+            flag,
+            _stop: stop,
+        }
+    }
+
+    /// The time left, at least a millisecond (a zero request timeout means none).
+    fn remaining(&self) -> Duration {
+        self.at
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    }
+
+    fn passed(&self) -> bool {
+        self.flag.load(Ordering::Relaxed) || Instant::now() >= self.at
+    }
 }
 
 impl Mirror {
@@ -97,8 +154,10 @@ impl Mirror {
         })
     }
 
-    /// Blocks until this process holds the mirror's lock (other processes and threads wait).
-    pub(crate) fn lock(&self) -> Result<MirrorLock, SourceError> {
+    /// Waits until `deadline` at most for the mirror's lock (other processes and threads
+    /// wait in turn), then records this process as its holder in the lock file. The
+    /// lock is the file's `flock`, so it dies with its holder's process.
+    pub(crate) fn lock(&self, deadline: &Deadline) -> Result<MirrorLock, SourceError> {
         if let Some(parent) = self.lock_path.parent() {
             std::fs::create_dir_all(parent).map_err(SourceError::io(format!(
                 "creating git cache {}",
@@ -114,10 +173,48 @@ impl Mirror {
                 "opening lock file {}",
                 self.lock_path.display()
             )))?;
-        file.lock().map_err(SourceError::io(format!(
-            "locking {}",
-            self.lock_path.display()
-        )))?;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if !deadline.passed() => {
+                    std::thread::sleep(LOCK_RETRY.min(deadline.remaining()));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ =
+                        File::open(&self.lock_path).and_then(|mut f| f.read_to_string(&mut holder));
+                    let holder = holder.trim();
+                    return Err(SourceError::LockTimeout {
+                        repo: self.repo.clone(),
+                        lock: self.lock_path.clone(),
+                        holder: if holder.is_empty() {
+                            "an unknown process".into()
+                        } else {
+                            holder.to_string()
+                        },
+                        seconds: deadline.timeout.as_secs(),
+                    });
+                }
+                Err(TryLockError::Error(e)) => {
+                    return Err(SourceError::io(format!(
+                        "locking {}",
+                        self.lock_path.display()
+                    ))(e));
+                }
+            }
+        }
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let record = format!("pid {} since {since} (Unix time)\n", std::process::id());
+        file.set_len(0)
+            .and_then(|()| (&file).rewind())
+            .and_then(|()| (&file).write_all(record.as_bytes()))
+            .map_err(SourceError::io(format!(
+                "writing lock file {}",
+                self.lock_path.display()
+            )))?;
         Ok(MirrorLock { _file: file })
     }
 
@@ -222,21 +319,77 @@ impl Mirror {
             })
     }
 
-    /// Fetches new objects and updates the mirror's refs to match the remote, deleting
-    /// branches and tags the remote no longer has. Call with the lock held.
-    pub(crate) fn fetch(&self, repo: &gix::Repository) -> Result<(), SourceError> {
-        let _span = tracing::debug_span!("git fetch", repo = %self.repo).entered();
-        let remote = self.remote(repo)?;
-        let unreachable = |e: gix::Error| SourceError::Unreachable {
-            repo: self.repo.clone(),
-            message: gix_line(&e),
-        };
-        let outcome = remote
+    /// A connection to the remote whose HTTP requests each end by `deadline` (the
+    /// request timeout of gix's reqwest backend). Other transports stop at `deadline`
+    /// through the interrupt flag the caller passes to the fetch.
+    fn connect<'a, 'r>(
+        &self,
+        repo: &'r gix::Repository,
+        remote: &'a gix::Remote<'r>,
+        deadline: &Deadline,
+    ) -> Result<Connection<'a, 'r>, SourceError> {
+        use gix::protocol::transport::client::blocking_io::http;
+        let connection = remote
             .connect(Direction::Fetch)
-            .map_err(unreachable)?
+            .map_err(|e| self.unreachable(&e, deadline))?;
+        if !matches!(
+            self.url.scheme,
+            gix::url::Scheme::Http | gix::url::Scheme::Https
+        ) {
+            return Ok(connection);
+        }
+        let mut options = repo
+            .transport_options(self.url.to_bstring().as_bstr(), None)
+            .map_err(|e| self.unreachable(&e, deadline))?
+            .and_then(|o| o.downcast::<http::Options>().ok())
+            .map(|o| *o)
+            .unwrap_or_default();
+        let at = deadline.at;
+        let configure_request: Box<http::reqwest::ConfigureRequestFn> = Box::new(move |request| {
+            *request.timeout_mut() = Some(
+                at.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
+            Ok(())
+        });
+        options.connect_timeout = Some(deadline.remaining());
+        options.backend = Some(Arc::new(Mutex::new(http::reqwest::Options {
+            configure_request: Some(configure_request),
+            ..Default::default()
+        })));
+        Ok(connection.with_transport_options(Box::new(options)))
+    }
+
+    /// A transport failure: [`SourceError::TimedOut`] once `deadline` has passed.
+    fn unreachable(&self, err: &gix::Error, deadline: &Deadline) -> SourceError {
+        if deadline.passed() {
+            return SourceError::TimedOut {
+                repo: self.repo.clone(),
+                seconds: deadline.timeout.as_secs(),
+            };
+        }
+        SourceError::Unreachable {
+            repo: self.repo.clone(),
+            message: gix_line(err),
+        }
+    }
+
+    /// Fetches new objects and updates the mirror's refs to match the remote, deleting
+    /// branches and tags the remote no longer has; gives up at `deadline`. Call with
+    /// the lock held.
+    pub(crate) fn fetch(
+        &self,
+        repo: &gix::Repository,
+        deadline: &Deadline,
+    ) -> Result<(), SourceError> {
+        let _span = tracing::debug_span!("git fetch", repo = %self.repo).entered();
+        let unreachable = |e: gix::Error| self.unreachable(&e, deadline);
+        let remote = self.remote(repo)?;
+        let outcome = self
+            .connect(repo, &remote, deadline)?
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(unreachable)?
-            .receive(gix::progress::Discard, &AtomicBool::new(false))
+            .receive(gix::progress::Discard, &deadline.flag)
             .map_err(unreachable)?;
         let (Status::NoPackReceived { update_refs, .. } | Status::Change { update_refs, .. }) =
             &outcome.status;
@@ -300,15 +453,12 @@ impl Mirror {
         &self,
         repo: &gix::Repository,
         git_ref: Option<&str>,
+        deadline: &Deadline,
     ) -> Result<Option<String>, SourceError> {
+        let unreachable = |e: gix::Error| self.unreachable(&e, deadline);
         let remote = self.remote(repo)?;
-        let unreachable = |e: gix::Error| SourceError::Unreachable {
-            repo: self.repo.clone(),
-            message: gix_line(&e),
-        };
-        let (ref_map, _) = remote
-            .connect(Direction::Fetch)
-            .map_err(unreachable)?
+        let (ref_map, _) = self
+            .connect(repo, &remote, deadline)?
             .ref_map(gix::progress::Discard, Default::default())
             .map_err(unreachable)?;
         let wants_head = matches!(git_ref, None | Some("HEAD"));
@@ -484,5 +634,69 @@ fn readable_name(url: &BString) -> String {
         "repo".into()
     } else {
         name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{Deadline, Mirror};
+    use crate::SourceError;
+
+    #[test]
+    fn a_held_mirror_lock_is_waited_for_until_the_deadline_and_names_its_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mirror = Mirror::locate(tmp.path(), "https://git.example.com/team/app.git").unwrap();
+        let held = mirror
+            .lock(&Deadline::after(Duration::from_secs(1)))
+            .unwrap();
+        let start = Instant::now();
+        let second = std::thread::scope(|s| {
+            s.spawn(|| {
+                mirror
+                    .lock(&Deadline::after(Duration::from_millis(300)))
+                    .map(drop)
+            })
+            .join()
+            .unwrap()
+        });
+        let waited = start.elapsed();
+        let err = second.expect_err("the lock is held");
+        assert!(matches!(err, SourceError::LockTimeout { .. }), "{err:?}");
+        assert!(err.is_transient());
+        let message = err.to_string();
+        assert!(
+            message.contains("https://git.example.com/team/app.git")
+                && message.contains(&format!("pid {} since", std::process::id())),
+            "{message}"
+        );
+        assert!(
+            (Duration::from_millis(300)..Duration::from_secs(3)).contains(&waited),
+            "{waited:?}"
+        );
+
+        // A waiter gets the lock as soon as its holder lets go.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                mirror
+                    .lock(&Deadline::after(Duration::from_secs(10)))
+                    .map(drop)
+            });
+            std::thread::sleep(Duration::from_millis(200));
+            drop(held);
+            let start = Instant::now();
+            waiter.join().unwrap().expect("the lock was released");
+            assert!(start.elapsed() < Duration::from_secs(2));
+        });
+    }
+
+    #[test]
+    fn a_deadline_raises_its_interrupt_flag_when_it_passes() {
+        let deadline = Deadline::after(Duration::from_millis(100));
+        assert!(!deadline.flag.load(std::sync::atomic::Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(deadline.flag.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(deadline.passed());
     }
 }

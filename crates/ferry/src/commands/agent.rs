@@ -14,6 +14,13 @@ use crate::cli::{AgentArgs, Output, ServerArgs};
 pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
     let sync_timeout =
         parse_duration(&args.sync_timeout).map_err(|m| anyhow::anyhow!("--sync-timeout: {m}"))?;
+    let kube_timeout =
+        parse_duration(&args.kube_timeout).map_err(|m| anyhow::anyhow!("--kube-timeout: {m}"))?;
+    let git_timeout =
+        parse_duration(&args.git_timeout).map_err(|m| anyhow::anyhow!("--git-timeout: {m}"))?;
+    if kube_timeout.is_zero() || git_timeout.is_zero() {
+        bail!("--kube-timeout and --git-timeout must be longer than 0 s");
+    }
     let cache = super::cache_dir();
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -43,6 +50,8 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
         webhook_secret: args.webhook_secret,
         concurrency: args.concurrency,
         sync_timeout,
+        kube_timeout,
+        git_timeout,
         lease_namespace: args.leader_elect_namespace,
         identity,
     };

@@ -411,9 +411,13 @@ impl Fixture {
 
     /// The test bed as ferry's library sees it.
     pub async fn cluster(&self) -> ferry_kube::Cluster {
-        ferry_kube::Cluster::from_client(self.client.clone(), "the test bed".into())
-            .await
-            .expect("discovery on the test bed")
+        ferry_kube::Cluster::from_client(
+            self.client.clone(),
+            "the test bed".into(),
+            ferry_kube::DEFAULT_REQUEST_TIMEOUT,
+        )
+        .await
+        .expect("discovery on the test bed")
     }
 
     /// Writes a kubeconfig into a temporary file of the fixture's lifetime.
