@@ -510,7 +510,8 @@ impl Cluster {
 
     /// Writes an app's inventory (creating `ferry-system` when missing): the shards of a
     /// new generation, then the head that points to them, then the old shards are
-    /// deleted — a crash at any point leaves the previous or the new inventory whole.
+    /// deleted (when either is sharded) — a crash at any point leaves the previous or the
+    /// new inventory whole.
     pub async fn write_inventory(&self, app: &str, inv: &Inventory) -> Result<(), KubeError> {
         self.ensure_namespace(SYSTEM_NAMESPACE).await?;
         let encoded = encode(app, inv, LAYOUT)?;
@@ -523,7 +524,9 @@ impl Cluster {
                  the memo is dropped"
             );
         }
-        let generation = self.read_head(app).await?.map_or(0, |h| h.generation()) + 1;
+        let previous = self.read_head(app).await?;
+        let was_sharded = matches!(previous, Some(Head::Current { shards, .. }) if shards > 0);
+        let generation = previous.map_or(0, |h| h.generation()) + 1;
         let sharded = encoded.parts.len() > 1;
         if sharded {
             let shards: Vec<ConfigMap> = (encoded.parts.iter().enumerate())
@@ -543,6 +546,13 @@ impl Cluster {
                 .collect(),
             false => Vec::new(),
         };
+        // Only a sharded inventory (before or now) may leave shards to delete: an inline
+        // one skips the LIST, which would cost the API server a scan of every inventory on
+        // each write. Shards of a write that crashed before its head switch are deleted by
+        // the next sharded write, or with the inventory.
+        if !(sharded || was_sharded) {
+            return Ok(());
+        }
         if let Err(e) = self.delete_shards_except(app, &keep).await {
             // The inventory is whole; the next write deletes the stale shards.
             tracing::warn!(app, "deleting stale inventory shards: {e}");
