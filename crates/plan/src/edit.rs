@@ -95,18 +95,26 @@ pub struct Edit {
     pub changes: Vec<Change>,
 }
 
-/// The `images:` entries of a `kustomization.yaml`.
+/// The `images:` entries of a `kustomization.yaml`; an image listed twice is an error
+/// (which entry to copy would be a guess).
 pub fn read_images(text: &str) -> Result<Vec<Image>, EditError> {
     parse_yaml(text)?;
     let doc = Doc::new(text);
     let Some(block) = doc.images_block()? else {
         return Ok(Vec::new());
     };
-    block
-        .items
-        .iter()
-        .map(|item| item.image(&doc))
-        .collect::<Result<Vec<_>, _>>()
+    let mut images: Vec<Image> = Vec::with_capacity(block.items.len());
+    for item in &block.items {
+        let image = item.image(&doc)?;
+        if images.iter().any(|i| i.name == image.name) {
+            return Err(doc.unsupported(
+                item.start,
+                format!("image {} is listed twice", image.name),
+            ));
+        }
+        images.push(image);
+    }
+    Ok(images)
 }
 
 /// Makes the `images:` entries of the kustomization `to` select what `images` (read from
@@ -979,6 +987,15 @@ replicas:
             set_images("a: [", &images),
             Err(EditError::Parse(_))
         ));
+    }
+
+    #[test]
+    fn an_image_listed_twice_is_refused() {
+        // Found by fuzzing: with both entries copied, a second promote changed the file
+        // again (the first entry's fields removed, the second's set) and failed to verify.
+        let from = "images:\n- name: a\n- name: a\n  newTag: 0.2.1\n";
+        let err = read_images(from).unwrap_err().to_string();
+        assert_eq!(err, "line 3: image a is listed twice; edit it by hand");
     }
 
     const VALUES_FROM: &str = "image:\n  repository: registry.example/llm-app\n  tag: \"0.2.1\"\n";
