@@ -3,7 +3,8 @@
 # at the lowest CPU priority. Each run starts from its kept corpus (fuzz/corpus/<target>),
 # the committed seeds (fuzz/seeds/<target>) and seeds taken from the repository's test
 # fixtures (examples/, crates/render/tests, the YAML in crates/model's tests); a crash is
-# saved under fuzz/artifacts/<target>/ and fails the script after the other targets ran.
+# saved under fuzz/artifacts/<target>/ and fuzzing goes on (libFuzzer's fork mode), so one
+# run reports every crash it finds; any crash fails the script after all targets ran.
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: manifests ferry_yaml webhook
 # promote_edit; default all). Needs the nightly toolchain; installs cargo-fuzz if missing.
@@ -62,15 +63,18 @@ for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t" fuzz/logs
   log="fuzz/logs/$t.log"
   echo "== fuzz $t for ${seconds}s"
-  if nice -n 19 cargo +nightly fuzz run "${flags[@]}" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" "$seeds/$t" \
+  before=$(find "fuzz/artifacts/$t" -type f 2>/dev/null | wc -l)
+  nice -n 19 cargo +nightly fuzz run "${flags[@]}" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" "$seeds/$t" \
     -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-    -print_final_stats=1 >"$log" 2>&1; then
-    result=ok
-  else
-    result="FAILED (see $log and fuzz/artifacts/$t/)"
+    -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 >"$log" 2>&1 || true
+  crashes=$(($(find "fuzz/artifacts/$t" -type f 2>/dev/null | wc -l) - before))
+  # The fork mode's last status line: "#<executions>: cov: … oom/timeout/crash: …".
+  runs=$(sed -n 's/^#\([0-9]*\): cov:.*/\1/p' "$log" | tail -1)
+  result=ok
+  if [ "$crashes" -gt 0 ] || ! grep -q '^INFO: fuzzed for' "$log"; then
+    result="FAILED: $crashes new crash/timeout/oom inputs in fuzz/artifacts/$t/ (log: $log)"
     failed+=("$t")
   fi
-  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   echo "   $t: ${runs:-?} executions, corpus $(find "fuzz/corpus/$t" -type f | wc -l) inputs: $result"
 done
 if [ ${#failed[@]} -gt 0 ]; then

@@ -583,7 +583,9 @@ impl Doc {
         };
         parsed.key = Some(rest[..colon].trim_end());
         let after = col + colon + 1;
-        let value_start = after + line[after..].len() - line[after..].trim_start().len();
+        // YAML separates tokens with spaces and tabs only: U+3000 or U+00A0 is content.
+        let value_start =
+            after + line[after..].len() - line[after..].trim_start_matches([' ', '\t']).len();
         if value_start >= line.len() || line[value_start..].starts_with('#') {
             return parsed;
         }
@@ -817,7 +819,7 @@ fn token_end(line: &str, start: usize) -> usize {
                 .find(" #")
                 .or_else(|| rest.find("\t#"))
                 .unwrap_or(rest.len());
-            start + rest[..end].trim_end().len()
+            start + rest[..end].trim_end_matches([' ', '\t']).len()
         }
     }
 }
@@ -996,6 +998,17 @@ replicas:
         let from = "images:\n- name: a\n- name: a\n  newTag: 0.2.1\n";
         let err = read_images(from).unwrap_err().to_string();
         assert_eq!(err, "line 3: image a is listed twice; edit it by hand");
+    }
+
+    #[test]
+    fn only_spaces_and_tabs_separate_tokens() {
+        // Found writing the promote_edit fuzz target (which panics on it): U+3000 after
+        // `images:` made the value token `[]`, and removing it cut inside the character.
+        let images = read_images("images:\n- name: a\n  newTag: 1\n").unwrap();
+        let err = set_images("images: \u{3000}[]\n", &images).unwrap_err();
+        assert!(err.to_string().contains("is not a block list"), "{err}");
+        // A value ending in U+00A0 is read with it, as YAML reads it.
+        assert_eq!(read_value("tag: 1\u{a0}\n", "tag").unwrap(), "1\u{a0}");
     }
 
     const VALUES_FROM: &str = "image:\n  repository: registry.example/llm-app\n  tag: \"0.2.1\"\n";
