@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let mut parts = text.splitn(3, '\0');
     let from = parts.next().unwrap_or_default();
     let to = parts.next().unwrap_or_default();
-    let key = parts.next().filter(|k| !k.is_empty()).unwrap_or("image.tag");
+    let key = parts
+        .next()
+        .filter(|k| !k.is_empty())
+        .unwrap_or("image.tag");
 
     if let Ok(token) = edit::read_value(from, key)
         && let Ok(result) = edit::set_value(to, key, &token)
@@ -26,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
         }
         let again = edit::set_value(&result.text, key, &token)
             .unwrap_or_else(|e| panic!("second edit failed: {e}\n{}", result.text));
-        assert!(again.changes.is_empty(), "not idempotent: {:?}", again.changes);
+        assert!(
+            again.changes.is_empty(),
+            "not idempotent: {:?}",
+            again.changes
+        );
         edit::read_value(&result.text, key)
             .unwrap_or_else(|e| panic!("edited key unreadable: {e}\n{}", result.text));
     }
@@ -39,7 +46,11 @@ fuzz_target!(|data: &[u8]| {
         }
         let again = edit::set_images(&result.text, &images)
             .unwrap_or_else(|e| panic!("second edit failed: {e}\n{}", result.text));
-        assert!(again.changes.is_empty(), "not idempotent: {:?}", again.changes);
+        assert!(
+            again.changes.is_empty(),
+            "not idempotent: {:?}",
+            again.changes
+        );
         assert_eq!(again.text, result.text);
         // Entries of `to` the editor cannot read (anchors, flow style) stay as they were.
         if edit::read_images(to).is_err() {

@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        let value = value.trim().replace("{hmac}", &hmac).replace("{secret}", secret);
+        let value = value
+            .trim()
+            .replace("{hmac}", &hmac)
+            .replace("{secret}", secret);
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.trim().as_bytes()),
             HeaderValue::from_str(&value),

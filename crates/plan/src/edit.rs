@@ -107,10 +107,9 @@ pub fn read_images(text: &str) -> Result<Vec<Image>, EditError> {
     for item in &block.items {
         let image = item.image(&doc)?;
         if images.iter().any(|i| i.name == image.name) {
-            return Err(doc.unsupported(
-                item.start,
-                format!("image {} is listed twice", image.name),
-            ));
+            return Err(
+                doc.unsupported(item.start, format!("image {} is listed twice", image.name))
+            );
         }
         images.push(image);
     }
