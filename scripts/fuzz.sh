@@ -33,8 +33,8 @@ while IFS= read -r f; do
   cp "$f" "$seeds/manifests/$n-$(basename "$f")"
 done < <(find examples crates/render/tests -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) -not -path '*/node_modules/*' | sort)
 cp examples/llm-app/ferry.yaml examples/llm-app/appset.yaml "$seeds/ferry_yaml/"
-# The ferry.yaml texts of the unit and app set tests: raw strings on lines of their own.
-for f in crates/model/src/*.rs crates/ferry/tests/appsets.rs; do
+# The ferry.yaml texts of crates/model's unit tests: raw strings on lines of their own.
+for f in crates/model/src/*.rs; do
   awk -v out="$seeds/ferry_yaml/$(basename "$f" .rs)" \
     '/r#"$/ {on = 1; n++; next} on && /^ *"#/ {on = 0; next} on {print > (out "-" n)}' "$f"
 done
