@@ -143,6 +143,7 @@ impl<'a> Sync<'a> {
         progress: &dyn Progress,
         gate: impl FnOnce(&ChangeSet) -> bool,
     ) -> Result<SyncReport, EngineError> {
+        crate::failpoint::hit_for(crate::failpoint::PLAN, self.app);
         let mut planned = plan::plan(self.cluster, self.app, self.spec, rendered, opts).await?;
         if planned.manifests.is_empty() && !planned.previous.is_empty() && !self.spec.allow_empty {
             return Err(EngineError::EmptyRender {
