@@ -139,6 +139,43 @@ pub(super) async fn write(
     Ok(())
 }
 
+/// Drops from the inventory the entries whose objects are gone (neither desired nor
+/// live: a sync killed between its prune and the narrowing leaves them) when the plan
+/// has nothing else to do, so that the inventory equals the live objects again. Writes
+/// nothing when there are none.
+pub(super) async fn forget_gone(
+    cluster: &Cluster,
+    app: &str,
+    planned: &Planned,
+    cancel: &CancellationToken,
+) -> Result<(), EngineError> {
+    let mentioned: HashSet<&ObjectRef> = planned
+        .changeset
+        .changes
+        .iter()
+        .map(|c| &c.subject)
+        .collect();
+    let gone: HashSet<&ObjectRef> = planned
+        .previous
+        .iter()
+        .filter(|p| !mentioned.contains(p))
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    if cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    cluster
+        .update_inventory(app, |current| {
+            let mut inventory = current.cloned().unwrap_or_default();
+            inventory.entries.retain(|e| !gone.contains(e));
+            inventory
+        })
+        .await?;
+    Ok(())
+}
+
 /// Prunes, then narrows the inventory to the plan's objects (keeping those whose
 /// deletion failed, and those another writer added since the plan read it). Runs only
 /// when every write succeeded; `cancel` is checked before the prune and before the

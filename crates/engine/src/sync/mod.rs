@@ -157,6 +157,9 @@ impl<'a> Sync<'a> {
         planned.changeset.waves = plan_log.waves;
         let objects = planned.desired();
         let applied = !opts.dry_run && gate(&planned.changeset);
+        if !applied && !opts.dry_run && planned.changeset.in_sync() {
+            apply::forget_gone(self.cluster, self.app, &planned, &opts.cancel).await?;
+        }
         if applied {
             let timeout = match opts.wait {
                 Wait::Until(timeout) => timeout,
