@@ -236,56 +236,11 @@ impl Drop for Resume {
 async fn restart_api_server(f: &Fixture) {
     ctl("stop", "kube-apiserver");
     ctl("start", "kube-apiserver");
-    api_server_ready(f).await;
+    api_server_answers(f).await;
 }
 
-/// Compacts etcd's history up to its current revision (through its gRPC gateway, with the
-/// API server's client certificate), so that no watch can resume from an older resource
-/// version: it must list again.
-fn compact_etcd() {
-    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
-    let state = PathBuf::from(kubeconfig).parent().unwrap().to_path_buf();
-    let ports = std::fs::read_to_string(state.join("ports.env")).expect("ports.env");
-    let port = ports
-        .lines()
-        .find_map(|l| l.strip_prefix("ETCD_PORT="))
-        .expect("ETCD_PORT")
-        .to_string();
-    let pki = state.join("pki");
-    let call = |path: &str, body: &str| -> Value {
-        let out = Command::new("curl")
-            .args(["-sf", "--max-time", "10", "--cacert"])
-            .arg(pki.join("ca.crt"))
-            .arg("--cert")
-            .arg(pki.join("apiserver-etcd-client.crt"))
-            .arg("--key")
-            .arg(pki.join("apiserver-etcd-client.key"))
-            .args([
-                "-X",
-                "POST",
-                &format!("https://127.0.0.1:{port}{path}"),
-                "-d",
-                body,
-            ])
-            .output()
-            .expect("running curl");
-        assert!(out.status.success(), "etcd {path}: {out:?}");
-        serde_json::from_slice(&out.stdout).expect("etcd's answer")
-    };
-    let revision = call("/v3/kv/range", r#"{"key":"AA==","limit":1}"#)["header"]["revision"]
-        .as_str()
-        .expect("a revision")
-        .to_string();
-    call(
-        "/v3/kv/compaction",
-        &format!(r#"{{"revision":"{revision}","physical":true}}"#),
-    );
-}
-
-/// Waits until the API server answers a list again, and the controller-manager caught up
-/// with it (a new namespace gets its `default` ServiceAccount), so that later tests find
-/// the control plane as before.
-async fn api_server_ready(f: &Fixture) {
+/// Waits until the API server answers a list again.
+async fn api_server_answers(f: &Fixture) {
     eventually(
         "the API server answers again",
         Duration::from_secs(60),
@@ -297,6 +252,13 @@ async fn api_server_ready(f: &Fixture) {
         },
     )
     .await;
+}
+
+/// Waits until the API server answers a list again, and the controller-manager caught up
+/// with it (a new namespace gets its `default` ServiceAccount), so that later tests find
+/// the control plane as before.
+async fn api_server_ready(f: &Fixture) {
+    api_server_answers(f).await;
     let probe = ferry_testkit::TestNamespace::new(&f.client, "flt-probe").await;
     let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
         kube::Api::namespaced(f.client.clone(), probe.name());
@@ -373,6 +335,7 @@ async fn an_object_deleted_while_the_watch_is_away_is_healed_after_the_relist() 
         "healed by the relist's comparison"
     );
     assert_converged(&f, &app, &["cfg", "other"]).await;
+    api_server_ready(&f).await;
     f.finish().await;
 }
 
