@@ -26,6 +26,11 @@ if [ -n "$io" ]; then
   echo "ferry-plan must stay pure, but depends on: $(echo $io)" >&2
   exit 1
 fi
+echo "== failpoints only in test builds of ferry"
+if cargo tree -p ferry -e normal --prefix none --locked | awk '{print $1}' | grep -qx fail; then
+  echo "the fail crate (failpoints) must not be a normal dependency of ferry" >&2
+  exit 1
+fi
 echo "== pytest examples/llm-app/app"
 python3 -m pytest -q examples/llm-app/app
 echo "== browser tests (dashboard in headless Chromium)"

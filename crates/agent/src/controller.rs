@@ -446,8 +446,14 @@ async fn sync(
 }
 
 /// The error policy: counts the failure, reports it (status, log, the first failure's
-/// Event; the history) and retries ([`retry`]).
+/// Event; the history) and retries ([`retry`]); after losing the lease it only logs.
 async fn error_policy(ctx: &Ctx, name: &str, trigger: Trigger, error: Error) -> Action {
+    if !*ctx.leader.borrow() {
+        // Lost the lease meanwhile (the sync stopped before its next write): the new
+        // leader syncs the app; nothing is recorded or published from here.
+        warn!("not leading any more, the sync stopped: {error}");
+        return Action::AwaitChange;
+    }
     let attempts = ctx.failures.add(name);
     let action = retry(&error, trigger, attempts);
     let after = match action {
@@ -648,16 +654,23 @@ async fn sync_once(
         }
         hold.is_none()
     };
+    let fence = Fence::new(&ctx.leader);
     let opts = SyncOptions {
         wait: Wait::Observe,
         in_sync: Some(ctx.engine.in_sync.clone()),
         hooks,
+        cancel: fence.token.clone(),
         ..Default::default()
     };
     step.set("planning");
     let result = Sync::new(&ctx.engine.cluster, name, spec)
         .run_gated(&rendered, &opts, step, gate)
         .await;
+    drop(fence);
+    if !*ctx.leader.borrow() {
+        // Lost the lease at the end: the outcome is neither recorded nor published.
+        return Err(fail(Some(&rev))(EngineError::Cancelled));
+    }
     step.set("recording the outcome");
     let report = match result {
         Ok(report) => report,
@@ -766,6 +779,33 @@ async fn sync_once(
     // must not inherit a manual sync's or a rollback's licence to apply, or later live
     // edits would be applied with self-heal off.
     Ok(look_again(overall))
+}
+
+/// A sync's cancellation token, cancelled as soon as this agent stops leading (the
+/// engine then stops before its next write), for as long as the fence lives.
+struct Fence {
+    token: CancellationToken,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl Fence {
+    fn new(leader: &watch::Receiver<bool>) -> Self {
+        let token = CancellationToken::new();
+        let mut leader = leader.clone();
+        let cancel = token.clone();
+        let watch = tokio::spawn(async move {
+            // A closed channel (leadership unknown) cancels too.
+            let _ = leader.wait_for(|leading| !*leading).await;
+            cancel.cancel();
+        });
+        Self { token, watch }
+    }
+}
+
+impl Drop for Fence {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
 }
 
 /// Why a plan that differs from Git is not applied now.
@@ -1068,6 +1108,33 @@ mod tests {
             Err(s(295)),
             "at most 300 s"
         );
+    }
+
+    /// A sync's token is cancelled when the leadership flag turns false, not before, and
+    /// a fence dropped (the sync over) cancels nothing later.
+    #[tokio::test(start_paused = true)]
+    async fn losing_the_lease_cancels_the_sync_in_flight() {
+        let (leader_tx, leader) = watch::channel(true);
+        let fence = Fence::new(&leader);
+        let done = Fence::new(&leader);
+        let finished = done.token.clone();
+        drop(done);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!fence.token.is_cancelled(), "leading: not cancelled");
+        leader_tx.send(false).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), fence.token.cancelled())
+            .await
+            .expect("cancelled when the lease is lost");
+        assert!(
+            !finished.is_cancelled(),
+            "a finished sync's token is left alone"
+        );
+        leader_tx.send(true).unwrap();
+        drop(leader_tx);
+        let orphan = Fence::new(&leader);
+        tokio::time::timeout(Duration::from_secs(1), orphan.token.cancelled())
+            .await
+            .expect("cancelled when leadership is unknown");
     }
 
     /// The queue driven by the controller's decision over a real store, with a fake sync:

@@ -4,10 +4,19 @@
 //! but the object's status (a controller reporting progress) queues a health check
 //! only, which plans nothing. Every event also updates the objects' health kept in
 //! [`crate::live::LiveHealth`], so that health check reads memory, not the API server.
+//!
+//! **Watch gaps.** A watch that reconnects too late to resume (its resource version is
+//! gone: the API server restarted, or the agent was away too long) lists its kind
+//! again, and deletions made meanwhile are never reported as such. So at the end of
+//! every (re)list each app's known objects of that kind are compared with the list, and
+//! an app missing one is queued for a comparison with Git ([`missing`]).
+//! [`resync`] queues every app for that comparison periodically as well
+//! (`--resync-interval`), cheap thanks to the in-sync memo.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_kube::WatchEvent;
 use ferry_model::{APP_LABEL, ObjectRef};
@@ -16,10 +25,15 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::controller::Ctx;
-use crate::queue::Trigger;
+use crate::queue::{Queue, Trigger};
+use crate::state::{AppStatus, Store};
+
+/// The default of `--resync-interval`: how often every app is compared with Git even
+/// when nothing was seen to change.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
 
 /// The kinds being watched: (group, kind) → the watch task.
 #[derive(Default)]
@@ -54,6 +68,8 @@ impl Watches {
             let handle = tokio::spawn(async move {
                 let mut stream = std::pin::pin!(stream);
                 let mut seen = Fingerprints::default();
+                // The keys listed by a (re)list in progress.
+                let mut listing: Option<HashSet<String>> = None;
                 loop {
                     let event = tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -62,6 +78,9 @@ impl Watches {
                     let Some(event) = event else { return };
                     let (object, trigger) = match event {
                         Ok(WatchEvent::Changed(o)) => {
+                            if let Some(listed) = &mut listing {
+                                listed.insert(object_key(&o));
+                            }
                             ctx.live.changed(&o);
                             let trigger = match seen.changed(&o) {
                                 // A sync's own write: nothing to compare, only health.
@@ -77,10 +96,22 @@ impl Watches {
                         }
                         Ok(WatchEvent::Relisting) => {
                             ctx.live.relisting(&group, &kind);
+                            listing = Some(HashSet::new());
                             continue;
                         }
                         Ok(WatchEvent::Resynced) => {
                             ctx.live.listed(&group, &kind);
+                            let listed = listing.take().unwrap_or_default();
+                            seen.retain(&listed);
+                            let apps = ctx
+                                .store
+                                .scan(|apps| missing(apps, &group, &kind, &listed))
+                                .await;
+                            debug!(%kind, objects = listed.len(), "listed");
+                            for app in apps {
+                                info!(%kind, %app, "an object is missing after a relist: comparing with Git");
+                                ctx.enqueue(&app, Trigger::Drift);
+                            }
                             continue;
                         }
                         Err(e) => {
@@ -109,6 +140,47 @@ impl Watches {
     }
 }
 
+/// The apps with an object of `(group, kind)` they last synced or observed that a
+/// complete list of that kind (`listed`, by [`ObjectRef::key`]) does not name: it was
+/// deleted while the watch was away.
+fn missing(
+    apps: &mut dyn Iterator<Item = &AppStatus>,
+    group: &str,
+    kind: &str,
+    listed: &HashSet<String>,
+) -> Vec<String> {
+    apps.filter(|a| {
+        a.objects.iter().any(|o| {
+            o.subject.group == group && o.subject.kind == kind && !listed.contains(&o.subject.key())
+        })
+    })
+    .map(|a| a.name.clone())
+    .collect()
+}
+
+/// Queues every app of `store` for a comparison with Git every `interval`, until
+/// `shutdown` (the first time one interval after the start).
+pub async fn resync(
+    store: Store,
+    queue: Queue<String>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let names = store.names().await;
+        debug!(apps = names.len(), "periodic resync");
+        for app in names {
+            queue.enqueue(app, Trigger::Drift);
+        }
+    }
+}
+
 /// Whether `object` is, at its resourceVersion, as a sync of ferry wrote it.
 fn own_write(ctx: &Ctx, object: &Value) -> bool {
     object
@@ -120,7 +192,7 @@ fn own_write(ctx: &Ctx, object: &Value) -> bool {
 /// The last seen fingerprint of each object of one kind, to tell a status-only change
 /// from an edit.
 #[derive(Default)]
-struct Fingerprints(HashMap<(String, String), u64>);
+struct Fingerprints(HashMap<String, u64>);
 
 impl Fingerprints {
     /// [`Trigger::Health`] when only the object's status (or bookkeeping such as its
@@ -128,25 +200,25 @@ impl Fingerprints {
     /// [`Trigger::Drift`], also for an object seen for the first time.
     fn changed(&mut self, object: &Value) -> Trigger {
         let print = fingerprint(object);
-        match self.0.insert(key(object), print) {
+        match self.0.insert(object_key(object), print) {
             Some(previous) if previous == print => Trigger::Health,
             _ => Trigger::Drift,
         }
     }
 
     fn deleted(&mut self, object: &Value) {
-        self.0.remove(&key(object));
+        self.0.remove(&object_key(object));
+    }
+
+    /// Forgets the objects a complete list (`listed`, by [`ObjectRef::key`]) did not name.
+    fn retain(&mut self, listed: &HashSet<String>) {
+        self.0.retain(|k, _| listed.contains(k));
     }
 }
 
-fn key(object: &Value) -> (String, String) {
-    let field = |f: &str| {
-        object["metadata"][f]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
-    (field("namespace"), field("name"))
+/// The object's [`ObjectRef::key`].
+fn object_key(object: &Value) -> String {
+    ferry_kube::object_ref(object).key()
 }
 
 /// A hash of everything but the status and the fields the API server changes on every
@@ -160,7 +232,84 @@ fn fingerprint(object: &Value) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_model::{AppSpec, Health, HealthStatus};
     use serde_json::json;
+
+    fn app(name: &str, objects: &[ObjectRef]) -> AppStatus {
+        let mut status = AppStatus::new(name, AppSpec::default());
+        status.objects = objects
+            .iter()
+            .map(|subject| crate::state::ObjectStatus {
+                subject: subject.clone(),
+                health: Health::new(HealthStatus::Current, ""),
+            })
+            .collect();
+        status
+    }
+
+    #[test]
+    fn a_relist_missing_an_object_names_its_app_only() {
+        let cm = |name: &str| ObjectRef::new("v1", "ConfigMap", Some("ns"), name);
+        let deploy = ObjectRef::new("apps/v1", "Deployment", Some("ns"), "gone");
+        let apps = [
+            app("a", &[cm("a1"), cm("a2")]),
+            app("b", &[cm("b1"), deploy.clone()]),
+            app("fresh", &[]),
+        ];
+        let listed: HashSet<String> = [cm("a1").key(), cm("b1").key()].into();
+        let missing_of = |kind: &str, group: &str| missing(&mut apps.iter(), group, kind, &listed);
+        assert_eq!(
+            missing_of("ConfigMap", ""),
+            ["a"],
+            "a2 was deleted meanwhile"
+        );
+        assert_eq!(
+            missing_of("Deployment", "apps"),
+            ["b"],
+            "only the relisted kind counts"
+        );
+        let everything: HashSet<String> = [cm("a1").key(), cm("a2").key(), cm("b1").key()].into();
+        assert!(missing(&mut apps.iter(), "", "ConfigMap", &everything).is_empty());
+    }
+
+    /// The resync timer with tokio's paused clock: every app once per interval, none
+    /// before the first interval, none after shutdown.
+    #[tokio::test(start_paused = true)]
+    async fn resync_queues_every_app_each_interval() {
+        let store = Store::default();
+        store.upsert("a", AppSpec::default()).await;
+        store.upsert("b", AppSpec::default()).await;
+        let (queue, runner) = crate::queue::queue::<String>();
+        let runs: Arc<std::sync::Mutex<Vec<(String, Trigger)>>> = Default::default();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let runs = runs.clone();
+            runner.run(
+                1,
+                shutdown.clone(),
+                move |app: String, trigger| {
+                    let runs = runs.clone();
+                    async move {
+                        runs.lock().unwrap().push((app, trigger));
+                        Ok::<_, crate::controller::Error>(crate::queue::Action::AwaitChange)
+                    }
+                },
+                |_, _, _| async { crate::queue::Action::AwaitChange },
+            )
+        });
+        let interval = Duration::from_secs(600);
+        let timer = tokio::spawn(resync(store, queue, interval, shutdown.clone()));
+        tokio::time::sleep(Duration::from_secs(599)).await;
+        assert!(runs.lock().unwrap().is_empty(), "not before the interval");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let drift = |app: &str| (app.to_string(), Trigger::Drift);
+        assert_eq!(*runs.lock().unwrap(), [drift("a"), drift("b")]);
+        tokio::time::sleep(interval).await;
+        assert_eq!(runs.lock().unwrap().len(), 4, "once more per interval");
+        shutdown.cancel();
+        timer.await.unwrap();
+        task.await.unwrap();
+    }
 
     #[test]
     fn status_only_changes_ask_for_a_health_check() {

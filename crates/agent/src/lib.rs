@@ -46,6 +46,11 @@ use crate::queue::Trigger;
 /// most 30 s.
 pub const KEPT_RETRY: Backoff = Backoff::new(Duration::from_secs(1), 2, Duration::from_secs(30));
 
+/// How long the agent's Lease lasts: the leader renews it every third of that and stops
+/// leading when two thirds passed without a renewal; a standby takes over when it saw no
+/// renewal for that long.
+pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+
 /// An error that stops the agent from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -94,6 +99,9 @@ pub struct AgentConfig {
     pub kube_timeout: Duration,
     /// Longest one Git fetch may take ([`GitCache::with_timeout`]).
     pub git_timeout: Duration,
+    /// How often every app is compared with Git regardless of changes
+    /// ([`drift::resync`]); zero: never.
+    pub resync_interval: Duration,
     /// Lease namespace for leader election; `None` = no election (single agent).
     pub lease_namespace: Option<String>,
     /// This agent's identity in the lease.
@@ -130,7 +138,7 @@ pub async fn run_with(
             source,
         })?;
 
-    let leader = leader(&cluster, &config).await?;
+    let leader = leader(&cluster, &config, &file).await?;
     let store = state::Store::default();
     for app in &file.apps {
         store.upsert(&app.name, app.spec.clone()).await;
@@ -183,6 +191,14 @@ pub async fn run_with(
         shutdown.clone(),
     ));
     tokio::spawn(on_leadership(ctx.clone(), leader, shutdown.clone()));
+    if !config.resync_interval.is_zero() {
+        tokio::spawn(drift::resync(
+            ctx.store.clone(),
+            ctx.queue.clone(),
+            config.resync_interval,
+            shutdown.clone(),
+        ));
+    }
 
     let api = api::Api {
         ctx: ctx.clone(),
@@ -208,18 +224,47 @@ pub async fn run_with(
 }
 
 /// A leadership flag: always true without election, else driven by the Lease.
+/// The leadership flag, driven by a Lease: with `--leader-elect-namespace`, Lease
+/// `ferry-agent` there (several agents, one leader); without it, Lease
+/// [`solo_lease`] in `ferry-system`, so that a second agent started for the same apps
+/// on the same cluster stands by and says who holds it instead of fighting the first.
 async fn leader(
     cluster: &Cluster,
     config: &AgentConfig,
+    file: &FerryFile,
 ) -> Result<watch::Receiver<bool>, AgentError> {
-    let Some(ns) = &config.lease_namespace else {
-        let (tx, rx) = watch::channel(true);
-        std::mem::forget(tx);
-        return Ok(rx);
+    let (namespace, name) = match &config.lease_namespace {
+        Some(ns) => (ns.clone(), "ferry-agent".to_string()),
+        None => (
+            ferry_model::SYSTEM_NAMESPACE.to_string(),
+            solo_lease(file, config.applications.as_ref()),
+        ),
     };
     Ok(cluster
-        .lead(ns, "ferry-agent", &config.identity, 15, 5)
+        .lead(&namespace, &name, &config.identity, LEASE_DURATION)
         .await?)
+}
+
+/// The Lease of an agent without leader election: `ferry-agent-<hash>`, the hash over
+/// the names of its apps and app sets and the namespace of its `Application`s, so that
+/// agents of the same apps share it and agents of other apps do not.
+pub fn solo_lease(file: &FerryFile, applications: Option<&Option<String>>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut names: Vec<String> = file
+        .apps
+        .iter()
+        .map(|a| format!("app:{}", a.name))
+        .collect();
+    names.extend(file.app_sets.iter().map(|s| format!("set:{}", s.name)));
+    if let Some(namespace) = applications {
+        names.push(format!(
+            "applications:{}",
+            namespace.as_deref().unwrap_or("*")
+        ));
+    }
+    names.sort();
+    let digest = Sha256::digest(names.join("\n").as_bytes());
+    format!("ferry-agent-{}", &hex::encode(digest)[..12])
 }
 
 /// Queues every app whenever this agent becomes the leader (at start, too).

@@ -13,6 +13,7 @@
 pub mod appset;
 mod error;
 pub mod facts;
+pub mod failpoint;
 pub mod progress;
 pub mod promote;
 pub mod source;

@@ -241,10 +241,17 @@ pub struct AgentArgs {
     /// Longest one Git fetch or ref listing may take, waiting for the cache lock included.
     #[arg(long, default_value = "60s")]
     pub git_timeout: String,
-    /// Elect a leader through a Lease in this namespace (run several agents for failover).
+    /// How often every app is compared with Git even when no change was seen (a safety
+    /// net for missed watch events; unchanged objects cost no dry-run); `0s` turns it off.
+    #[arg(long, default_value = "10m")]
+    pub resync_interval: String,
+    /// Elect a leader through Lease `ferry-agent` in this namespace (run several agents
+    /// for failover). Without it the agent still holds a Lease of its own apps
+    /// (`ferry-system/ferry-agent-<hash of the app names>`), so a second agent of the same
+    /// apps stands by and logs who holds it.
     #[arg(long)]
     pub leader_elect_namespace: Option<String>,
-    /// This agent's identity in the lease (default: hostname and pid).
+    /// This agent's identity in the lease (default: hostname and a hash of --data-dir).
     #[arg(long)]
     pub identity: Option<String>,
     /// Log as JSON lines.

@@ -17,7 +17,8 @@
 //!   The dot keeps shard names apart from every head name (`ferry-inventory-…`), and
 //!   the two trailing numbers keep the shards of different apps apart.
 //!
-//! A write of generation `g + 1` (one more than the head's) writes its shards first
+//! A write of generation `g + 1` (one more than the head's, or the next whose shard
+//! names are free: shards are created, never overwritten) writes its shards first
 //! under new names, then the head (one atomic object write: the switch), then deletes
 //! every labelled shard the head does not list. So at any point of a crash the head
 //! names one complete generation: the old one until the switch, the new one after it;
@@ -27,6 +28,11 @@
 //! `generation` and `index` match the head's; a mismatch (a writer switched the head
 //! in between) rereads from the head. The gzip trailer (CRC-32 and length) checks the
 //! reassembled parts.
+//!
+//! Writes are conditional ([`Cluster::update_inventory`]): the head is created only when
+//! there is none and replaced only at the resourceVersion it was read at; a writer that
+//! comes second reads again and redoes its update, so two writers never lose each
+//! other's entries.
 //!
 //! The `inSync` memo is a cache: when the payload would need more than [`MAX_SHARDS`]
 //! parts, the memo is dropped (a warning is logged); only entries alone that do not fit
@@ -48,7 +54,7 @@ use flate2::write::GzEncoder;
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use serde::{Deserialize, Serialize};
 
 use crate::{Cluster, KubeError};
@@ -84,6 +90,19 @@ const PART_KEY: &str = "part";
 const READ_ATTEMPTS: usize = 3;
 /// How many shards are read or written at once.
 const SHARD_CONCURRENCY: usize = 4;
+/// How often a conditional inventory write is tried when other writers come first.
+pub const CONFLICT_ATTEMPTS: usize = 5;
+/// How many generations a sharded write tries when shard names are taken.
+const GENERATION_ATTEMPTS: u64 = 8;
+
+/// Where a head was read: its resourceVersion (the condition of the next write), its
+/// generation, and whether it pointed to shards.
+#[derive(Clone, Debug)]
+struct Version {
+    resource_version: String,
+    generation: u64,
+    sharded: bool,
+}
 
 fn name(app: &str) -> String {
     format!("ferry-inventory-{app}")
@@ -394,14 +413,22 @@ impl Cluster {
         Api::namespaced(self.client().clone(), SYSTEM_NAMESPACE)
     }
 
-    async fn read_head(&self, app: &str) -> Result<Option<Head>, KubeError> {
+    async fn read_head(&self, app: &str) -> Result<Option<(Head, Version)>, KubeError> {
         let subject = config_map_ref(&name(app));
         let cm = self
             .inventory_config_maps()
             .get_opt(&subject.name)
             .await
             .map_err(|e| self.api_error(e, "get", &subject))?;
-        cm.map(|cm| parse_head(cm, &subject)).transpose()
+        let Some(cm) = cm else { return Ok(None) };
+        let resource_version = cm.metadata.resource_version.clone().unwrap_or_default();
+        let head = parse_head(cm, &subject)?;
+        let version = Version {
+            resource_version,
+            generation: head.generation(),
+            sharded: matches!(head, Head::Current { shards, .. } if shards > 0),
+        };
+        Ok(Some((head, version)))
     }
 
     /// The parts of generation `generation`'s `shards` shards, or `None` when one of them
@@ -433,17 +460,25 @@ impl Cluster {
 
     /// Reads an app's inventory; `None` when the app was never applied.
     pub async fn read_inventory(&self, app: &str) -> Result<Option<Inventory>, KubeError> {
+        Ok(self.read_versioned(app).await?.map(|(inv, _)| inv))
+    }
+
+    /// Reads an app's inventory with the version of its head.
+    async fn read_versioned(&self, app: &str) -> Result<Option<(Inventory, Version)>, KubeError> {
         let subject = config_map_ref(&name(app));
         for _ in 0..READ_ATTEMPTS {
-            let (revision, generation, shards, inline) = match self.read_head(app).await? {
+            let (revision, generation, shards, inline, version) = match self.read_head(app).await? {
                 None => return Ok(None),
-                Some(Head::Legacy(inv)) => return Ok(Some(inv)),
-                Some(Head::Current {
-                    revision,
-                    generation,
-                    shards,
-                    inline,
-                }) => (revision, generation, shards, inline),
+                Some((Head::Legacy(inv), version)) => return Ok(Some((inv, version))),
+                Some((
+                    Head::Current {
+                        revision,
+                        generation,
+                        shards,
+                        inline,
+                    },
+                    version,
+                )) => (revision, generation, shards, inline, version),
             };
             let compressed = match inline.filter(|_| shards == 0) {
                 Some(bytes) => bytes,
@@ -454,11 +489,12 @@ impl Cluster {
                 },
             };
             let (entries, in_sync) = decode_payload(&compressed, &subject)?;
-            return Ok(Some(Inventory {
+            let inventory = Inventory {
                 revision,
                 entries,
                 in_sync,
-            }));
+            };
+            return Ok(Some((inventory, version)));
         }
         Err(KubeError::Decode {
             message: format!(
@@ -495,25 +531,128 @@ impl Cluster {
             .await
     }
 
-    async fn apply_config_map(&self, cm: &ConfigMap) -> Result<(), KubeError> {
-        let subject = config_map_ref(cm.metadata.name.as_deref().unwrap_or_default());
-        self.inventory_config_maps()
-            .patch(
-                &subject.name,
-                &PatchParams::apply(ferry_model::FIELD_MANAGER).force(),
-                &Patch::Apply(cm),
-            )
-            .await
-            .map_err(|e| self.api_error(e, "apply", &subject))?;
-        Ok(())
+    /// Writes the head whole: created when there was none, else replaced on the
+    /// condition that it is still at `previous`'s resourceVersion. Either fails with 409
+    /// when another writer came first.
+    async fn write_head(
+        &self,
+        head: &ConfigMap,
+        previous: Option<&Version>,
+    ) -> Result<(), KubeError> {
+        let subject = config_map_ref(head.metadata.name.as_deref().unwrap_or_default());
+        let api = self.inventory_config_maps();
+        let params = PostParams {
+            field_manager: Some(ferry_model::FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let written = match previous {
+            None => api.create(&params, head).await.map(drop),
+            Some(version) => {
+                let mut head = head.clone();
+                head.metadata.resource_version = Some(version.resource_version.clone());
+                api.replace(&subject.name, &params, &head).await.map(drop)
+            }
+        };
+        written.map_err(|e| self.api_error(e, "write", &subject))
     }
 
-    /// Writes an app's inventory (creating `ferry-system` when missing): the shards of a
-    /// new generation, then the head that points to them, then the old shards are
-    /// deleted (when either is sharded) — a crash at any point leaves the previous or the
-    /// new inventory whole.
+    /// Creates the shards of one write at the first generation after `after` whose shard
+    /// names are all free (a shard is never overwritten: names taken by a concurrent
+    /// writer, or left by a crashed one, are skipped); returns that generation.
+    async fn create_shards(
+        &self,
+        app: &str,
+        after: u64,
+        parts: &[Vec<u8>],
+    ) -> Result<u64, KubeError> {
+        let api = self.inventory_config_maps();
+        let params = PostParams {
+            field_manager: Some(ferry_model::FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let mut generation = after + 1;
+        for _ in 0..GENERATION_ATTEMPTS {
+            let shards: Vec<ConfigMap> = (parts.iter().enumerate())
+                .map(|(index, part)| shard_config_map(app, generation, index, part))
+                .collect();
+            let created: Result<(), KubeError> = stream::iter(shards)
+                .map(|shard| {
+                    let (api, params) = (&api, &params);
+                    async move {
+                        let subject =
+                            config_map_ref(shard.metadata.name.as_deref().unwrap_or_default());
+                        api.create(params, &shard)
+                            .await
+                            .map(drop)
+                            .map_err(|e| self.api_error(e, "create", &subject))
+                    }
+                })
+                .buffer_unordered(SHARD_CONCURRENCY)
+                .try_collect()
+                .await;
+            match created {
+                Ok(()) => return Ok(generation),
+                Err(e) if is_conflict(&e) => generation += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(KubeError::Api {
+            verb: "create",
+            subject: Box::new(config_map_ref(&shard_name(app, generation, 0))),
+            code: 409,
+            message: format!("the shard names of {GENERATION_ATTEMPTS} generations are taken"),
+        })
+    }
+
+    /// Writes an app's inventory (creating `ferry-system` when missing), whatever it
+    /// held: [`update_inventory`](Self::update_inventory) with `inv`.
     pub async fn write_inventory(&self, app: &str, inv: &Inventory) -> Result<(), KubeError> {
+        self.update_inventory(app, |_| inv.clone()).await.map(drop)
+    }
+
+    /// Reads an app's inventory, passes it to `update` (`None`: there is none) and writes
+    /// what `update` returns, on the condition that nobody wrote it in between (the
+    /// head's resourceVersion); on a conflict it reads again and calls `update` again, up
+    /// to [`CONFLICT_ATTEMPTS`] times, so that two writers never lose each other's
+    /// entries. Returns what was written.
+    ///
+    /// A write of a new generation creates its shards under new names (when sharded),
+    /// then switches the head to them, then deletes the old shards (when either is
+    /// sharded): a crash at any point leaves the previous or the new inventory whole.
+    pub async fn update_inventory(
+        &self,
+        app: &str,
+        mut update: impl FnMut(Option<&Inventory>) -> Inventory,
+    ) -> Result<Inventory, KubeError> {
         self.ensure_namespace(SYSTEM_NAMESPACE).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.read_versioned(app).await?;
+            let inv = update(current.as_ref().map(|(inv, _)| inv));
+            let previous = current.map(|(_, version)| version);
+            match self.write_version(app, &inv, previous.as_ref()).await {
+                Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
+                    tracing::debug!(
+                        app,
+                        attempt,
+                        "inventory written meanwhile, reading it again: {e}"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(inv),
+            }
+        }
+    }
+
+    /// One conditional write of `inv` over the head at `previous`.
+    async fn write_version(
+        &self,
+        app: &str,
+        inv: &Inventory,
+        previous: Option<&Version>,
+    ) -> Result<(), KubeError> {
         let encoded = encode(app, inv, LAYOUT)?;
         if encoded.memo_dropped {
             tracing::warn!(
@@ -524,21 +663,14 @@ impl Cluster {
                  the memo is dropped"
             );
         }
-        let previous = self.read_head(app).await?;
-        let was_sharded = matches!(previous, Some(Head::Current { shards, .. }) if shards > 0);
-        let generation = previous.map_or(0, |h| h.generation()) + 1;
+        let was_sharded = previous.is_some_and(|v| v.sharded);
+        let after = previous.map_or(0, |v| v.generation);
         let sharded = encoded.parts.len() > 1;
-        if sharded {
-            let shards: Vec<ConfigMap> = (encoded.parts.iter().enumerate())
-                .map(|(index, part)| shard_config_map(app, generation, index, part))
-                .collect();
-            stream::iter(shards)
-                .map(|shard| async move { self.apply_config_map(&shard).await })
-                .buffer_unordered(SHARD_CONCURRENCY)
-                .try_collect::<()>()
-                .await?;
-        }
-        self.apply_config_map(&head_config_map(app, inv, generation, &encoded))
+        let generation = match sharded {
+            true => self.create_shards(app, after, &encoded.parts).await?,
+            false => after + 1,
+        };
+        self.write_head(&head_config_map(app, inv, generation, &encoded), previous)
             .await?;
         let keep: Vec<String> = match sharded {
             true => (0..encoded.parts.len())
@@ -559,6 +691,11 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// A 409: another writer came first (a changed resourceVersion, a name taken).
+fn is_conflict(e: &KubeError) -> bool {
+    matches!(e, KubeError::Api { code: 409, .. })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 mod error;
 mod inventory;
+mod lease;
 mod own;
 mod system;
 mod watch;
@@ -24,7 +25,8 @@ use kube::config::KubeConfigOptions;
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use serde_json::Value;
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
+use tokio::time::Instant;
 
 pub use error::KubeError;
 pub use inventory::Inventory;
@@ -68,6 +70,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// it only bounds a watcher's list or a watch that stopped in mid-response.
 pub const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The least time between two discovery runs caused by an unknown kind
+/// ([`Cluster::resolve`]), so that manifests of a kind that really is unknown do not
+/// rerun discovery for every object.
+pub const DISCOVERY_MIN_AGE: Duration = Duration::from_secs(5);
+
 /// A connection to one cluster, with discovery cached and refreshable.
 ///
 /// Two clients share the configuration. Ordinary requests (get, list, apply, delete,
@@ -88,6 +95,8 @@ pub struct Cluster {
     server: String,
     timeout: Duration,
     discovery: Arc<RwLock<Discovery>>,
+    /// When discovery last ran; held while it runs again.
+    discovered: Arc<Mutex<Instant>>,
 }
 
 impl Cluster {
@@ -138,6 +147,7 @@ impl Cluster {
             server,
             timeout,
             discovery: Arc::new(RwLock::new(discovery)),
+            discovered: Arc::new(Mutex::new(Instant::now())),
         })
     }
 
@@ -155,6 +165,7 @@ impl Cluster {
             server,
             timeout,
             discovery: Arc::new(RwLock::new(discovery)),
+            discovered: Arc::new(Mutex::new(Instant::now())),
         })
     }
 
@@ -194,26 +205,47 @@ impl Cluster {
 
     /// Re-runs discovery (after CRDs were applied).
     pub async fn refresh(&self) -> Result<(), KubeError> {
+        let mut discovered = self.discovered.lock().await;
+        self.rediscover(&mut discovered).await
+    }
+
+    async fn rediscover(&self, discovered: &mut Instant) -> Result<(), KubeError> {
         let fresh = discover(&self.client, &self.server).await?;
         *self.discovery.write().await = fresh;
+        *discovered = Instant::now();
         Ok(())
     }
 
-    /// Resolves an `apiVersion` and kind through discovery.
+    /// Resolves an `apiVersion` and kind through discovery. A kind the cached discovery
+    /// does not know (a CRD installed since, by anyone) reruns discovery first, unless it
+    /// ran less than [`DISCOVERY_MIN_AGE`] ago; callers asking at once share one run.
     pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<Resolved, KubeError> {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let found = self.discovery.read().await.resolve_gvk(&gvk);
-        match found {
-            Some((resource, ApiCapabilities { scope, .. })) => Ok(Resolved {
-                resource,
-                namespaced: scope == Scope::Namespaced,
-            }),
-            None => Err(KubeError::UnknownKind {
+        if let Some(found) = self.lookup(&gvk).await {
+            return Ok(found);
+        }
+        {
+            let mut discovered = self.discovered.lock().await;
+            if discovered.elapsed() >= DISCOVERY_MIN_AGE {
+                self.rediscover(&mut discovered).await?;
+            }
+        }
+        self.lookup(&gvk)
+            .await
+            .ok_or_else(|| KubeError::UnknownKind {
                 api_version: api_version.into(),
                 kind: kind.into(),
-            }),
-        }
+            })
+    }
+
+    async fn lookup(&self, gvk: &GroupVersionKind) -> Option<Resolved> {
+        let (resource, ApiCapabilities { scope, .. }) =
+            self.discovery.read().await.resolve_gvk(gvk)?;
+        Some(Resolved {
+            resource,
+            namespaced: scope == Scope::Namespaced,
+        })
     }
 
     async fn api(&self, subject: &ObjectRef) -> Result<Api<DynamicObject>, KubeError> {

@@ -1,6 +1,6 @@
 //! The agent's own resources, so that no other crate talks to the API server: typed
 //! watches (the `Application` custom resource), status subresource patches, Kubernetes
-//! Events, and leader election on a Lease.
+//! Events (leader election on a Lease is in `lease.rs`).
 
 use std::fmt::Debug;
 
@@ -13,7 +13,6 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::watch;
 
 use crate::{Cluster, KubeError};
 
@@ -148,36 +147,5 @@ impl Cluster {
         EventRecorder {
             recorder: Recorder::new(self.client().clone(), reporter),
         }
-    }
-
-    /// Leader election on Lease `name` in `namespace` (created when missing) as
-    /// `identity`: the flag is true while this identity holds the lease. A lease lasts
-    /// `duration_s` seconds and is renewed `grace_s` seconds before it ends.
-    pub async fn lead(
-        &self,
-        namespace: &str,
-        name: &str,
-        identity: &str,
-        duration_s: u64,
-        grace_s: u64,
-    ) -> Result<watch::Receiver<bool>, KubeError> {
-        self.ensure_namespace(namespace).await?;
-        let subject =
-            crate::ObjectRef::new("coordination.k8s.io/v1", "Lease", Some(namespace), name);
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(self.client().clone(), name)
-            .with_namespace(namespace)
-            .with_identity(identity)
-            .with_duration(duration_s)
-            .with_grace(grace_s)
-            .build()
-            .await
-            .map_err(|e| KubeError::Api {
-                verb: "create",
-                subject: Box::new(subject),
-                code: 0,
-                message: e.to_string(),
-            })?;
-        let (flag, _task) = manager.watch().await;
-        Ok(flag)
     }
 }

@@ -14,7 +14,7 @@ use super::plan::Planned;
 use super::{CONCURRENCY, prune};
 use crate::order::{Stage, stage};
 use crate::progress::{Event, Progress};
-use crate::{EngineError, wait};
+use crate::{EngineError, failpoint, wait};
 
 /// Creates the destination namespace when the app asks for it (before any hook, which
 /// may run in it).
@@ -28,7 +28,8 @@ pub(super) async fn namespace(cluster: &Cluster, spec: &AppSpec) -> Result<(), E
 }
 
 /// Widens the inventory to the plan's objects (before the first write, so it never
-/// loses track of an object).
+/// loses track of an object). Entries another writer added since the plan read it are
+/// kept (the write is conditional, see [`Cluster::update_inventory`]).
 pub(super) async fn begin(
     cluster: &Cluster,
     app: &str,
@@ -38,14 +39,17 @@ pub(super) async fn begin(
     widened.extend(planned.desired());
     if !planned.changeset.in_sync() || planned.previous.is_empty() {
         cluster
-            .write_inventory(
-                app,
-                &Inventory {
+            .update_inventory(app, |current| {
+                let mut entries = widened.clone();
+                entries.extend(current.into_iter().flat_map(|c| c.entries.iter().cloned()));
+                entries.sort();
+                entries.dedup();
+                Inventory {
                     revision: planned.changeset.revision.clone(),
-                    entries: widened,
+                    entries,
                     in_sync: Default::default(),
-                },
-            )
+                }
+            })
             .await?;
     }
     Ok(())
@@ -135,17 +139,65 @@ pub(super) async fn write(
     Ok(())
 }
 
+/// Drops from the inventory the entries whose objects are gone (neither desired nor
+/// live: a sync killed between its prune and the narrowing leaves them) when the plan
+/// has nothing else to do, so that the inventory equals the live objects again. Writes
+/// nothing when there are none.
+pub(super) async fn forget_gone(
+    cluster: &Cluster,
+    app: &str,
+    planned: &Planned,
+    cancel: &CancellationToken,
+) -> Result<(), EngineError> {
+    let mentioned: HashSet<&ObjectRef> = planned
+        .changeset
+        .changes
+        .iter()
+        .map(|c| &c.subject)
+        .collect();
+    let gone: HashSet<&ObjectRef> = planned
+        .previous
+        .iter()
+        .filter(|p| !mentioned.contains(p))
+        .collect();
+    if gone.is_empty() {
+        return Ok(());
+    }
+    if cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    cluster
+        .update_inventory(app, |current| {
+            let mut inventory = current.cloned().unwrap_or_default();
+            inventory.entries.retain(|e| !gone.contains(e));
+            inventory
+        })
+        .await?;
+    Ok(())
+}
+
 /// Prunes, then narrows the inventory to the plan's objects (keeping those whose
-/// deletion failed). Runs only when every write succeeded.
+/// deletion failed, and those another writer added since the plan read it). Runs only
+/// when every write succeeded; `cancel` is checked before the prune and before the
+/// narrowing.
 pub(super) async fn finish(
     cluster: &Cluster,
     app: &str,
     planned: &Planned,
     progress: &dyn Progress,
+    cancel: &CancellationToken,
 ) -> Result<(), EngineError> {
+    let check = || match cancel.is_cancelled() {
+        true => Err(EngineError::Cancelled),
+        false => Ok(()),
+    };
+    failpoint::hit(failpoint::AFTER_APPLY);
+    check()?;
     let revision = planned.changeset.revision.clone();
     let desired = planned.desired();
-    let prune = prune::prune(cluster, planned, progress).await;
+    let prune = prune::prune(cluster, planned, progress, cancel).await;
+    failpoint::hit(failpoint::BEFORE_NARROW);
+    check()?;
     let mut entries = desired.clone();
     let failed = prune
         .as_ref()
@@ -156,19 +208,24 @@ pub(super) async fn finish(
     entries.sort();
     entries.dedup();
     if entries != planned.previous || !planned.changeset.in_sync() {
-        let in_sync = match planned.keep {
-            true => planned.in_sync.kept(&entries),
-            false => Default::default(),
-        };
+        let known: HashSet<&ObjectRef> = planned.previous.iter().chain(&desired).collect();
         cluster
-            .write_inventory(
-                app,
-                &Inventory {
-                    revision,
+            .update_inventory(app, |current| {
+                let mut entries = entries.clone();
+                let added = current.into_iter().flat_map(|c| &c.entries);
+                entries.extend(added.filter(|e| !known.contains(e)).cloned());
+                entries.sort();
+                entries.dedup();
+                let in_sync = match planned.keep {
+                    true => planned.in_sync.kept(&entries),
+                    false => Default::default(),
+                };
+                Inventory {
+                    revision: revision.clone(),
                     entries,
                     in_sync,
-                },
-            )
+                }
+            })
             .await?;
     }
     if let Err((failed, first)) = prune {

@@ -144,6 +144,7 @@ impl<'a> Sync<'a> {
         progress: &dyn Progress,
         gate: impl FnOnce(&ChangeSet) -> bool,
     ) -> Result<SyncReport, EngineError> {
+        crate::failpoint::hit_for(crate::failpoint::PLAN, self.app);
         let mut planned = plan::plan(self.cluster, self.app, self.spec, rendered, opts).await?;
         if planned.manifests.is_empty() && !planned.previous.is_empty() && !self.spec.allow_empty {
             return Err(EngineError::EmptyRender {
@@ -157,6 +158,9 @@ impl<'a> Sync<'a> {
         planned.changeset.waves = plan_log.waves;
         let objects = planned.desired();
         let applied = !opts.dry_run && gate(&planned.changeset);
+        if !applied && !opts.dry_run && planned.changeset.in_sync() {
+            apply::forget_gone(self.cluster, self.app, &planned, &opts.cancel).await?;
+        }
         if applied {
             let timeout = match opts.wait {
                 Wait::Until(timeout) => timeout,

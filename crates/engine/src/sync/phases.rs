@@ -243,7 +243,14 @@ impl Phases<'_> {
             }
         }
         self.check()?;
-        apply::finish(self.cluster, self.app, self.planned, self.progress).await?;
+        apply::finish(
+            self.cluster,
+            self.app,
+            self.planned,
+            self.progress,
+            self.cancel,
+        )
+        .await?;
         if steps.post_sync.is_empty() {
             return Ok(());
         }

@@ -4,20 +4,23 @@ use ferry_kube::{Cluster, Inventory, KubeError};
 use ferry_model::{APP_LABEL, Action, ObjectRef, PRUNE_ANNOTATION};
 
 use futures::{StreamExt, stream};
+use tokio_util::sync::CancellationToken;
 
 use super::CONCURRENCY;
 use super::plan::Planned;
-use crate::EngineError;
 use crate::order::{kind_rank, sort_for_prune};
 use crate::progress::{Event, Progress};
+use crate::{EngineError, failpoint};
 
 /// Deletes the plan's prune entries in prune order (objects of one kind rank in
 /// parallel); on failure returns the objects that could not be deleted and the first
-/// error.
+/// error. A cancelled sync deletes no further kind rank (those objects count as not
+/// deleted).
 pub(super) async fn prune(
     cluster: &Cluster,
     planned: &Planned,
     progress: &dyn Progress,
+    cancel: &CancellationToken,
 ) -> Result<(), (Vec<ObjectRef>, String)> {
     let doomed: Vec<ObjectRef> = planned
         .changeset
@@ -34,6 +37,14 @@ pub(super) async fn prune(
     let mut first = None;
     let mut rest = doomed.as_slice();
     while let Some(head) = rest.first() {
+        if cancel.is_cancelled() {
+            first.get_or_insert_with(|| EngineError::Cancelled.to_string());
+            failed.extend_from_slice(rest);
+            break;
+        }
+        if rest.len() < doomed.len() {
+            failpoint::hit(failpoint::MID_PRUNE);
+        }
         let rank = kind_rank(&head.kind);
         let len = rest
             .iter()

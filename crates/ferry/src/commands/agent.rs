@@ -18,13 +18,23 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
         parse_duration(&args.kube_timeout).map_err(|m| anyhow::anyhow!("--kube-timeout: {m}"))?;
     let git_timeout =
         parse_duration(&args.git_timeout).map_err(|m| anyhow::anyhow!("--git-timeout: {m}"))?;
+    let resync_interval = parse_duration(&args.resync_interval)
+        .map_err(|m| anyhow::anyhow!("--resync-interval: {m}"))?;
     if kube_timeout.is_zero() || git_timeout.is_zero() {
         bail!("--kube-timeout and --git-timeout must be longer than 0 s");
     }
     let cache = super::cache_dir();
+    let data_dir = args.data_dir.unwrap_or_else(|| cache.join("agent"));
+    // Stable across restarts of one agent (same host, same data directory), so that a
+    // restarted agent takes its own Lease back at once instead of waiting for it to expire.
     let identity = args.identity.clone().unwrap_or_else(|| {
+        use std::hash::{Hash, Hasher};
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::fs::canonicalize(&data_dir)
+            .unwrap_or_else(|_| data_dir.clone())
+            .hash(&mut hasher);
+        format!("{}-{:08x}", host.trim(), hasher.finish() as u32)
     });
     let auth = ferry_web::Auth::new(&args.tokens, args.tokens_file.as_deref())?;
     auth.check_listen(args.listen)?;
@@ -44,7 +54,7 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
         apps_file,
         applications,
         listen: args.listen,
-        data_dir: args.data_dir.unwrap_or_else(|| cache.join("agent")),
+        data_dir,
         git_cache: cache.join("git"),
         context: context.map(str::to_string),
         webhook_secret: args.webhook_secret,
@@ -52,6 +62,7 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
         sync_timeout,
         kube_timeout,
         git_timeout,
+        resync_interval,
         lease_namespace: args.leader_elect_namespace,
         identity,
     };

@@ -107,8 +107,30 @@ impl Agent {
         agent
     }
 
+    /// [`Agent::start`] with `env` set for the process (e.g. `FAILPOINTS`, `KUBECONFIG`).
+    pub async fn start_with_env(
+        home: &AgentHome,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut agent = Self::spawn_with_env(home, name, extra, env);
+        agent.wait_ready().await;
+        agent
+    }
+
     /// Spawns `ferry agent` without waiting for it.
     pub fn spawn(home: &AgentHome, name: &str, extra: &[&str]) -> Self {
+        Self::spawn_with_env(home, name, extra, &[])
+    }
+
+    /// [`Agent::spawn`] with `env` set for the process.
+    pub fn spawn_with_env(
+        home: &AgentHome,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         // A new log file per process, so a restarted agent's log is its own.
@@ -135,6 +157,8 @@ impl Agent {
             .env_remove("RUST_LOG")
             .env_remove("FERRY_WEBHOOK_SECRET")
             .env_remove("FERRY_SERVER")
+            .env_remove("FAILPOINTS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
