@@ -1,5 +1,7 @@
 //! Drift detection: one watch per kind in use, shared by all apps; a change to an
-//! object labelled `ferry.dev/app=<app>` queues that app, whose reconcile then
+//! object labelled `ferry.dev/app=<name>` and `ferry.dev/app-namespace=<namespace>`
+//! queues that app (an object an earlier version labelled with the name alone queues
+//! every app of that name), whose reconcile then
 //! compares the live object with Git (no polling of the cluster). A change to nothing
 //! but the object's status (a controller reporting progress) queues a health check
 //! only, which plans nothing. Every event also updates the objects' health kept in
@@ -9,8 +11,9 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use ferry_engine::plan::Owner;
 use ferry_kube::WatchEvent;
-use ferry_model::{APP_LABEL, ObjectRef};
+use ferry_model::{APP_LABEL, AppKey, ObjectRef};
 use ferry_plan::diff::without_write_stamps;
 use futures::StreamExt;
 use serde_json::Value;
@@ -84,19 +87,23 @@ impl Watches {
                             continue;
                         }
                     };
-                    let Some(app) = object
-                        .pointer("/metadata/labels")
-                        .and_then(|l| l.get(APP_LABEL))
-                        .and_then(|v| v.as_str())
-                    else {
+                    let Some(owner) = Owner::of(&object) else {
                         continue;
                     };
-                    if trigger == Trigger::Health && ctx.check_health_now(app).await {
-                        continue;
-                    }
-                    if ctx.store.get(app).await.is_some() {
-                        debug!(%kind, %app, ?trigger, "live change");
-                        ctx.enqueue(app, trigger);
+                    let apps = match owner.namespace {
+                        Some(namespace) => vec![AppKey::new(namespace, owner.name)],
+                        None => (ctx.store.names().await.into_iter())
+                            .filter(|k| k.name == owner.name)
+                            .collect(),
+                    };
+                    for app in &apps {
+                        if trigger == Trigger::Health && ctx.check_health_now(app).await {
+                            continue;
+                        }
+                        if ctx.store.get(app).await.is_some() {
+                            debug!(%kind, %app, ?trigger, "live change");
+                            ctx.enqueue(app, trigger);
+                        }
                     }
                 }
             });

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use ferry_kube::{Cluster, Inventory};
-use ferry_model::{Action, AppSpec, ObjectRef};
+use ferry_model::{Action, AppKey, AppSpec, ObjectRef};
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +31,7 @@ pub(super) async fn namespace(cluster: &Cluster, spec: &AppSpec) -> Result<(), E
 /// loses track of an object).
 pub(super) async fn begin(
     cluster: &Cluster,
-    app: &str,
+    app: &AppKey,
     planned: &Planned,
 ) -> Result<(), EngineError> {
     let mut widened: Vec<ObjectRef> = planned.previous.clone();
@@ -136,10 +136,11 @@ pub(super) async fn write(
 }
 
 /// Prunes, then narrows the inventory to the plan's objects (keeping those whose
-/// deletion failed). Runs only when every write succeeded.
+/// deletion failed, and the Namespaces, CRDs and PersistentVolumes kept by the prune
+/// guard, so that they are pruned once allowed). Runs only when every write succeeded.
 pub(super) async fn finish(
     cluster: &Cluster,
-    app: &str,
+    app: &AppKey,
     planned: &Planned,
     progress: &dyn Progress,
 ) -> Result<(), EngineError> {
@@ -147,6 +148,18 @@ pub(super) async fn finish(
     let desired = planned.desired();
     let prune = prune::prune(cluster, planned, progress).await;
     let mut entries = desired.clone();
+    entries.extend(
+        planned
+            .changeset
+            .changes
+            .iter()
+            .filter(|c| {
+                c.action == Action::Orphan
+                    && c.reason.as_deref()
+                        == Some(crate::plan::reason_guarded(&c.subject.kind).as_str())
+            })
+            .map(|c| c.subject.clone()),
+    );
     let failed = prune
         .as_ref()
         .err()
