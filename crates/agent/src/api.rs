@@ -15,6 +15,8 @@ use ferry_api::{
     ListQuery, RollbackBody, WebhookAccepted,
 };
 
+use ferry_model::AppKey;
+
 use crate::controller::Ctx;
 use crate::engine::{RepoKey, repo_key};
 use crate::kept;
@@ -39,9 +41,9 @@ pub fn router(api: Api) -> Router {
         .route("/metrics", get(metrics))
         .route("/hooks/{provider}", post(webhook))
         .route("/api/v1/apps", get(list_apps))
-        .route("/api/v1/apps/{name}", get(get_app))
-        .route("/api/v1/apps/{name}/history", get(history))
-        .route("/api/v1/apps/{name}/{action}", post(action))
+        .route("/api/v1/apps/{namespace}/{name}", get(get_app))
+        .route("/api/v1/apps/{namespace}/{name}/history", get(history))
+        .route("/api/v1/apps/{namespace}/{name}/{action}", post(action))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
 }
@@ -171,6 +173,7 @@ async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Respon
             let mut total = 0;
             let mut items: Vec<AppSummary> = Vec::new();
             let matching = apps
+                .filter(|a| (q.app_namespace.as_deref()).is_none_or(|ns| a.app_namespace == ns))
                 .filter(|a| q.sync.as_deref().is_none_or(|s| a.sync.as_str() == s))
                 .filter(|a| {
                     q.health
@@ -201,35 +204,50 @@ async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Respon
     .into_response()
 }
 
+/// The app `namespace/name` of a request path.
+pub fn app_key((namespace, name): (String, String)) -> AppKey {
+    AppKey::new(namespace, name)
+}
+
+/// The answer to a request for an app the agent does not have.
+pub fn no_app(key: &AppKey) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no app {key}"))
+}
+
 /// One app's full status.
-#[utoipa::path(get, path = "/api/v1/apps/{name}", operation_id = "getApp", tag = "apps",
-    params(("name" = String, Path, description = "App name.")),
+#[utoipa::path(get, path = "/api/v1/apps/{namespace}/{name}", operation_id = "getApp",
+    tag = "apps",
+    params(("namespace" = String, Path, description = "The app's namespace."),
+        ("name" = String, Path, description = "App name.")),
     responses(
         (status = 200, description = "The status.", body = AppDetail),
-        (status = 404, description = "No app of that name.", body = ErrorBody)))]
-async fn get_app(State(api): State<Api>, Path(name): Path<String>) -> Response {
-    match api.ctx.store.get(&name).await {
+        (status = 404, description = "No such app.", body = ErrorBody)))]
+async fn get_app(State(api): State<Api>, Path(path): Path<(String, String)>) -> Response {
+    let key = app_key(path);
+    match api.ctx.store.get(&key).await {
         Some(app) => Json(app).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no app named {name:?}")),
+        None => no_app(&key),
     }
 }
 
 /// The app's sync history, newest first.
-#[utoipa::path(get, path = "/api/v1/apps/{name}/history", operation_id = "appHistory",
-    tag = "apps",
-    params(("name" = String, Path, description = "App name."), HistoryQuery),
+#[utoipa::path(get, path = "/api/v1/apps/{namespace}/{name}/history",
+    operation_id = "appHistory", tag = "apps",
+    params(("namespace" = String, Path, description = "The app's namespace."),
+        ("name" = String, Path, description = "App name."), HistoryQuery),
     responses(
         (status = 200, description = "History entries.", body = HistoryList),
-        (status = 404, description = "No app of that name.", body = ErrorBody)))]
+        (status = 404, description = "No such app.", body = ErrorBody)))]
 async fn history(
     State(api): State<Api>,
-    Path(name): Path<String>,
+    Path(path): Path<(String, String)>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    if api.ctx.store.get(&name).await.is_none() {
-        return error(StatusCode::NOT_FOUND, format!("no app named {name:?}"));
+    let key = app_key(path);
+    if api.ctx.store.get(&key).await.is_none() {
+        return no_app(&key);
     }
-    match api.ctx.record.history.list(&name, q.limit.unwrap_or(50)) {
+    match (api.ctx.record.history).list(&key.to_string(), q.limit.unwrap_or(50)) {
         Ok(items) => Json(HistoryList { items }).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -242,9 +260,10 @@ async fn history(
 /// `rollback` pins a history entry's revision or a Git revision. Requests must carry
 /// `Authorization` or `Content-Type: application/json`, and an `Origin`, if any, matching
 /// the host.
-#[utoipa::path(post, path = "/api/v1/apps/{name}/{action}", operation_id = "appAction",
-    tag = "actions",
-    params(("name" = String, Path, description = "App name."),
+#[utoipa::path(post, path = "/api/v1/apps/{namespace}/{name}/{action}",
+    operation_id = "appAction", tag = "actions",
+    params(("namespace" = String, Path, description = "The app's namespace."),
+        ("name" = String, Path, description = "App name."),
         ("action" = String, Path,
             description = "`sync`, `refresh`, `suspend`, `resume` or `rollback`.")),
     request_body(content = Option<RollbackBody>, description = "For `rollback` only."),
@@ -258,12 +277,13 @@ async fn history(
             body = ErrorBody)))]
 async fn action(
     State(api): State<Api>,
-    Path((name, action)): Path<(String, String)>,
+    Path((namespace, name, action)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
     let ctx = &api.ctx;
+    let name = AppKey::new(namespace, name);
     let Some(app) = ctx.store.get(&name).await else {
-        return error(StatusCode::NOT_FOUND, format!("no app named {name:?}"));
+        return no_app(&name);
     };
     match action.as_str() {
         "sync" => {
@@ -294,11 +314,11 @@ async fn action(
             };
             let revision = match target.parse::<u64>() {
                 Ok(id) if target.len() < 7 => match ctx.record.history.get(id) {
-                    Ok(Some(entry)) if entry.app == name => entry.revision,
+                    Ok(Some(entry)) if entry.app == name.to_string() => entry.revision,
                     Ok(_) => {
                         return error(
                             StatusCode::NOT_FOUND,
-                            format!("no history entry {id} for app {name:?}"),
+                            format!("no history entry {id} for app {name}"),
                         );
                     }
                     Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -323,9 +343,9 @@ async fn action(
     accepted(name, action, None)
 }
 
-fn accepted(app: String, action: String, revision: Option<String>) -> Response {
+fn accepted(app: AppKey, action: String, revision: Option<String>) -> Response {
     let body = ActionAccepted {
-        app,
+        app: app.to_string(),
         action,
         revision,
     };

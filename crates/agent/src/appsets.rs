@@ -19,7 +19,7 @@ use std::time::Duration;
 use ferry_engine::Sync;
 use ferry_engine::appset::expand_set;
 use ferry_engine::progress::Silent;
-use ferry_model::{AppSet, Backoff, NamedApp};
+use ferry_model::{AppKey, AppSet, Backoff, NamedApp};
 use ferry_source::Revision;
 use tracing::{info, warn};
 
@@ -44,7 +44,7 @@ pub struct AppSets {
     keys: Mutex<Vec<(RepoKey, Duration)>>,
     /// Apps removed from their set whose removal is not finished: app → whether its
     /// objects are deleted.
-    removed: Mutex<HashMap<String, bool>>,
+    removed: Mutex<HashMap<AppKey, bool>>,
 }
 
 struct SetState {
@@ -156,8 +156,9 @@ async fn reconcile_set(
 ) {
     let set = state.set.name.clone();
     let mut keep = BTreeSet::new();
+    let key = |name: &str| AppKey::new(&ctx.apps_namespace, name);
     for app in apps {
-        let existing = ctx.store.get(&app.name).await;
+        let existing = ctx.store.get(&key(&app.name)).await;
         if existing.is_some() && !state.apps.contains(&app.name) {
             warn!(%set, app = %app.name, "app set: an app of that name exists already; not generating it");
             continue;
@@ -166,7 +167,7 @@ async fn reconcile_set(
             .removed
             .lock()
             .expect("removed apps")
-            .remove(&app.name);
+            .remove(&key(&app.name));
         keep.insert(app.name.clone());
         if existing.is_some_and(|s| s.spec == app.spec) {
             continue;
@@ -174,10 +175,11 @@ async fn reconcile_set(
         if !state.apps.contains(&app.name) {
             info!(%set, app = %app.name, path = %app.spec.source.path, "app set: app added");
         }
-        ctx.store.upsert(&app.name, app.spec).await;
-        ctx.enqueue(&app.name, trigger);
+        ctx.store.upsert(&key(&app.name), app.spec).await;
+        ctx.enqueue(&key(&app.name), trigger);
     }
     for gone in state.apps.difference(&keep) {
+        let gone = &key(gone);
         info!(%set, app = %gone, prune = state.set.prune_on_remove, "app set: directory gone, app removed");
         ctx.store.remove(gone).await;
         crate::kept::forget(ctx, gone).await;
@@ -198,7 +200,7 @@ async fn reconcile_set(
 /// `pruneOnRemove`, deletes its objects and inventory; a failure is an error, retried by
 /// the error policy ([`PRUNE_RETRY`]) unless the app's directory came back meanwhile.
 /// Called by a reconcile of an app the store does not have.
-pub async fn finalize(ctx: &Arc<Ctx>, app: &str) -> Result<Action, Error> {
+pub async fn finalize(ctx: &Arc<Ctx>, app: &AppKey) -> Result<Action, Error> {
     let Some(prune) = ctx
         .appsets
         .removed
@@ -226,7 +228,7 @@ pub async fn finalize(ctx: &Arc<Ctx>, app: &str) -> Result<Action, Error> {
                 .removed
                 .lock()
                 .expect("removed apps")
-                .entry(app.to_string())
+                .entry(app.clone())
                 .or_insert(true);
             Err(Error::Prune(e))
         }

@@ -13,7 +13,7 @@ use ferry_engine::EngineError;
 use ferry_engine::progress::{Event, Progress};
 use ferry_engine::wait::observe;
 use ferry_engine::{Sync, SyncOptions, Wait};
-use ferry_model::{Backoff, ChangeSet, HealthStatus, ObjectRef};
+use ferry_model::{AppKey, Backoff, ChangeSet, HealthStatus, ObjectRef};
 use ferry_source::Revision;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +53,7 @@ pub struct Ctx {
     /// History, metrics and Events.
     pub record: Record,
     /// The work queue.
-    pub queue: Queue<String>,
+    pub queue: Queue<AppKey>,
     /// True while this agent holds the lease (only the leader writes).
     pub leader: watch::Receiver<bool>,
     /// Cancelled when the agent stops.
@@ -68,9 +68,11 @@ pub struct Ctx {
     /// The health of the watched objects, kept from the drift watches.
     pub live: LiveHealth,
     failures: Failures,
-    heals: Mutex<HashMap<String, Heal>>,
+    heals: Mutex<HashMap<AppKey, Heal>>,
     /// Apps held by the dependency gate ([`crate::deps`]).
     pub waiting: Arc<Waiting>,
+    /// The namespace of the apps of `ferry.yaml` (and of its app sets).
+    pub apps_namespace: String,
 }
 
 /// What a [`Ctx`] is built from ([`context`]).
@@ -87,10 +89,12 @@ pub struct Parts {
     pub leader: watch::Receiver<bool>,
     /// Cancelled when the agent stops.
     pub shutdown: CancellationToken,
+    /// The namespace of the apps of `ferry.yaml`.
+    pub apps_namespace: String,
 }
 
 /// Builds the context and the runner of its work queue ([`run`]).
-pub fn context(parts: Parts) -> (Arc<Ctx>, Runner<String>) {
+pub fn context(parts: Parts) -> (Arc<Ctx>, Runner<AppKey>) {
     let (queue, runner) = crate::queue::queue();
     let ctx = Ctx {
         engine: parts.engine,
@@ -107,6 +111,7 @@ pub fn context(parts: Parts) -> (Arc<Ctx>, Runner<String>) {
         failures: Default::default(),
         heals: Default::default(),
         waiting: Default::default(),
+        apps_namespace: parts.apps_namespace,
     };
     (Arc::new(ctx), runner)
 }
@@ -121,15 +126,15 @@ fn now_ms() -> i64 {
 
 impl Ctx {
     /// Queues a reconcile of `app` now.
-    pub fn enqueue(&self, app: &str, trigger: Trigger) {
-        self.queue.enqueue(app.to_string(), trigger);
+    pub fn enqueue(&self, app: &AppKey, trigger: Trigger) {
+        self.queue.enqueue(app.clone(), trigger);
     }
 
     /// A health check of `app` done at once from the health the watches keep, outside the
     /// queue: it sends no API request and never waits behind other apps' syncs. False
     /// when it cannot be done so (a standby, an app gone, suspended or not observed yet,
     /// a kind not listed yet): queue [`Trigger::Health`] then.
-    pub async fn check_health_now(&self, app: &str) -> bool {
+    pub async fn check_health_now(&self, app: &AppKey) -> bool {
         if !*self.leader.borrow() {
             return false;
         }
@@ -144,7 +149,7 @@ impl Ctx {
         };
         if let Action::Requeue { after, trigger } = record_health(self, app, &status, health).await
         {
-            self.queue.enqueue_after(app.to_string(), trigger, after);
+            self.queue.enqueue_after(app.clone(), trigger, after);
         }
         true
     }
@@ -160,11 +165,11 @@ impl Ctx {
     }
 
     /// Apps whose source is `key`.
-    pub async fn apps_of(&self, key: &RepoKey) -> Vec<String> {
+    pub async fn apps_of(&self, key: &RepoKey) -> Vec<AppKey> {
         self.store
             .scan(|apps| {
                 apps.filter(|a| repo_key(&a.spec) == *key)
-                    .map(|a| a.name.clone())
+                    .map(AppStatus::key)
                     .collect()
             })
             .await
@@ -172,7 +177,7 @@ impl Ctx {
 
     /// Forgets the failed attempts of an app (removed from its set: the removal's own
     /// retries count from one).
-    pub fn forget_failures(&self, app: &str) {
+    pub fn forget_failures(&self, app: &AppKey) {
         self.failures.clear(app);
     }
 }
@@ -180,22 +185,22 @@ impl Ctx {
 /// Consecutive failed reconciles per app: the one count the error policy, the first
 /// failure's Event and history entry, and the health checks of a failing app go by.
 #[derive(Default)]
-struct Failures(Mutex<HashMap<String, u32>>);
+struct Failures(Mutex<HashMap<AppKey, u32>>);
 
 impl Failures {
     /// Counts one more failure; returns the count.
-    fn add(&self, app: &str) -> u32 {
+    fn add(&self, app: &AppKey) -> u32 {
         let mut map = self.0.lock().expect("failures");
-        let n = map.entry(app.to_string()).or_default();
+        let n = map.entry(app.clone()).or_default();
         *n += 1;
         *n
     }
 
-    fn clear(&self, app: &str) {
+    fn clear(&self, app: &AppKey) {
         self.0.lock().expect("failures").remove(app);
     }
 
-    fn failing(&self, app: &str) -> bool {
+    fn failing(&self, app: &AppKey) -> bool {
         self.0.lock().expect("failures").contains_key(app)
     }
 }
@@ -203,7 +208,7 @@ impl Failures {
 /// Works the queue off until shutdown: at most `concurrency` reconciles at once, one per
 /// app; on shutdown no new work starts and in-flight reconciles finish (each is bounded
 /// by the sync timeout).
-pub async fn run(ctx: Arc<Ctx>, runner: Runner<String>, concurrency: usize) {
+pub async fn run(ctx: Arc<Ctx>, runner: Runner<AppKey>, concurrency: usize) {
     let shutdown = ctx.shutdown.clone();
     let policy_ctx = ctx.clone();
     runner
@@ -290,7 +295,7 @@ fn decide(status: Option<&AppStatus>, trigger: Trigger, leader: bool) -> Step<'_
 }
 
 /// One reconcile of one app: status, history, metrics, and when to come back.
-async fn reconcile(ctx: &Arc<Ctx>, name: &str, trigger: Trigger) -> Result<Action, Error> {
+async fn reconcile(ctx: &Arc<Ctx>, name: &AppKey, trigger: Trigger) -> Result<Action, Error> {
     let status = ctx.store.get(name).await;
     let leader = *ctx.leader.borrow();
     match decide(status.as_ref(), trigger, leader) {
@@ -343,7 +348,7 @@ async fn blocked(ctx: &Ctx, status: &AppStatus) -> Option<Blocked> {
     };
     ctx.store
         .scan(|apps| {
-            let apps = apps.map(|s| (s.name.as_str(), s)).collect();
+            let apps = apps.map(|s| (s.key(), s)).collect();
             gate(status, &apps, &latest)
         })
         .await
@@ -353,7 +358,7 @@ async fn blocked(ctx: &Ctx, status: &AppStatus) -> Option<Blocked> {
 /// becomes ready ([`crate::deps::wake`]) or after [`DEPENDENCY_RECHECK`].
 async fn hold(
     ctx: &Ctx,
-    name: &str,
+    name: &AppKey,
     status: &AppStatus,
     blocked: &Blocked,
     trigger: Trigger,
@@ -405,7 +410,7 @@ impl Progress for StepTracker {
 /// the step it was at, and is retried with [`SYNC_RETRY`].
 async fn sync(
     ctx: &Arc<Ctx>,
-    name: &str,
+    name: &AppKey,
     status: &AppStatus,
     trigger: history::Trigger,
 ) -> Result<Action, Error> {
@@ -447,7 +452,7 @@ async fn sync(
 
 /// The error policy: counts the failure, reports it (status, log, the first failure's
 /// Event; the history) and retries ([`retry`]); after losing the lease it only logs.
-async fn error_policy(ctx: &Ctx, name: &str, trigger: Trigger, error: Error) -> Action {
+async fn error_policy(ctx: &Ctx, name: &AppKey, trigger: Trigger, error: Error) -> Action {
     if !*ctx.leader.borrow() {
         // Lost the lease meanwhile (the sync stopped before its next write): the new
         // leader syncs the app; nothing is recorded or published from here.
@@ -510,7 +515,7 @@ fn readiness(error: &EngineError) -> Readiness {
     }
 }
 
-async fn report_sync_failure(ctx: &Ctx, name: &str, failure: SyncFailure, attempts: u32) {
+async fn report_sync_failure(ctx: &Ctx, name: &AppKey, failure: SyncFailure, attempts: u32) {
     let SyncFailure {
         error,
         revision,
@@ -563,7 +568,7 @@ impl Attempt {
     /// The history entry of this attempt, ending now.
     fn entry(
         self,
-        app: &str,
+        app: &AppKey,
         trigger: history::Trigger,
         revision: Option<&Revision>,
         error: Option<String>,
@@ -571,7 +576,7 @@ impl Attempt {
     ) -> Entry {
         Entry {
             id: 0,
-            app: app.into(),
+            app: app.to_string(),
             revision: revision.map(|r| r.sha.clone()).unwrap_or_default(),
             message: revision.map(|r| r.message.clone()).unwrap_or_default(),
             trigger,
@@ -593,7 +598,7 @@ impl Attempt {
 /// and how (a health check, or a comparison with Git).
 async fn sync_once(
     ctx: &Arc<Ctx>,
-    name: &str,
+    name: &AppKey,
     status: &AppStatus,
     trigger: history::Trigger,
     attempt: Attempt,
@@ -625,7 +630,7 @@ async fn sync_once(
     step.set(format!("rendering {}", rev.short_sha()));
     let rendered = ctx
         .engine
-        .render(name, spec, &rev.sha)
+        .render(&name.name, spec, &rev.sha)
         .await
         .map_err(fail(Some(&rev)))?;
     let new_revision = rev.sha != status.revision;
@@ -832,7 +837,7 @@ fn differing(changeset: &ChangeSet) -> Vec<ObjectRef> {
 }
 
 /// Counts and reports drift of `drifted` (metric, log line, Event).
-async fn drift_detected(ctx: &Ctx, name: &str, drifted: &[ObjectRef]) {
+async fn drift_detected(ctx: &Ctx, name: &AppKey, drifted: &[ObjectRef]) {
     ctx.record.metrics.drift_detected(name);
     info!(objects = drifted.len(), "drift detected");
     let list: Vec<String> = drifted.iter().map(ToString::to_string).collect();
@@ -851,7 +856,7 @@ async fn drift_detected(ctx: &Ctx, name: &str, drifted: &[ObjectRef]) {
 /// health was still progressing): updates health and, when synced, the conditions.
 /// After a failed sync the conditions say why, and the retry, already queued, looks
 /// at the health again. Bounded by the sync timeout, like a sync.
-async fn check_health(ctx: &Ctx, name: &str, status: &AppStatus) -> Result<Action, EngineError> {
+async fn check_health(ctx: &Ctx, name: &AppKey, status: &AppStatus) -> Result<Action, EngineError> {
     let subjects = subjects(status);
     // From the watches when they have listed every kind involved: no API request.
     let health = match ctx.live.health(&subjects) {
@@ -874,7 +879,7 @@ fn subjects(status: &AppStatus) -> Vec<ObjectRef> {
 /// Records a health check's result (status, metrics); says when to look again.
 async fn record_health(
     ctx: &Ctx,
-    name: &str,
+    name: &AppKey,
     status: &AppStatus,
     health: Vec<(ObjectRef, ferry_model::Health)>,
 ) -> Action {
@@ -954,11 +959,11 @@ struct Heal {
 }
 
 /// Whether an app may heal now: `None` (the heal is counted) or how long to hold back.
-fn heal_backoff(ctx: &Ctx, name: &str) -> Option<Duration> {
+fn heal_backoff(ctx: &Ctx, name: &AppKey) -> Option<Duration> {
     let mut heals = ctx.heals.lock().expect("heals");
     match heal_now(heals.get(name).copied(), Instant::now()) {
         Ok(heal) => {
-            heals.insert(name.to_string(), heal);
+            heals.insert(name.clone(), heal);
             None
         }
         Err(wait) => Some(wait),
@@ -993,8 +998,12 @@ mod tests {
 
     use super::*;
 
+    fn key(name: &str) -> AppKey {
+        AppKey::new("ferry-system", name)
+    }
+
     fn status(suspended: bool, observed: bool) -> AppStatus {
-        let mut s = AppStatus::new("a", AppSpec::default());
+        let mut s = AppStatus::new(&key("a"), AppSpec::default());
         s.suspended = suspended;
         if observed {
             s.objects.push(ObjectStatus {
@@ -1142,10 +1151,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn leadership_and_suspension_gate_the_queue() {
         let store = Store::default();
-        store.upsert("a", AppSpec::default()).await;
+        store.upsert(&key("a"), AppSpec::default()).await;
         store
             .upsert(
-                "b",
+                &key("b"),
                 AppSpec {
                     suspend: true,
                     ..AppSpec::default()
@@ -1153,12 +1162,12 @@ mod tests {
             )
             .await;
         let (leader_tx, leader) = watch::channel(false);
-        let synced: Arc<Mutex<Vec<String>>> = Default::default();
-        let (queue, runner) = crate::queue::queue::<String>();
+        let synced: Arc<Mutex<Vec<AppKey>>> = Default::default();
+        let (queue, runner) = crate::queue::queue::<AppKey>();
         let shutdown = CancellationToken::new();
         let reconcile = {
             let (store, synced) = (store.clone(), synced.clone());
-            move |app: String, trigger: Trigger| {
+            move |app: AppKey, trigger: Trigger| {
                 let (store, synced, leader) = (store.clone(), synced.clone(), leader.clone());
                 async move {
                     let status = store.get(&app).await;
@@ -1173,21 +1182,21 @@ mod tests {
             Action::AwaitChange
         }));
         let settle = || tokio::time::sleep(Duration::from_secs(1));
-        queue.enqueue("a".into(), Trigger::Startup);
-        queue.enqueue("b".into(), Trigger::Startup);
+        queue.enqueue(key("a"), Trigger::Startup);
+        queue.enqueue(key("b"), Trigger::Startup);
         settle().await;
         assert!(synced.lock().unwrap().is_empty(), "standing by");
 
         leader_tx.send(true).unwrap();
-        queue.enqueue("a".into(), Trigger::Startup);
-        queue.enqueue("b".into(), Trigger::Manual);
+        queue.enqueue(key("a"), Trigger::Startup);
+        queue.enqueue(key("b"), Trigger::Manual);
         settle().await;
-        assert_eq!(*synced.lock().unwrap(), ["a"], "b is suspended");
+        assert_eq!(*synced.lock().unwrap(), [key("a")], "b is suspended");
 
-        store.update("b", |s| s.suspended = false).await;
-        queue.enqueue("b".into(), Trigger::Manual);
+        store.update(&key("b"), |s| s.suspended = false).await;
+        queue.enqueue(key("b"), Trigger::Manual);
         settle().await;
-        assert_eq!(*synced.lock().unwrap(), ["a", "b"], "resumed");
+        assert_eq!(*synced.lock().unwrap(), [key("a"), key("b")], "resumed");
         shutdown.cancel();
         task.await.unwrap();
     }

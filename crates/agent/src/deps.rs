@@ -1,13 +1,14 @@
 //! The dependency gate (`dependsOn`): an app is not synced until every app it depends on
 //! is Synced and Healthy at its current revision. A held app shows `waiting for <app>`
 //! and is queued again, with the trigger it was held with, as soon as that app becomes
-//! ready ([`wake`]); a timer ([`DEPENDENCY_RECHECK`]) is the fallback.
+//! ready ([`wake`]); a timer ([`DEPENDENCY_RECHECK`]) is the fallback. A dependency is
+//! an app of the same namespace (`db`) unless it names one (`team-a/db`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ferry_model::{AppSpec, DependencyError, HealthStatus, dependency_order};
+use ferry_model::{AppKey, AppSpec, DependencyError, HealthStatus, dependency_order};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -80,72 +81,104 @@ pub fn ready(dep: &AppStatus, latest: Option<&str>) -> Result<(), &'static str> 
     }
 }
 
+/// The app a `dependsOn` entry of an app in `namespace` names: `namespace/name`, or a
+/// bare name in `namespace`.
+pub fn dependency(namespace: &str, entry: &str) -> AppKey {
+    AppKey::parse(entry, namespace).unwrap_or_else(|_| AppKey::new(namespace, entry))
+}
+
+/// The keys of an app's dependencies, in `dependsOn` order.
+fn dependencies_of(app: &AppStatus) -> impl Iterator<Item = AppKey> + '_ {
+    let namespace = &app.app_namespace;
+    app.spec
+        .depends_on
+        .iter()
+        .map(move |d| dependency(namespace, d))
+}
+
 /// The gate: whether `app` must wait, given every app the agent knows and the newest
 /// revision known for a source (`latest`).
 pub fn gate(
     app: &AppStatus,
-    apps: &BTreeMap<&str, &AppStatus>,
+    apps: &BTreeMap<AppKey, &AppStatus>,
     latest: &dyn Fn(&AppSpec) -> Option<String>,
 ) -> Option<Blocked> {
     if app.spec.depends_on.is_empty() {
         return None;
     }
-    if let Some(unknown) = app
-        .spec
-        .depends_on
-        .iter()
-        .find(|d| !apps.contains_key(d.as_str()))
+    if let Some(unknown) = (app.spec.depends_on.iter())
+        .zip(dependencies_of(app))
+        .find(|(_, key)| !apps.contains_key(key))
     {
-        return Some(Blocked::Unknown(unknown.clone()));
+        return Some(Blocked::Unknown(unknown.0.clone()));
     }
-    if let Err(DependencyError::Cycle { cycle }) = reachable_order(&app.name, apps) {
+    if let Err(DependencyError::Cycle { cycle }) = reachable_order(&app.key(), apps) {
         return Some(Blocked::Cycle(format!(
             "dependency cycle: {}",
             cycle.join(" -> ")
         )));
     }
-    app.spec.depends_on.iter().find_map(|name| {
-        let dep = apps[name.as_str()];
-        ready(dep, latest(&dep.spec).as_deref())
-            .err()
-            .map(|why| Blocked::Waiting {
-                dependency: name.clone(),
-                why,
-            })
-    })
+    (app.spec.depends_on.iter())
+        .zip(dependencies_of(app))
+        .find_map(|(name, key)| {
+            let dep = apps[&key];
+            ready(dep, latest(&dep.spec).as_deref())
+                .err()
+                .map(|why| Blocked::Waiting {
+                    dependency: name.clone(),
+                    why,
+                })
+        })
 }
 
 /// The dependency order of the apps reachable from `start` (unknown names left out:
 /// they are reported where they are used).
 fn reachable_order(
-    start: &str,
-    apps: &BTreeMap<&str, &AppStatus>,
+    start: &AppKey,
+    apps: &BTreeMap<AppKey, &AppStatus>,
 ) -> Result<Vec<usize>, DependencyError> {
-    let mut seen: Vec<&str> = vec![start];
-    let mut todo = VecDeque::from([start]);
-    while let Some(name) = todo.pop_front() {
-        for dep in &apps[name].spec.depends_on {
-            if apps.contains_key(dep.as_str()) && !seen.contains(&dep.as_str()) {
-                seen.push(dep);
+    let mut seen: Vec<AppKey> = vec![start.clone()];
+    let mut todo = VecDeque::from([start.clone()]);
+    while let Some(key) = todo.pop_front() {
+        for dep in dependencies_of(apps[&key]) {
+            if apps.contains_key(&dep) && !seen.contains(&dep) {
+                seen.push(dep.clone());
                 todo.push_back(dep);
             }
         }
     }
-    dependency_order(seen.iter().map(|name| {
-        let deps = apps[name].spec.depends_on.iter().map(String::as_str);
-        (*name, deps.filter(|d| apps.contains_key(d)))
-    }))
+    // Shown by name within the app's namespace, else as `namespace/name`.
+    let shown = |key: &AppKey| match key.namespace == start.namespace {
+        true => key.name.clone(),
+        false => key.to_string(),
+    };
+    let names: Vec<String> = seen.iter().map(shown).collect();
+    let deps: Vec<Vec<String>> = seen
+        .iter()
+        .map(|key| {
+            dependencies_of(apps[key])
+                .filter(|d| apps.contains_key(d))
+                .map(|d| shown(&d))
+                .collect()
+        })
+        .collect();
+    dependency_order(
+        names
+            .iter()
+            .zip(&deps)
+            .map(|(name, deps)| (name.as_str(), deps.iter().map(String::as_str))),
+    )
 }
 
 /// Apps held by the gate: each with the dependency it waits for and the trigger it was
 /// held with.
 #[derive(Debug, Default)]
-pub struct Waiting(Mutex<HashMap<String, (String, Trigger)>>);
+pub struct Waiting(Mutex<HashMap<AppKey, (AppKey, Trigger)>>);
 
 impl Waiting {
     /// Holds `app` until `blocked`'s dependency is ready; an app blocked for another
     /// reason (unknown dependency, cycle) waits for a change of its own spec.
-    pub fn hold(&self, app: &str, blocked: &Blocked, trigger: Trigger) {
+    pub fn hold(&self, app: &AppKey, blocked: &Blocked, trigger: Trigger) {
         let mut map = self.0.lock().expect("waiting");
         match blocked.dependency() {
             Some(dep) => {
@@ -153,7 +186,7 @@ impl Waiting {
                     Some((_, held)) => held.stronger(trigger),
                     None => trigger,
                 };
-                map.insert(app.to_string(), (dep.to_string(), trigger));
+                map.insert(app.clone(), (dependency(&app.namespace, dep), trigger));
             }
             None => {
                 map.remove(app);
@@ -162,14 +195,14 @@ impl Waiting {
     }
 
     /// Lets `app` go (it passed the gate).
-    pub fn release(&self, app: &str) {
+    pub fn release(&self, app: &AppKey) {
         self.0.lock().expect("waiting").remove(app);
     }
 
     /// Takes the apps waiting for `dep`, with their triggers.
-    fn take(&self, dep: &str) -> Vec<(String, Trigger)> {
+    fn take(&self, dep: &AppKey) -> Vec<(AppKey, Trigger)> {
         let mut map = self.0.lock().expect("waiting");
-        let woken: Vec<String> = map
+        let woken: Vec<AppKey> = map
             .iter()
             .filter(|(_, (d, _))| d == dep)
             .map(|(app, _)| app.clone())
@@ -181,9 +214,9 @@ impl Waiting {
     }
 
     /// The dependencies someone waits for.
-    fn dependencies(&self) -> Vec<String> {
+    fn dependencies(&self) -> Vec<AppKey> {
         let map = self.0.lock().expect("waiting");
-        let mut deps: Vec<String> = map.values().map(|(d, _)| d.clone()).collect();
+        let mut deps: Vec<AppKey> = map.values().map(|(d, _)| d.clone()).collect();
         deps.sort();
         deps.dedup();
         deps
@@ -196,7 +229,7 @@ impl Waiting {
 pub async fn wake(
     store: Store,
     waiting: std::sync::Arc<Waiting>,
-    queue: Queue<String>,
+    queue: Queue<AppKey>,
     latest: impl Fn(&AppSpec) -> Option<String>,
     shutdown: CancellationToken,
 ) {
@@ -217,7 +250,7 @@ pub async fn wake(
             };
             if ready(&dep, latest(&dep.spec).as_deref()).is_ok() {
                 for (app, trigger) in waiting.take(&name) {
-                    tracing::info!(app, dependency = name, "dependency ready");
+                    tracing::info!(%app, dependency = %name, "dependency ready");
                     queue.enqueue(app, trigger);
                 }
             }
@@ -239,8 +272,12 @@ mod tests {
         }
     }
 
+    fn key(name: &str) -> AppKey {
+        AppKey::new("ferry-system", name)
+    }
+
     fn synced(name: &str, deps: &[&str], revision: &str, health: HealthStatus) -> AppStatus {
-        let mut s = AppStatus::new(name, spec(deps));
+        let mut s = AppStatus::new(&key(name), spec(deps));
         s.sync = SyncState::Synced;
         s.revision = revision.into();
         s.health = health;
@@ -253,15 +290,15 @@ mod tests {
     }
 
     fn gate_of(app: &AppStatus, all: &[&AppStatus], latest: Option<&str>) -> Option<Blocked> {
-        let apps: BTreeMap<&str, &AppStatus> = all.iter().map(|s| (s.name.as_str(), *s)).collect();
+        let apps: BTreeMap<AppKey, &AppStatus> = all.iter().map(|s| (s.key(), *s)).collect();
         let latest = latest.map(str::to_string);
         gate(app, &apps, &move |_| latest.clone())
     }
 
     #[test]
     fn the_gate_waits_for_synced_healthy_current_dependencies() {
-        let web = AppStatus::new("web", spec(&["db"]));
-        let fresh = AppStatus::new("db", spec(&[]));
+        let web = AppStatus::new(&key("web"), spec(&["db"]));
+        let fresh = AppStatus::new(&key("db"), spec(&[]));
         let waiting = |why| {
             Some(Blocked::Waiting {
                 dependency: "db".into(),
@@ -304,7 +341,7 @@ mod tests {
 
     #[test]
     fn unknown_dependencies_and_cycles_stall() {
-        let web = AppStatus::new("web", spec(&["db"]));
+        let web = AppStatus::new(&key("web"), spec(&["db"]));
         let blocked = gate_of(&web, &[&web], None).unwrap();
         assert_eq!(blocked, Blocked::Unknown("db".into()));
         assert_eq!(
@@ -317,7 +354,7 @@ mod tests {
         );
         let db = synced("db", &["cache"], "abc", HealthStatus::Current);
         let cache = synced("cache", &["web"], "abc", HealthStatus::Current);
-        let other = AppStatus::new("other", spec(&["nope"]));
+        let other = AppStatus::new(&key("other"), spec(&["nope"]));
         let blocked = gate_of(&web, &[&web, &db, &cache, &other], None).unwrap();
         assert_eq!(
             blocked.condition().2,
@@ -329,19 +366,57 @@ mod tests {
     /// paused clock: the dependent is held while its dependency is progressing and is
     /// synced, with the trigger it was held with, as soon as the dependency is ready,
     /// long before the fallback recheck.
+    #[test]
+    fn dependencies_resolve_in_the_apps_namespace_unless_named() {
+        let mut web = synced("web", &["db", "shared/cache"], "abc", HealthStatus::Current);
+        web.app_namespace = "team-a".into();
+        let mut db = synced("db", &[], "abc", HealthStatus::Current);
+        db.app_namespace = "team-a".into();
+        let cache = {
+            let mut c = synced("cache", &[], "abc", HealthStatus::Current);
+            c.app_namespace = "shared".into();
+            c
+        };
+        let other_db = synced("db", &[], "abc", HealthStatus::Current);
+        assert_eq!(
+            gate_of(&web, &[&web, &other_db, &cache], None),
+            Some(Blocked::Unknown("db".into())),
+            "ferry-system/db is not team-a's db"
+        );
+        assert_eq!(gate_of(&web, &[&web, &db, &cache], None), None);
+        assert_eq!(
+            dependency("team-a", "shared/cache"),
+            AppKey::new("shared", "cache")
+        );
+        let waiting = Waiting::default();
+        let blocked = Blocked::Waiting {
+            dependency: "db".into(),
+            why: "not synced",
+        };
+        waiting.hold(&web.key(), &blocked, Trigger::Poll);
+        assert!(
+            waiting.take(&key("db")).is_empty(),
+            "another namespace's db"
+        );
+        assert_eq!(
+            waiting.take(&AppKey::new("team-a", "db")),
+            [(web.key(), Trigger::Poll)]
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_dependent_is_woken_when_its_dependency_becomes_ready() {
         let store = Store::default();
-        store.upsert("db", spec(&[])).await;
-        store.upsert("web", spec(&["db"])).await;
+        store.upsert(&key("db"), spec(&[])).await;
+        store.upsert(&key("web"), spec(&["db"])).await;
         let waiting = Arc::new(Waiting::default());
-        let synced_apps: Arc<Mutex<Vec<(String, Trigger)>>> = Default::default();
-        let (queue, runner) = crate::queue::queue::<String>();
+        let synced_apps: Arc<Mutex<Vec<(AppKey, Trigger)>>> = Default::default();
+        let (queue, runner) = crate::queue::queue::<AppKey>();
         let shutdown = CancellationToken::new();
         let reconcile = {
             let (store, waiting, synced_apps) =
                 (store.clone(), waiting.clone(), synced_apps.clone());
-            move |app: String, trigger: Trigger| {
+            move |app: AppKey, trigger: Trigger| {
                 let (store, waiting, synced_apps) =
                     (store.clone(), waiting.clone(), synced_apps.clone());
                 async move {
@@ -349,7 +424,7 @@ mod tests {
                     let all = store
                         .scan(|apps| apps.cloned().collect::<Vec<AppStatus>>())
                         .await;
-                    let apps = all.iter().map(|s| (s.name.as_str(), s)).collect();
+                    let apps = all.iter().map(|s| (s.key(), s)).collect();
                     if let Some(blocked) = gate(&status, &apps, &|_| None) {
                         waiting.hold(&app, &blocked, trigger);
                         let (readiness, reason, message) = blocked.condition();
@@ -379,9 +454,9 @@ mod tests {
         ));
         let settle = || tokio::time::sleep(Duration::from_secs(1));
 
-        queue.enqueue("web".into(), Trigger::Manual);
+        queue.enqueue(key("web"), Trigger::Manual);
         settle().await;
-        let web = store.get("web").await.unwrap();
+        let web = store.get(&key("web")).await.unwrap();
         assert_eq!(web.reason(), Some("WaitingForDependency"));
         assert_eq!(
             web.conditions[0].message, "waiting for db (not synced)",
@@ -391,7 +466,7 @@ mod tests {
         assert!(synced_apps.lock().unwrap().is_empty(), "held");
 
         store
-            .update("db", |s| {
+            .update(&key("db"), |s| {
                 s.sync = SyncState::Synced;
                 s.revision = "abc".into();
                 s.health = HealthStatus::InProgress;
@@ -402,7 +477,7 @@ mod tests {
         assert!(synced_apps.lock().unwrap().is_empty(), "still progressing");
 
         store
-            .update("db", |s| {
+            .update(&key("db"), |s| {
                 s.health = HealthStatus::Current;
                 s.set_ready(Readiness::Ready, "ReconciliationSucceeded", "applied");
             })
@@ -410,7 +485,7 @@ mod tests {
         settle().await;
         assert_eq!(
             *synced_apps.lock().unwrap(),
-            [("web".to_string(), Trigger::Manual)],
+            [(key("web"), Trigger::Manual)],
             "woken at once, with the trigger it was held with"
         );
 

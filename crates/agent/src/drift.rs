@@ -1,5 +1,7 @@
 //! Drift detection: one watch per kind in use, shared by all apps; a change to an
-//! object labelled `ferry.dev/app=<app>` queues that app, whose reconcile then
+//! object labelled `ferry.dev/app=<name>` and `ferry.dev/app-namespace=<namespace>`
+//! queues that app (an object an earlier version labelled with the name alone queues
+//! every app of that name), whose reconcile then
 //! compares the live object with Git (no polling of the cluster). A change to nothing
 //! but the object's status (a controller reporting progress) queues a health check
 //! only, which plans nothing. Every event also updates the objects' health kept in
@@ -18,8 +20,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_engine::plan::Owner;
 use ferry_kube::WatchEvent;
-use ferry_model::{APP_LABEL, ObjectRef};
+use ferry_model::{APP_LABEL, AppKey, ObjectRef};
 use ferry_plan::diff::without_write_stamps;
 use futures::StreamExt;
 use serde_json::Value;
@@ -119,19 +122,23 @@ impl Watches {
                             continue;
                         }
                     };
-                    let Some(app) = object
-                        .pointer("/metadata/labels")
-                        .and_then(|l| l.get(APP_LABEL))
-                        .and_then(|v| v.as_str())
-                    else {
+                    let Some(owner) = Owner::of(&object) else {
                         continue;
                     };
-                    if trigger == Trigger::Health && ctx.check_health_now(app).await {
-                        continue;
-                    }
-                    if ctx.store.get(app).await.is_some() {
-                        debug!(%kind, %app, ?trigger, "live change");
-                        ctx.enqueue(app, trigger);
+                    let apps = match owner.namespace {
+                        Some(namespace) => vec![AppKey::new(namespace, owner.name)],
+                        None => (ctx.store.names().await.into_iter())
+                            .filter(|k| k.name == owner.name)
+                            .collect(),
+                    };
+                    for app in &apps {
+                        if trigger == Trigger::Health && ctx.check_health_now(app).await {
+                            continue;
+                        }
+                        if ctx.store.get(app).await.is_some() {
+                            debug!(%kind, %app, ?trigger, "live change");
+                            ctx.enqueue(app, trigger);
+                        }
                     }
                 }
             });
@@ -148,13 +155,13 @@ fn missing(
     group: &str,
     kind: &str,
     listed: &HashSet<String>,
-) -> Vec<String> {
+) -> Vec<AppKey> {
     apps.filter(|a| {
         a.objects.iter().any(|o| {
             o.subject.group == group && o.subject.kind == kind && !listed.contains(&o.subject.key())
         })
     })
-    .map(|a| a.name.clone())
+    .map(|a| a.key())
     .collect()
 }
 
@@ -162,7 +169,7 @@ fn missing(
 /// `shutdown` (the first time one interval after the start).
 pub async fn resync(
     store: Store,
-    queue: Queue<String>,
+    queue: Queue<AppKey>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -235,8 +242,12 @@ mod tests {
     use ferry_model::{AppSpec, Health, HealthStatus};
     use serde_json::json;
 
+    fn key(name: &str) -> AppKey {
+        AppKey::new("ferry-system", name)
+    }
+
     fn app(name: &str, objects: &[ObjectRef]) -> AppStatus {
-        let mut status = AppStatus::new(name, AppSpec::default());
+        let mut status = AppStatus::new(&key(name), AppSpec::default());
         status.objects = objects
             .iter()
             .map(|subject| crate::state::ObjectStatus {
@@ -260,12 +271,12 @@ mod tests {
         let missing_of = |kind: &str, group: &str| missing(&mut apps.iter(), group, kind, &listed);
         assert_eq!(
             missing_of("ConfigMap", ""),
-            ["a"],
+            [key("a")],
             "a2 was deleted meanwhile"
         );
         assert_eq!(
             missing_of("Deployment", "apps"),
-            ["b"],
+            [key("b")],
             "only the relisted kind counts"
         );
         let everything: HashSet<String> = [cm("a1").key(), cm("a2").key(), cm("b1").key()].into();
@@ -277,17 +288,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn resync_queues_every_app_each_interval() {
         let store = Store::default();
-        store.upsert("a", AppSpec::default()).await;
-        store.upsert("b", AppSpec::default()).await;
-        let (queue, runner) = crate::queue::queue::<String>();
-        let runs: Arc<std::sync::Mutex<Vec<(String, Trigger)>>> = Default::default();
+        store.upsert(&key("a"), AppSpec::default()).await;
+        store.upsert(&key("b"), AppSpec::default()).await;
+        let (queue, runner) = crate::queue::queue::<AppKey>();
+        let runs: Arc<std::sync::Mutex<Vec<(AppKey, Trigger)>>> = Default::default();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn({
             let runs = runs.clone();
             runner.run(
                 1,
                 shutdown.clone(),
-                move |app: String, trigger| {
+                move |app: AppKey, trigger| {
                     let runs = runs.clone();
                     async move {
                         runs.lock().unwrap().push((app, trigger));
@@ -302,7 +313,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(599)).await;
         assert!(runs.lock().unwrap().is_empty(), "not before the interval");
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let drift = |app: &str| (app.to_string(), Trigger::Drift);
+        let drift = |app: &str| (key(app), Trigger::Drift);
         assert_eq!(*runs.lock().unwrap(), [drift("a"), drift("b")]);
         tokio::time::sleep(interval).await;
         assert_eq!(runs.lock().unwrap().len(), 4, "once more per interval");

@@ -1,11 +1,13 @@
 //! Suspensions and rollback pins kept in the cluster, in ConfigMap
-//! `ferry-system/ferry-agent-kept` (one JSON value per app), so that they survive a
-//! restart and follow the lease: an agent loads them each time it becomes the leader,
-//! before it reconciles anything.
+//! `ferry-system/ferry-agent-kept` (one JSON value per app, under the key
+//! `<namespace>.<name>`), so that they survive a restart and follow the lease: an agent
+//! loads them each time it becomes the leader, before it reconciles anything. A key
+//! without a dot, written by an earlier version, is an app of `ferry.yaml`'s namespace.
 
 use std::collections::BTreeMap;
 
 use ferry_kube::KubeError;
+use ferry_model::AppKey;
 use tracing::warn;
 
 use crate::controller::Ctx;
@@ -22,7 +24,11 @@ pub async fn load(ctx: &Ctx) -> Result<(), KubeError> {
     for (app, text) in data {
         match serde_json::from_str::<Kept>(&text) {
             Ok(entry) => {
-                kept.insert(app, entry);
+                let key = match app.split_once('.') {
+                    Some((namespace, name)) => AppKey::new(namespace, name),
+                    None => AppKey::new(&ctx.apps_namespace, &app),
+                };
+                kept.insert(key, entry);
             }
             Err(e) => warn!("ConfigMap ferry-system/{CONFIG_MAP}: key {app:?}: {e}; ignored"),
         }
@@ -35,7 +41,7 @@ pub async fn load(ctx: &Ctx) -> Result<(), KubeError> {
 /// first: when that write fails nothing changes. False when the app is unknown.
 pub async fn change(
     ctx: &Ctx,
-    name: &str,
+    name: &AppKey,
     change: impl Fn(&mut AppStatus),
 ) -> Result<bool, KubeError> {
     let Some(mut status) = ctx.store.get(name).await else {
@@ -50,7 +56,7 @@ pub async fn change(
 
 /// Forgets the kept settings of an app that was removed (on the leader; the standby
 /// writes nothing); a failure is logged.
-pub async fn forget(ctx: &Ctx, name: &str) {
+pub async fn forget(ctx: &Ctx, name: &AppKey) {
     if !*ctx.leader.borrow() {
         return;
     }
@@ -59,11 +65,19 @@ pub async fn forget(ctx: &Ctx, name: &str) {
     }
 }
 
-async fn write(ctx: &Ctx, name: &str, kept: &Kept) -> Result<(), KubeError> {
+async fn write(ctx: &Ctx, name: &AppKey, kept: &Kept) -> Result<(), KubeError> {
     let value =
         (*kept != Kept::default()).then(|| serde_json::to_string(kept).expect("Kept serializes"));
     ctx.engine
         .cluster
-        .set_system_key(CONFIG_MAP, name, value.as_deref())
-        .await
+        .set_system_key(CONFIG_MAP, &name.dotted(), value.as_deref())
+        .await?;
+    if name.namespace == ctx.apps_namespace {
+        // An earlier version's key of the same app goes.
+        ctx.engine
+            .cluster
+            .set_system_key(CONFIG_MAP, &name.name, None)
+            .await?;
+    }
+    Ok(())
 }

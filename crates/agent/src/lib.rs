@@ -141,7 +141,7 @@ pub async fn run_with(
     let leader = leader(&cluster, &config, &file).await?;
     let store = state::Store::default();
     for app in &file.apps {
-        store.upsert(&app.name, app.spec.clone()).await;
+        store.upsert(&file.key(&app.name), app.spec.clone()).await;
     }
     let record = record::Record {
         history,
@@ -164,6 +164,7 @@ pub async fn run_with(
         sync_timeout: config.sync_timeout,
         leader: leader.clone(),
         shutdown: shutdown.clone(),
+        apps_namespace: file.namespace.clone(),
     });
 
     appsets::start(&ctx, file.app_sets.clone()).await;

@@ -2,10 +2,12 @@
 //!
 //! | family | type | labels |
 //! |---|---|---|
-//! | `ferry_reconcile_duration_seconds` | histogram | `app` |
-//! | `ferry_sync_total` | counter | `app`, `result` |
-//! | `ferry_app_info` | gauge (always 1) | `app`, `sync`, `health`, `revision` |
-//! | `ferry_drift_detected_total` | counter | `app` |
+//! | `ferry_reconcile_duration_seconds` | histogram | `app`, `namespace` |
+//! | `ferry_sync_total` | counter | `app`, `namespace`, `result` |
+//! | `ferry_app_info` | gauge (always 1) | `app`, `namespace`, `sync`, `health`, `revision` |
+//! | `ferry_drift_detected_total` | counter | `app`, `namespace` |
+//!
+//! `app` and `namespace` are the app's name and namespace (its [`AppKey`]).
 //! | `ferry_git_fetch_duration_seconds` | histogram | `repo` |
 //! | `ferry_webhook_requests_total` | counter | `provider`, `result` |
 //! | `ferry_history_corrupt_entries_total` | counter | |
@@ -13,6 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
+use ferry_model::AppKey;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,17 +29,29 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppLabels {
     app: String,
+    namespace: String,
+}
+
+impl From<&AppKey> for AppLabels {
+    fn from(key: &AppKey) -> Self {
+        Self {
+            app: key.name.clone(),
+            namespace: key.namespace.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SyncLabels {
     app: String,
+    namespace: String,
     result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
     app: String,
+    namespace: String,
     sync: String,
     health: String,
     revision: String,
@@ -86,7 +101,7 @@ pub struct Metrics {
     git_fetch: Histograms<RepoLabels>,
     webhooks: Family<WebhookLabels, Counter>,
     history_corrupt: Family<NoLabels, Counter>,
-    apps: Mutex<HashMap<String, AppSeries>>,
+    apps: Mutex<HashMap<AppKey, AppSeries>>,
 }
 
 impl Default for Metrics {
@@ -160,35 +175,37 @@ impl Metrics {
 
     /// A reconcile of `app` finished with `result` (`success` or `failure`) after
     /// `seconds`: observes `ferry_reconcile_duration_seconds` and counts `ferry_sync_total`.
-    pub fn reconcile_finished(&self, app: &str, result: &str, seconds: f64) {
+    pub fn reconcile_finished(&self, app: &AppKey, result: &str, seconds: f64) {
         self.reconcile_duration
-            .get_or_create(&AppLabels { app: app.into() })
+            .get_or_create(&app.into())
             .observe(seconds);
         self.syncs
             .get_or_create(&SyncLabels {
-                app: app.into(),
+                app: app.name.clone(),
+                namespace: app.namespace.clone(),
                 result: result.into(),
             })
             .inc();
         self.apps()
-            .entry(app.into())
+            .entry(app.clone())
             .or_default()
             .results
             .insert(result.into());
     }
 
-    /// Sets `ferry_app_info{app,sync,health,revision} 1`, removing the app's previous
-    /// series so only the current state is exported.
-    pub fn app_info(&self, app: &str, sync: &str, health: &str, revision: &str) {
+    /// Sets `ferry_app_info{app,namespace,sync,health,revision} 1`, removing the app's
+    /// previous series so only the current state is exported.
+    pub fn app_info(&self, app: &AppKey, sync: &str, health: &str, revision: &str) {
         let labels = InfoLabels {
-            app: app.into(),
+            app: app.name.clone(),
+            namespace: app.namespace.clone(),
             sync: sync.into(),
             health: health.into(),
             revision: revision.into(),
         };
         // Hold the lock across remove + set so concurrent calls cannot leave two series.
         let mut apps = self.apps();
-        let series = apps.entry(app.into()).or_default();
+        let series = apps.entry(app.clone()).or_default();
         if let Some(old) = series.info.take()
             && old != labels
         {
@@ -199,7 +216,7 @@ impl Metrics {
     }
 
     /// Removes every series labelled with `app` (the app was deleted).
-    pub fn remove_app(&self, app: &str) {
+    pub fn remove_app(&self, app: &AppKey) {
         let Some(series) = self.apps().remove(app) else {
             return;
         };
@@ -208,21 +225,20 @@ impl Metrics {
         }
         for result in series.results {
             self.syncs.remove(&SyncLabels {
-                app: app.into(),
+                app: app.name.clone(),
+                namespace: app.namespace.clone(),
                 result,
             });
         }
-        let labels = AppLabels { app: app.into() };
+        let labels = AppLabels::from(app);
         self.reconcile_duration.remove(&labels);
         self.drift.remove(&labels);
     }
 
-    /// Counts `ferry_drift_detected_total{app}`.
-    pub fn drift_detected(&self, app: &str) {
-        self.apps().entry(app.into()).or_default();
-        self.drift
-            .get_or_create(&AppLabels { app: app.into() })
-            .inc();
+    /// Counts `ferry_drift_detected_total{app,namespace}`.
+    pub fn drift_detected(&self, app: &AppKey) {
+        self.apps().entry(app.clone()).or_default();
+        self.drift.get_or_create(&app.into()).inc();
     }
 
     /// Observes a Git fetch of `repo` in `ferry_git_fetch_duration_seconds`.
@@ -257,7 +273,7 @@ impl Metrics {
         out
     }
 
-    fn apps(&self) -> std::sync::MutexGuard<'_, HashMap<String, AppSeries>> {
+    fn apps(&self) -> std::sync::MutexGuard<'_, HashMap<AppKey, AppSeries>> {
         // The map stays consistent even if a holder panicked: every update is one call.
         self.apps.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -279,12 +295,13 @@ mod tests {
     #[test]
     fn encodes_every_family() {
         let m = Metrics::new();
-        m.reconcile_finished("web", "success", 0.3);
-        m.reconcile_finished("web", "success", 1.5);
-        m.reconcile_finished("web", "failure", 0.05);
-        m.app_info("web", "Synced", "Healthy", "abc123");
-        m.drift_detected("web");
-        m.drift_detected("web");
+        let web = &AppKey::new("ferry-system", "web");
+        m.reconcile_finished(web, "success", 0.3);
+        m.reconcile_finished(web, "success", 1.5);
+        m.reconcile_finished(web, "failure", 0.05);
+        m.app_info(web, "Synced", "Healthy", "abc123");
+        m.drift_detected(web);
+        m.drift_detected(web);
         m.git_fetch("https://example.com/org/repo.git", 0.2);
         m.webhook("github", "accepted");
         m.webhook("github", "unauthorized");
@@ -307,14 +324,14 @@ mod tests {
         assert!(text.contains("# UNIT ferry_reconcile_duration_seconds seconds\n"));
         assert!(text.ends_with("# EOF\n"));
         for line in [
-            r#"ferry_reconcile_duration_seconds_count{app="web"} 3"#,
-            r#"ferry_reconcile_duration_seconds_sum{app="web"} 1.85"#,
-            r#"ferry_reconcile_duration_seconds_bucket{le="0.1",app="web"} 1"#,
-            r#"ferry_reconcile_duration_seconds_bucket{le="+Inf",app="web"} 3"#,
-            r#"ferry_sync_total{app="web",result="success"} 2"#,
-            r#"ferry_sync_total{app="web",result="failure"} 1"#,
-            r#"ferry_app_info{app="web",sync="Synced",health="Healthy",revision="abc123"} 1"#,
-            r#"ferry_drift_detected_total{app="web"} 2"#,
+            r#"ferry_reconcile_duration_seconds_count{app="web",namespace="ferry-system"} 3"#,
+            r#"ferry_reconcile_duration_seconds_sum{app="web",namespace="ferry-system"} 1.85"#,
+            r#"ferry_reconcile_duration_seconds_bucket{le="0.1",app="web",namespace="ferry-system"} 1"#,
+            r#"ferry_reconcile_duration_seconds_bucket{le="+Inf",app="web",namespace="ferry-system"} 3"#,
+            r#"ferry_sync_total{app="web",namespace="ferry-system",result="success"} 2"#,
+            r#"ferry_sync_total{app="web",namespace="ferry-system",result="failure"} 1"#,
+            r#"ferry_app_info{app="web",namespace="ferry-system",sync="Synced",health="Healthy",revision="abc123"} 1"#,
+            r#"ferry_drift_detected_total{app="web",namespace="ferry-system"} 2"#,
             r#"ferry_git_fetch_duration_seconds_count{repo="https://example.com/org/repo.git"} 1"#,
             r#"ferry_webhook_requests_total{provider="github",result="accepted"} 2"#,
             r#"ferry_webhook_requests_total{provider="github",result="unauthorized"} 1"#,
@@ -346,14 +363,25 @@ mod tests {
     #[test]
     fn app_info_replaces_previous_series() {
         let m = Metrics::new();
-        m.app_info("web", "OutOfSync", "Progressing", "aaa");
-        m.app_info("db", "Synced", "Healthy", "ccc");
-        m.app_info("web", "Synced", "Healthy", "bbb");
-        m.app_info("web", "Synced", "Healthy", "bbb");
+        let web = &AppKey::new("ferry-system", "web");
+        m.app_info(web, "OutOfSync", "Progressing", "aaa");
+        m.app_info(
+            &AppKey::new("ferry-system", "db"),
+            "Synced",
+            "Healthy",
+            "ccc",
+        );
+        m.app_info(web, "Synced", "Healthy", "bbb");
+        m.app_info(web, "Synced", "Healthy", "bbb");
         let text = m.encode();
         assert_eq!(
-            lines_with(&text, r#"ferry_app_info{app="web""#),
-            [r#"ferry_app_info{app="web",sync="Synced",health="Healthy",revision="bbb"} 1"#]
+            lines_with(
+                &text,
+                r#"ferry_app_info{app="web",namespace="ferry-system""#
+            ),
+            [
+                r#"ferry_app_info{app="web",namespace="ferry-system",sync="Synced",health="Healthy",revision="bbb"} 1"#
+            ]
         );
         assert_eq!(lines_with(&text, r#"ferry_app_info{app="db""#).len(), 1);
     }
@@ -361,16 +389,22 @@ mod tests {
     #[test]
     fn remove_app_drops_its_series() {
         let m = Metrics::new();
-        for app in ["web", "db"] {
-            m.reconcile_finished(app, "success", 1.0);
-            m.reconcile_finished(app, "failure", 1.0);
-            m.app_info(app, "Synced", "Healthy", "abc");
-            m.drift_detected(app);
+        let key = |ns: &str, name: &str| AppKey::new(ns, name);
+        for app in [
+            key("team-a", "web"),
+            key("team-b", "web"),
+            key("team-a", "db"),
+        ] {
+            m.reconcile_finished(&app, "success", 1.0);
+            m.reconcile_finished(&app, "failure", 1.0);
+            m.app_info(&app, "Synced", "Healthy", "abc");
+            m.drift_detected(&app);
         }
-        m.remove_app("web");
-        m.remove_app("never-seen");
+        m.remove_app(&key("team-a", "web"));
+        m.remove_app(&key("team-a", "never-seen"));
         let text = m.encode();
-        assert!(!text.contains(r#"app="web""#), "{text}");
+        assert!(!text.contains(r#"app="web",namespace="team-a""#), "{text}");
+        assert!(text.contains(r#"app="web",namespace="team-b""#), "{text}");
         assert_eq!(
             text.lines().filter(|l| l.contains(r#"app="db""#)).count(),
             // 12 buckets + +Inf + sum + count, 2 sync results, info, drift

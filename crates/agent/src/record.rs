@@ -33,7 +33,7 @@ impl Record {
 
     /// Whether the app's newest successful history entry is at `sha` (true when the
     /// history cannot be read, so that nothing is recorded twice).
-    pub async fn recorded(&self, app: &str, sha: &str) -> bool {
+    pub async fn recorded(&self, app: &ferry_model::AppKey, sha: &str) -> bool {
         let history = self.history.clone();
         let app = app.to_string();
         match tokio::task::spawn_blocking(move || history.last_success(&app)).await {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use ferry_api::{AppDetail as AppStatus, Condition, ObjectStatus, Readiness, SyncState};
-use ferry_model::{AppSpec, HealthStatus};
+use ferry_model::{AppKey, AppSpec, HealthStatus};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{RwLock, broadcast};
 
@@ -48,12 +48,12 @@ impl Kept {
     }
 }
 
-/// All app statuses, with a broadcast of changed app names (for live streams).
+/// All app statuses by [`AppKey`], with a broadcast of changed apps (for live streams).
 #[derive(Clone)]
 pub struct Store {
-    apps: Arc<RwLock<BTreeMap<String, AppStatus>>>,
-    changes: broadcast::Sender<String>,
-    kept: Arc<std::sync::Mutex<BTreeMap<String, Kept>>>,
+    apps: Arc<RwLock<BTreeMap<AppKey, AppStatus>>>,
+    changes: broadcast::Sender<AppKey>,
+    kept: Arc<std::sync::Mutex<BTreeMap<AppKey, Kept>>>,
 }
 
 impl Default for Store {
@@ -70,7 +70,7 @@ impl Store {
     /// Replaces the kept settings (as read from the cluster) and applies them to every
     /// app: an app without an entry is suspended only by its spec and not pinned. Apps
     /// added later get their entry applied by [`upsert`](Self::upsert).
-    pub async fn load_kept(&self, kept: BTreeMap<String, Kept>) {
+    pub async fn load_kept(&self, kept: BTreeMap<AppKey, Kept>) {
         let mut apps = self.apps.write().await;
         for (name, status) in apps.iter_mut() {
             let entry = kept.get(name).cloned().unwrap_or_default();
@@ -78,7 +78,7 @@ impl Store {
             status.pinned = entry.pinned;
         }
         *self.kept.lock().expect("kept settings") = kept;
-        let names: Vec<String> = apps.keys().cloned().collect();
+        let names: Vec<AppKey> = apps.keys().cloned().collect();
         drop(apps);
         for name in names {
             let _ = self.changes.send(name);
@@ -86,17 +86,17 @@ impl Store {
     }
 
     /// Records an app's kept settings (after they were written to the cluster).
-    pub fn set_kept(&self, name: &str, kept: Kept) {
+    pub fn set_kept(&self, name: &AppKey, kept: Kept) {
         let mut map = self.kept.lock().expect("kept settings");
         if kept == Kept::default() {
             map.remove(name);
         } else {
-            map.insert(name.to_string(), kept);
+            map.insert(name.clone(), kept);
         }
     }
 
     /// Adds or replaces an app's definition, keeping its runtime status.
-    pub async fn upsert(&self, name: &str, spec: AppSpec) {
+    pub async fn upsert(&self, name: &AppKey, spec: AppSpec) {
         let mut apps = self.apps.write().await;
         match apps.get_mut(name) {
             Some(s) => {
@@ -109,38 +109,38 @@ impl Store {
                     status.suspended |= kept.suspended;
                     status.pinned = kept.pinned.clone();
                 }
-                apps.insert(name.into(), status);
+                apps.insert(name.clone(), status);
             }
         }
         drop(apps);
-        let _ = self.changes.send(name.into());
+        let _ = self.changes.send(name.clone());
     }
 
     /// Removes an app (its kept settings are forgotten by [`crate::kept::forget`]).
-    pub async fn remove(&self, name: &str) {
+    pub async fn remove(&self, name: &AppKey) {
         self.apps.write().await.remove(name);
         self.set_kept(name, Kept::default());
-        let _ = self.changes.send(name.into());
+        let _ = self.changes.send(name.clone());
     }
 
     /// One app's status.
-    pub async fn get(&self, name: &str) -> Option<AppStatus> {
+    pub async fn get(&self, name: &AppKey) -> Option<AppStatus> {
         self.apps.read().await.get(name).cloned()
     }
 
-    /// Runs `f` over every app, sorted by name, under the read lock (nothing is copied).
+    /// Runs `f` over every app, sorted by namespace and name, under the read lock (nothing is copied).
     pub async fn scan<T>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &AppStatus>) -> T) -> T {
         let apps = self.apps.read().await;
         f(&mut apps.values())
     }
 
-    /// App names.
-    pub async fn names(&self) -> Vec<String> {
+    /// The apps' keys.
+    pub async fn names(&self) -> Vec<AppKey> {
         self.apps.read().await.keys().cloned().collect()
     }
 
     /// Changes an app's status in place and announces it; false when the app is unknown.
-    pub async fn update(&self, name: &str, f: impl FnOnce(&mut AppStatus)) -> bool {
+    pub async fn update(&self, name: &AppKey, f: impl FnOnce(&mut AppStatus)) -> bool {
         let found = match self.apps.write().await.get_mut(name) {
             Some(s) => {
                 f(s);
@@ -149,13 +149,13 @@ impl Store {
             None => false,
         };
         if found {
-            let _ = self.changes.send(name.into());
+            let _ = self.changes.send(name.clone());
         }
         found
     }
 
     /// Subscribes to app-changed notifications.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+    pub fn subscribe(&self) -> broadcast::Receiver<AppKey> {
         self.changes.subscribe()
     }
 }
@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn readiness_sets_one_condition_true() {
-        let mut s = AppStatus::new("a", AppSpec::default());
+        let mut s = AppStatus::new(&key("a"), AppSpec::default());
         fn flags(s: &AppStatus) -> Vec<(&str, &str, String)> {
             s.conditions
                 .iter()
@@ -208,6 +208,10 @@ mod tests {
         );
     }
 
+    fn key(name: &str) -> AppKey {
+        AppKey::new("ferry-system", name)
+    }
+
     fn spec(suspend: bool) -> AppSpec {
         AppSpec {
             suspend,
@@ -218,51 +222,56 @@ mod tests {
     #[tokio::test]
     async fn kept_settings_apply_to_present_and_later_apps() {
         let store = Store::default();
-        store.upsert("a", spec(false)).await;
-        store.upsert("b", spec(true)).await;
-        store.upsert("c", spec(false)).await;
-        store.update("c", |s| s.pinned = Some("old".into())).await;
+        store.upsert(&key("a"), spec(false)).await;
+        store.upsert(&key("b"), spec(true)).await;
+        store.upsert(&key("c"), spec(false)).await;
+        store
+            .update(&key("c"), |s| s.pinned = Some("old".into()))
+            .await;
         let kept = |suspended, pinned: Option<&str>| Kept {
             suspended,
             pinned: pinned.map(str::to_string),
         };
         store
             .load_kept(BTreeMap::from([
-                ("a".to_string(), kept(false, Some("abc"))),
-                ("d".to_string(), kept(true, None)),
+                (key("a"), kept(false, Some("abc"))),
+                (key("d"), kept(true, None)),
             ]))
             .await;
-        let a = store.get("a").await.unwrap();
+        let a = store.get(&key("a")).await.unwrap();
         assert_eq!((a.suspended, a.pinned.as_deref()), (false, Some("abc")));
-        let b = store.get("b").await.unwrap();
+        let b = store.get(&key("b")).await.unwrap();
         assert!(b.suspended, "suspended by its spec");
         assert_eq!(
             Kept::of(&b),
             Kept::default(),
             "a spec suspension is not kept"
         );
-        let c = store.get("c").await.unwrap();
+        let c = store.get(&key("c")).await.unwrap();
         assert_eq!(
             (c.suspended, c.pinned),
             (false, None),
             "no entry: nothing kept"
         );
 
-        store.upsert("d", spec(false)).await;
+        store.upsert(&key("d"), spec(false)).await;
         assert!(
-            store.get("d").await.unwrap().suspended,
+            store.get(&key("d")).await.unwrap().suspended,
             "added later: entry applied"
         );
-        store.remove("d").await;
-        store.upsert("d", spec(false)).await;
+        store.remove(&key("d")).await;
+        store.upsert(&key("d"), spec(false)).await;
         assert!(
-            !store.get("d").await.unwrap().suspended,
+            !store.get(&key("d")).await.unwrap().suspended,
             "removed: entry forgotten"
         );
 
-        store.set_kept("e", kept(true, Some("x")));
-        store.set_kept("e", Kept::default());
-        store.upsert("e", spec(false)).await;
-        assert_eq!(Kept::of(&store.get("e").await.unwrap()), Kept::default());
+        store.set_kept(&key("e"), kept(true, Some("x")));
+        store.set_kept(&key("e"), Kept::default());
+        store.upsert(&key("e"), spec(false)).await;
+        assert_eq!(
+            Kept::of(&store.get(&key("e")).await.unwrap()),
+            Kept::default()
+        );
     }
 }

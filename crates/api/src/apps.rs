@@ -1,6 +1,6 @@
 //! Apps: the list, one app's status, and the actions on an app.
 
-use ferry_model::{AppSpec, ChangeSet, Health, HealthStatus, ObjectRef};
+use ferry_model::{AppKey, AppSpec, ChangeSet, Health, HealthStatus, ObjectRef};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -44,6 +44,10 @@ pub struct ListQuery {
     pub health: Option<String>,
     /// Substring of the name, repository or path.
     pub q: Option<String>,
+    /// Only apps of this namespace (the app's own, not its destination).
+    #[serde(default, rename = "appNamespace")]
+    #[param(rename = "appNamespace")]
+    pub app_namespace: Option<String>,
     /// Items to skip.
     #[serde(default)]
     pub offset: usize,
@@ -58,6 +62,8 @@ pub struct ListQuery {
 pub struct AppSummary {
     /// App name.
     pub name: String,
+    /// The app's namespace: with the name, its identity (`appNamespace/name`).
+    pub app_namespace: String,
     /// Git repository.
     pub repo: String,
     /// Path in the repository.
@@ -121,6 +127,8 @@ pub struct ObjectStatus {
 pub struct AppDetail {
     /// App name.
     pub name: String,
+    /// The app's namespace: with the name, its identity (`appNamespace/name`).
+    pub app_namespace: String,
     /// The app's definition (ferry.yaml schema, camelCase).
     #[schema(value_type = Object)]
     pub spec: AppSpec,
@@ -166,9 +174,10 @@ pub enum Readiness {
 
 impl AppDetail {
     /// A fresh status for an app not yet reconciled.
-    pub fn new(name: &str, spec: AppSpec) -> Self {
+    pub fn new(app: &AppKey, spec: AppSpec) -> Self {
         Self {
-            name: name.into(),
+            name: app.name.clone(),
+            app_namespace: app.namespace.clone(),
             suspended: spec.suspend,
             spec,
             sync: SyncState::Unknown,
@@ -217,6 +226,11 @@ impl AppDetail {
         ];
     }
 
+    /// The app's identity.
+    pub fn key(&self) -> AppKey {
+        AppKey::new(&self.app_namespace, &self.name)
+    }
+
     /// The Ready condition's reason, if any.
     pub fn reason(&self) -> Option<&str> {
         self.conditions
@@ -230,6 +244,7 @@ impl From<&AppDetail> for AppSummary {
     fn from(s: &AppDetail) -> Self {
         Self {
             name: s.name.clone(),
+            app_namespace: s.app_namespace.clone(),
             repo: s.spec.source.repo.clone(),
             path: s.spec.source.path.clone(),
             namespace: s.spec.destination.namespace.clone(),
@@ -244,7 +259,7 @@ impl From<&AppDetail> for AppSummary {
     }
 }
 
-/// Body of `POST /api/v1/apps/{name}/rollback`.
+/// Body of `POST /api/v1/apps/{namespace}/{name}/rollback`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RollbackBody {
     /// A history entry id, or a commit SHA / ref.
@@ -254,7 +269,7 @@ pub struct RollbackBody {
 /// Answer to an action: it is queued.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ActionAccepted {
-    /// The app.
+    /// The app, `namespace/name`.
     pub app: String,
     /// The action, e.g. `sync`.
     pub action: String,
@@ -272,7 +287,10 @@ pub struct WebhookAccepted {
 
 /// Data of the stream's `removed` event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct AppRemoved {
     /// The app that is gone.
     pub name: String,
+    /// Its namespace.
+    pub app_namespace: String,
 }

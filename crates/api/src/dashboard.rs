@@ -54,10 +54,10 @@ pub struct Node {
     pub children: Vec<Node>,
 }
 
-/// Answer of `GET /api/v1/apps/{name}/tree`.
+/// Answer of `GET /api/v1/apps/{namespace}/{name}/tree`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tree {
-    /// The app.
+    /// The app, `namespace/name`.
     pub app: String,
     /// Its revision.
     pub revision: String,
@@ -86,7 +86,7 @@ pub struct AppEvent {
     pub source: Option<String>,
 }
 
-/// Answer of `GET /api/v1/apps/{name}/events`: newest first.
+/// Answer of `GET /api/v1/apps/{namespace}/{name}/events`: newest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Events {
     /// The events.
@@ -166,7 +166,7 @@ pub struct ManagerInfo {
     pub time: Option<String>,
 }
 
-/// Query of `GET /api/v1/apps/{name}/resource`: one object.
+/// Query of `GET /api/v1/apps/{namespace}/{name}/resource`: one object.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ObjectQuery {
@@ -183,7 +183,7 @@ pub struct ObjectQuery {
     pub name: String,
 }
 
-/// Answer of `GET /api/v1/apps/{name}/resource`.
+/// Answer of `GET /api/v1/apps/{namespace}/{name}/resource`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Resource {
     /// The object.
@@ -217,11 +217,11 @@ pub struct DiffChange {
     pub drift: Vec<FieldDrift>,
 }
 
-/// Answer of `GET /api/v1/apps/{name}/diff`.
+/// Answer of `GET /api/v1/apps/{namespace}/{name}/diff`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Diff {
-    /// The app.
+    /// The app, `namespace/name`.
     pub app: String,
     /// The revision compared with.
     pub revision: String,

@@ -62,7 +62,7 @@ impl Outcome {
 pub struct HistoryEntry {
     /// Unique id; increases with every record.
     pub id: u64,
-    /// App name.
+    /// The app, `namespace/name`.
     pub app: String,
     /// Git commit SHA that was synced.
     pub revision: String,
@@ -84,14 +84,14 @@ pub struct HistoryEntry {
     pub changeset: ChangeSet,
 }
 
-/// Answer of `GET /api/v1/apps/{name}/history`: newest first.
+/// Answer of `GET /api/v1/apps/{namespace}/{name}/history`: newest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HistoryList {
     /// The entries.
     pub items: Vec<HistoryEntry>,
 }
 
-/// Query of `GET /api/v1/apps/{name}/history`.
+/// Query of `GET /api/v1/apps/{namespace}/{name}/history`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {

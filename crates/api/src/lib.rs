@@ -62,6 +62,7 @@ mod tests {
     fn wire_names_are_the_agents() {
         let detail = AppDetail {
             name: "web".into(),
+            app_namespace: "team-a".into(),
             spec: AppSpec::default(),
             sync: SyncState::OutOfSync,
             health: HealthStatus::Current,
@@ -80,6 +81,7 @@ mod tests {
         assert_eq!(
             keys(&detail),
             [
+                "appNamespace",
                 "changeset",
                 "conditions",
                 "drifted",

@@ -185,12 +185,16 @@ pub struct ServerArgs {
     /// API token, when the agent requires one (sent as `Authorization: Bearer`).
     #[arg(long, env = "FERRY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The namespace of an app given by a bare name (default: the `namespace` of
+    /// ./ferry.yaml, else `ferry-system`); `NAMESPACE/NAME` names one explicitly.
+    #[arg(long, short = 'n', env = "FERRY_NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 /// An action on one app through the agent.
 #[derive(Debug, Args)]
 pub struct AppAction {
-    /// App name.
+    /// The app: `NAMESPACE/NAME`, or a name in the default namespace (`--namespace`).
     pub name: String,
     #[command(flatten)]
     pub server: ServerArgs,

@@ -15,7 +15,8 @@ use ferry_engine::wait::WaitOutcome;
 use ferry_engine::{Sync, SyncOptions, Wait};
 use ferry_kube::Cluster;
 use ferry_model::{
-    AppSpec, Destination, FerryFile, NamedApp, SourceSpec, dependency_order, parse_duration,
+    Action, AppKey, AppSpec, Destination, FerryFile, NamedApp, SYSTEM_NAMESPACE, SourceSpec,
+    dependency_order, parse_duration,
 };
 use ferry_render::Tools;
 use ferry_source::GitCache;
@@ -48,7 +49,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             None if all => diff_all(context, &app, out).await,
             None => {
                 let named = load_app(&app, revision.as_deref()).await?;
-                diff(context, &named, revision.as_deref(), out).await
+                let key = app_key(&app, &named)?;
+                diff(context, &key, &named, revision.as_deref(), out).await
             }
         },
         Command::Agent(args) => agent::run(args, context).await,
@@ -92,7 +94,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 return apply_all(context, &app, &flags, out).await;
             }
             let named = load_app(&app, revision.as_deref()).await?;
-            flags.apply(context, named, revision.as_deref(), out).await
+            let key = app_key(&app, &named)?;
+            flags
+                .apply(context, &key, named, revision.as_deref(), out)
+                .await
         }
     }
 }
@@ -109,6 +114,7 @@ impl ApplyFlags {
     async fn apply(
         &self,
         context: Option<&str>,
+        key: &AppKey,
         mut app: NamedApp,
         revision: Option<&str>,
         out: Output,
@@ -118,8 +124,18 @@ impl ApplyFlags {
         }
         let timeout = self.timeout.unwrap_or_else(|| app.spec.wait_timeout());
         let wait = (!self.no_wait && app.spec.wait.enabled).then_some(timeout);
-        apply(context, &app, revision, self.force, wait, out).await
+        apply(context, key, &app, revision, self.force, wait, out).await
     }
+}
+
+/// The identity of `app`: its name in the ferry.yaml's namespace (`ferry-system` for a
+/// one-off `--repo` app).
+fn app_key(args: &AppArgs, app: &NamedApp) -> Result<AppKey> {
+    let namespace = match &args.repo {
+        Some(_) => SYSTEM_NAMESPACE.to_string(),
+        None => FerryFile::load(&args.file)?.namespace,
+    };
+    Ok(AppKey::new(namespace, &app.name))
 }
 
 /// Every app of the ferry.yaml (app sets expanded at their refs), dependencies first.
@@ -147,8 +163,9 @@ async fn apply_all(
 ) -> Result<i32> {
     for app in ordered_apps(args).await? {
         let name = app.name.clone();
+        let key = app_key(args, &app)?;
         let code = flags
-            .apply(context, app, None, out)
+            .apply(context, &key, app, None, out)
             .await
             .with_context(|| format!("app {name}"))?;
         if code != 0 {
@@ -162,7 +179,8 @@ async fn apply_all(
 async fn diff_all(context: Option<&str>, args: &AppArgs, out: Output) -> Result<i32> {
     let mut code = 0;
     for app in ordered_apps(args).await? {
-        let changed = diff(context, &app, None, out)
+        let key = app_key(args, &app)?;
+        let changed = diff(context, &key, &app, None, out)
             .await
             .with_context(|| format!("app {}", app.name))?;
         code = code.max(changed);
@@ -314,6 +332,7 @@ async fn connect(context: Option<&str>, app: &NamedApp) -> Result<(Cluster, Clus
 
 async fn diff(
     context: Option<&str>,
+    key: &AppKey,
     app: &NamedApp,
     revision: Option<&str>,
     out: Output,
@@ -326,7 +345,7 @@ async fn diff(
         hooks: true,
         ..Default::default()
     };
-    let report = Sync::new(&cluster, &app.name, &app.spec)
+    let report = Sync::new(&cluster, key, &app.spec)
         .run(&rendered, &opts, &Silent)
         .await?;
     ChangeSetView(&report.changeset).print(out)?;
@@ -367,6 +386,7 @@ async fn preview(args: &AppArgs, head: &str, base: &str, out: Output) -> Result<
 
 async fn apply(
     context: Option<&str>,
+    key: &AppKey,
     app: &NamedApp,
     revision: Option<&str>,
     force: bool,
@@ -390,9 +410,13 @@ async fn apply(
         hooks: true,
         ..Default::default()
     };
-    let report = Sync::new(&cluster, &app.name, &app.spec)
+    let report = Sync::new(&cluster, key, &app.spec)
         .run(&rendered, &opts, &printer)
         .await?;
+    for kept in (report.changeset.changes.iter()).filter(|c| c.action == Action::Orphan) {
+        let reason = kept.reason.as_deref().unwrap_or("left Git");
+        printer.line(&format!("  ? keep {} ({reason})", kept.subject));
+    }
     let health = report.health;
     printer.finish();
     let code = match &health {

@@ -206,7 +206,7 @@ async fn poll_applies_a_new_commit() {
         .expect_stdout("poll");
     let synced = metric(
         &agent,
-        &format!("ferry_sync_total{{app=\"{app}\",result=\"success\"}}"),
+        &format!("ferry_sync_total{{app=\"{app}\",namespace=\"ferry-system\",result=\"success\"}}"),
     )
     .await;
     assert!(
@@ -422,7 +422,7 @@ async fn live_changes_are_healed() {
         .await;
     let detected = metric(
         &agent,
-        &format!("ferry_drift_detected_total{{app=\"{app}\"}}"),
+        &format!("ferry_drift_detected_total{{app=\"{app}\",namespace=\"ferry-system\"}}"),
     )
     .await;
     assert!(detected.is_some_and(|n| n >= 3.0), "{detected:?}");

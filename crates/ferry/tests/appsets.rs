@@ -217,7 +217,9 @@ async fn agent_adds_and_removes_apps_of_sets() {
         listed(&agent).await == [k_dev.clone(), p_dev.clone()]
     })
     .await;
-    let (status, _) = agent.get_text(&format!("/api/v1/apps/{p_qa}")).await;
+    let (status, _) = agent
+        .get_text(&format!("/api/v1/apps/ferry-system/{p_qa}"))
+        .await;
     assert_eq!(status, 404, "a removed app is not served");
     eventually("ConfigMap p-qa to be deleted", WAIT, || async {
         f.get::<ConfigMap>("p-qa").await.is_none()

@@ -85,7 +85,7 @@ async fn an_app_of_twenty_thousand_objects_applies_re_applies_and_prunes_half() 
     let memo = f
         .cluster()
         .await
-        .read_inventory(&app)
+        .read_inventory(&common::key(&app))
         .await
         .unwrap()
         .unwrap();
@@ -131,7 +131,11 @@ async fn an_app_of_twenty_thousand_objects_applies_re_applies_and_prunes_half() 
         "the old generation's shards are deleted: {now:?} (were {sharded:?})"
     );
 
-    f.cluster().await.delete_inventory(&app).await.unwrap();
+    f.cluster()
+        .await
+        .delete_inventory(&common::key(&app))
+        .await
+        .unwrap();
     assert!(f.inventory(&app).await.is_none());
     assert_eq!(shards(&f, &app).await, Vec::<String>::new());
     f.finish().await;
@@ -179,7 +183,11 @@ async fn inventories_of_formats_one_and_two_are_read_and_rewritten() {
         json!({"app": one, "revision": "r1", "entries": entries}),
     )
     .await;
-    let inv = cluster.read_inventory(&one).await.unwrap().unwrap();
+    let inv = cluster
+        .read_inventory(&common::key(&one))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(inv.revision, "r1");
     assert_eq!(inv.entries, [entry("a"), deployment.clone()]);
     assert!(inv.in_sync.is_empty());
@@ -196,7 +204,11 @@ async fn inventories_of_formats_one_and_two_are_read_and_rewritten() {
         }),
     )
     .await;
-    let inv = cluster.read_inventory(&two).await.unwrap().unwrap();
+    let inv = cluster
+        .read_inventory(&common::key(&two))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(inv.revision, "r2");
     assert_eq!(inv.entries, [entry("a"), deployment]);
     assert_eq!(inv.in_sync, memo);
@@ -206,16 +218,32 @@ async fn inventories_of_formats_one_and_two_are_read_and_rewritten() {
         entries: vec![entry("b")],
         in_sync: BTreeMap::new(),
     };
-    cluster.write_inventory(&two, &rewritten).await.unwrap();
+    cluster
+        .write_inventory(&common::key(&two), &rewritten)
+        .await
+        .unwrap();
     assert_eq!(
-        cluster.read_inventory(&two).await.unwrap().unwrap(),
+        cluster
+            .read_inventory(&common::key(&two))
+            .await
+            .unwrap()
+            .unwrap(),
         rewritten
     );
-    let head = Api::<ConfigMap>::namespaced(f.client.clone(), SYSTEM_NAMESPACE)
-        .get(&format!("ferry-inventory-{two}"))
+    let heads = Api::<ConfigMap>::namespaced(f.client.clone(), SYSTEM_NAMESPACE);
+    let head = heads
+        .get(&common::inventory_name(&common::key(&two)))
         .await
         .unwrap();
     assert_eq!(head.data.unwrap()["format"], "3");
+    assert!(
+        heads
+            .get_opt(&format!("ferry-inventory-{two}"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the first write replaces the earlier version's head"
+    );
     f.finish().await;
 }
 
@@ -253,50 +281,88 @@ async fn shards_a_crashed_write_leaves_are_ignored_then_deleted() {
             })
             .collect(),
     };
-    cluster.write_inventory(&app, &big).await.unwrap();
+    cluster
+        .write_inventory(&common::key(&app), &big)
+        .await
+        .unwrap();
     let first = shards(&f, &app).await;
     assert!(first.len() >= 2, "{first:?}");
     let mut sorted = big.clone();
     sorted.entries.sort();
-    assert_eq!(cluster.read_inventory(&app).await.unwrap().unwrap(), sorted);
+    assert_eq!(
+        cluster
+            .read_inventory(&common::key(&app))
+            .await
+            .unwrap()
+            .unwrap(),
+        sorted
+    );
 
     // A write that crashed after its first shard, before the head switch, and a shard of
     // an old generation that a crash kept from being deleted.
-    let labels = json!({"app.kubernetes.io/managed-by": "ferry", "ferry.dev/inventory": app});
-    let unfinished = format!("ferry-inventory.{app}.2.0");
-    let stale = format!("ferry-inventory.{app}.0.0");
+    let labels = json!({"app.kubernetes.io/managed-by": "ferry", "ferry.dev/inventory": app,
+                        "ferry.dev/app-namespace": SYSTEM_NAMESPACE});
+    let unfinished = format!("ferry-inventory.{SYSTEM_NAMESPACE}.{app}.2.0");
+    let stale = format!("ferry-inventory.{SYSTEM_NAMESPACE}.{app}.0.0");
+    let id = common::key(&app).to_string();
     for (name, generation) in [(&unfinished, "2"), (&stale, "0")] {
         create(
             &f,
             name,
             labels.clone(),
-            json!({"app": app, "generation": generation, "index": "0"}),
+            json!({"app": id, "generation": generation, "index": "0"}),
         )
         .await;
     }
-    assert_eq!(cluster.read_inventory(&app).await.unwrap().unwrap(), sorted);
+    assert_eq!(
+        cluster
+            .read_inventory(&common::key(&app))
+            .await
+            .unwrap()
+            .unwrap(),
+        sorted
+    );
 
     let small = Inventory {
         revision: "r2".into(),
         entries: vec![entry("a")],
         in_sync: BTreeMap::new(),
     };
-    cluster.write_inventory(&app, &small).await.unwrap();
-    assert_eq!(cluster.read_inventory(&app).await.unwrap().unwrap(), small);
+    cluster
+        .write_inventory(&common::key(&app), &small)
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster
+            .read_inventory(&common::key(&app))
+            .await
+            .unwrap()
+            .unwrap(),
+        small
+    );
     assert_eq!(
         shards(&f, &app).await,
         Vec::<String>::new(),
         "an inline inventory leaves no shard"
     );
 
-    cluster.write_inventory(&app, &big).await.unwrap();
+    cluster
+        .write_inventory(&common::key(&app), &big)
+        .await
+        .unwrap();
     let third = shards(&f, &app).await;
     assert!(
         third.len() >= 2 && third.iter().all(|s| !first.contains(s)),
         "{third:?}"
     );
-    cluster.delete_inventory(&app).await.unwrap();
-    assert!(cluster.read_inventory(&app).await.unwrap().is_none());
+    cluster.delete_inventory(&common::key(&app)).await.unwrap();
+    assert!(
+        cluster
+            .read_inventory(&common::key(&app))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(shards(&f, &app).await, Vec::<String>::new());
     f.finish().await;
 }

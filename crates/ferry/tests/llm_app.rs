@@ -111,7 +111,7 @@ async fn agent_deploys_all_three_environments_of_the_example() {
             .await;
         let _ = inventories
             .delete(
-                &format!("ferry-inventory-llm-{env}"),
+                &format!("ferry-inventory-ferry-system.llm-{env}"),
                 &DeleteParams::default(),
             )
             .await;

@@ -101,7 +101,7 @@ impl<'a> Api<'a> {
     async fn wait_app(&self, app: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
-            let status = self.ok(&format!("/api/v1/apps/{app}")).await;
+            let status = self.ok(&format!("/api/v1/apps/ferry-system/{app}")).await;
             if check(&status) {
                 return status;
             }
@@ -249,7 +249,7 @@ impl WithTokens {
             ],
         )
         .await;
-        let base = format!("/api/v1/apps/{app}");
+        let base = format!("/api/v1/apps/ferry-system/{app}");
         Self {
             f,
             app,
@@ -392,7 +392,13 @@ async fn tokens_decide_who_may_read_and_act() {
         body["error"].as_str().unwrap().contains("operator"),
         "{body}"
     );
-    check_documented(doc, "post", "/api/v1/apps/{name}/{action}", status, &body);
+    check_documented(
+        doc,
+        "post",
+        "/api/v1/apps/{namespace}/{name}/{action}",
+        status,
+        &body,
+    );
     let (status, body) = operator
         .post(
             &format!("{base}/refresh"),
@@ -423,7 +429,7 @@ async fn detail_and_list_with_filters_and_pages() {
     let t = WithTokens::start("web-list").await;
     let (doc, app, viewer) = (&t.doc, &t.app, t.viewer());
     let status = t.synced().await;
-    check_documented(doc, "get", "/api/v1/apps/{name}", 200, &status);
+    check_documented(doc, "get", "/api/v1/apps/{namespace}/{name}", 200, &status);
     assert_eq!(status["objects"].as_array().unwrap().len(), 4, "{status:#}");
 
     let list = viewer.ok("/api/v1/apps").await;
@@ -459,7 +465,13 @@ async fn resource_tree_of_the_app() {
     let t = WithTokens::start("web-tree").await;
     t.synced().await;
     let tree = t.ready_tree().await;
-    check_documented(&t.doc, "get", "/api/v1/apps/{name}/tree", 200, &tree);
+    check_documented(
+        &t.doc,
+        "get",
+        "/api/v1/apps/{namespace}/{name}/tree",
+        200,
+        &tree,
+    );
     let roots: Vec<&str> = tree["nodes"]
         .as_array()
         .unwrap()
@@ -476,9 +488,18 @@ async fn resource_tree_of_the_app() {
     assert_eq!(rs["managed"], false);
     assert_eq!(rs["children"].as_array().unwrap().len(), 2, "{rs:#}");
     assert_eq!(rs["children"][0]["subject"]["kind"], "Pod");
-    let (status, body) = t.viewer().get("/api/v1/apps/no-such-app/tree").await;
+    let (status, body) = t
+        .viewer()
+        .get("/api/v1/apps/ferry-system/no-such-app/tree")
+        .await;
     assert_eq!(status, 404, "{body}");
-    check_documented(&t.doc, "get", "/api/v1/apps/{name}/tree", status, &body);
+    check_documented(
+        &t.doc,
+        "get",
+        "/api/v1/apps/{namespace}/{name}/tree",
+        status,
+        &body,
+    );
     t.finish().await;
 }
 
@@ -490,7 +511,13 @@ async fn diff_explains_drift() {
     t.synced().await;
     t.drift().await;
     let diff = t.viewer().ok(&format!("{}/diff", t.base)).await;
-    check_documented(&t.doc, "get", "/api/v1/apps/{name}/diff", 200, &diff);
+    check_documented(
+        &t.doc,
+        "get",
+        "/api/v1/apps/{namespace}/{name}/diff",
+        200,
+        &diff,
+    );
     assert_eq!(diff["inSync"], false, "{diff:#}");
     assert_eq!(diff["summary"]["update"], 3, "{diff:#}");
     let change = |kind: &str| {
@@ -548,7 +575,13 @@ async fn one_object_with_its_diff_and_managers() {
         )
     };
     let res = viewer.ok(&q("apps", "v1", "Deployment", "web")).await;
-    check_documented(&t.doc, "get", "/api/v1/apps/{name}/resource", 200, &res);
+    check_documented(
+        &t.doc,
+        "get",
+        "/api/v1/apps/{namespace}/{name}/resource",
+        200,
+        &res,
+    );
     assert_eq!(
         (res["managed"].as_bool(), res["exists"].as_bool()),
         (Some(true), Some(true))
@@ -589,7 +622,13 @@ async fn one_object_with_its_diff_and_managers() {
         status, 404,
         "objects outside the app are not served: {body}"
     );
-    check_documented(&t.doc, "get", "/api/v1/apps/{name}/resource", status, &body);
+    check_documented(
+        &t.doc,
+        "get",
+        "/api/v1/apps/{namespace}/{name}/resource",
+        status,
+        &body,
+    );
     t.finish().await;
 }
 
@@ -600,7 +639,13 @@ async fn events_of_the_app_objects() {
     t.synced().await;
     t.drift().await;
     let events = t.viewer().ok(&format!("{}/events", t.base)).await;
-    check_documented(&t.doc, "get", "/api/v1/apps/{name}/events", 200, &events);
+    check_documented(
+        &t.doc,
+        "get",
+        "/api/v1/apps/{namespace}/{name}/events",
+        200,
+        &events,
+    );
     let reasons: Vec<&str> = events["items"]
         .as_array()
         .unwrap()
@@ -645,7 +690,13 @@ async fn stream_reports_a_sync_that_heals_drift() {
             // Sync heals the drift (self-heal is off, so only an action does).
             let (status, body) = t.operator().post(&format!("{base}/sync"), None, &[]).await;
             assert_eq!(status, 202, "{body}");
-            check_documented(doc, "post", "/api/v1/apps/{name}/{action}", status, &body);
+            check_documented(
+                doc,
+                "post",
+                "/api/v1/apps/{namespace}/{name}/{action}",
+                status,
+                &body,
+            );
             sync_sent_at = Some(seen.len());
         }
     }
@@ -685,7 +736,13 @@ async fn operators_roll_back_to_an_earlier_commit() {
         })
         .await;
     let history = viewer.ok(&format!("{base}/history")).await;
-    check_documented(doc, "get", "/api/v1/apps/{name}/history", 200, &history);
+    check_documented(
+        doc,
+        "get",
+        "/api/v1/apps/{namespace}/{name}/history",
+        200,
+        &history,
+    );
     let target = history["items"]
         .as_array()
         .unwrap()
@@ -710,7 +767,13 @@ async fn operators_roll_back_to_an_earlier_commit() {
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["revision"], first.as_str());
-    check_documented(doc, "post", "/api/v1/apps/{name}/{action}", status, &body);
+    check_documented(
+        doc,
+        "post",
+        "/api/v1/apps/{namespace}/{name}/{action}",
+        status,
+        &body,
+    );
     viewer
         .wait_app(app, "rolled back to the first commit", |s| {
             s["revision"] == first.as_str() && s["pinned"] == first.as_str()
@@ -825,7 +888,7 @@ async fn without_tokens_localhost_only() {
         agent.log()
     );
     assert_eq!(local.ok("/api/v1/whoami").await["role"], "operator");
-    let sync = format!("/api/v1/apps/{app}/sync");
+    let sync = format!("/api/v1/apps/ferry-system/{app}/sync");
     let (status, body) = local
         .post(&sync, None, &[("Content-Type", "text/plain")])
         .await;

@@ -47,7 +47,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
-use ferry_model::{Known, ObjectRef, SYSTEM_NAMESPACE};
+use ferry_model::{APP_LABEL, APP_NAMESPACE_LABEL, AppKey, Known, ObjectRef, SYSTEM_NAMESPACE};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -104,12 +104,51 @@ struct Version {
     sharded: bool,
 }
 
-fn name(app: &str) -> String {
-    format!("ferry-inventory-{app}")
+/// Where one inventory is kept: the head's name, how its shards are named, found and
+/// told apart.
+#[derive(Clone, Debug)]
+struct Names {
+    /// The `app` its head and shards record: `namespace/name` (the name alone in the
+    /// inventories of earlier versions).
+    id: String,
+    /// The head ConfigMap's name.
+    head: String,
+    /// Shard names are `<stem>.<generation>.<index>`.
+    stem: String,
+    /// The label selector of its shards.
+    shards: String,
 }
 
-fn shard_name(app: &str, generation: u64, index: usize) -> String {
-    format!("ferry-inventory.{app}.{generation}.{index}")
+impl Names {
+    /// The inventory of `app`: head `ferry-inventory-<namespace>.<name>`, shards
+    /// `ferry-inventory.<namespace>.<name>.<generation>.<index>` labelled with the name
+    /// and the namespace. A namespace has no dot, so the names are unique per app.
+    fn of(app: &AppKey) -> Self {
+        Self {
+            id: app.to_string(),
+            head: format!("ferry-inventory-{}", app.dotted()),
+            stem: format!("ferry-inventory.{}", app.dotted()),
+            shards: format!(
+                "{SHARD_LABEL}={},{APP_NAMESPACE_LABEL}={}",
+                app.name, app.namespace
+            ),
+        }
+    }
+
+    /// The inventory an earlier version kept for an app named `name` (in any namespace):
+    /// head `ferry-inventory-<name>`, shards labelled with the name alone.
+    fn legacy(name: &str) -> Self {
+        Self {
+            id: name.to_string(),
+            head: format!("ferry-inventory-{name}"),
+            stem: format!("ferry-inventory.{name}"),
+            shards: format!("{SHARD_LABEL}={name},!{APP_NAMESPACE_LABEL}"),
+        }
+    }
+
+    fn shard(&self, generation: u64, index: usize) -> String {
+        format!("{}.{generation}.{index}", self.stem)
+    }
 }
 
 fn config_map_ref(name: &str) -> ObjectRef {
@@ -170,7 +209,7 @@ fn compress(
 
 /// The stored form of `app`'s inventory `inv`, entries sorted and deduplicated; without
 /// the memo when it does not fit in `layout`.
-fn encode(app: &str, inv: &Inventory, layout: Layout) -> Result<Encoded, KubeError> {
+fn encode(app: &AppKey, inv: &Inventory, layout: Layout) -> Result<Encoded, KubeError> {
     let mut entries = inv.entries.clone();
     entries.sort();
     entries.dedup();
@@ -329,11 +368,11 @@ fn parse_head(cm: ConfigMap, subject: &ObjectRef) -> Result<Head, KubeError> {
     }
 }
 
-/// The part that `shard` holds for `app`'s head of `generation` at `index`, or `None`
+/// The part that `shard` holds for the head `id` of `generation` at `index`, or `None`
 /// when it belongs to another write.
-fn shard_part(shard: ConfigMap, app: &str, generation: u64, index: usize) -> Option<Vec<u8>> {
+fn shard_part(shard: ConfigMap, id: &str, generation: u64, index: usize) -> Option<Vec<u8>> {
     let data = shard.data.unwrap_or_default();
-    let matches = data.get("app").map(String::as_str) == Some(app)
+    let matches = data.get("app").map(String::as_str) == Some(id)
         && data.get("generation") == Some(&generation.to_string())
         && data.get("index") == Some(&index.to_string());
     if !matches {
@@ -349,7 +388,7 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn head_config_map(app: &str, inv: &Inventory, generation: u64, encoded: &Encoded) -> ConfigMap {
+fn head_config_map(app: &AppKey, inv: &Inventory, generation: u64, encoded: &Encoded) -> ConfigMap {
     let sharded = encoded.parts.len() > 1;
     let data = BTreeMap::from([
         ("app".to_string(), app.to_string()),
@@ -370,11 +409,12 @@ fn head_config_map(app: &str, inv: &Inventory, generation: u64, encoded: &Encode
     });
     ConfigMap {
         metadata: ObjectMeta {
-            name: Some(name(app)),
+            name: Some(Names::of(app).head),
             namespace: Some(SYSTEM_NAMESPACE.to_string()),
             labels: Some(labels(&[
                 ("app.kubernetes.io/managed-by", "ferry"),
-                (ferry_model::APP_LABEL, app),
+                (APP_LABEL, &app.name),
+                (APP_NAMESPACE_LABEL, &app.namespace),
             ])),
             ..Default::default()
         },
@@ -384,19 +424,20 @@ fn head_config_map(app: &str, inv: &Inventory, generation: u64, encoded: &Encode
     }
 }
 
-fn shard_config_map(app: &str, generation: u64, index: usize, part: &[u8]) -> ConfigMap {
+fn shard_config_map(app: &AppKey, generation: u64, index: usize, part: &[u8]) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
-            name: Some(shard_name(app, generation, index)),
+            name: Some(Names::of(app).shard(generation, index)),
             namespace: Some(SYSTEM_NAMESPACE.to_string()),
             labels: Some(labels(&[
                 ("app.kubernetes.io/managed-by", "ferry"),
-                (SHARD_LABEL, app),
+                (SHARD_LABEL, &app.name),
+                (APP_NAMESPACE_LABEL, &app.namespace),
             ])),
             ..Default::default()
         },
         data: Some(labels(&[
-            ("app", app),
+            ("app", &app.to_string()),
             ("generation", &generation.to_string()),
             ("index", &index.to_string()),
         ])),
@@ -413,8 +454,8 @@ impl Cluster {
         Api::namespaced(self.client().clone(), SYSTEM_NAMESPACE)
     }
 
-    async fn read_head(&self, app: &str) -> Result<Option<(Head, Version)>, KubeError> {
-        let subject = config_map_ref(&name(app));
+    async fn read_head(&self, names: &Names) -> Result<Option<(Head, Version)>, KubeError> {
+        let subject = config_map_ref(&names.head);
         let cm = self
             .inventory_config_maps()
             .get_opt(&subject.name)
@@ -435,7 +476,7 @@ impl Cluster {
     /// is missing or of another write.
     async fn read_parts(
         &self,
-        app: &str,
+        names: &Names,
         generation: u64,
         shards: usize,
     ) -> Result<Option<Vec<Vec<u8>>>, KubeError> {
@@ -444,12 +485,14 @@ impl Cluster {
             .map(|index| {
                 let api = api.clone();
                 async move {
-                    let subject = config_map_ref(&shard_name(app, generation, index));
+                    let subject = config_map_ref(&names.shard(generation, index));
                     let shard = api
                         .get_opt(&subject.name)
                         .await
                         .map_err(|e| self.api_error(e, "get", &subject))?;
-                    Ok::<_, KubeError>(shard.and_then(|s| shard_part(s, app, generation, index)))
+                    Ok::<_, KubeError>(
+                        shard.and_then(|s| shard_part(s, &names.id, generation, index)),
+                    )
                 }
             })
             .buffered(SHARD_CONCURRENCY)
@@ -458,16 +501,27 @@ impl Cluster {
         Ok(parts.into_iter().collect())
     }
 
-    /// Reads an app's inventory; `None` when the app was never applied.
-    pub async fn read_inventory(&self, app: &str) -> Result<Option<Inventory>, KubeError> {
-        Ok(self.read_versioned(app).await?.map(|(inv, _)| inv))
+    /// Reads an app's inventory; `None` when the app was never applied. An app without
+    /// one gets the inventory an earlier version kept under its name alone (in any
+    /// namespace), which its next write replaces ([`Cluster::write_inventory`]).
+    pub async fn read_inventory(&self, app: &AppKey) -> Result<Option<Inventory>, KubeError> {
+        match self.read_versioned(&Names::of(app)).await? {
+            Some((inv, _)) => Ok(Some(inv)),
+            None => Ok(self
+                .read_versioned(&Names::legacy(&app.name))
+                .await?
+                .map(|(inv, _)| inv)),
+        }
     }
 
-    /// Reads an app's inventory with the version of its head.
-    async fn read_versioned(&self, app: &str) -> Result<Option<(Inventory, Version)>, KubeError> {
-        let subject = config_map_ref(&name(app));
+    /// Reads the inventory kept under `names` with the version of its head.
+    async fn read_versioned(
+        &self,
+        names: &Names,
+    ) -> Result<Option<(Inventory, Version)>, KubeError> {
+        let subject = config_map_ref(&names.head);
         for _ in 0..READ_ATTEMPTS {
-            let (revision, generation, shards, inline, version) = match self.read_head(app).await? {
+            let (revision, generation, shards, inline, version) = match self.read_head(names).await? {
                 None => return Ok(None),
                 Some((Head::Legacy(inv), version)) => return Ok(Some((inv, version))),
                 Some((
@@ -482,7 +536,7 @@ impl Cluster {
             };
             let compressed = match inline.filter(|_| shards == 0) {
                 Some(bytes) => bytes,
-                None => match self.read_parts(app, generation, shards).await? {
+                None => match self.read_parts(names, generation, shards).await? {
                     Some(parts) => parts.concat(),
                     // A writer switched the head meanwhile: read it again.
                     None => continue,
@@ -504,17 +558,21 @@ impl Cluster {
     }
 
     /// Deletes an app's inventory (after its objects were deleted): the head first, then
-    /// every shard. Already gone is not an error.
-    pub async fn delete_inventory(&self, app: &str) -> Result<(), KubeError> {
-        self.delete(&config_map_ref(&name(app))).await?;
-        self.delete_shards_except(app, &[]).await
+    /// every shard, and the same of an inventory an earlier version kept under its name.
+    /// Already gone is not an error.
+    pub async fn delete_inventory(&self, app: &AppKey) -> Result<(), KubeError> {
+        for names in [Names::of(app), Names::legacy(&app.name)] {
+            self.delete(&config_map_ref(&names.head)).await?;
+            self.delete_shards_except(&names, &[]).await?;
+        }
+        Ok(())
     }
 
-    /// Deletes `app`'s shards other than those named in `keep`.
-    async fn delete_shards_except(&self, app: &str, keep: &[String]) -> Result<(), KubeError> {
+    /// Deletes the shards of `names` other than those named in `keep`.
+    async fn delete_shards_except(&self, names: &Names, keep: &[String]) -> Result<(), KubeError> {
         let api = self.inventory_config_maps();
         let listed = api
-            .list(&ListParams::default().labels(&format!("{SHARD_LABEL}={app}")))
+            .list(&ListParams::default().labels(&names.shards))
             .await
             .map_err(|e| self.api_error(e, "list", &config_map_ref("*")))?;
         let doomed: Vec<ObjectRef> = listed
@@ -561,7 +619,7 @@ impl Cluster {
     /// writer, or left by a crashed one, are skipped); returns that generation.
     async fn create_shards(
         &self,
-        app: &str,
+        app: &AppKey,
         after: u64,
         parts: &[Vec<u8>],
     ) -> Result<u64, KubeError> {
@@ -598,7 +656,7 @@ impl Cluster {
         }
         Err(KubeError::Api {
             verb: "create",
-            subject: Box::new(config_map_ref(&shard_name(app, generation, 0))),
+            subject: Box::new(config_map_ref(&Names::of(app).shard(generation, 0))),
             code: 409,
             message: format!("the shard names of {GENERATION_ATTEMPTS} generations are taken"),
         })
@@ -606,7 +664,7 @@ impl Cluster {
 
     /// Writes an app's inventory (creating `ferry-system` when missing), whatever it
     /// held: [`update_inventory`](Self::update_inventory) with `inv`.
-    pub async fn write_inventory(&self, app: &str, inv: &Inventory) -> Result<(), KubeError> {
+    pub async fn write_inventory(&self, app: &AppKey, inv: &Inventory) -> Result<(), KubeError> {
         self.update_inventory(app, |_| inv.clone()).await.map(drop)
     }
 
@@ -619,29 +677,43 @@ impl Cluster {
     /// A write of a new generation creates its shards under new names (when sharded),
     /// then switches the head to them, then deletes the old shards (when either is
     /// sharded): a crash at any point leaves the previous or the new inventory whole.
+    /// An app without an inventory gets the one an earlier version kept under its name
+    /// alone, which its first write deletes once the new head is written.
     pub async fn update_inventory(
         &self,
-        app: &str,
+        app: &AppKey,
         mut update: impl FnMut(Option<&Inventory>) -> Inventory,
     ) -> Result<Inventory, KubeError> {
         self.ensure_namespace(SYSTEM_NAMESPACE).await?;
+        let names = Names::of(app);
+        let legacy = Names::legacy(&app.name);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = self.read_versioned(app).await?;
-            let inv = update(current.as_ref().map(|(inv, _)| inv));
+            let current = self.read_versioned(&names).await?;
+            let earlier = match current {
+                Some(_) => None,
+                None => self.read_versioned(&legacy).await?.map(|(inv, _)| inv),
+            };
+            let inv = update(current.as_ref().map(|(inv, _)| inv).or(earlier.as_ref()));
             let previous = current.map(|(_, version)| version);
             match self.write_version(app, &inv, previous.as_ref()).await {
                 Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
                     tracing::debug!(
-                        app,
+                        app = %app,
                         attempt,
                         "inventory written meanwhile, reading it again: {e}"
                     );
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
                 }
                 Err(e) => return Err(e),
-                Ok(()) => return Ok(inv),
+                Ok(()) => {
+                    if earlier.is_some() {
+                        self.delete(&config_map_ref(&legacy.head)).await?;
+                        self.delete_shards_except(&legacy, &[]).await?;
+                    }
+                    return Ok(inv);
+                }
             }
         }
     }
@@ -649,14 +721,15 @@ impl Cluster {
     /// One conditional write of `inv` over the head at `previous`.
     async fn write_version(
         &self,
-        app: &str,
+        app: &AppKey,
         inv: &Inventory,
         previous: Option<&Version>,
     ) -> Result<(), KubeError> {
+        let names = Names::of(app);
         let encoded = encode(app, inv, LAYOUT)?;
         if encoded.memo_dropped {
             tracing::warn!(
-                app,
+                app = %app,
                 objects = encoded.objects,
                 memo = inv.in_sync.len(),
                 "the inventory does not fit in {MAX_SHARDS} shards with its in-sync memo; \
@@ -674,7 +747,7 @@ impl Cluster {
             .await?;
         let keep: Vec<String> = match sharded {
             true => (0..encoded.parts.len())
-                .map(|i| shard_name(app, generation, i))
+                .map(|i| names.shard(generation, i))
                 .collect(),
             false => Vec::new(),
         };
@@ -685,9 +758,9 @@ impl Cluster {
         if !(sharded || was_sharded) {
             return Ok(());
         }
-        if let Err(e) = self.delete_shards_except(app, &keep).await {
+        if let Err(e) = self.delete_shards_except(&names, &keep).await {
             // The inventory is whole; the next write deletes the stale shards.
-            tracing::warn!(app, "deleting stale inventory shards: {e}");
+            tracing::warn!(app = %app, "deleting stale inventory shards: {e}");
         }
         Ok(())
     }
@@ -703,8 +776,16 @@ mod tests {
     use super::*;
     use ferry_model::Digest;
 
+    fn web() -> AppKey {
+        AppKey::new("team-a", "web")
+    }
+
+    fn big_app() -> AppKey {
+        AppKey::new("team-a", "big")
+    }
+
     fn subject() -> ObjectRef {
-        config_map_ref(&name("web"))
+        config_map_ref(&Names::of(&web()).head)
     }
 
     fn head(data: &[(&str, &str)]) -> ConfigMap {
@@ -823,7 +904,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("ferry-inventory-web") && err.contains("generation"),
+            err.contains("ferry-inventory-team-a.web") && err.contains("generation"),
             "{err}"
         );
         let err = parse_head(
@@ -843,11 +924,11 @@ mod tests {
             entries: vec![deploy.clone(), cfg.clone(), deploy.clone()],
             in_sync: BTreeMap::from([(cfg.key(), known(1))]),
         };
-        let encoded = encode("web", &inv, LAYOUT).unwrap();
+        let encoded = encode(&web(), &inv, LAYOUT).unwrap();
         assert_eq!(encoded.parts.len(), 1);
         assert_eq!(encoded.objects, 2);
         assert!(!encoded.memo_dropped);
-        let cm = head_config_map("web", &inv, 7, &encoded);
+        let cm = head_config_map(&web(), &inv, 7, &encoded);
         let data = cm.data.clone().unwrap();
         assert_eq!(data["format"], "3");
         assert_eq!(data["generation"], "7");
@@ -874,7 +955,7 @@ mod tests {
     #[test]
     fn twenty_thousand_entries_compress_into_a_few_shards() {
         let inv = big(20_000);
-        let encoded = encode("big", &inv, LAYOUT).unwrap();
+        let encoded = encode(&big_app(), &inv, LAYOUT).unwrap();
         let total: usize = encoded.parts.iter().map(Vec::len).sum();
         assert!(
             (2..=4).contains(&encoded.parts.len()),
@@ -894,7 +975,7 @@ mod tests {
     #[test]
     fn a_memo_that_does_not_fit_is_dropped_and_entries_that_do_not_fit_are_an_error() {
         let inv = big(2_000);
-        let parts = |layout| encode("big", &inv, layout).unwrap();
+        let parts = |layout| encode(&big_app(), &inv, layout).unwrap();
         let roomy = parts(Layout {
             part_bytes: 4096,
             max_parts: 1000,
@@ -924,7 +1005,7 @@ mod tests {
         assert!(in_sync.is_empty());
 
         let err = encode(
-            "big",
+            &big_app(),
             &inv,
             Layout {
                 part_bytes: 4096,
@@ -940,23 +1021,67 @@ mod tests {
     }
 
     #[test]
+    fn names_are_unique_per_app_and_apart_from_an_earlier_versions() {
+        let a = Names::of(&web());
+        let b = Names::of(&AppKey::new("team-b", "web"));
+        assert_eq!(a.head, "ferry-inventory-team-a.web");
+        assert_ne!(a.head, b.head);
+        assert_ne!(a.shard(1, 0), b.shard(1, 0));
+        assert_eq!(
+            a.shards,
+            "ferry.dev/inventory=web,ferry.dev/app-namespace=team-a"
+        );
+        let old = Names::legacy("web");
+        assert_eq!(old.head, "ferry-inventory-web");
+        assert_eq!(old.shard(3, 1), "ferry-inventory.web.3.1");
+        assert_eq!(
+            old.shards,
+            "ferry.dev/inventory=web,!ferry.dev/app-namespace"
+        );
+        let cm = head_config_map(
+            &web(),
+            &Inventory::default(),
+            1,
+            &encode(&web(), &Inventory::default(), LAYOUT).unwrap(),
+        );
+        assert_eq!(cm.data.unwrap()["app"], "team-a/web");
+        let labels = cm.metadata.labels.unwrap();
+        assert_eq!(
+            (
+                labels[APP_LABEL].as_str(),
+                labels[APP_NAMESPACE_LABEL].as_str()
+            ),
+            ("web", "team-a")
+        );
+    }
+
+    #[test]
     fn a_shard_of_another_write_is_not_taken() {
         let part = [1, 2, 3];
-        let shard = || shard_config_map("web", 4, 1, &part);
-        assert_eq!(shard_part(shard(), "web", 4, 1), Some(part.to_vec()));
-        assert_eq!(shard_part(shard(), "web", 5, 1), None, "other generation");
-        assert_eq!(shard_part(shard(), "web", 4, 0), None, "other index");
-        assert_eq!(shard_part(shard(), "web2", 4, 1), None, "other app");
+        let shard = || shard_config_map(&web(), 4, 1, &part);
+        let id = "team-a/web";
+        assert_eq!(shard_part(shard(), id, 4, 1), Some(part.to_vec()));
+        assert_eq!(shard_part(shard(), id, 5, 1), None, "other generation");
+        assert_eq!(shard_part(shard(), id, 4, 0), None, "other index");
+        assert_eq!(shard_part(shard(), "team-b/web", 4, 1), None, "other app");
+        assert_eq!(
+            shard_part(shard(), "web", 4, 1),
+            None,
+            "an earlier version's"
+        );
         assert_eq!(
             shard().metadata.name.as_deref(),
-            Some("ferry-inventory.web.4.1")
+            Some("ferry-inventory.team-a.web.4.1")
         );
+        let labels = shard().metadata.labels.unwrap();
+        assert_eq!(labels[SHARD_LABEL], "web");
+        assert_eq!(labels[APP_NAMESPACE_LABEL], "team-a");
     }
 
     #[test]
     fn mixed_parts_fail_the_gzip_check() {
         let a = encode(
-            "big",
+            &big_app(),
             &big(3_000),
             Layout {
                 part_bytes: 8192,
@@ -968,7 +1093,7 @@ mod tests {
         other.revision = "def".into();
         other.in_sync.values_mut().for_each(|k| *k = known(9));
         let b = encode(
-            "big",
+            &big_app(),
             &other,
             Layout {
                 part_bytes: 8192,
@@ -979,6 +1104,9 @@ mod tests {
         let mut mixed = a.parts.clone();
         mixed[1] = b.parts[1].clone();
         let err = decode_payload(&mixed.concat(), &subject()).unwrap_err();
-        assert!(err.to_string().contains("ferry-inventory-web"), "{err}");
+        assert!(
+            err.to_string().contains("ferry-inventory-team-a.web"),
+            "{err}"
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::AppKey;
 use crate::appset::AppSet;
 use crate::deps::{DependencyError, dependency_order};
 
@@ -351,6 +352,11 @@ pub struct AppSpec {
     /// Agent: do not reconcile.
     #[serde(default)]
     pub suspend: bool,
+    /// Prune Namespaces, CustomResourceDefinitions and PersistentVolumes that left Git
+    /// (deleting one deletes what is in it or of its type); without it they are kept
+    /// unless annotated `ferry.dev/prune: allow`.
+    #[serde(default)]
+    pub prune_cluster_scoped: bool,
     /// Accept a render with no objects although the app's inventory holds some (which
     /// prunes them all); without it such a sync is refused before anything is written.
     #[serde(default)]
@@ -373,9 +379,13 @@ pub struct NamedApp {
 }
 
 /// The contents of a `ferry.yaml`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FerryFile {
+    /// The namespace the file's apps belong to: with the name, an app's identity
+    /// (`namespace/name`, see [`crate::AppKey`]). Default `ferry-system`.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
     /// Apps.
     #[serde(default)]
     pub apps: Vec<NamedApp>,
@@ -384,7 +394,26 @@ pub struct FerryFile {
     pub app_sets: Vec<AppSet>,
 }
 
+fn default_namespace() -> String {
+    crate::SYSTEM_NAMESPACE.into()
+}
+
+impl Default for FerryFile {
+    fn default() -> Self {
+        Self {
+            namespace: default_namespace(),
+            apps: Vec::new(),
+            app_sets: Vec::new(),
+        }
+    }
+}
+
 impl FerryFile {
+    /// The identity of the file's app `name`.
+    pub fn key(&self, name: &str) -> AppKey {
+        AppKey::new(&self.namespace, name)
+    }
+
     /// Reads and validates a `ferry.yaml`. Relative local `repo` paths are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
@@ -414,6 +443,13 @@ impl FerryFile {
             path: path.to_path_buf(),
             message: one_line(&e.to_string()),
         })?;
+        if !is_dns_label(&file.namespace) {
+            return Err(SpecError::Invalid {
+                location: path.display().to_string(),
+                field: "namespace".into(),
+                message: format!("{:?} is not a valid namespace name", file.namespace),
+            });
+        }
         let mut seen = std::collections::HashSet::new();
         for app in &file.apps {
             let location = format!("{} app {:?}", path.display(), app.name);

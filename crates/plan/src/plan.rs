@@ -6,7 +6,10 @@
 
 use std::collections::HashSet;
 
-use ferry_model::{APP_LABEL, Action, Change, ChangeSet, Manifest, ObjectRef, PRUNE_ANNOTATION};
+use ferry_model::{
+    APP_LABEL, APP_NAMESPACE_LABEL, Action, AppKey, Change, ChangeSet, Manifest, ObjectRef,
+    PRUNE_ANNOTATION,
+};
 use serde_json::Value;
 
 use crate::diff::{normalize, unified};
@@ -36,8 +39,10 @@ pub struct Leftover {
 /// Everything [`plan`] needs.
 #[derive(Clone, Debug)]
 pub struct PlanInput<'a> {
-    /// App name; objects labelled [`APP_LABEL`] with this value belong to it.
-    pub app: &'a str,
+    /// The app; objects labelled [`APP_LABEL`] with its name and [`APP_NAMESPACE_LABEL`]
+    /// with its namespace belong to it (and, written by earlier versions, objects with
+    /// its name and no namespace label).
+    pub app: &'a AppKey,
     /// Git commit SHA of the desired state.
     pub revision: &'a str,
     /// Desired objects.
@@ -46,6 +51,9 @@ pub struct PlanInput<'a> {
     pub leftovers: Vec<Leftover>,
     /// Whether the app prunes objects that left Git.
     pub prune: bool,
+    /// Whether the app prunes the kinds of [`prune_guarded`] too without their
+    /// `ferry.dev/prune: allow` annotation.
+    pub prune_cluster_scoped: bool,
 }
 
 /// Why a plan cannot be made.
@@ -73,6 +81,29 @@ pub const REASON_PRUNE_DISABLED: &str = "prune disabled for app";
 pub const REASON_PRUNE_ANNOTATION: &str = "annotated ferry.dev/prune: disabled";
 /// Reason given for a leftover that lacks the [`APP_LABEL`].
 pub const REASON_NOT_LABELLED: &str = "not labelled as owned by this app";
+/// The [`PRUNE_ANNOTATION`] value that lets a [`prune_guarded`] object be pruned.
+pub const PRUNE_ALLOW: &str = "allow";
+
+/// Whether deleting the object would delete more than itself (a Namespace its objects, a
+/// CustomResourceDefinition every object of its kind, a PersistentVolume its data): such
+/// objects are pruned only when annotated `ferry.dev/prune: allow` or when the app sets
+/// `pruneClusterScoped`.
+pub fn prune_guarded(subject: &ObjectRef) -> bool {
+    matches!(
+        (subject.group.as_str(), subject.kind.as_str()),
+        ("", "Namespace")
+            | ("", "PersistentVolume")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+    )
+}
+
+/// Reason given for a [`prune_guarded`] leftover that is kept.
+pub fn reason_guarded(kind: &str) -> String {
+    format!(
+        "a {kind} is not pruned (deleting it deletes what it holds): annotate it \
+         ferry.dev/prune: allow or set pruneClusterScoped: true to prune it"
+    )
+}
 
 /// Plans one app: per desired object Create, Update or Unchanged; per leftover
 /// Prune or Orphan (leftovers already gone are dropped).
@@ -86,7 +117,9 @@ pub const REASON_NOT_LABELLED: &str = "not labelled as owned by this app";
 /// - A live object labelled as owned by another app → [`PlanError::OwnedByOtherApp`].
 /// - Leftovers, in this order: gone → dropped; prune off → Orphan; annotated
 ///   `ferry.dev/prune: disabled` → Orphan; labelled for another app or unlabelled →
-///   Orphan; otherwise Prune, with a diff of live → nothing.
+///   Orphan; a [`prune_guarded`] kind neither annotated `ferry.dev/prune: allow` nor
+///   allowed by `prune_cluster_scoped` → Orphan with [`reason_guarded`]; otherwise
+///   Prune, with a diff of live → nothing.
 ///
 /// Changes come in apply order, then leftovers in prune order.
 pub fn plan(input: PlanInput<'_>) -> Result<ChangeSet, PlanError> {
@@ -96,6 +129,7 @@ pub fn plan(input: PlanInput<'_>) -> Result<ChangeSet, PlanError> {
         desired,
         leftovers,
         prune,
+        prune_cluster_scoped,
     } = input;
     let mut applies = Vec::with_capacity(desired.len());
     let mut wanted = HashSet::with_capacity(desired.len());
@@ -113,7 +147,13 @@ pub fn plan(input: PlanInput<'_>) -> Result<ChangeSet, PlanError> {
             // Still desired, or listed twice.
             continue;
         }
-        removals.push(plan_leftover(app, prune, subject, &live));
+        removals.push(plan_leftover(
+            app,
+            prune,
+            prune_cluster_scoped,
+            subject,
+            &live,
+        ));
     }
     removals.sort_by(|a, b| prune_order(&a.subject, &b.subject));
 
@@ -126,14 +166,44 @@ pub fn plan(input: PlanInput<'_>) -> Result<ChangeSet, PlanError> {
     })
 }
 
-/// The app named by an object's [`APP_LABEL`].
-fn owner(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/labels")
-        .and_then(|l| l.get(APP_LABEL))
-        .and_then(Value::as_str)
+/// The app an object's labels name: [`APP_LABEL`], and [`APP_NAMESPACE_LABEL`] unless
+/// an earlier version wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner<'a> {
+    /// The app's name.
+    pub name: &'a str,
+    /// The app's namespace; `None` on objects labelled before apps had one.
+    pub namespace: Option<&'a str>,
 }
 
-fn plan_desired(app: &str, subject: ObjectRef, d: &Desired) -> Result<Change, PlanError> {
+impl Owner<'_> {
+    /// The owner of `obj`, if labelled.
+    pub fn of(obj: &Value) -> Option<Owner<'_>> {
+        let labels = obj.pointer("/metadata/labels")?;
+        Some(Owner {
+            name: labels.get(APP_LABEL)?.as_str()?,
+            namespace: labels.get(APP_NAMESPACE_LABEL).and_then(Value::as_str),
+        })
+    }
+
+    /// Whether these labels make `app` the owner (an object labelled with the name
+    /// alone, by an earlier version, belongs to the app of that name).
+    pub fn is(&self, app: &AppKey) -> bool {
+        self.name == app.name && self.namespace.is_none_or(|ns| ns == app.namespace)
+    }
+}
+
+impl std::fmt::Display for Owner<'_> {
+    /// `namespace/name`, or the name alone.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.namespace {
+            Some(ns) => write!(f, "{ns}/{}", self.name),
+            None => f.write_str(self.name),
+        }
+    }
+}
+
+fn plan_desired(app: &AppKey, subject: ObjectRef, d: &Desired) -> Result<Change, PlanError> {
     let Some(live) = &d.live else {
         return Ok(Change {
             diff: unified(&subject, None, Some(&d.manifest.object)),
@@ -142,8 +212,8 @@ fn plan_desired(app: &str, subject: ObjectRef, d: &Desired) -> Result<Change, Pl
             reason: None,
         });
     };
-    let mut reason = match owner(live) {
-        Some(o) if o != app => {
+    let mut reason = match Owner::of(live) {
+        Some(o) if !o.is(app) => {
             return Err(PlanError::OwnedByOtherApp {
                 subject: Box::new(subject),
                 owner: o.to_string(),
@@ -203,21 +273,33 @@ fn overlay(base: &Value, desired: &Value) -> Value {
     }
 }
 
-fn plan_leftover(app: &str, prune: bool, subject: ObjectRef, live: &Value) -> Change {
-    let protected = live
+fn plan_leftover(
+    app: &AppKey,
+    prune: bool,
+    prune_cluster_scoped: bool,
+    subject: ObjectRef,
+    live: &Value,
+) -> Change {
+    let annotation = live
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(PRUNE_ANNOTATION))
-        .and_then(Value::as_str)
-        == Some("disabled");
+        .and_then(Value::as_str);
     let keep = if !prune {
         Some(REASON_PRUNE_DISABLED.to_string())
-    } else if protected {
+    } else if annotation == Some("disabled") {
         Some(REASON_PRUNE_ANNOTATION.to_string())
     } else {
-        match owner(live) {
-            Some(o) if o == app => None,
-            Some(o) => Some(format!("owned by app {o:?}")),
+        match Owner::of(live) {
+            Some(o) if !o.is(app) => Some(format!("owned by app {:?}", o.to_string())),
             None => Some(REASON_NOT_LABELLED.to_string()),
+            Some(_)
+                if prune_guarded(&subject)
+                    && !prune_cluster_scoped
+                    && annotation != Some(PRUNE_ALLOW) =>
+            {
+                Some(reason_guarded(&subject.kind))
+            }
+            Some(_) => None,
         }
     };
     match keep {
@@ -243,6 +325,11 @@ mod tests {
     use serde_json::json;
 
     const APP: &str = "web";
+    const NS: &str = "team-a";
+
+    fn key() -> AppKey {
+        AppKey::new(NS, APP)
+    }
 
     fn obj(kind: &str, name: &str, data: &str, owner: Option<&str>) -> Value {
         let api = match kind {
@@ -257,7 +344,7 @@ mod tests {
             o["metadata"].as_object_mut().unwrap().remove("namespace");
         }
         if let Some(owner) = owner {
-            o["metadata"]["labels"] = json!({APP_LABEL: owner});
+            o["metadata"]["labels"] = json!({APP_LABEL: owner, APP_NAMESPACE_LABEL: NS});
         }
         o
     }
@@ -271,6 +358,13 @@ mod tests {
         o
     }
 
+    /// Served and annotated `ferry.dev/prune: allow`.
+    fn allowed(o: Value) -> Value {
+        let mut o = served(o);
+        o["metadata"]["annotations"] = json!({PRUNE_ANNOTATION: PRUNE_ALLOW});
+        o
+    }
+
     fn desired(o: Value, live: Option<Value>, dry_run: Option<Value>) -> Desired {
         Desired {
             manifest: Manifest::new(o, Origin::default()).unwrap(),
@@ -281,11 +375,12 @@ mod tests {
 
     fn run(desired: Vec<Desired>, leftovers: Vec<Leftover>, prune: bool) -> ChangeSet {
         plan(PlanInput {
-            app: APP,
+            app: &key(),
             revision: "abc123",
             desired,
             leftovers,
             prune,
+            prune_cluster_scoped: false,
         })
         .unwrap()
     }
@@ -310,7 +405,7 @@ mod tests {
             vec![],
             true,
         );
-        assert_eq!(cs.app, APP);
+        assert_eq!(cs.app, "team-a/web");
         assert_eq!(cs.revision, "abc123");
         let c = &cs.changes[0];
         assert_eq!(c.action, Action::Create);
@@ -382,16 +477,17 @@ mod tests {
         let o = obj("ConfigMap", "a", "1", Some(APP));
         let live = served(obj("ConfigMap", "a", "1", Some("other")));
         let err = plan(PlanInput {
-            app: APP,
+            app: &key(),
             revision: "r",
             desired: vec![desired(o.clone(), Some(live), Some(served(o)))],
             leftovers: vec![],
             prune: true,
+            prune_cluster_scoped: false,
         })
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "ConfigMap/ns/a is already managed by app \"other\"; two apps cannot own one object"
+            "ConfigMap/ns/a is already managed by app \"team-a/other\"; two apps cannot own one object"
         );
     }
 
@@ -468,7 +564,7 @@ mod tests {
         assert_eq!(cs.changes[0].action, Action::Orphan);
         assert_eq!(
             cs.changes[0].reason.as_deref(),
-            Some("owned by app \"other\"")
+            Some("owned by app \"team-a/other\"")
         );
 
         let unlabelled = served(obj("ConfigMap", "a", "1", None));
@@ -480,6 +576,160 @@ mod tests {
         assert_eq!(cs.changes[0].action, Action::Orphan);
         assert_eq!(cs.changes[0].reason.as_deref(), Some(REASON_NOT_LABELLED));
         assert!(cs.in_sync());
+    }
+
+    #[test]
+    fn the_same_name_in_another_namespace_is_another_app() {
+        let mut theirs = served(obj("ConfigMap", "a", "1", Some(APP)));
+        theirs["metadata"]["labels"][APP_NAMESPACE_LABEL] = json!("team-b");
+        let cs = run(
+            vec![],
+            vec![leftover("ConfigMap", "a", Some(theirs.clone()))],
+            true,
+        );
+        assert_eq!(cs.changes[0].action, Action::Orphan);
+        assert_eq!(
+            cs.changes[0].reason.as_deref(),
+            Some("owned by app \"team-b/web\"")
+        );
+        let o = obj("ConfigMap", "a", "1", Some(APP));
+        let err = plan(PlanInput {
+            app: &key(),
+            revision: "r",
+            desired: vec![desired(o.clone(), Some(theirs), Some(served(o)))],
+            leftovers: vec![],
+            prune: true,
+            prune_cluster_scoped: false,
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("\"team-b/web\""), "{err}");
+    }
+
+    #[test]
+    fn objects_labelled_by_an_earlier_version_belong_to_the_app_of_their_name() {
+        let legacy = |name: &str| {
+            let mut o = served(obj("ConfigMap", name, "1", Some(APP)));
+            o["metadata"]["labels"] = json!({APP_LABEL: APP});
+            o
+        };
+        let new = obj("ConfigMap", "kept", "1", Some(APP));
+        let cs = run(
+            vec![desired(
+                new.clone(),
+                Some(legacy("kept")),
+                Some(served(new)),
+            )],
+            vec![leftover("ConfigMap", "gone", Some(legacy("gone")))],
+            true,
+        );
+        let got: Vec<_> = cs
+            .changes
+            .iter()
+            .map(|c| (c.subject.name.as_str(), c.action, c.reason.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("kept", Action::Update, None),
+                ("gone", Action::Prune, None),
+            ]
+        );
+        assert!(
+            cs.changes[0]
+                .diff
+                .contains(&format!("+    {APP_NAMESPACE_LABEL}: {NS}")),
+            "the namespace label is added: {}",
+            cs.changes[0].diff
+        );
+    }
+
+    #[test]
+    fn namespaces_crds_and_volumes_are_kept_unless_allowed() {
+        let crd = "apiextensions.k8s.io/v1";
+        let leftovers = |live: fn(Value) -> Value| {
+            [
+                ("v1", "Namespace", None, "team"),
+                (crd, "CustomResourceDefinition", None, "widgets.example.com"),
+                ("v1", "PersistentVolume", None, "pv-1"),
+                ("v1", "ConfigMap", Some("ns"), "plain"),
+            ]
+            .map(|(api, kind, ns, name)| {
+                let mut o = obj(kind, name, "1", Some(APP));
+                o["apiVersion"] = json!(api);
+                if ns.is_none() {
+                    o["metadata"].as_object_mut().unwrap().remove("namespace");
+                }
+                Leftover {
+                    subject: ObjectRef::new(api, kind, ns, name),
+                    live: Some(live(o)),
+                }
+            })
+            .to_vec()
+        };
+        let actions = |cs: &ChangeSet| -> Vec<(String, Action)> {
+            let mut got: Vec<_> = cs
+                .changes
+                .iter()
+                .map(|c| (c.subject.kind.clone(), c.action))
+                .collect();
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            got
+        };
+
+        let cs = run(vec![], leftovers(served), true);
+        assert_eq!(
+            actions(&cs),
+            [
+                ("ConfigMap".to_string(), Action::Prune),
+                ("CustomResourceDefinition".to_string(), Action::Orphan),
+                ("Namespace".to_string(), Action::Orphan),
+                ("PersistentVolume".to_string(), Action::Orphan),
+            ]
+        );
+        for c in cs.changes.iter().filter(|c| c.action == Action::Orphan) {
+            assert_eq!(c.reason, Some(reason_guarded(&c.subject.kind)));
+            assert_eq!(c.diff, "");
+        }
+        assert!(
+            reason_guarded("Namespace").contains("ferry.dev/prune: allow"),
+            "{}",
+            reason_guarded("Namespace")
+        );
+        assert_eq!(cs.summary().prune, 1);
+        assert_eq!(cs.summary().orphan, 3);
+
+        let cs = run(vec![], leftovers(allowed), true);
+        assert!(cs.changes.iter().all(|c| c.action == Action::Prune));
+
+        let cs = plan(PlanInput {
+            app: &key(),
+            revision: "r",
+            desired: vec![],
+            leftovers: leftovers(served),
+            prune: true,
+            prune_cluster_scoped: true,
+        })
+        .unwrap();
+        assert!(cs.changes.iter().all(|c| c.action == Action::Prune));
+
+        // A Namespace-like kind of another group is not guarded.
+        let other = ObjectRef::new("example.com/v1", "Namespace", None, "x");
+        assert!(!prune_guarded(&other));
+        let cs = run(
+            vec![],
+            leftovers(|o| {
+                let mut o = allowed(o);
+                o["metadata"]["annotations"][PRUNE_ANNOTATION] = json!("disabled");
+                o
+            }),
+            true,
+        );
+        assert!(
+            cs.changes
+                .iter()
+                .all(|c| c.reason.as_deref() == Some(REASON_PRUNE_ANNOTATION)),
+            "disabled wins"
+        );
     }
 
     #[test]
@@ -537,7 +787,7 @@ mod tests {
                 leftover(
                     "Namespace",
                     "old-ns",
-                    Some(served(obj("Namespace", "old-ns", "1", Some(APP)))),
+                    Some(allowed(obj("Namespace", "old-ns", "1", Some(APP)))),
                 ),
                 leftover(
                     "ConfigMap",

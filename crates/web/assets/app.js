@@ -78,6 +78,9 @@
   const healthBadge = (v) => badge(HEALTH, v);
   const syncBadge = (v) => badge(SYNC, v);
   const objKey = (s) => [s.group, s.version, s.kind, s.namespace || '', s.name].join('/');
+  /** An app's identity, `namespace/name`, and its URL path. */
+  const appKey = (a) => `${a.appNamespace}/${a.name}`;
+  const appPath = (key) => key.split('/').map(encodeURIComponent).join('/');
   const objName = (s) => `${s.kind}/${s.namespace ? s.namespace + '/' : ''}${s.name}`;
 
   function toast(message, bad) {
@@ -196,11 +199,11 @@
       setLive(true);
       loadApps().then(changed).catch(() => {});
     } else if (name === 'app') {
-      state.apps.set(payload.name, payload);
-      changed(payload.name);
+      state.apps.set(appKey(payload), payload);
+      changed(appKey(payload));
     } else if (name === 'removed') {
-      state.apps.delete(payload.name);
-      changed(payload.name);
+      state.apps.delete(appKey(payload));
+      changed(appKey(payload));
     } else if (name === 'resync') {
       loadApps().then(changed).catch(() => {});
     }
@@ -246,7 +249,7 @@
       offset += page.items.length;
       if (!page.items.length || offset >= page.total) break;
     }
-    state.apps = new Map(all.map((a) => [a.name, a]));
+    state.apps = new Map(all.map((a) => [appKey(a), a]));
     state.appsLoaded = true;
   }
 
@@ -274,7 +277,7 @@
     if (ignore !== 'suspended' && f.suspended && !a.suspended) return false;
     if (f.q) {
       const q = f.q.toLowerCase();
-      const hay = [a.name, a.namespace, a.repo, a.path, a.message, a.revision].join(' ').toLowerCase();
+      const hay = [a.name, a.appNamespace, a.namespace, a.repo, a.path, a.message, a.revision].join(' ').toLowerCase();
       if (!hay.includes(q)) return false;
     }
     return true;
@@ -346,8 +349,9 @@
     }
 
     function row(a) {
-      return h('tr', { 'data-app': a.name },
-        h('td', { class: 'name' }, h('a', { href: `#/apps/${encodeURIComponent(a.name)}` }, a.name)),
+      return h('tr', { 'data-app': a.name, 'data-app-namespace': a.appNamespace },
+        h('td', { class: 'name' }, h('a', { href: `#/apps/${appPath(appKey(a))}` },
+          h('span', { class: 'muted' }, `${a.appNamespace}/`), a.name)),
         h('td', {}, syncBadge(a.sync), a.suspended ? [' ', badge({ s: ['Suspended', 'purple'] }, 's')] : null),
         h('td', {}, healthBadge(a.health)),
         h('td', { class: 'col-ns' }, a.namespace || h('span', { class: 'muted' }, '—')),
@@ -431,7 +435,7 @@
 
     async function act(action, body, label) {
       try {
-        await api(`/api/v1/apps/${encodeURIComponent(name)}/${action}`, { method: 'POST', body });
+        await api(`/api/v1/apps/${appPath(name)}/${action}`, { method: 'POST', body });
         toast(label);
         v.scheduleRefresh(300);
       } catch (e) {
@@ -548,7 +552,7 @@
       const q = new URLSearchParams({ group: s.group, version: s.version, kind: s.kind, name: s.name });
       if (s.namespace) q.set('namespace', s.namespace);
       try {
-        const d = await api(`/api/v1/apps/${encodeURIComponent(name)}/resource?${q}`);
+        const d = await api(`/api/v1/apps/${appPath(name)}/resource?${q}`);
         if (v.selected !== s) return;
         v.detail = d;
       } catch (e) {
@@ -673,7 +677,7 @@
       if (v.loading) { v.again = true; return; }
       v.loading = true;
       try {
-        const base = `/api/v1/apps/${encodeURIComponent(name)}`;
+        const base = `/api/v1/apps/${appPath(name)}`;
         const status = await settle(api(base));
         if (state.view !== v) return;
         if (status.error) {
@@ -747,8 +751,8 @@
 
   function route() {
     if (state.view && state.view.unmount) state.view.unmount();
-    const m = location.hash.match(/^#\/apps\/([^/?]+)/);
-    if (m) mountApp(decodeURIComponent(m[1]));
+    const m = location.hash.match(/^#\/apps\/([^/?]+)\/([^/?]+)/);
+    if (m) mountApp(`${decodeURIComponent(m[1])}/${decodeURIComponent(m[2])}`);
     else mountOverview();
     $('#main').focus({ preventScroll: true });
   }

@@ -408,7 +408,10 @@ mod tests {
             .route("/", get(|| async { "page" }))
             .route("/healthz", get(|| async { "ok" }))
             .route("/api/v1/apps", get(|| async { "list" }))
-            .route("/api/v1/apps/{name}/{action}", post(|| async { "done" }))
+            .route(
+                "/api/v1/apps/{namespace}/{name}/{action}",
+                post(|| async { "done" }),
+            )
             .route("/hooks/{provider}", post(|| async { "hook" }))
             .layer(axum::middleware::from_fn_with_state(auth.clone(), guard));
         let mut req = Request::builder().method(method).uri(uri);
@@ -442,7 +445,7 @@ mod tests {
         );
         let viewer = ("authorization", "Bearer view-token-0123456789");
         let operator = ("authorization", "Bearer op-token-0123456789");
-        let sync = "/api/v1/apps/a/sync";
+        let sync = "/api/v1/apps/ns/a/sync";
         assert_eq!(status(&auth, "GET", "/api/v1/apps", &[]).await, 401);
         assert_eq!(
             status(
@@ -494,7 +497,7 @@ mod tests {
     async fn guard_without_tokens() {
         let auth = Arc::new(Auth::default());
         let json = ("content-type", "application/json");
-        let sync = "/api/v1/apps/a/sync";
+        let sync = "/api/v1/apps/ns/a/sync";
         assert_eq!(status(&auth, "GET", "/api/v1/apps", &[]).await, 200);
         let localhost = ("host", "localhost:8080");
         assert_eq!(

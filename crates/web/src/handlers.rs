@@ -18,7 +18,7 @@ use ferry_engine::diff::{mask_secret, normalize, to_yaml, unified};
 use ferry_engine::progress::Silent;
 use ferry_engine::source::Rendered;
 use ferry_engine::{Sync, SyncOptions};
-use ferry_model::{Action, Health, HealthStatus, ObjectRef};
+use ferry_model::{Action, AppKey, Health, HealthStatus, ObjectRef};
 use ferry_plan::drift::{explain, manager_infos};
 use serde_json::Value;
 
@@ -31,7 +31,7 @@ pub struct Web {
     /// The agent's API state (reconciler context).
     pub api: Api,
     /// When each drifted app was first seen out of sync ([`track_drift`]).
-    drift_since: Arc<Mutex<HashMap<String, SystemTime>>>,
+    drift_since: Arc<Mutex<HashMap<AppKey, SystemTime>>>,
 }
 
 impl Web {
@@ -43,7 +43,7 @@ impl Web {
         }
     }
 
-    fn drift_since(&self, app: &str) -> Option<SystemTime> {
+    fn drift_since(&self, app: &AppKey) -> Option<SystemTime> {
         self.drift_since
             .lock()
             .expect("drift_since")
@@ -83,20 +83,20 @@ pub async fn track_drift(web: Web) {
 /// Why a dashboard request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
-    /// No app by that name.
-    #[error("no app named {0:?}")]
-    NoApp(String),
+    /// No such app.
+    #[error("no app {0}")]
+    NoApp(AppKey),
     /// The object is not part of the app.
-    #[error("{subject} is not an object of app {app:?}")]
+    #[error("{subject} is not an object of app {app}")]
     NotOfApp {
         /// The object asked for.
         subject: Box<ObjectRef>,
         /// The app.
-        app: String,
+        app: AppKey,
     },
     /// The app has not been reconciled yet, so there is no revision to compare with.
-    #[error("app {0:?} has no revision yet: it has not been reconciled")]
-    NoRevision(String),
+    #[error("app {0} has no revision yet: it has not been reconciled")]
+    NoRevision(AppKey),
     /// Rendering or planning failed.
     #[error(transparent)]
     Engine(#[from] ferry_engine::EngineError),
@@ -116,13 +116,18 @@ impl IntoResponse for WebError {
     }
 }
 
-async fn app(web: &Web, name: &str) -> Result<AppStatus, WebError> {
+async fn app(web: &Web, name: &AppKey) -> Result<AppStatus, WebError> {
     web.api
         .ctx
         .store
         .get(name)
         .await
-        .ok_or_else(|| WebError::NoApp(name.into()))
+        .ok_or_else(|| WebError::NoApp(name.clone()))
+}
+
+/// The path parameters of an app's routes, `{namespace}/{name}`.
+fn key((namespace, name): (String, String)) -> AppKey {
+    AppKey::new(namespace, name)
 }
 
 /// The app's inventory: the objects of its last reconcile, else its inventory ConfigMap.
@@ -135,7 +140,7 @@ async fn roots(web: &Web, status: &AppStatus) -> Result<Vec<ObjectRef>, WebError
         .ctx
         .engine
         .cluster
-        .read_inventory(&status.name)
+        .read_inventory(&status.key())
         .await?
         .map(|i| i.entries)
         .unwrap_or_default())
@@ -150,18 +155,23 @@ pub async fn whoami(role: Option<axum::Extension<Role>>) -> Response {
 }
 
 /// Resource tree: inventory objects and what they own (ownerReferences), with health.
-#[utoipa::path(get, path = "/api/v1/apps/{name}/tree", operation_id = "appTree", tag = "apps",
-    params(("name" = String, Path, description = "App name.")),
+#[utoipa::path(get, path = "/api/v1/apps/{namespace}/{name}/tree", operation_id = "appTree", tag = "apps",
+    params(("namespace" = String, Path, description = "The app's namespace."),
+        ("name" = String, Path, description = "App name.")),
     responses(
         (status = 200, description = "The tree.", body = Tree),
-        (status = 404, description = "No app of that name.", body = ErrorBody),
+        (status = 404, description = "No such app.", body = ErrorBody),
         (status = 502, description = "The cluster failed.", body = ErrorBody)))]
-pub async fn tree(State(web): State<Web>, Path(name): Path<String>) -> Result<Response, WebError> {
+pub async fn tree(
+    State(web): State<Web>,
+    Path(path): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let name = key(path);
     let status = app(&web, &name).await?;
     let roots = roots(&web, &status).await?;
     let nodes = tree::build(&web.api.ctx.engine.cluster, &roots, &status.drifted).await?;
     let tree = Tree {
-        app: name,
+        app: name.to_string(),
         revision: status.revision,
         nodes,
     };
@@ -169,17 +179,19 @@ pub async fn tree(State(web): State<Web>, Path(name): Path<String>) -> Result<Re
 }
 
 /// Kubernetes Events about the app's objects, newest first (at most 100).
-#[utoipa::path(get, path = "/api/v1/apps/{name}/events", operation_id = "appEvents",
+#[utoipa::path(get, path = "/api/v1/apps/{namespace}/{name}/events", operation_id = "appEvents",
     tag = "apps",
-    params(("name" = String, Path, description = "App name.")),
+    params(("namespace" = String, Path, description = "The app's namespace."),
+        ("name" = String, Path, description = "App name.")),
     responses(
         (status = 200, description = "The events.", body = Events),
-        (status = 404, description = "No app of that name.", body = ErrorBody),
+        (status = 404, description = "No such app.", body = ErrorBody),
         (status = 502, description = "The cluster failed.", body = ErrorBody)))]
 pub async fn events(
     State(web): State<Web>,
-    Path(name): Path<String>,
+    Path(path): Path<(String, String)>,
 ) -> Result<Response, WebError> {
+    let name = key(path);
     let status = app(&web, &name).await?;
     let roots = roots(&web, &status).await?;
     let cluster = &web.api.ctx.engine.cluster;
@@ -198,7 +210,7 @@ pub async fn events(
 /// The app's manifests at its current revision (the agent's render cache).
 async fn rendered(web: &Web, status: &AppStatus) -> Result<Arc<Rendered>, WebError> {
     if status.revision.is_empty() {
-        return Err(WebError::NoRevision(status.name.clone()));
+        return Err(WebError::NoRevision(status.key()));
     }
     Ok(web
         .api
@@ -216,12 +228,13 @@ async fn desired_manifest(
     subject: &ObjectRef,
 ) -> Result<Option<Value>, WebError> {
     let rendered = rendered(web, status).await?;
-    Ok(sync(web, status).desired(&rendered, subject).await?)
+    let key = status.key();
+    Ok(sync(web, status, &key).desired(&rendered, subject).await?)
 }
 
-/// The engine's sync of the app (used here for dry runs only).
-fn sync<'a>(web: &'a Web, status: &'a AppStatus) -> Sync<'a> {
-    Sync::new(&web.api.ctx.engine.cluster, &status.name, &status.spec)
+/// The engine's sync of the app `key` (used here for dry runs only).
+fn sync<'a>(web: &'a Web, status: &'a AppStatus, key: &'a AppKey) -> Sync<'a> {
+    Sync::new(&web.api.ctx.engine.cluster, key, &status.spec)
 }
 
 /// Compares one object with Git through a server-side-apply dry-run.
@@ -253,16 +266,12 @@ async fn compare(
             ..Default::default()
         };
     };
-    match sync(web, status).dry_run(&desired).await {
+    let key = status.key();
+    match sync(web, status, &key).dry_run(&desired).await {
         Ok(dry_run) => Comparison {
             diff: unified(subject, Some(live), Some(&normalize(&dry_run))),
             desired_yaml: Some(to_yaml(&mask_secret(&normalize(&dry_run)))),
-            drift: explain(
-                live,
-                &dry_run,
-                SystemTime::now(),
-                web.drift_since(&status.name),
-            ),
+            drift: explain(live, &dry_run, SystemTime::now(), web.drift_since(&key)),
             error: None,
         },
         Err(e) => Comparison {
@@ -283,9 +292,10 @@ fn live_yaml(live: &Value) -> String {
 }
 
 /// One object of the app: live YAML, desired vs live diff, drift explained, field managers.
-#[utoipa::path(get, path = "/api/v1/apps/{name}/resource", operation_id = "appResource",
+#[utoipa::path(get, path = "/api/v1/apps/{namespace}/{name}/resource", operation_id = "appResource",
     tag = "apps",
-    params(("name" = String, Path, description = "App name."), ObjectQuery),
+    params(("namespace" = String, Path, description = "The app's namespace."),
+        ("name" = String, Path, description = "App name."), ObjectQuery),
     responses(
         (status = 200, description = "The object.", body = Resource),
         (status = 400, description = "A required query parameter is missing."),
@@ -294,9 +304,10 @@ fn live_yaml(live: &Value) -> String {
         (status = 502, description = "The cluster failed.", body = ErrorBody)))]
 pub async fn resource(
     State(web): State<Web>,
-    Path(name): Path<String>,
+    Path(path): Path<(String, String)>,
     Query(q): Query<ObjectQuery>,
 ) -> Result<Response, WebError> {
+    let name = key(path);
     let status = app(&web, &name).await?;
     let api_version = if q.group.is_empty() {
         q.version.clone()
@@ -345,14 +356,19 @@ pub async fn resource(
 /// A fresh plan at the app's revision against the cluster, with drift explained.
 ///
 /// The plan uses server-side-apply dry-runs: nothing is written.
-#[utoipa::path(get, path = "/api/v1/apps/{name}/diff", operation_id = "appDiff", tag = "apps",
-    params(("name" = String, Path, description = "App name.")),
+#[utoipa::path(get, path = "/api/v1/apps/{namespace}/{name}/diff", operation_id = "appDiff", tag = "apps",
+    params(("namespace" = String, Path, description = "The app's namespace."),
+        ("name" = String, Path, description = "App name.")),
     responses(
         (status = 200, description = "Per-object changes.", body = Diff),
-        (status = 404, description = "No app of that name.", body = ErrorBody),
+        (status = 404, description = "No such app.", body = ErrorBody),
         (status = 409, description = "The app has not been reconciled yet.", body = ErrorBody),
         (status = 502, description = "Rendering or the cluster failed.", body = ErrorBody)))]
-pub async fn diff(State(web): State<Web>, Path(name): Path<String>) -> Result<Response, WebError> {
+pub async fn diff(
+    State(web): State<Web>,
+    Path(path): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let name = key(path);
     let status = app(&web, &name).await?;
     let rendered = rendered(&web, &status).await?;
     let cluster = &web.api.ctx.engine.cluster;
@@ -360,7 +376,7 @@ pub async fn diff(State(web): State<Web>, Path(name): Path<String>) -> Result<Re
         dry_run: true,
         ..Default::default()
     };
-    let changeset = sync(&web, &status)
+    let changeset = sync(&web, &status, &name)
         .run(&rendered, &opts, &Silent)
         .await?
         .changeset;
@@ -383,7 +399,7 @@ pub async fn diff(State(web): State<Web>, Path(name): Path<String>) -> Result<Re
         });
     }
     let diff = Diff {
-        app: name,
+        app: name.to_string(),
         revision: status.revision,
         in_sync: changeset.in_sync(),
         summary: changeset.summary(),

@@ -4,10 +4,10 @@
 //! and adds:
 //!
 //! - the web UI at `/` (plain HTML, CSS and JavaScript compiled into the binary);
-//! - `GET /api/v1/apps/{name}/tree`: inventory objects and what they own, with health;
-//! - `GET /api/v1/apps/{name}/diff`: a fresh desired-vs-live plan with drift explained;
-//! - `GET /api/v1/apps/{name}/resource`: one object's live YAML, diff and field managers;
-//! - `GET /api/v1/apps/{name}/events`: Kubernetes Events about the app's objects;
+//! - `GET /api/v1/apps/{namespace}/{name}/tree`: inventory objects and what they own, with health;
+//! - `GET /api/v1/apps/{namespace}/{name}/diff`: a fresh desired-vs-live plan with drift explained;
+//! - `GET /api/v1/apps/{namespace}/{name}/resource`: one object's live YAML, diff and field managers;
+//! - `GET /api/v1/apps/{namespace}/{name}/events`: Kubernetes Events about the app's objects;
 //! - `GET /api/v1/stream`: Server-Sent Events of app status changes;
 //! - `GET /api/v1/whoami`: the caller's role;
 //! - `GET /api/openapi.json`: the OpenAPI 3 document of every route ([`OPENAPI`],
@@ -50,10 +50,16 @@ pub fn router(api: ferry_agent::api::Api, agent: Router, auth: Arc<Auth>) -> Rou
         .route("/api/openapi.json", get(assets::openapi))
         .route("/api/v1/whoami", get(handlers::whoami))
         .route("/api/v1/stream", get(stream::stream))
-        .route("/api/v1/apps/{name}/tree", get(handlers::tree))
-        .route("/api/v1/apps/{name}/diff", get(handlers::diff))
-        .route("/api/v1/apps/{name}/resource", get(handlers::resource))
-        .route("/api/v1/apps/{name}/events", get(handlers::events))
+        .route("/api/v1/apps/{namespace}/{name}/tree", get(handlers::tree))
+        .route("/api/v1/apps/{namespace}/{name}/diff", get(handlers::diff))
+        .route(
+            "/api/v1/apps/{namespace}/{name}/resource",
+            get(handlers::resource),
+        )
+        .route(
+            "/api/v1/apps/{namespace}/{name}/events",
+            get(handlers::events),
+        )
         .with_state(web);
     agent
         .merge(dashboard)

@@ -46,7 +46,13 @@ pub async fn stream(State(web): State<Web>) -> Sse<impl Stream<Item = Result<Eve
         let ev = match next {
             Ok(name) => match ctx.store.get(&name).await {
                 Some(status) => event("app", &AppSummary::from(&status)),
-                None => event("removed", &AppRemoved { name }),
+                None => event(
+                    "removed",
+                    &AppRemoved {
+                        name: name.name,
+                        app_namespace: name.namespace,
+                    },
+                ),
             },
             Err(RecvError::Lagged(_)) => event("resync", &json!({})),
             Err(RecvError::Closed) => return None,

@@ -222,7 +222,7 @@ pub const MAX_EVENTS: usize = 100;
 /// about the app's `Application` resource are included.
 pub async fn events(
     cluster: &Cluster,
-    app: &str,
+    app: &ferry_model::AppKey,
     nodes: &[Node],
     extra_namespaces: &[&str],
 ) -> Result<Vec<AppEvent>, KubeError> {
@@ -243,6 +243,7 @@ pub async fn events(
         .filter_map(|n| n.subject.namespace.as_deref())
         .collect();
     namespaces.extend(extra_namespaces);
+    namespaces.insert(&app.namespace);
     let mut out = Vec::new();
     for ns in namespaces {
         for e in cluster.list_in("v1", "Event", ns).await? {
@@ -253,7 +254,9 @@ pub async fn events(
             let namespace = s("/namespace");
             let matches = s("/uid").is_some_and(|u| uids.contains(u))
                 || names.contains(&(kind, namespace, name))
-                || (kind == "Application" && name == app);
+                || (kind == "Application"
+                    && name == app.name
+                    && namespace == Some(app.namespace.as_str()));
             if !matches {
                 continue;
             }

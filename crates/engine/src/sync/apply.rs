@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use ferry_kube::{Cluster, Inventory};
-use ferry_model::{Action, AppSpec, ObjectRef};
+use ferry_model::{Action, AppKey, AppSpec, ObjectRef};
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +32,7 @@ pub(super) async fn namespace(cluster: &Cluster, spec: &AppSpec) -> Result<(), E
 /// kept (the write is conditional, see [`Cluster::update_inventory`]).
 pub(super) async fn begin(
     cluster: &Cluster,
-    app: &str,
+    app: &AppKey,
     planned: &Planned,
 ) -> Result<(), EngineError> {
     let mut widened: Vec<ObjectRef> = planned.previous.clone();
@@ -145,7 +145,7 @@ pub(super) async fn write(
 /// nothing when there are none.
 pub(super) async fn forget_gone(
     cluster: &Cluster,
-    app: &str,
+    app: &AppKey,
     planned: &Planned,
     cancel: &CancellationToken,
 ) -> Result<(), EngineError> {
@@ -177,12 +177,13 @@ pub(super) async fn forget_gone(
 }
 
 /// Prunes, then narrows the inventory to the plan's objects (keeping those whose
-/// deletion failed, and those another writer added since the plan read it). Runs only
-/// when every write succeeded; `cancel` is checked before the prune and before the
-/// narrowing.
+/// deletion failed, the Namespaces, CRDs and PersistentVolumes kept by the prune guard,
+/// so that they are pruned once allowed, and those another writer added since the plan
+/// read it). Runs only when every write succeeded; `cancel` is checked before the prune
+/// and before the narrowing.
 pub(super) async fn finish(
     cluster: &Cluster,
-    app: &str,
+    app: &AppKey,
     planned: &Planned,
     progress: &dyn Progress,
     cancel: &CancellationToken,
@@ -199,6 +200,18 @@ pub(super) async fn finish(
     failpoint::hit(failpoint::BEFORE_NARROW);
     check()?;
     let mut entries = desired.clone();
+    entries.extend(
+        planned
+            .changeset
+            .changes
+            .iter()
+            .filter(|c| {
+                c.action == Action::Orphan
+                    && c.reason.as_deref()
+                        == Some(crate::plan::reason_guarded(&c.subject.kind).as_str())
+            })
+            .map(|c| c.subject.clone()),
+    );
     let failed = prune
         .as_ref()
         .err()

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ferry_kube::Cluster;
-use ferry_model::{AppSpec, ChangeSet, Health, ObjectRef, parse_duration};
+use ferry_model::{AppKey, AppSpec, ChangeSet, Health, ObjectRef, parse_duration};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -88,15 +88,15 @@ pub struct SyncReport {
 pub struct Sync<'a> {
     /// The target cluster.
     pub cluster: &'a Cluster,
-    /// The app's name (its ownership label and inventory).
-    pub app: &'a str,
+    /// The app's identity (its ownership labels and inventory).
+    pub app: &'a AppKey,
     /// The app.
     pub spec: &'a AppSpec,
 }
 
 impl<'a> Sync<'a> {
     /// The sync of `app` on `cluster`.
-    pub fn new(cluster: &'a Cluster, app: &'a str, spec: &'a AppSpec) -> Self {
+    pub fn new(cluster: &'a Cluster, app: &'a AppKey, spec: &'a AppSpec) -> Self {
         Self { cluster, app, spec }
     }
 
@@ -144,7 +144,7 @@ impl<'a> Sync<'a> {
         progress: &dyn Progress,
         gate: impl FnOnce(&ChangeSet) -> bool,
     ) -> Result<SyncReport, EngineError> {
-        crate::failpoint::hit_for(crate::failpoint::PLAN, self.app);
+        crate::failpoint::hit_for(crate::failpoint::PLAN, &self.app.name);
         let mut planned = plan::plan(self.cluster, self.app, self.spec, rendered, opts).await?;
         if planned.manifests.is_empty() && !planned.previous.is_empty() && !self.spec.allow_empty {
             return Err(EngineError::EmptyRender {
@@ -251,12 +251,14 @@ impl<'a> Sync<'a> {
     }
 
     /// Removes the app: deletes, in prune order, its inventoried objects that still carry
-    /// its label (and no `ferry.dev/prune: disabled`), then its inventory. On failure the
-    /// inventory keeps the objects not deleted. Returns how many objects were deleted.
-    /// Needs no spec: the app may be gone from every source already.
+    /// its labels (and no `ferry.dev/prune: disabled`; a Namespace, CRD or
+    /// PersistentVolume only when annotated `ferry.dev/prune: allow`), then its
+    /// inventory. On failure the inventory keeps the objects not deleted. Returns how
+    /// many objects were deleted. Needs no spec: the app may be gone from every source
+    /// already.
     pub async fn remove(
         cluster: &Cluster,
-        app: &str,
+        app: &AppKey,
         progress: &dyn Progress,
     ) -> Result<usize, EngineError> {
         prune::remove(cluster, app, progress).await

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use ferry_kube::Cluster;
 use ferry_model::hook::{HOOK_LABEL, HOOK_TEMPLATE_ANNOTATION};
-use ferry_model::{Action, AppSpec, HookRun, ObjectRef, Phase, RunResult, WaveRun};
+use ferry_model::{
+    APP_NAMESPACE_LABEL, Action, AppKey, AppSpec, HookRun, ObjectRef, Phase, RunResult, WaveRun,
+};
 use ferry_plan::hooks::{Completion, Steps, Wave, completion, steps};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -73,7 +75,7 @@ pub(super) struct Phases<'a> {
     /// The target cluster.
     pub cluster: &'a Cluster,
     /// The app.
-    pub app: &'a str,
+    pub app: &'a AppKey,
     /// Its spec.
     pub spec: &'a AppSpec,
     /// The plan to carry out.
@@ -351,7 +353,10 @@ impl Phases<'_> {
     /// [`HOOK_TEMPLATE_ANNOTATION`]), waiting until a fixed-name one is gone.
     async fn delete_previous(&self, hook: &PlannedHook) -> Result<(), Failure> {
         let template = hook.template.to_string();
-        let selector = format!("{HOOK_LABEL}={}", self.app);
+        let selector = format!(
+            "{HOOK_LABEL}={},{APP_NAMESPACE_LABEL}={}",
+            self.app.name, self.app.namespace
+        );
         let listed = self
             .cluster
             .list_selected(

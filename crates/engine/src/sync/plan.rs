@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use ferry_kube::{Cluster, KubeError};
 use ferry_model::hook::{HOOK_LABEL, HOOK_TEMPLATE_ANNOTATION};
-use ferry_model::{APP_LABEL, Action, AppSpec, ChangeSet, Health, Manifest, ObjectRef};
+use ferry_model::{
+    APP_LABEL, APP_NAMESPACE_LABEL, Action, AppKey, AppSpec, ChangeSet, Health, Manifest, ObjectRef,
+};
 use ferry_plan::hooks::{Hook, Role, classify};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
@@ -110,7 +112,7 @@ pub(super) fn split(manifests: &[Manifest]) -> Result<Split, EngineError> {
 /// `all` (the app's manifests) defines.
 pub(super) async fn prepare(
     cluster: &Cluster,
-    app: &str,
+    app: &AppKey,
     spec: &AppSpec,
     manifests: &[Manifest],
     all: &[Manifest],
@@ -152,7 +154,7 @@ fn finish(
     mut m: Manifest,
     namespaced: bool,
     spec: &AppSpec,
-    app: &str,
+    app: &AppKey,
     hook: bool,
 ) -> Result<Manifest, EngineError> {
     if namespaced {
@@ -171,11 +173,12 @@ fn finish(
         m.clear_namespace();
     }
     if hook {
-        m.set_label(HOOK_LABEL, app);
+        m.set_label(HOOK_LABEL, &app.name);
         m.set_annotation(HOOK_TEMPLATE_ANNOTATION, &template(&m).to_string());
     } else {
-        m.set_label(APP_LABEL, app);
+        m.set_label(APP_LABEL, &app.name);
     }
+    m.set_label(APP_NAMESPACE_LABEL, &app.namespace);
     Ok(m)
 }
 
@@ -214,7 +217,7 @@ const LIST_FROM: usize = 8;
 /// (not created yet, or not labelled yet) are left to a GET.
 async fn prefetch(
     cluster: &Cluster,
-    app: &str,
+    app: &AppKey,
     prepared: &[(Manifest, bool)],
 ) -> Result<HashMap<ObjectRef, Value>, EngineError> {
     let mut groups: HashMap<(String, String, Option<String>), usize> = HashMap::new();
@@ -226,7 +229,9 @@ async fn prefetch(
         );
         *groups.entry(key).or_default() += 1;
     }
-    let selector = format!("{APP_LABEL}={app}");
+    // By name alone, so that objects labelled by earlier versions are listed too; the
+    // plan checks the namespace label.
+    let selector = format!("{APP_LABEL}={}", app.name);
     let selector = selector.as_str();
     let lists: Vec<Vec<Value>> = stream::iter(groups.into_iter().filter(|(_, n)| *n >= LIST_FROM))
         .map(|((version, kind, namespace), _)| async move {
@@ -250,7 +255,7 @@ async fn prefetch(
 /// date when it writes it anyway.
 pub(super) async fn plan(
     cluster: &Cluster,
-    app: &str,
+    app: &AppKey,
     spec: &AppSpec,
     rendered: &Rendered,
     opts: &SyncOptions,
@@ -429,6 +434,7 @@ pub(super) async fn plan(
         desired,
         leftovers,
         prune: spec.prune,
+        prune_cluster_scoped: spec.prune_cluster_scoped,
     })?;
     in_sync.learn(&changeset, &seen.lock().expect("seen objects"));
     for change in &mut changeset.changes {

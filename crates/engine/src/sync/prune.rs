@@ -1,7 +1,7 @@
 //! Prune: delete what left Git, and everything of an app that is removed.
 
 use ferry_kube::{Cluster, Inventory, KubeError};
-use ferry_model::{APP_LABEL, Action, ObjectRef, PRUNE_ANNOTATION};
+use ferry_model::{Action, AppKey, ObjectRef, PRUNE_ANNOTATION};
 
 use futures::{StreamExt, stream};
 use tokio_util::sync::CancellationToken;
@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::CONCURRENCY;
 use super::plan::Planned;
 use crate::order::{kind_rank, sort_for_prune};
+use crate::plan::{Owner, PRUNE_ALLOW, prune_guarded};
 use crate::progress::{Event, Progress};
 use crate::{EngineError, failpoint};
 
@@ -76,12 +77,13 @@ pub(super) async fn prune(
     }
 }
 
-/// Deletes, in prune order, the inventoried objects of `app` that still carry its label
-/// (and no `ferry.dev/prune: disabled`), then the inventory; on failure the inventory
-/// keeps the objects not deleted. Returns how many objects were deleted.
+/// Deletes, in prune order, the inventoried objects of `app` that still carry its labels
+/// (and no `ferry.dev/prune: disabled`; a [`prune_guarded`] kind only when annotated
+/// `ferry.dev/prune: allow`), then the inventory; on failure the inventory keeps the
+/// objects not deleted. Returns how many objects were deleted.
 pub(super) async fn remove(
     cluster: &Cluster,
-    app: &str,
+    app: &AppKey,
     progress: &dyn Progress,
 ) -> Result<usize, EngineError> {
     let Some(inventory) = cluster.read_inventory(app).await? else {
@@ -106,8 +108,10 @@ pub(super) async fn remove(
             }
         };
         let metadata = &live["metadata"];
-        let owned = metadata["labels"][APP_LABEL].as_str() == Some(app);
-        let protected = metadata["annotations"][PRUNE_ANNOTATION].as_str() == Some("disabled");
+        let owned = Owner::of(&live).is_some_and(|o| o.is(app));
+        let annotation = metadata["annotations"][PRUNE_ANNOTATION].as_str();
+        let protected = annotation == Some("disabled")
+            || (prune_guarded(&subject) && annotation != Some(PRUNE_ALLOW));
         if !owned || protected {
             continue;
         }

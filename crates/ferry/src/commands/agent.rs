@@ -3,7 +3,9 @@
 use anyhow::{Context, Result, bail};
 use ferry_agent::AgentConfig;
 use ferry_api::{ActionAccepted, AppDetail, AppList, ErrorBody, HistoryList, RollbackBody};
-use ferry_model::parse_duration;
+use std::path::Path;
+
+use ferry_model::{AppKey, FerryFile, SYSTEM_NAMESPACE, parse_duration};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -120,17 +122,30 @@ async fn call<T: DeserializeOwned>(
     Ok((value, typed))
 }
 
+/// The API path of the app `name` (`namespace/name`, or a bare name in the namespace of
+/// `--namespace`, else of ./ferry.yaml, else `ferry-system`).
+fn app_path(server: &ServerArgs, name: &str) -> Result<AppKey> {
+    let namespace = match &server.namespace {
+        Some(ns) => ns.clone(),
+        None => FerryFile::load(Path::new("ferry.yaml"))
+            .map(|f| f.namespace)
+            .unwrap_or_else(|_| SYSTEM_NAMESPACE.to_string()),
+    };
+    Ok(AppKey::parse(name, &namespace)?)
+}
+
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 
 /// `ferry get apps` / `ferry get app NAME`.
-pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Output) -> Result<i32> {
-    let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
+pub async fn get(args: &ServerArgs, what: &str, name: Option<&str>, out: Output) -> Result<i32> {
+    let (server, token) = (args.server.trim_end_matches('/'), args.token.as_deref());
     if what == "app" {
         let Some(name) = name else {
             bail!("ferry get app needs an app name")
         };
+        let name = app_path(args, name)?;
         let (raw, app): (_, AppDetail) = call(
             reqwest::Method::GET,
             format!("{server}/api/v1/apps/{name}"),
@@ -143,6 +158,7 @@ pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Outpu
             return Ok(0);
         }
         outln!("name:     {}", app.name);
+        outln!("namespace: {}", app.app_namespace);
         outln!("sync:     {}", app.sync.as_str());
         outln!("health:   {}", app.health);
         outln!("revision: {} {}", short(&app.revision), app.message);
@@ -180,7 +196,8 @@ pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Outpu
         return Ok(0);
     }
     outln!(
-        "{:<24} {:<10} {:<12} {:<8} MESSAGE",
+        "{:<16} {:<24} {:<10} {:<12} {:<8} MESSAGE",
+        "NAMESPACE",
         "NAME",
         "SYNC",
         "HEALTH",
@@ -193,7 +210,8 @@ pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Outpu
             a.sync.as_str()
         };
         outln!(
-            "{:<24} {:<10} {:<12} {:<8} {}",
+            "{:<16} {:<24} {:<10} {:<12} {:<8} {}",
+            a.app_namespace,
             a.name,
             sync,
             a.health.to_string(),
@@ -205,8 +223,9 @@ pub async fn get(server: &ServerArgs, what: &str, name: Option<&str>, out: Outpu
 }
 
 /// `ferry sync|refresh|suspend|resume APP`.
-pub async fn action(server: &ServerArgs, name: &str, action: &str, out: Output) -> Result<i32> {
-    let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
+pub async fn action(args: &ServerArgs, name: &str, action: &str, out: Output) -> Result<i32> {
+    let name = app_path(args, name)?;
+    let (server, token) = (args.server.trim_end_matches('/'), args.token.as_deref());
     let (raw, _): (_, ActionAccepted) = call(
         reqwest::Method::POST,
         format!("{server}/api/v1/apps/{name}/{action}"),
@@ -222,8 +241,9 @@ pub async fn action(server: &ServerArgs, name: &str, action: &str, out: Output) 
 }
 
 /// `ferry history APP`.
-pub async fn history(server: &ServerArgs, name: &str, out: Output) -> Result<i32> {
-    let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
+pub async fn history(args: &ServerArgs, name: &str, out: Output) -> Result<i32> {
+    let name = app_path(args, name)?;
+    let (server, token) = (args.server.trim_end_matches('/'), args.token.as_deref());
     let (raw, list): (_, HistoryList) = call(
         reqwest::Method::GET,
         format!("{server}/api/v1/apps/{name}/history"),
@@ -263,8 +283,9 @@ pub async fn history(server: &ServerArgs, name: &str, out: Output) -> Result<i32
 }
 
 /// `ferry rollback APP TARGET`.
-pub async fn rollback(server: &ServerArgs, name: &str, target: &str, out: Output) -> Result<i32> {
-    let (server, token) = (server.server.trim_end_matches('/'), server.token.as_deref());
+pub async fn rollback(args: &ServerArgs, name: &str, target: &str, out: Output) -> Result<i32> {
+    let name = app_path(args, name)?;
+    let (server, token) = (args.server.trim_end_matches('/'), args.token.as_deref());
     let body = RollbackBody {
         target: target.to_string(),
     };
@@ -331,9 +352,13 @@ pub async fn install(
         ..Default::default()
     };
     let printer = super::output::Printer::new(Output::Text);
-    let report = ferry_engine::Sync::new(&cluster, "ferry-agent", &spec)
-        .run(&rendered, &ferry_engine::SyncOptions::default(), &printer)
-        .await?;
+    let report = ferry_engine::Sync::new(
+        &cluster,
+        &AppKey::new(SYSTEM_NAMESPACE, "ferry-agent"),
+        &spec,
+    )
+    .run(&rendered, &ferry_engine::SyncOptions::default(), &printer)
+    .await?;
     printer.finish();
     for subject in &report.objects {
         eprintln!("applied {subject}");

@@ -39,6 +39,15 @@ pub fn app_entry(
     )
 }
 
+/// The API path of `app`: `namespace/name` as given, or a ferry.yaml app's name in
+/// `ferry-system`.
+pub fn app_path(app: &str) -> String {
+    match app.contains('/') {
+        true => app.to_string(),
+        false => format!("ferry-system/{app}"),
+    }
+}
+
 /// A `ferry.yaml` with these apps.
 pub fn apps_file(entries: &[String]) -> String {
     format!("apps:\n{}", entries.concat())
@@ -281,15 +290,20 @@ impl Agent {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"))
     }
 
-    /// One app's status from `GET /api/v1/apps/<app>`.
+    /// One app's status from `GET /api/v1/apps/<namespace>/<name>` (`app` is
+    /// `namespace/name`, or the name of an app of the ferry.yaml).
     pub async fn app(&self, app: &str) -> Value {
-        self.get_json(&format!("/api/v1/apps/{app}")).await
+        self.get_json(&format!("/api/v1/apps/{}", app_path(app)))
+            .await
     }
 
     /// An app's history entries, newest first.
     pub async fn history(&self, app: &str) -> Vec<Value> {
-        self.get_json(&format!("/api/v1/apps/{app}/history?limit=1000"))
-            .await["items"]
+        self.get_json(&format!(
+            "/api/v1/apps/{}/history?limit=1000",
+            app_path(app)
+        ))
+        .await["items"]
             .as_array()
             .cloned()
             .unwrap_or_default()

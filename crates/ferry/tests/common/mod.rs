@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ferry_model::{ObjectRef, SYSTEM_NAMESPACE};
+use ferry_model::{AppKey, ObjectRef, SYSTEM_NAMESPACE};
 use ferry_testkit::{TESTBED_CONTEXT, TestNamespace, TestRepo};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
@@ -284,7 +284,7 @@ impl Fixture {
         self.delete_later(
             ApiResource::erase::<ConfigMap>(&()),
             Some(SYSTEM_NAMESPACE),
-            &format!("ferry-inventory-{name}"),
+            &inventory_name(&key(&name)),
         );
         name
     }
@@ -393,13 +393,13 @@ impl Fixture {
     pub async fn inventory(&self, app: &str) -> Option<StoredInventory> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), SYSTEM_NAMESPACE);
         let head = api
-            .get_opt(&format!("ferry-inventory-{app}"))
+            .get_opt(&inventory_name(&key(app)))
             .await
             .expect("reading the inventory")?;
         let inv = self
             .cluster()
             .await
-            .read_inventory(app)
+            .read_inventory(&key(app))
             .await
             .expect("decoding the inventory")?;
         Some(StoredInventory {
@@ -484,6 +484,16 @@ pub fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
 }
 
 /// A ConfigMap manifest with the given data (values quoted).
+/// The identity of a ferry.yaml app (or a one-off one) named `name`.
+pub fn key(name: &str) -> AppKey {
+    AppKey::new(SYSTEM_NAMESPACE, name)
+}
+
+/// The name of the head ConfigMap of `app`'s inventory.
+pub fn inventory_name(app: &AppKey) -> String {
+    format!("ferry-inventory-{}", app.dotted())
+}
+
 pub fn configmap(name: &str, data: &[(&str, &str)]) -> String {
     let mut text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n");
     if data.is_empty() {
