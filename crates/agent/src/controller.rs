@@ -71,6 +71,8 @@ pub struct Ctx {
     heals: Mutex<HashMap<String, Heal>>,
     /// Apps held by the dependency gate ([`crate::deps`]).
     pub waiting: Arc<Waiting>,
+    /// The projects apps name.
+    pub projects: crate::projects::Projects,
 }
 
 /// What a [`Ctx`] is built from ([`context`]).
@@ -83,6 +85,8 @@ pub struct Parts {
     pub record: Record,
     /// Longest a reconcile may take.
     pub sync_timeout: Duration,
+    /// The projects of the `ferry.yaml`.
+    pub projects: crate::projects::Projects,
     /// The leadership flag.
     pub leader: watch::Receiver<bool>,
     /// Cancelled when the agent stops.
@@ -107,6 +111,7 @@ pub fn context(parts: Parts) -> (Arc<Ctx>, Runner<String>) {
         failures: Default::default(),
         heals: Default::default(),
         waiting: Default::default(),
+        projects: parts.projects,
     };
     (Arc::new(ctx), runner)
 }
@@ -511,7 +516,7 @@ async fn report_sync_failure(ctx: &Ctx, name: &str, failure: SyncFailure, attemp
         attempt,
         trigger,
     } = failure;
-    let reason = format!("{}Failed", error.stage());
+    let reason = error.reason();
     let message = error.to_string();
     warn!(%reason, attempts, "sync failed: {message}");
     let readiness = readiness(&error);
@@ -607,6 +612,10 @@ async fn sync_once(
     let spec = &status.spec;
     let start = attempt.start;
     let key = repo_key(spec);
+    let project = ctx.projects.of(name, spec).await.map_err(fail(None))?;
+    let app_namespace = ctx.record.applications.namespace(name).await;
+    ferry_engine::project::admit(&project, name, app_namespace.as_deref(), spec)
+        .map_err(fail(None))?;
     step.set(format!("fetching {}", spec.source.repo));
     let rev = match (status.pinned.as_deref(), ctx.engine.known_revision(&key)) {
         (Some(pin), _) => {
@@ -656,6 +665,7 @@ async fn sync_once(
     };
     step.set("planning");
     let result = Sync::new(&ctx.engine.cluster, name, spec)
+        .in_project(&project, app_namespace.as_deref())
         .run_gated(&rendered, &opts, step, gate)
         .await;
     step.set("recording the outcome");
@@ -816,12 +826,18 @@ async fn check_health(ctx: &Ctx, name: &str, status: &AppStatus) -> Result<Actio
     // From the watches when they have listed every kind involved: no API request.
     let health = match ctx.live.health(&subjects) {
         Some(health) => health,
-        None => tokio::time::timeout(ctx.sync_timeout, observe(&ctx.engine.cluster, &subjects))
-            .await
+        None => {
+            let cluster = ctx
+                .projects
+                .cluster_for(&ctx.engine.cluster, name, &status.spec)
+                .await;
+            tokio::time::timeout(ctx.sync_timeout, observe(&cluster, &subjects))
+                .await
             .map_err(|_| EngineError::Timeout {
                 what: format!("the health check of {name}"),
                 seconds: ctx.sync_timeout.as_secs(),
-            })??,
+            })??
+        }
     };
     Ok(record_health(ctx, name, status, health).await)
 }

@@ -20,6 +20,7 @@ pub mod kept;
 pub mod live;
 pub mod metrics;
 pub mod poller;
+pub mod projects;
 pub mod queue;
 pub mod record;
 pub mod state;
@@ -154,6 +155,7 @@ pub async fn run_with(
         store,
         record,
         sync_timeout: config.sync_timeout,
+        projects: projects::Projects::new(file.projects.clone()),
         leader: leader.clone(),
         shutdown: shutdown.clone(),
     });
@@ -167,6 +169,7 @@ pub async fn run_with(
             shutdown.clone(),
         ));
         tokio::spawn(applications::write_statuses(ctx.clone(), shutdown.clone()));
+        tokio::spawn(projects::watch(ctx.clone(), shutdown.clone()));
     }
     tokio::spawn(deps::wake(
         ctx.store.clone(),

@@ -14,6 +14,7 @@ pub mod appset;
 mod error;
 pub mod facts;
 pub mod progress;
+pub mod project;
 pub mod promote;
 pub mod source;
 pub mod sync;

@@ -470,7 +470,7 @@ impl Cluster {
     /// Deletes an app's inventory (after its objects were deleted): the head first, then
     /// every shard. Already gone is not an error.
     pub async fn delete_inventory(&self, app: &str) -> Result<(), KubeError> {
-        self.delete(&config_map_ref(&name(app))).await?;
+        self.delete_config_map(&name(app)).await?;
         self.delete_shards_except(app, &[]).await
     }
 
@@ -481,18 +481,31 @@ impl Cluster {
             .list(&ListParams::default().labels(&format!("{SHARD_LABEL}={app}")))
             .await
             .map_err(|e| self.api_error(e, "list", &config_map_ref("*")))?;
-        let doomed: Vec<ObjectRef> = listed
+        let doomed: Vec<String> = listed
             .items
             .into_iter()
             .filter_map(|cm| cm.metadata.name)
             .filter(|n| !keep.contains(n))
-            .map(|n| config_map_ref(&n))
             .collect();
         stream::iter(doomed)
-            .map(|subject| async move { self.delete(&subject).await })
+            .map(|name| async move { self.delete_config_map(&name).await })
             .buffer_unordered(SHARD_CONCURRENCY)
             .try_collect()
             .await
+    }
+
+    /// Deletes one of the inventory ConfigMaps (with ferry's own identity); already gone
+    /// is not an error.
+    async fn delete_config_map(&self, name: &str) -> Result<(), KubeError> {
+        match self
+            .inventory_config_maps()
+            .delete(name, &kube::api::DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+            Err(e) => Err(self.api_error(e, "delete", &config_map_ref(name))),
+        }
     }
 
     async fn apply_config_map(&self, cm: &ConfigMap) -> Result<(), KubeError> {
@@ -513,7 +526,8 @@ impl Cluster {
     /// deleted (when either is sharded) — a crash at any point leaves the previous or the
     /// new inventory whole.
     pub async fn write_inventory(&self, app: &str, inv: &Inventory) -> Result<(), KubeError> {
-        self.ensure_namespace(SYSTEM_NAMESPACE).await?;
+        self.ensure_namespace_with(self.client(), SYSTEM_NAMESPACE)
+            .await?;
         let encoded = encode(app, inv, LAYOUT)?;
         if encoded.memo_dropped {
             tracing::warn!(

@@ -13,6 +13,7 @@ pub mod hook;
 mod known;
 mod manifest;
 mod object;
+pub mod project;
 
 pub use app::{
     AppSpec, Destination, FerryFile, HelmOptions, JsonnetOptions, KustomizeOptions, NamedApp,
@@ -27,6 +28,7 @@ pub use hook::{HookRun, Phase, RunResult, WaveRun};
 pub use known::{Digest, Known};
 pub use manifest::{Manifest, ManifestError, Origin};
 pub use object::ObjectRef;
+pub use project::{DEFAULT_PROJECT, KindPattern, NamedProject, Project, ProjectSpec};
 
 /// The field manager ferry uses for every server-side apply.
 pub const FIELD_MANAGER: &str = "ferry";
