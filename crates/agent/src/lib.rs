@@ -163,6 +163,7 @@ pub async fn run_with(
     appsets::start(&ctx, file.app_sets.clone()).await;
     ctx.pollers.lock().await.sync(&ctx, &shutdown).await;
     if let Some(namespace) = config.applications.clone() {
+        projects::load(&ctx).await;
         tokio::spawn(applications::watch(
             ctx.clone(),
             namespace,

@@ -61,6 +61,35 @@ impl Projects {
     }
 }
 
+/// Reads the `Project` resources once (none when the CRD is not installed), so that apps
+/// reconciled before the watch has listed them find their projects. A failure is logged:
+/// the watch fills them in, and an app refused meanwhile is retried when they arrive.
+pub async fn load(ctx: &Ctx) {
+    let listed = ctx
+        .engine
+        .cluster
+        .list_selected(ferry_engine::project::API_VERSION, "Project", None, None)
+        .await;
+    let items = match listed {
+        Ok(items) => items,
+        Err(ferry_kube::KubeError::UnknownKind { .. }) => return,
+        Err(e) => {
+            warn!("cannot list the Project resources: {e}");
+            return;
+        }
+    };
+    let mut resources = ctx.projects.resources.write().await;
+    for item in items {
+        let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        match serde_json::from_value::<ProjectSpec>(item["spec"].clone()) {
+            Ok(spec) if spec.validate().is_ok() => {
+                resources.insert(name, spec);
+            }
+            _ => warn!(project = %name, "invalid Project: its apps are refused"),
+        }
+    }
+}
+
 /// Keeps the `Project` resources in step; queues a sync of the apps naming a project
 /// that changed.
 pub async fn watch(ctx: Arc<Ctx>, shutdown: CancellationToken) {
