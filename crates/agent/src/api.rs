@@ -11,9 +11,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ferry_api::{
-    ProjectScope,
     ActionAccepted, AppDetail, AppList, AppSummary, ErrorBody, HistoryList, HistoryQuery,
-    ListQuery, RollbackBody, WebhookAccepted,
+    ListQuery, ProjectScope, RollbackBody, WebhookAccepted,
 };
 
 use crate::controller::Ctx;

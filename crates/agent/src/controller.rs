@@ -833,10 +833,10 @@ async fn check_health(ctx: &Ctx, name: &str, status: &AppStatus) -> Result<Actio
                 .await;
             tokio::time::timeout(ctx.sync_timeout, observe(&cluster, &subjects))
                 .await
-            .map_err(|_| EngineError::Timeout {
-                what: format!("the health check of {name}"),
-                seconds: ctx.sync_timeout.as_secs(),
-            })??
+                .map_err(|_| EngineError::Timeout {
+                    what: format!("the health check of {name}"),
+                    seconds: ctx.sync_timeout.as_secs(),
+                })??
         }
     };
     Ok(record_health(ctx, name, status, health).await)

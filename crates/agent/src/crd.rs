@@ -132,7 +132,11 @@ fn rfc3339(ms: i64) -> Option<String> {
 /// list and watch of every kind (the drift watches and the dashboard read what the apps
 /// deploy). With `cluster_admin` it may do anything, as earlier versions could, which
 /// apps in projects without a service account need.
-pub fn install_manifests(namespace: &str, image: &str, cluster_admin: bool) -> Vec<serde_json::Value> {
+pub fn install_manifests(
+    namespace: &str,
+    image: &str,
+    cluster_admin: bool,
+) -> Vec<serde_json::Value> {
     use kube::CustomResourceExt;
     let crd = serde_json::to_value(Application::crd()).expect("the CRD serialises");
     let projects = serde_json::to_value(Project::crd()).expect("the CRD serialises");
@@ -288,13 +292,14 @@ mod tests {
     #[test]
     fn the_default_install_impersonates_instead_of_being_cluster_admin() {
         let all = install_manifests("ops", "ferry:test", false);
-        let role = all
-            .iter()
-            .find(|o| o["kind"] == "ClusterRole")
-            .unwrap();
+        let role = all.iter().find(|o| o["kind"] == "ClusterRole").unwrap();
         let rules = role["rules"].as_array().unwrap();
-        assert!(rules.iter().any(|r| r["verbs"] == serde_json::json!(["impersonate"])
-            && r["resources"] == serde_json::json!(["serviceaccounts"])));
+        assert!(
+            rules
+                .iter()
+                .any(|r| r["verbs"] == serde_json::json!(["impersonate"])
+                    && r["resources"] == serde_json::json!(["serviceaccounts"]))
+        );
         for rule in rules {
             let verbs = rule["verbs"].as_array().unwrap();
             assert!(!verbs.contains(&serde_json::json!("*")), "{rule}");

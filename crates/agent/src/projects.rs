@@ -80,7 +80,10 @@ pub async fn load(ctx: &Ctx) {
     };
     let mut resources = ctx.projects.resources.write().await;
     for item in items {
-        let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = item["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         match serde_json::from_value::<ProjectSpec>(item["spec"].clone()) {
             Ok(spec) if spec.validate().is_ok() => {
                 resources.insert(name, spec);

@@ -57,7 +57,8 @@ async fn has_inventory(client: &Client, app: &str) -> bool {
 /// team-b's repository: `ok/` (a ConfigMap), `into-a/` (a ConfigMap naming team-a's
 /// namespace), `cluster/` (a ClusterRole and a ConfigMap).
 fn team_b_repo(f: &Fixture, team_a: &str, role: &str) {
-    f.repo.write("ok/cfg.yaml", &configmap("cfg", &[("k", "v")]));
+    f.repo
+        .write("ok/cfg.yaml", &configmap("cfg", &[("k", "v")]));
     f.repo
         .write("into-a/cfg.yaml", &configmap_in("intruder", team_a));
     f.repo.write("cluster/role.yaml", &cluster_role(role));
@@ -74,11 +75,7 @@ async fn push_mode_refuses_what_the_project_does_not_allow() {
     let f = Fixture::new("proj-push").await;
     let team_a = TestNamespace::new(&f.client, "proj-push-a").await;
     let role = format!("{}-role", f.ns());
-    f.delete_later(
-        ApiResource::erase::<ClusterRole>(&()),
-        None,
-        &role,
-    );
+    f.delete_later(ApiResource::erase::<ClusterRole>(&()), None, &role);
     team_b_repo(&f, team_a.name(), &role);
     let outside = TestRepo::new();
     outside.write("app/cfg.yaml", &configmap("outside", &[("k", "v")]));
@@ -107,15 +104,17 @@ async fn push_mode_refuses_what_the_project_does_not_allow() {
     f.ferry(&["apply", &ok, "-f", path]).await.expect_code(0);
     assert_eq!(f.cm_value("cfg", "k").await.as_deref(), Some("v"));
 
-    f.ferry(&["apply", &into_a, "-f", path]).await.expect_error(&[
-        &format!("app {into_a}: refused by project team-b"),
-        &format!(
-            "ConfigMap/{}/intruder: namespace {} is not in destinations [{}]",
-            team_a.name(),
-            team_a.name(),
-            f.ns()
-        ),
-    ]);
+    f.ferry(&["apply", &into_a, "-f", path])
+        .await
+        .expect_error(&[
+            &format!("app {into_a}: refused by project team-b"),
+            &format!(
+                "ConfigMap/{}/intruder: namespace {} is not in destinations [{}]",
+                team_a.name(),
+                team_a.name(),
+                f.ns()
+            ),
+        ]);
     f.ferry(&["apply", &cluster, "-f", path])
         .await
         .expect_error(&[&format!(
@@ -133,7 +132,10 @@ async fn push_mode_refuses_what_the_project_does_not_allow() {
         .await
         .expect_error(&["clusterResources"]);
 
-    assert_eq!(configmaps_in(&f.client, team_a.name()).await, Vec::<String>::new());
+    assert_eq!(
+        configmaps_in(&f.client, team_a.name()).await,
+        Vec::<String>::new()
+    );
     assert_eq!(f.configmaps().await, ["cfg"], "only the allowed app wrote");
     let roles: Api<ClusterRole> = Api::all(f.client.clone());
     assert!(roles.get_opt(&role).await.unwrap().is_none());
@@ -195,7 +197,10 @@ async fn install_crds(f: &Fixture) {
 }
 
 fn ferry_api(kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("ferry.dev", "v1alpha1", kind), plural)
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("ferry.dev", "v1alpha1", kind),
+        plural,
+    )
 }
 
 /// The agent: team-b's Application (in team-b's namespace, naming team-b's Project)
@@ -211,14 +216,18 @@ async fn the_agent_refuses_an_application_outside_its_project() {
     let role = format!("{}-role", f.ns());
     team_b_repo(&f, team_a.name(), &role);
     let project = format!("{}-b", f.ns());
-    let projects: Api<DynamicObject> = Api::all_with(f.client.clone(), &ferry_api("Project", "projects"));
+    let projects: Api<DynamicObject> =
+        Api::all_with(f.client.clone(), &ferry_api("Project", "projects"));
     f.delete_later(ferry_api("Project", "projects"), None, &project);
     let spec = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Project",
         "metadata": {"name": project},
         "spec": {"sourceRepos": [f.repo.path()], "destinations": [f.ns()],
                  "sourceNamespaces": [f.ns()]}});
     projects
-        .create(&PostParams::default(), &serde_json::from_value(spec).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(spec).unwrap(),
+        )
         .await
         .expect("creating the Project");
     let apps: Api<DynamicObject> = Api::namespaced_with(
@@ -243,11 +252,18 @@ async fn the_agent_refuses_an_application_outside_its_project() {
     let home = AgentHome::new("apps: []\n");
     let agent = Agent::start(&home, "agent", &["--applications", f.ns()]).await;
     let (apps, intruder_ref) = (&apps, &intruder);
-    eventually("the Application's status shows the refusal", WAIT, || async move {
-        let app = apps.get(intruder_ref).await.expect("reading the Application");
-        let ready = condition(&app.data["status"], "Ready");
-        ready["status"] == "False" && ready["reason"] == "ProjectViolation"
-    })
+    eventually(
+        "the Application's status shows the refusal",
+        WAIT,
+        || async move {
+            let app = apps
+                .get(intruder_ref)
+                .await
+                .expect("reading the Application");
+            let ready = condition(&app.data["status"], "Ready");
+            ready["status"] == "False" && ready["reason"] == "ProjectViolation"
+        },
+    )
     .await;
     let app = apps.get(&intruder).await.unwrap();
     let message = condition(&app.data["status"], "Ready")["message"]
@@ -261,7 +277,10 @@ async fn the_agent_refuses_an_application_outside_its_project() {
         f.ns()
     );
     assert!(message.contains(&expected), "{message}");
-    assert!(message.contains(&format!("refused by project {project}")), "{message}");
+    assert!(
+        message.contains(&format!("refused by project {project}")),
+        "{message}"
+    );
     let events: Api<Event> = Api::namespaced(f.client.clone(), f.ns());
     let (events, expected) = (&events, &expected);
     eventually("a Warning Event naming the rule", WAIT, || async move {
@@ -269,12 +288,17 @@ async fn the_agent_refuses_an_application_outside_its_project() {
             list.items.iter().any(|e| {
                 e.type_.as_deref() == Some("Warning")
                     && e.reason.as_deref() == Some("ProjectViolation")
-                    && e.message.as_deref().is_some_and(|m| m.contains(expected.as_str()))
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains(expected.as_str()))
             })
         })
     })
     .await;
-    assert_eq!(configmaps_in(&f.client, team_a.name()).await, Vec::<String>::new());
+    assert_eq!(
+        configmaps_in(&f.client, team_a.name()).await,
+        Vec::<String>::new()
+    );
     assert!(!has_inventory(&f.client, &intruder).await);
     drop(agent);
     let _ = apps.delete(&intruder, &Default::default()).await;
@@ -288,7 +312,8 @@ async fn the_agent_refuses_an_application_outside_its_project() {
 #[tokio::test]
 async fn the_service_account_applies_and_rbac_has_the_last_word() {
     let f = Fixture::new("proj-imp").await;
-    f.repo.write("app/cfg.yaml", &configmap("cfg", &[("k", "v")]));
+    f.repo
+        .write("app/cfg.yaml", &configmap("cfg", &[("k", "v")]));
     f.repo.commit("one ConfigMap");
     let ns = f.ns().to_string();
     let role = |name: &str, verbs: &[&str]| -> Role {
@@ -327,13 +352,21 @@ async fn the_service_account_applies_and_rbac_has_the_last_word() {
         .await;
     let message = condition(&status, "Ready")["message"].as_str().unwrap();
     assert!(
-        message.contains(&format!("forbidden: {account} cannot apply ConfigMap/{ns}/cfg")),
+        message.contains(&format!(
+            "forbidden: {account} cannot apply ConfigMap/{ns}/cfg"
+        )),
         "{message}"
     );
-    assert!(message.contains("cannot create resource \"configmaps\""), "{message}");
+    assert!(
+        message.contains("cannot create resource \"configmaps\""),
+        "{message}"
+    );
     assert_eq!(f.configmaps().await, Vec::<String>::new());
 
-    roles.create(&post, &role("create", &["create"])).await.unwrap();
+    roles
+        .create(&post, &role("create", &["create"]))
+        .await
+        .unwrap();
     bindings.create(&post, &binding("create")).await.unwrap();
     agent
         .wait_app(&app, "Synced once the account may create", |s| {

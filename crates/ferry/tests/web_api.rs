@@ -891,11 +891,20 @@ async fn project_limited_tokens_see_only_their_apps() {
     const TEAM_OPERATOR: &str = "team-a-operator-token-0004";
     let f = Fixture::new("web-scope").await;
     let (mine, theirs) = (f.app("-a"), f.app("-b"));
-    f.repo.write("a/cfg.yaml", &common::configmap("a", &[("k", "v")]));
-    f.repo.write("b/cfg.yaml", &common::configmap("b", &[("k", "v")]));
+    f.repo
+        .write("a/cfg.yaml", &common::configmap("a", &[("k", "v")]));
+    f.repo
+        .write("b/cfg.yaml", &common::configmap("b", &[("k", "v")]));
     f.repo.commit("two apps");
     let entry = |app: &str, path: &str, project: &str| {
-        app_entry(app, f.repo.path(), path, f.ns(), "1s", &format!("    project: {project}\n"))
+        app_entry(
+            app,
+            f.repo.path(),
+            path,
+            f.ns(),
+            "1s",
+            &format!("    project: {project}\n"),
+        )
     };
     let file = format!(
         "projects:\n  - name: team-a\n    sourceRepos: [\"*\"]\n    destinations: [\"*\"]\n{}",
@@ -936,12 +945,18 @@ async fn project_limited_tokens_see_only_their_apps() {
     };
     let q = format!("/api/v1/apps?q={}", f.ns());
     let listed = viewer.ok(&q).await;
-    assert_eq!((names(&listed), &listed["total"]), (vec![mine.clone()], &json!(1)));
+    assert_eq!(
+        (names(&listed), &listed["total"]),
+        (vec![mine.clone()], &json!(1))
+    );
     let mut all = names(&admin.ok(&q).await);
     all.sort();
     assert_eq!(all, [mine.clone(), theirs.clone()]);
 
-    assert_eq!(viewer.ok(&format!("/api/v1/apps/{mine}")).await["name"], mine);
+    assert_eq!(
+        viewer.ok(&format!("/api/v1/apps/{mine}")).await["name"],
+        mine
+    );
     viewer.ok(&format!("/api/v1/apps/{mine}/tree")).await;
     for route in ["", "/tree", "/diff", "/events", "/history"] {
         let (status, body) = viewer.get(&format!("/api/v1/apps/{theirs}{route}")).await;

@@ -532,7 +532,8 @@ async fn discover(client: &kube::Client, server: &str) -> Result<Discovery, Kube
 /// A client sending every request of `base` with `Impersonate-User: user`, over
 /// `base`'s connections.
 fn impersonating_client(base: &kube::Client, user: &str) -> kube::Client {
-    let value = http::HeaderValue::from_str(user).expect("a service account name is a header value");
+    let value =
+        http::HeaderValue::from_str(user).expect("a service account name is a header value");
     let base = base.clone();
     let default_namespace = base.default_namespace().to_string();
     let service = tower::service_fn(move |mut request: http::Request<kube::client::Body>| {

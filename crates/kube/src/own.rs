@@ -5,8 +5,8 @@
 use std::fmt::Debug;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};

@@ -785,22 +785,34 @@ appSets:
     fn projects_are_parsed_and_checked() {
         let text = format!(
             "projects:\n  - name: team-b\n    sourceRepos: [\"https://git.example.com/team-b/*\"]\n    destinations: [team-b]\n    serviceAccount: team-b/deployer\n{}",
-            FILE.trim_start().replace("  - name: web\n", "  - name: web\n    project: team-b\n")
+            FILE.trim_start()
+                .replace("  - name: web\n", "  - name: web\n    project: team-b\n")
         );
         let f = FerryFile::parse(&text, Path::new("f.yaml")).unwrap();
         let app = f.app("web", Path::new("f.yaml")).unwrap();
         assert_eq!(app.spec.project(), "team-b");
         let project = f.project("team-b").unwrap();
         assert_eq!(project.spec.service_account(), Some(("team-b", "deployer")));
-        assert_eq!(FerryFile::parse(FILE, Path::new("f.yaml")).unwrap().apps[0].spec.project(), "default");
-        let err = FerryFile::parse(&text.replace("team-b/deployer", "deployer"), Path::new("f.yaml"))
-            .unwrap_err();
+        assert_eq!(
+            FerryFile::parse(FILE, Path::new("f.yaml")).unwrap().apps[0]
+                .spec
+                .project(),
+            "default"
+        );
+        let err = FerryFile::parse(
+            &text.replace("team-b/deployer", "deployer"),
+            Path::new("f.yaml"),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "f.yaml project \"team-b\": field serviceAccount: \"deployer\" is not namespace/name"
         );
-        let err = FerryFile::parse(&text.replace("project: team-b", "project: Team"), Path::new("f.yaml"))
-            .unwrap_err();
+        let err = FerryFile::parse(
+            &text.replace("project: team-b", "project: Team"),
+            Path::new("f.yaml"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("field project:"), "{err}");
     }
 

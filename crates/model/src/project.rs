@@ -95,9 +95,9 @@ impl ProjectSpec {
     /// Checks field values; returns the offending field and why.
     pub fn validate(&self) -> Result<(), (String, String)> {
         if let Some(sa) = &self.service_account {
-            let valid = sa.split_once('/').is_some_and(|(ns, name)| {
-                crate::app::is_dns_label(ns) && is_dns_subdomain(name)
-            });
+            let valid = sa
+                .split_once('/')
+                .is_some_and(|(ns, name)| crate::app::is_dns_label(ns) && is_dns_subdomain(name));
             if !valid {
                 return Err((
                     "serviceAccount".into(),
@@ -116,7 +116,10 @@ impl ProjectSpec {
         }
         let kinds = [
             ("clusterResources", &self.cluster_resources),
-            ("namespacedResourceDenylist", &self.namespaced_resource_denylist),
+            (
+                "namespacedResourceDenylist",
+                &self.namespaced_resource_denylist,
+            ),
         ];
         for (field, kinds) in kinds {
             if kinds.iter().any(|k| k.kind.trim().is_empty()) {
@@ -150,7 +153,11 @@ pub struct NamedProject {
 /// The project `name`: a `Project` resource's spec (`resource`) wins over a `ferry.yaml`
 /// entry (`file`); `default` defined by neither is [`ProjectSpec::permissive`]. `None`
 /// when no one defines it.
-pub fn resolve(name: &str, resource: Option<&ProjectSpec>, file: &[NamedProject]) -> Option<Project> {
+pub fn resolve(
+    name: &str,
+    resource: Option<&ProjectSpec>,
+    file: &[NamedProject],
+) -> Option<Project> {
     let spec = match resource {
         Some(spec) => spec.clone(),
         None => match file.iter().find(|p| p.name == name) {
@@ -208,8 +215,14 @@ mod tests {
         for (pattern, text) in [
             ("*", ""),
             ("*", "https://git.example.com/a/b.git"),
-            ("https://git.example.com/team-a/*", "https://git.example.com/team-a/web.git"),
-            ("https://git.example.com/team-a/*", "https://git.example.com/team-a/x/y"),
+            (
+                "https://git.example.com/team-a/*",
+                "https://git.example.com/team-a/web.git",
+            ),
+            (
+                "https://git.example.com/team-a/*",
+                "https://git.example.com/team-a/x/y",
+            ),
             ("team-a", "team-a"),
             ("team-a-*", "team-a-dev"),
             ("team-?", "team-b"),
@@ -221,7 +234,10 @@ mod tests {
         for (pattern, text) in [
             ("team-a", "team-ab"),
             ("team-a-*", "team-a"),
-            ("https://git.example.com/team-a/*", "https://git.example.com/team-b/web"),
+            (
+                "https://git.example.com/team-a/*",
+                "https://git.example.com/team-b/web",
+            ),
             ("team-?", "team-bb"),
             ("a*b*c", "axxbyy"),
             ("", "x"),

@@ -441,7 +441,8 @@ mod tests {
             None,
         )
         .unwrap();
-        let scope = |names: &[&str]| Some(ProjectScope(names.iter().map(|n| n.to_string()).collect()));
+        let scope =
+            |names: &[&str]| Some(ProjectScope(names.iter().map(|n| n.to_string()).collect()));
         assert_eq!(
             a.grant_of("view-a-token-0123456789"),
             Some(Grant {
@@ -459,7 +460,9 @@ mod tests {
         );
         // Not a list of project names: the whole rest is the token.
         assert_eq!(
-            a.grant_of("Not_A_Project:token-0123456789").unwrap().projects,
+            a.grant_of("Not_A_Project:token-0123456789")
+                .unwrap()
+                .projects,
             None
         );
         assert_eq!(a.grant_of("team-a:view-a-token-0123456789"), None);

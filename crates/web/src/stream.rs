@@ -54,38 +54,39 @@ pub async fn stream(
         None => HashSet::new(),
     };
     let state = (rx, ctx, true, scope, shown);
-    let events = futures::stream::unfold(state, |(mut rx, ctx, first, scope, mut shown)| async move {
-        if first {
-            let ready = event("ready", &json!({}));
-            return Some((Ok(ready), (rx, ctx, false, scope, shown)));
-        }
-        let ev = loop {
-            let next = tokio::select! {
-                _ = ctx.shutdown.cancelled() => return None,
-                next = rx.recv() => next,
-            };
-            match next {
-                Ok(name) => match (ctx.store.get(&name).await, &scope) {
-                    (Some(status), Some(scope)) if !scope.allows(status.spec.project()) => {
-                        // Moved out of the scope: gone, as far as this token knows.
-                        if shown.remove(&name) {
-                            break event("removed", &AppRemoved { name });
-                        }
-                    }
-                    (Some(status), _) => {
-                        if scope.is_some() {
-                            shown.insert(name);
-                        }
-                        break event("app", &AppSummary::from(&status));
-                    }
-                    (None, Some(_)) if !shown.remove(&name) => {}
-                    (None, _) => break event("removed", &AppRemoved { name }),
-                },
-                Err(RecvError::Lagged(_)) => break event("resync", &json!({})),
-                Err(RecvError::Closed) => return None,
+    let events =
+        futures::stream::unfold(state, |(mut rx, ctx, first, scope, mut shown)| async move {
+            if first {
+                let ready = event("ready", &json!({}));
+                return Some((Ok(ready), (rx, ctx, false, scope, shown)));
             }
-        };
-        Some((Ok(ev), (rx, ctx, false, scope, shown)))
-    });
+            let ev = loop {
+                let next = tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return None,
+                    next = rx.recv() => next,
+                };
+                match next {
+                    Ok(name) => match (ctx.store.get(&name).await, &scope) {
+                        (Some(status), Some(scope)) if !scope.allows(status.spec.project()) => {
+                            // Moved out of the scope: gone, as far as this token knows.
+                            if shown.remove(&name) {
+                                break event("removed", &AppRemoved { name });
+                            }
+                        }
+                        (Some(status), _) => {
+                            if scope.is_some() {
+                                shown.insert(name);
+                            }
+                            break event("app", &AppSummary::from(&status));
+                        }
+                        (None, Some(_)) if !shown.remove(&name) => {}
+                        (None, _) => break event("removed", &AppRemoved { name }),
+                    },
+                    Err(RecvError::Lagged(_)) => break event("resync", &json!({})),
+                    Err(RecvError::Closed) => return None,
+                }
+            };
+            Some((Ok(ev), (rx, ctx, false, scope, shown)))
+        });
     Sse::new(events).keep_alive(KeepAlive::default())
 }

@@ -181,8 +181,7 @@ impl<'a> Sync<'a> {
             project,
             app_namespace: self.app_namespace,
         });
-        let mut planned =
-            plan::plan(cluster, self.app, self.spec, rendered, opts, policy).await?;
+        let mut planned = plan::plan(cluster, self.app, self.spec, rendered, opts, policy).await?;
         if planned.manifests.is_empty() && !planned.previous.is_empty() && !self.spec.allow_empty {
             return Err(EngineError::EmptyRender {
                 app: self.app.to_string(),
@@ -229,10 +228,8 @@ impl<'a> Sync<'a> {
                     .filter(|s| planned.last_health(s).is_none())
                     .cloned()
                     .collect();
-                let mut read: HashMap<ObjectRef, Health> = wait::observe(cluster, &unseen)
-                    .await?
-                    .into_iter()
-                    .collect();
+                let mut read: HashMap<ObjectRef, Health> =
+                    wait::observe(cluster, &unseen).await?.into_iter().collect();
                 let objects = (objects.iter())
                     .map(|s| {
                         let health = (planned.last_health(s).or_else(|| read.remove(s)))

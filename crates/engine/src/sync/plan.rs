@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use ferry_kube::{Cluster, KubeError};
 use ferry_model::hook::{HOOK_LABEL, HOOK_TEMPLATE_ANNOTATION};
-use ferry_model::{
-    APP_LABEL, Action, AppSpec, ChangeSet, Health, Manifest, ObjectRef, Project,
-};
+use ferry_model::{APP_LABEL, Action, AppSpec, ChangeSet, Health, Manifest, ObjectRef, Project};
 use ferry_plan::hooks::{Hook, Role, classify};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
