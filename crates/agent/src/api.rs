@@ -6,13 +6,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ferry_api::{
     ActionAccepted, AppDetail, AppList, AppSummary, ErrorBody, HistoryList, HistoryQuery,
-    ListQuery, RollbackBody, WebhookAccepted,
+    ListQuery, ProjectScope, RollbackBody, WebhookAccepted,
 };
 
 use ferry_model::AppKey;
@@ -163,8 +163,13 @@ async fn webhook(
 #[utoipa::path(get, path = "/api/v1/apps", operation_id = "listApps", tag = "apps",
     params(ListQuery),
     responses((status = 200, description = "A page of apps.", body = AppList)))]
-async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Response {
+async fn list_apps(
+    State(api): State<Api>,
+    scope: Option<Extension<ProjectScope>>,
+    Query(q): Query<ListQuery>,
+) -> Response {
     let needle = q.q.as_deref().map(str::to_lowercase);
+    let scope = scope.map(|s| s.0);
     let limit = q.limit.unwrap_or(100).min(1000);
     let (total, items) = api
         .ctx
@@ -174,6 +179,7 @@ async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Respon
             let mut items: Vec<AppSummary> = Vec::new();
             let matching = apps
                 .filter(|a| (q.app_namespace.as_deref()).is_none_or(|ns| a.app_namespace == ns))
+                .filter(|a| scope.as_ref().is_none_or(|s| s.allows(a.spec.project())))
                 .filter(|a| q.sync.as_deref().is_none_or(|s| a.sync.as_str() == s))
                 .filter(|a| {
                     q.health

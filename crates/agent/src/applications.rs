@@ -37,6 +37,11 @@ impl Applications {
         }
     }
 
+    /// The namespace of the app's Application (`None` for apps from a file).
+    pub async fn namespace(&self, app: &AppKey) -> Option<String> {
+        self.refs.read().await.get(app)?.namespace.clone()
+    }
+
     /// Records an Event on the app's Application (no-op for apps from a file).
     pub async fn event(&self, app: &AppKey, warning: bool, reason: &str, note: String) {
         let Some(reference) = self.refs.read().await.get(app).cloned() else {

@@ -73,6 +73,8 @@ pub struct Ctx {
     pub waiting: Arc<Waiting>,
     /// The namespace of the apps of `ferry.yaml` (and of its app sets).
     pub apps_namespace: String,
+    /// The projects apps name.
+    pub projects: crate::projects::Projects,
 }
 
 /// What a [`Ctx`] is built from ([`context`]).
@@ -85,6 +87,8 @@ pub struct Parts {
     pub record: Record,
     /// Longest a reconcile may take.
     pub sync_timeout: Duration,
+    /// The projects of the `ferry.yaml`.
+    pub projects: crate::projects::Projects,
     /// The leadership flag.
     pub leader: watch::Receiver<bool>,
     /// Cancelled when the agent stops.
@@ -112,6 +116,7 @@ pub fn context(parts: Parts) -> (Arc<Ctx>, Runner<AppKey>) {
         heals: Default::default(),
         waiting: Default::default(),
         apps_namespace: parts.apps_namespace,
+        projects: parts.projects,
     };
     (Arc::new(ctx), runner)
 }
@@ -522,7 +527,7 @@ async fn report_sync_failure(ctx: &Ctx, name: &AppKey, failure: SyncFailure, att
         attempt,
         trigger,
     } = failure;
-    let reason = format!("{}Failed", error.stage());
+    let reason = error.reason();
     let message = error.to_string();
     warn!(%reason, attempts, "sync failed: {message}");
     let readiness = readiness(&error);
@@ -618,6 +623,10 @@ async fn sync_once(
     let spec = &status.spec;
     let start = attempt.start;
     let key = repo_key(spec);
+    let project = (ctx.projects.of(&name.to_string(), spec).await).map_err(fail(None))?;
+    let app_namespace = ctx.record.applications.namespace(name).await;
+    ferry_engine::project::admit(&project, &name.to_string(), app_namespace.as_deref(), spec)
+        .map_err(fail(None))?;
     step.set(format!("fetching {}", spec.source.repo));
     let rev = match (status.pinned.as_deref(), ctx.engine.known_revision(&key)) {
         (Some(pin), _) => {
@@ -669,6 +678,7 @@ async fn sync_once(
     };
     step.set("planning");
     let result = Sync::new(&ctx.engine.cluster, name, spec)
+        .in_project(&project, app_namespace.as_deref())
         .run_gated(&rendered, &opts, step, gate)
         .await;
     drop(fence);
@@ -861,12 +871,18 @@ async fn check_health(ctx: &Ctx, name: &AppKey, status: &AppStatus) -> Result<Ac
     // From the watches when they have listed every kind involved: no API request.
     let health = match ctx.live.health(&subjects) {
         Some(health) => health,
-        None => tokio::time::timeout(ctx.sync_timeout, observe(&ctx.engine.cluster, &subjects))
-            .await
-            .map_err(|_| EngineError::Timeout {
-                what: format!("the health check of {name}"),
-                seconds: ctx.sync_timeout.as_secs(),
-            })??,
+        None => {
+            let cluster = ctx
+                .projects
+                .cluster_for(&ctx.engine.cluster, &name.to_string(), &status.spec)
+                .await;
+            tokio::time::timeout(ctx.sync_timeout, observe(&cluster, &subjects))
+                .await
+                .map_err(|_| EngineError::Timeout {
+                    what: format!("the health check of {name}"),
+                    seconds: ctx.sync_timeout.as_secs(),
+                })??
+        }
     };
     Ok(record_health(ctx, name, status, health).await)
 }

@@ -20,6 +20,7 @@ pub mod kept;
 pub mod live;
 pub mod metrics;
 pub mod poller;
+pub mod projects;
 pub mod queue;
 pub mod record;
 pub mod state;
@@ -162,6 +163,7 @@ pub async fn run_with(
         store,
         record,
         sync_timeout: config.sync_timeout,
+        projects: projects::Projects::new(file.projects.clone()),
         leader: leader.clone(),
         shutdown: shutdown.clone(),
         apps_namespace: file.namespace.clone(),
@@ -170,12 +172,14 @@ pub async fn run_with(
     appsets::start(&ctx, file.app_sets.clone()).await;
     ctx.pollers.lock().await.sync(&ctx, &shutdown).await;
     if let Some(namespace) = config.applications.clone() {
+        projects::load(&ctx).await;
         tokio::spawn(applications::watch(
             ctx.clone(),
             namespace,
             shutdown.clone(),
         ));
         tokio::spawn(applications::write_statuses(ctx.clone(), shutdown.clone()));
+        tokio::spawn(projects::watch(ctx.clone(), shutdown.clone()));
     }
     tokio::spawn(deps::wake(
         ctx.store.clone(),

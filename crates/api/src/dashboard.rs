@@ -24,6 +24,18 @@ impl std::fmt::Display for Role {
     }
 }
 
+/// The projects a token is limited to (`viewer:team-a+team-b:<token>`): it sees and acts
+/// on only the apps of these projects. In a request's extensions only for such a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectScope(pub Vec<String>);
+
+impl ProjectScope {
+    /// Whether an app of `project` is within the scope.
+    pub fn allows(&self, project: &str) -> bool {
+        self.0.iter().any(|p| p == project)
+    }
+}
+
 /// Answer of `GET /api/v1/whoami`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WhoAmI {

@@ -22,7 +22,7 @@ pub use apps::{
 };
 pub use dashboard::{
     AppEvent, Comparison, Diff, DiffChange, Events, FieldChange, FieldDrift, ManagerInfo, Node,
-    ObjectQuery, Resource, Role, TimeSource, Tree, WhoAmI,
+    ObjectQuery, ProjectScope, Resource, Role, TimeSource, Tree, WhoAmI,
 };
 pub use history::{HistoryEntry, HistoryList, HistoryQuery, Outcome, Trigger};
 

@@ -114,6 +114,27 @@ pub enum EngineError {
         /// How many objects its inventory holds.
         inventoried: usize,
     },
+    /// The app's project does not allow the app or some of its objects; nothing was
+    /// written.
+    #[error("app {app}: refused by project {project}: {}", violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Policy {
+        /// The app.
+        app: String,
+        /// Its project.
+        project: String,
+        /// What the project does not allow, each naming the object and the rule.
+        violations: Vec<ferry_plan::policy::Violation>,
+    },
+    /// The app names a project that is not defined.
+    #[error("app {app}: project {project} is not defined ({looked_in})")]
+    UnknownProject {
+        /// The app.
+        app: String,
+        /// The project named.
+        project: String,
+        /// Where it was looked for, e.g. `not in ferry.yaml, no Project resource`.
+        looked_in: String,
+    },
     /// The sync was cancelled (the agent lost its lease or is stopping) before a write.
     #[error("the sync was cancelled before its next write")]
     Cancelled,
@@ -153,7 +174,17 @@ impl EngineError {
             EngineError::Source(_) | EngineError::Spec(_) | EngineError::AppSet { .. } => "Source",
             EngineError::Render(_) | EngineError::EmptyRender { .. } => "Render",
             EngineError::Prune { .. } => "Prune",
+            EngineError::Policy { .. } | EngineError::UnknownProject { .. } => "Project",
             _ => "Apply",
+        }
+    }
+
+    /// The reason of the status condition and Event reporting this failure:
+    /// `ProjectViolation` for a refusal by the project, else `<stage>Failed`.
+    pub fn reason(&self) -> String {
+        match self {
+            EngineError::Policy { .. } => "ProjectViolation".into(),
+            _ => format!("{}Failed", self.stage()),
         }
     }
 

@@ -15,6 +15,7 @@ mod error;
 pub mod facts;
 pub mod failpoint;
 pub mod progress;
+pub mod project;
 pub mod promote;
 pub mod source;
 pub mod sync;

@@ -107,8 +107,12 @@ pub enum Command {
     /// Without --token / --tokens-file the API listens on localhost only and every local
     /// caller may act; with tokens, viewer tokens read and operator tokens also act.
     Agent(AgentArgs),
-    /// Print (or apply) what runs the agent in a cluster: the Application CRD, RBAC,
-    /// a Deployment with leader election and a Service.
+    /// Print (or apply) what runs the agent in a cluster: the Application and Project
+    /// CRDs, RBAC, a Deployment with leader election and a Service.
+    ///
+    /// The RBAC lets the agent impersonate service accounts (each project's
+    /// serviceAccount applies its apps), read what it watches, and write only its own
+    /// records; --cluster-admin grants it everything instead.
     Install {
         /// Apply to the current cluster instead of printing YAML.
         #[arg(long)]
@@ -119,6 +123,10 @@ pub enum Command {
         /// Container image of ferry.
         #[arg(long, default_value = concat!("ghcr.io/ferry-dev/ferry:", env!("CARGO_PKG_VERSION")))]
         image: String,
+        /// Let the agent do anything in the cluster (needed for apps whose project names
+        /// no serviceAccount, which the agent applies as itself).
+        #[arg(long)]
+        cluster_admin: bool,
     },
     /// List the agent's apps (or show one with its objects).
     Get {

@@ -10,13 +10,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ferry_engine::facts::{self, FactsStore, OfflineFacts};
 use ferry_engine::progress::Silent;
+use ferry_engine::project;
 use ferry_engine::source::{ClusterFacts, Rendered, render_app};
 use ferry_engine::wait::WaitOutcome;
 use ferry_engine::{Sync, SyncOptions, Wait};
 use ferry_kube::Cluster;
 use ferry_model::{
-    Action, AppKey, AppSpec, Destination, FerryFile, NamedApp, SYSTEM_NAMESPACE, SourceSpec,
-    dependency_order, parse_duration,
+    Action, AppKey, AppSpec, Destination, FerryFile, NamedApp, NamedProject, SYSTEM_NAMESPACE,
+    SourceSpec, dependency_order, parse_duration,
 };
 use ferry_render::Tools;
 use ferry_source::GitCache;
@@ -50,7 +51,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             None => {
                 let named = load_app(&app, revision.as_deref()).await?;
                 let key = app_key(&app, &named)?;
-                diff(context, &key, &named, revision.as_deref(), out).await
+                let projects = file_projects(&app)?;
+                diff(context, &key, &named, &projects, revision.as_deref(), out).await
             }
         },
         Command::Agent(args) => agent::run(args, context).await,
@@ -58,7 +60,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             apply,
             namespace,
             image,
-        } => agent::install(context, apply, &namespace, &image).await,
+            cluster_admin,
+        } => agent::install(context, apply, &namespace, &image, cluster_admin).await,
         Command::Get { what, name, server } => {
             agent::get(&server, &what, name.as_deref(), out).await
         }
@@ -95,8 +98,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
             let named = load_app(&app, revision.as_deref()).await?;
             let key = app_key(&app, &named)?;
+            let projects = file_projects(&app)?;
             flags
-                .apply(context, &key, named, revision.as_deref(), out)
+                .apply(context, &key, named, &projects, revision.as_deref(), out)
                 .await
         }
     }
@@ -116,6 +120,7 @@ impl ApplyFlags {
         context: Option<&str>,
         key: &AppKey,
         mut app: NamedApp,
+        projects: &[NamedProject],
         revision: Option<&str>,
         out: Output,
     ) -> Result<i32> {
@@ -124,7 +129,13 @@ impl ApplyFlags {
         }
         let timeout = self.timeout.unwrap_or_else(|| app.spec.wait_timeout());
         let wait = (!self.no_wait && app.spec.wait.enabled).then_some(timeout);
-        apply(context, key, &app, revision, self.force, wait, out).await
+        let how = How {
+            projects,
+            revision,
+            force: self.force,
+            wait,
+        };
+        apply(context, key, &app, how, out).await
     }
 }
 
@@ -138,8 +149,17 @@ fn app_key(args: &AppArgs, app: &NamedApp) -> Result<AppKey> {
     Ok(AppKey::new(namespace, &app.name))
 }
 
-/// Every app of the ferry.yaml (app sets expanded at their refs), dependencies first.
-async fn ordered_apps(args: &AppArgs) -> Result<Vec<NamedApp>> {
+/// The projects of the ferry.yaml (none for a one-off `--repo` app).
+fn file_projects(args: &AppArgs) -> Result<Vec<NamedProject>> {
+    if args.repo.is_some() {
+        return Ok(Vec::new());
+    }
+    Ok(FerryFile::load(&args.file)?.projects)
+}
+
+/// Every app of the ferry.yaml (app sets expanded at their refs), dependencies first,
+/// and the file's projects.
+async fn ordered_apps(args: &AppArgs) -> Result<(Vec<NamedApp>, Vec<NamedProject>)> {
     let file = FerryFile::load(&args.file)?;
     let mut all: Vec<Option<NamedApp>> = appsets::all_apps(&file, None)
         .await?
@@ -151,7 +171,8 @@ async fn ordered_apps(args: &AppArgs) -> Result<Vec<NamedApp>> {
         (a.name.as_str(), deps)
     }))
     .with_context(|| args.file.display().to_string())?;
-    Ok(order.into_iter().filter_map(|i| all[i].take()).collect())
+    let apps = order.into_iter().filter_map(|i| all[i].take()).collect();
+    Ok((apps, file.projects))
 }
 
 /// `apply --all`: each app in dependency order; the first exit code that is not 0 ends it.
@@ -161,11 +182,12 @@ async fn apply_all(
     flags: &ApplyFlags,
     out: Output,
 ) -> Result<i32> {
-    for app in ordered_apps(args).await? {
+    let (apps, projects) = ordered_apps(args).await?;
+    for app in apps {
         let name = app.name.clone();
         let key = app_key(args, &app)?;
         let code = flags
-            .apply(context, &key, app, None, out)
+            .apply(context, &key, app, &projects, None, out)
             .await
             .with_context(|| format!("app {name}"))?;
         if code != 0 {
@@ -178,9 +200,10 @@ async fn apply_all(
 /// `diff --all`: each app in dependency order; an error ends it, pending changes do not.
 async fn diff_all(context: Option<&str>, args: &AppArgs, out: Output) -> Result<i32> {
     let mut code = 0;
-    for app in ordered_apps(args).await? {
+    let (apps, projects) = ordered_apps(args).await?;
+    for app in apps {
         let key = app_key(args, &app)?;
-        let changed = diff(context, &key, &app, None, out)
+        let changed = diff(context, &key, &app, &projects, None, out)
             .await
             .with_context(|| format!("app {}", app.name))?;
         code = code.max(changed);
@@ -334,10 +357,13 @@ async fn diff(
     context: Option<&str>,
     key: &AppKey,
     app: &NamedApp,
+    projects: &[NamedProject],
     revision: Option<&str>,
     out: Output,
 ) -> Result<i32> {
     let (cluster, facts) = connect(context, app).await?;
+    let project = project::resolve(&cluster, &app.name, &app.spec, projects).await?;
+    project::admit(&project, &app.name, None, &app.spec)?;
     let rendered = render_named(app, revision, &facts).await?;
     let opts = SyncOptions {
         dry_run: true,
@@ -346,6 +372,7 @@ async fn diff(
         ..Default::default()
     };
     let report = Sync::new(&cluster, key, &app.spec)
+        .in_project(&project, None)
         .run(&rendered, &opts, &Silent)
         .await?;
     ChangeSetView(&report.changeset).print(out)?;
@@ -384,16 +411,34 @@ async fn preview(args: &AppArgs, head: &str, base: &str, out: Output) -> Result<
     Ok(if cs.in_sync() { 0 } else { 1 })
 }
 
+/// How `apply` applies one app.
+struct How<'a> {
+    /// The ferry.yaml's projects.
+    projects: &'a [NamedProject],
+    /// The revision (default: the app's ref).
+    revision: Option<&'a str>,
+    /// Re-create objects whose immutable fields changed.
+    force: bool,
+    /// Wait this long for health.
+    wait: Option<Duration>,
+}
+
 async fn apply(
     context: Option<&str>,
     key: &AppKey,
     app: &NamedApp,
-    revision: Option<&str>,
-    force: bool,
-    wait: Option<Duration>,
+    how: How<'_>,
     out: Output,
 ) -> Result<i32> {
+    let How {
+        projects,
+        revision,
+        force,
+        wait,
+    } = how;
     let (cluster, facts) = connect(context, app).await?;
+    let project = project::resolve(&cluster, &app.name, &app.spec, projects).await?;
+    project::admit(&project, &app.name, None, &app.spec)?;
     let printer = Printer::new(out);
     let rendered = render_named(app, revision, &facts).await?;
     printer.line(&format!(
@@ -411,6 +456,7 @@ async fn apply(
         ..Default::default()
     };
     let report = Sync::new(&cluster, key, &app.spec)
+        .in_project(&project, None)
         .run(&rendered, &opts, &printer)
         .await?;
     for kept in (report.changeset.changes.iter()).filter(|c| c.action == Action::Orphan) {

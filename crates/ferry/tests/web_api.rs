@@ -943,3 +943,138 @@ async fn without_tokens_localhost_only() {
     eprintln!("latency: SIGTERM with an open stream → exit: {took:?}");
     f.finish().await;
 }
+
+/// Tokens limited to a project (`viewer:team-a:<token>`, `operator:team-a:<token>`) see
+/// and act on only the apps of that project: the list, the detail, the dashboard routes,
+/// the history, actions and the stream; an app of another project answers 404, as an
+/// app that does not exist. An unlimited token still sees both apps.
+#[tokio::test]
+async fn project_limited_tokens_see_only_their_apps() {
+    const TEAM_VIEWER: &str = "team-a-viewer-token-0003";
+    const TEAM_OPERATOR: &str = "team-a-operator-token-0004";
+    let f = Fixture::new("web-scope").await;
+    let (mine, theirs) = (f.app("-a"), f.app("-b"));
+    f.repo
+        .write("a/cfg.yaml", &common::configmap("a", &[("k", "v")]));
+    f.repo
+        .write("b/cfg.yaml", &common::configmap("b", &[("k", "v")]));
+    f.repo.commit("two apps");
+    let entry = |app: &str, path: &str, project: &str| {
+        app_entry(
+            app,
+            f.repo.path(),
+            path,
+            f.ns(),
+            "1s",
+            &format!("    project: {project}\n"),
+        )
+    };
+    let file = format!(
+        "projects:\n  - name: team-a\n    sourceRepos: [\"*\"]\n    destinations: [\"*\"]\n{}",
+        apps_file(&[entry(&mine, "a", "team-a"), entry(&theirs, "b", "default")])
+    );
+    let home = AgentHome::new(&file);
+    let agent = Agent::start(
+        &home,
+        "agent",
+        &[
+            "--token",
+            &format!("viewer:team-a:{TEAM_VIEWER}"),
+            "--token",
+            &format!("operator:team-a:{TEAM_OPERATOR}"),
+            "--token",
+            &format!("operator:{OPERATOR}"),
+        ],
+    )
+    .await;
+    let bodies = Mutex::new(Vec::new());
+    let (viewer, operator, admin) = (
+        Api::new(&agent, Some(TEAM_VIEWER), &bodies),
+        Api::new(&agent, Some(TEAM_OPERATOR), &bodies),
+        Api::new(&agent, Some(OPERATOR), &bodies),
+    );
+    for app in [&mine, &theirs] {
+        admin
+            .wait_app(app, "Synced", |s| s["sync"] == "Synced")
+            .await;
+    }
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let q = format!("/api/v1/apps?q={}", f.ns());
+    let listed = viewer.ok(&q).await;
+    assert_eq!(
+        (names(&listed), &listed["total"]),
+        (vec![mine.clone()], &json!(1))
+    );
+    let mut all = names(&admin.ok(&q).await);
+    all.sort();
+    assert_eq!(all, [mine.clone(), theirs.clone()]);
+
+    assert_eq!(
+        viewer.ok(&format!("/api/v1/apps/{mine}")).await["name"],
+        mine
+    );
+    viewer.ok(&format!("/api/v1/apps/{mine}/tree")).await;
+    for route in ["", "/tree", "/diff", "/events", "/history"] {
+        let (status, body) = viewer.get(&format!("/api/v1/apps/{theirs}{route}")).await;
+        assert_eq!(status, 404, "{route}: {body}");
+        assert_eq!(body["error"], format!("no app named {theirs:?}"), "{route}");
+    }
+    let (status, body) = operator
+        .post(&format!("/api/v1/apps/{theirs}/sync"), None, &[])
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = operator
+        .post(&format!("/api/v1/apps/{mine}/refresh"), None, &[])
+        .await;
+    assert_eq!(status, 202, "{body}");
+
+    // The stream: a sync of the other team's app first, then one of this team's; only
+    // the latter reaches the limited viewer.
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/api/v1/stream", agent.url))
+        .bearer_auth(TEAM_VIEWER)
+        .send()
+        .await
+        .expect("GET /api/v1/stream");
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (mine_event, theirs_event) = (
+        format!("data: {{\"name\":\"{mine}\""),
+        format!("\"name\":\"{theirs}\""),
+    );
+    let mut sent = false;
+    while !seen.contains(&mine_event) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no event of {mine} on the stream; got:\n{seen}"))
+            .expect("reading the stream")
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if !sent && seen.contains("event: ready\n") {
+            sent = true;
+            let (status, body) = admin
+                .post(&format!("/api/v1/apps/{theirs}/sync"), None, &[])
+                .await;
+            assert_eq!(status, 202, "{body}");
+            admin
+                .wait_app(&theirs, "synced again", |s| s["sync"] == "Synced")
+                .await;
+            let (status, body) = operator
+                .post(&format!("/api/v1/apps/{mine}/sync"), None, &[])
+                .await;
+            assert_eq!(status, 202, "{body}");
+        }
+    }
+    assert!(!seen.contains(&theirs_event), "{seen}");
+    drop(stream);
+    drop(agent);
+    f.finish().await;
+}

@@ -26,7 +26,7 @@ pub enum KubeError {
         kind: String,
     },
     /// RBAC denied the request.
-    #[error("forbidden: cannot {verb} {subject}: {message}")]
+    #[error("forbidden: {} cannot {verb} {subject}: {message}", user.as_deref().unwrap_or("ferry"))]
     Forbidden {
         /// The verb.
         verb: &'static str,
@@ -34,6 +34,9 @@ pub enum KubeError {
         subject: Box<ObjectRef>,
         /// The server's message.
         message: String,
+        /// The impersonated user (a project's service account); `None`: ferry's own
+        /// identity.
+        user: Option<String>,
     },
     /// The server rejected the object as invalid (422); `immutable` when an immutable field changed.
     #[error("{subject} is invalid: {message}")]
@@ -115,6 +118,7 @@ impl KubeError {
                         verb,
                         subject: Box::new(subject.clone()),
                         message,
+                        user: None,
                     }
                 } else if status.is_invalid() {
                     KubeError::Invalid {
@@ -154,6 +158,7 @@ impl KubeError {
                 verb: "discover",
                 subject: Box::new(ObjectRef::new("v1", "APIResourceList", None, "/apis")),
                 message: status.message.clone(),
+                user: None,
             },
             _ => KubeError::Unreachable {
                 server: server.into(),

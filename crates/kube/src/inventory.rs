@@ -521,19 +521,20 @@ impl Cluster {
     ) -> Result<Option<(Inventory, Version)>, KubeError> {
         let subject = config_map_ref(&names.head);
         for _ in 0..READ_ATTEMPTS {
-            let (revision, generation, shards, inline, version) = match self.read_head(names).await? {
-                None => return Ok(None),
-                Some((Head::Legacy(inv), version)) => return Ok(Some((inv, version))),
-                Some((
-                    Head::Current {
-                        revision,
-                        generation,
-                        shards,
-                        inline,
-                    },
-                    version,
-                )) => (revision, generation, shards, inline, version),
-            };
+            let (revision, generation, shards, inline, version) =
+                match self.read_head(names).await? {
+                    None => return Ok(None),
+                    Some((Head::Legacy(inv), version)) => return Ok(Some((inv, version))),
+                    Some((
+                        Head::Current {
+                            revision,
+                            generation,
+                            shards,
+                            inline,
+                        },
+                        version,
+                    )) => (revision, generation, shards, inline, version),
+                };
             let compressed = match inline.filter(|_| shards == 0) {
                 Some(bytes) => bytes,
                 None => match self.read_parts(names, generation, shards).await? {
@@ -562,7 +563,7 @@ impl Cluster {
     /// Already gone is not an error.
     pub async fn delete_inventory(&self, app: &AppKey) -> Result<(), KubeError> {
         for names in [Names::of(app), Names::legacy(&app.name)] {
-            self.delete(&config_map_ref(&names.head)).await?;
+            self.delete_config_map(&names.head).await?;
             self.delete_shards_except(&names, &[]).await?;
         }
         Ok(())
@@ -575,18 +576,31 @@ impl Cluster {
             .list(&ListParams::default().labels(&names.shards))
             .await
             .map_err(|e| self.api_error(e, "list", &config_map_ref("*")))?;
-        let doomed: Vec<ObjectRef> = listed
+        let doomed: Vec<String> = listed
             .items
             .into_iter()
             .filter_map(|cm| cm.metadata.name)
             .filter(|n| !keep.contains(n))
-            .map(|n| config_map_ref(&n))
             .collect();
         stream::iter(doomed)
-            .map(|subject| async move { self.delete(&subject).await })
+            .map(|name| async move { self.delete_config_map(&name).await })
             .buffer_unordered(SHARD_CONCURRENCY)
             .try_collect()
             .await
+    }
+
+    /// Deletes one of the inventory ConfigMaps (with ferry's own identity); already gone
+    /// is not an error.
+    async fn delete_config_map(&self, name: &str) -> Result<(), KubeError> {
+        match self
+            .inventory_config_maps()
+            .delete(name, &kube::api::DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+            Err(e) => Err(self.api_error(e, "delete", &config_map_ref(name))),
+        }
     }
 
     /// Writes the head whole: created when there was none, else replaced on the
@@ -684,7 +698,8 @@ impl Cluster {
         app: &AppKey,
         mut update: impl FnMut(Option<&Inventory>) -> Inventory,
     ) -> Result<Inventory, KubeError> {
-        self.ensure_namespace(SYSTEM_NAMESPACE).await?;
+        self.ensure_namespace_with(self.client(), SYSTEM_NAMESPACE)
+            .await?;
         let names = Names::of(app);
         let legacy = Names::legacy(&app.name);
         let mut attempt = 0;
@@ -709,7 +724,7 @@ impl Cluster {
                 Err(e) => return Err(e),
                 Ok(()) => {
                     if earlier.is_some() {
-                        self.delete(&config_map_ref(&legacy.head)).await?;
+                        self.delete_config_map(&legacy.head).await?;
                         self.delete_shards_except(&legacy, &[]).await?;
                     }
                     return Ok(inv);

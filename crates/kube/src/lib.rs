@@ -13,6 +13,7 @@ mod own;
 mod system;
 mod watch;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,15 +89,23 @@ pub const DISCOVERY_MIN_AGE: Duration = Duration::from_secs(5);
 /// by kube-runtime's own idle timeout (the server-side watch timeout, 290 s, plus 5 s),
 /// after which the watcher reconnects; the longer read timeout bounds the rest (the
 /// watcher's lists).
+///
+/// [`Cluster::impersonating`] gives a view whose requests about apps' objects (get, list,
+/// apply, create, delete, namespaces, can-i) carry `Impersonate-User`, over the same
+/// connections; inventories, ferry's records, its own resources, discovery and watches
+/// keep ferry's own identity.
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
+    objects: kube::Client,
     watcher: kube::Client,
     server: String,
     timeout: Duration,
     discovery: Arc<RwLock<Discovery>>,
     /// When discovery last ran; held while it runs again.
     discovered: Arc<Mutex<Instant>>,
+    user: Option<Arc<str>>,
+    impersonated: Arc<std::sync::Mutex<HashMap<String, kube::Client>>>,
 }
 
 impl Cluster {
@@ -142,12 +151,15 @@ impl Cluster {
         let watcher = build(config)?;
         let discovery = discover(&client, &server).await?;
         Ok(Self {
+            objects: client.clone(),
             client,
             watcher,
             server,
             timeout,
             discovery: Arc::new(RwLock::new(discovery)),
             discovered: Arc::new(Mutex::new(Instant::now())),
+            user: None,
+            impersonated: Arc::default(),
         })
     }
 
@@ -161,15 +173,44 @@ impl Cluster {
         let discovery = discover(&client, &server).await?;
         Ok(Self {
             watcher: client.clone(),
+            objects: client.clone(),
             client,
             server,
             timeout,
             discovery: Arc::new(RwLock::new(discovery)),
             discovered: Arc::new(Mutex::new(Instant::now())),
+            user: None,
+            impersonated: Arc::default(),
         })
     }
 
-    /// The client of ordinary requests (with a read timeout).
+    /// This cluster with the requests about apps' objects made as the service account
+    /// `namespace/name` (`Impersonate-User: system:serviceaccount:<namespace>:<name>`),
+    /// so that its RBAC decides; inventories, records, watches and discovery stay ferry's.
+    /// The view shares this cluster's connections and discovery; the impersonating client
+    /// of each account is made once.
+    pub fn impersonating(&self, namespace: &str, name: &str) -> Cluster {
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let objects = self
+            .impersonated
+            .lock()
+            .expect("impersonating clients")
+            .entry(user.clone())
+            .or_insert_with(|| impersonating_client(&self.client, &user))
+            .clone();
+        Cluster {
+            objects,
+            user: Some(user.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The user this view impersonates (`None`: ferry's own identity).
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The client of ordinary requests with ferry's own identity (with a read timeout).
     pub(crate) fn client(&self) -> &kube::Client {
         &self.client
     }
@@ -196,6 +237,25 @@ impl Cluster {
             };
         }
         KubeError::from_api(err, verb, subject)
+    }
+
+    /// [`api_error`](Self::api_error) of a request about an app's object: a Forbidden
+    /// names the impersonated user.
+    fn object_error(&self, err: kube::Error, verb: &'static str, subject: &ObjectRef) -> KubeError {
+        match self.api_error(err, verb, subject) {
+            KubeError::Forbidden {
+                verb,
+                subject,
+                message,
+                ..
+            } => KubeError::Forbidden {
+                verb,
+                subject,
+                message,
+                user: self.user.as_deref().map(str::to_string),
+            },
+            other => other,
+        }
     }
 
     /// The API server URL.
@@ -251,8 +311,8 @@ impl Cluster {
     async fn api(&self, subject: &ObjectRef) -> Result<Api<DynamicObject>, KubeError> {
         let r = self.resolve(&subject.api_version(), &subject.kind).await?;
         Ok(match (&subject.namespace, r.namespaced) {
-            (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &r.resource),
-            _ => Api::all_with(self.client.clone(), &r.resource),
+            (Some(ns), true) => Api::namespaced_with(self.objects.clone(), ns, &r.resource),
+            _ => Api::all_with(self.objects.clone(), &r.resource),
         })
     }
 
@@ -262,7 +322,7 @@ impl Cluster {
         let obj = api
             .get_opt(&subject.name)
             .await
-            .map_err(|e| self.api_error(e, "get", subject))?;
+            .map_err(|e| self.object_error(e, "get", subject))?;
         obj.map(to_value).transpose()
     }
 
@@ -290,8 +350,8 @@ impl Cluster {
     ) -> Result<Vec<Value>, KubeError> {
         let r = self.resolve(api_version, kind).await?;
         let api: Api<DynamicObject> = match namespace {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &r.resource),
-            None => Api::all_with(self.client.clone(), &r.resource),
+            Some(ns) => Api::namespaced_with(self.objects.clone(), ns, &r.resource),
+            None => Api::all_with(self.objects.clone(), &r.resource),
         };
         let subject = ObjectRef::new(api_version, kind, namespace, "*");
         let mut params = kube::api::ListParams::default();
@@ -301,7 +361,7 @@ impl Cluster {
         let list = api
             .list(&params)
             .await
-            .map_err(|e| self.api_error(e, "list", &subject))?;
+            .map_err(|e| self.object_error(e, "list", &subject))?;
         // List items come without apiVersion and kind.
         list.items
             .into_iter()
@@ -325,7 +385,7 @@ impl Cluster {
         let applied = api
             .patch(&subject.name, &params, &Patch::Apply(object))
             .await
-            .map_err(|e| self.api_error(e, "apply", &subject))?;
+            .map_err(|e| self.object_error(e, "apply", &subject))?;
         to_value(applied)
     }
 
@@ -352,7 +412,7 @@ impl Cluster {
         let created = api
             .create(&params, &typed)
             .await
-            .map_err(|e| self.api_error(e, "create", &subject))?;
+            .map_err(|e| self.object_error(e, "create", &subject))?;
         to_value(created)
     }
 
@@ -362,23 +422,36 @@ impl Cluster {
         match api.delete(&subject.name, &DeleteParams::background()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-            Err(e) => Err(self.api_error(e, "delete", subject)),
+            Err(e) => Err(self.object_error(e, "delete", subject)),
         }
     }
 
     /// Creates a namespace when it does not exist.
     pub async fn ensure_namespace(&self, name: &str) -> Result<(), KubeError> {
+        self.ensure_namespace_with(&self.objects, name).await
+    }
+
+    /// Creates a namespace when it does not exist, through `client`.
+    pub(crate) async fn ensure_namespace_with(
+        &self,
+        client: &kube::Client,
+        name: &str,
+    ) -> Result<(), KubeError> {
         let subject = ObjectRef::new("v1", "Namespace", None, name);
-        if self.get(&subject).await?.is_some() {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(|e| self.object_error(e, "get", &subject))?;
+        if found.is_some() {
             return Ok(());
         }
-        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
         let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
             .expect("static namespace object");
         match api.create(&PostParams::default(), &ns).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
-            Err(e) => Err(self.api_error(e, "create", &subject)),
+            Err(e) => Err(self.object_error(e, "create", &subject)),
         }
     }
 
@@ -404,7 +477,7 @@ impl Cluster {
             },
             ..Default::default()
         };
-        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.objects.clone());
         let subject = ObjectRef::new(
             "authorization.k8s.io/v1",
             "SelfSubjectAccessReview",
@@ -486,6 +559,23 @@ async fn discover(client: &kube::Client, server: &str) -> Result<Discovery, Kube
             .map_err(|e| KubeError::unreachable(server, &e)),
         Err(e) => Err(KubeError::unreachable(server, &e)),
     }
+}
+
+/// A client sending every request of `base` with `Impersonate-User: user`, over
+/// `base`'s connections.
+fn impersonating_client(base: &kube::Client, user: &str) -> kube::Client {
+    let value =
+        http::HeaderValue::from_str(user).expect("a service account name is a header value");
+    let base = base.clone();
+    let default_namespace = base.default_namespace().to_string();
+    let service = tower::service_fn(move |mut request: http::Request<kube::client::Body>| {
+        request
+            .headers_mut()
+            .insert("impersonate-user", value.clone());
+        let base = base.clone();
+        async move { base.send(request).await }
+    });
+    kube::Client::new(service, default_namespace)
 }
 
 /// The reference of a JSON object (`apiVersion`, `kind`, `metadata.namespace/name`).

@@ -5,8 +5,8 @@
 use std::fmt::Debug;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -89,6 +89,32 @@ impl Cluster {
             Some(ns) => Api::namespaced(self.watch_client().clone(), ns),
             None => Api::all(self.watch_client().clone()),
         };
+        self.watch_api(api)
+    }
+
+    /// Watches every cluster-scoped `K` (the `Project` custom resource), like
+    /// [`watch_typed`](Self::watch_typed).
+    pub fn watch_cluster_typed<K>(
+        &self,
+    ) -> impl Stream<Item = Result<Watched<K>, KubeError>> + Send + 'static
+    where
+        K: Resource<DynamicType = (), Scope = ClusterResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + 'static,
+    {
+        self.watch_api(Api::all(self.watch_client().clone()))
+    }
+
+    fn watch_api<K>(
+        &self,
+        api: Api<K>,
+    ) -> impl Stream<Item = Result<Watched<K>, KubeError>> + Send + 'static
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+    {
         let server = self.server().to_string();
         kube::runtime::WatchStreamExt::default_backoff(watcher(api, watcher::Config::default()))
             .filter_map(move |event| {

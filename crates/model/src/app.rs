@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppKey;
 use crate::appset::AppSet;
 use crate::deps::{DependencyError, dependency_order};
+use crate::project::{DEFAULT_PROJECT, NamedProject, Project};
 
 /// An error in an app definition.
 #[derive(Debug, thiserror::Error)]
@@ -332,6 +333,10 @@ impl Default for WaitSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppSpec {
+    /// The project bounding the app (default `default`): where it may deploy from and
+    /// to, which kinds, and as which service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     /// Where manifests come from.
     pub source: SourceSpec,
     /// Where they go.
@@ -392,6 +397,9 @@ pub struct FerryFile {
     /// App sets: apps generated from the directories of a repository.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_sets: Vec<AppSet>,
+    /// Projects the apps may name (`project:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<NamedProject>,
 }
 
 fn default_namespace() -> String {
@@ -404,6 +412,7 @@ impl Default for FerryFile {
             namespace: default_namespace(),
             apps: Vec::new(),
             app_sets: Vec::new(),
+            projects: Vec::new(),
         }
     }
 }
@@ -449,6 +458,21 @@ impl FerryFile {
                 field: "namespace".into(),
                 message: format!("{:?} is not a valid namespace name", file.namespace),
             });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for project in &file.projects {
+            let invalid = |field: &str, message: String| SpecError::Invalid {
+                location: format!("{} project {:?}", path.display(), project.name),
+                field: field.into(),
+                message,
+            };
+            if !is_dns_label(&project.name) {
+                return Err(invalid("name", "must be a DNS label (a-z, 0-9, -)".into()));
+            }
+            if !seen.insert(project.name.as_str()) {
+                return Err(invalid("name", "duplicate project name".into()));
+            }
+            project.spec.validate().map_err(|(f, m)| invalid(&f, m))?;
         }
         let mut seen = std::collections::HashSet::new();
         for app in &file.apps {
@@ -525,6 +549,17 @@ impl FerryFile {
             })
     }
 
+    /// The project named `name` defined in this file.
+    pub fn project(&self, name: &str) -> Option<Project> {
+        self.projects
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| Project {
+                name: p.name.clone(),
+                spec: p.spec.clone(),
+            })
+    }
+
     /// The app named `name`.
     pub fn app(&self, name: &str, path: &Path) -> Result<&NamedApp, SpecError> {
         self.apps
@@ -549,6 +584,14 @@ impl AppSpec {
         if self.source.repo.trim().is_empty() {
             return Err(("source.repo".into(), "must not be empty".into()));
         }
+        if let Some(project) = &self.project
+            && !is_dns_label(project)
+        {
+            return Err((
+                "project".into(),
+                format!("{project:?} is not a project name (a DNS label)"),
+            ));
+        }
         if let Some(ns) = &self.destination.namespace
             && !is_dns_label(ns)
         {
@@ -565,6 +608,11 @@ impl AppSpec {
             parse_duration(i).map_err(|m| ("interval".into(), m))?;
         }
         Ok(())
+    }
+
+    /// The name of the app's project ([`DEFAULT_PROJECT`] when it names none).
+    pub fn project(&self) -> &str {
+        self.project.as_deref().unwrap_or(DEFAULT_PROJECT)
     }
 
     /// The wait timeout.
@@ -768,6 +816,41 @@ appSets:
         for v in ["1.30", "v1.30.2", "1.31.0-rc.1"] {
             assert!(is_kube_version(v), "{v}");
         }
+    }
+
+    #[test]
+    fn projects_are_parsed_and_checked() {
+        let text = format!(
+            "projects:\n  - name: team-b\n    sourceRepos: [\"https://git.example.com/team-b/*\"]\n    destinations: [team-b]\n    serviceAccount: team-b/deployer\n{}",
+            FILE.trim_start()
+                .replace("  - name: web\n", "  - name: web\n    project: team-b\n")
+        );
+        let f = FerryFile::parse(&text, Path::new("f.yaml")).unwrap();
+        let app = f.app("web", Path::new("f.yaml")).unwrap();
+        assert_eq!(app.spec.project(), "team-b");
+        let project = f.project("team-b").unwrap();
+        assert_eq!(project.spec.service_account(), Some(("team-b", "deployer")));
+        assert_eq!(
+            FerryFile::parse(FILE, Path::new("f.yaml")).unwrap().apps[0]
+                .spec
+                .project(),
+            "default"
+        );
+        let err = FerryFile::parse(
+            &text.replace("team-b/deployer", "deployer"),
+            Path::new("f.yaml"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml project \"team-b\": field serviceAccount: \"deployer\" is not namespace/name"
+        );
+        let err = FerryFile::parse(
+            &text.replace("project: team-b", "project: Team"),
+            Path::new("f.yaml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("field project:"), "{err}");
     }
 
     #[test]

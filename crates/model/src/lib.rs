@@ -14,6 +14,7 @@ mod key;
 mod known;
 mod manifest;
 mod object;
+pub mod project;
 
 pub use app::{
     AppSpec, Destination, FerryFile, HelmOptions, JsonnetOptions, KustomizeOptions, NamedApp,
@@ -29,6 +30,7 @@ pub use key::{AppKey, AppKeyError};
 pub use known::{Digest, Known};
 pub use manifest::{Manifest, ManifestError, Origin};
 pub use object::ObjectRef;
+pub use project::{DEFAULT_PROJECT, KindPattern, NamedProject, Project, ProjectSpec};
 
 /// The field manager ferry uses for every server-side apply.
 pub const FIELD_MANAGER: &str = "ferry";

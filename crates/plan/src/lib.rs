@@ -11,6 +11,7 @@
 //! - [`preview`]: what moving between two revisions changes, offline;
 //! - [`drift`]: which field differs from Git and which field manager wrote it;
 //! - [`memo`]: stable fingerprints for the in-sync memo kept in inventories;
+//! - [`policy`]: a project's rules against one app and its objects (violations);
 //! - [`edit`]: targeted, layout-preserving edits of YAML files' text (`ferry promote`).
 //!
 //! Fetching, rendering and applying are the engine's (`ferry-engine`).
@@ -23,4 +24,5 @@ pub mod hooks;
 pub mod memo;
 pub mod order;
 pub mod plan;
+pub mod policy;
 pub mod preview;

@@ -2,7 +2,10 @@
 //! the guards against cross-site requests.
 //!
 //! - With tokens configured, every `/api/v1` request needs `Authorization: Bearer
-//!   <token>`; a viewer token reads, an operator token also acts (POST).
+//!   <token>`; a viewer token reads, an operator token also acts (POST). A token given as
+//!   `ROLE:PROJECTS:TOKEN` (`viewer:team-a:<token>`, `viewer:team-a+team-b:<token>`) is limited to the apps of
+//!   those projects: the guard puts a [`ProjectScope`] into the request, and the list,
+//!   the stream and every per-app route ([`limit`]) show only those apps.
 //! - Without tokens, the agent must listen on a loopback address ([`Auth::check_listen`])
 //!   and answers only requests addressed to a loopback host name (no DNS rebinding); every
 //!   local caller is an operator.
@@ -25,10 +28,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ferry_model::AppKey;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-pub use ferry_api::Role;
+pub use ferry_api::{ProjectScope, Role};
 
 use crate::error_response;
 
@@ -39,7 +43,7 @@ pub const MIN_TOKEN_LEN: usize = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// A token spec without `ROLE:`.
-    #[error("{origin}: expected ROLE:TOKEN with ROLE viewer or operator")]
+    #[error("{origin}: expected ROLE:TOKEN or ROLE:PROJECTS:TOKEN with ROLE viewer or operator")]
     Malformed {
         /// `--token` or `<file>:<line>`.
         origin: String,
@@ -80,10 +84,19 @@ pub enum AuthError {
     },
 }
 
-/// The configured tokens (as digests) and their roles.
+/// What a token grants: a role, over every app or over the apps of some projects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The role.
+    pub role: Role,
+    /// The projects it is limited to; `None`: every app.
+    pub projects: Option<ProjectScope>,
+}
+
+/// The configured tokens (as digests) and what they grant.
 #[derive(Default)]
 pub struct Auth {
-    tokens: Vec<(Role, [u8; 32])>,
+    tokens: Vec<(Grant, [u8; 32])>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -140,6 +153,16 @@ impl Auth {
                 });
             }
         };
+        // `PROJECTS:TOKEN` when the part before a colon is a list of project names (or
+        // `*`, every project, for a token that itself holds a colon).
+        let (projects, token) = match token.split_once(':') {
+            Some((list, rest)) if list.trim() == "*" => (None, rest),
+            Some((list, rest)) if is_project_list(list) => {
+                let names = list.split('+').map(|p| p.trim().to_string()).collect();
+                (Some(ProjectScope(names)), rest)
+            }
+            _ => (None, token),
+        };
         let token = token.trim();
         if token.chars().count() < MIN_TOKEN_LEN {
             return Err(AuthError::TooShort {
@@ -147,7 +170,7 @@ impl Auth {
                 role,
             });
         }
-        self.tokens.push((role, digest(token)));
+        self.tokens.push((Grant { role, projects }, digest(token)));
         Ok(())
     }
 
@@ -173,26 +196,80 @@ impl Auth {
         let operators = self
             .tokens
             .iter()
-            .filter(|(r, _)| *r == Role::Operator)
+            .filter(|(g, _)| g.role == Role::Operator)
             .count();
+        let limited = self
+            .tokens
+            .iter()
+            .filter(|(g, _)| g.projects.is_some())
+            .count();
+        let limited = match limited {
+            0 => String::new(),
+            n => format!(", {n} limited to projects"),
+        };
         format!(
-            "API tokens required ({} viewer, {operators} operator)",
+            "API tokens required ({} viewer, {operators} operator{limited})",
             self.tokens.len() - operators
         )
     }
 
     /// The role of a presented token; `None` when it matches no configured token.
     pub fn role_of(&self, token: &str) -> Option<Role> {
+        self.grant_of(token).map(|g| g.role)
+    }
+
+    /// What a presented token grants; `None` when it matches no configured token.
+    pub fn grant_of(&self, token: &str) -> Option<Grant> {
         let presented = digest(token);
         // Compare against every token, so the time taken says nothing about which matched.
         let mut found = None;
-        for (role, known) in &self.tokens {
+        for (grant, known) in &self.tokens {
             if bool::from(known.ct_eq(&presented)) {
-                found = Some(*role);
+                found = Some(grant.clone());
             }
         }
         found
     }
+}
+
+/// Whether `list` is a `+`-separated list of project names (DNS labels).
+fn is_project_list(list: &str) -> bool {
+    list.split('+').all(|p| {
+        let p = p.trim();
+        !p.is_empty()
+            && p.len() <= 63
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    })
+}
+
+/// The app an `/api/v1/apps/{namespace}/{name}…` path is about.
+fn app_of_path(path: &str) -> Option<AppKey> {
+    let rest = path.strip_prefix("/api/v1/apps/")?;
+    let mut parts = rest.split('/');
+    let (namespace, name) = (parts.next()?, parts.next()?);
+    (!namespace.is_empty() && !name.is_empty()).then(|| AppKey::new(namespace, name))
+}
+
+/// The middleware keeping a token limited to projects ([`ProjectScope`]) to their apps:
+/// a per-app route of an app of another project answers 404, as for an app that does
+/// not exist. Runs inside [`guard`].
+pub async fn limit(
+    State(store): State<ferry_agent::state::Store>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let (Some(scope), Some(name)) = (
+        req.extensions().get::<ProjectScope>(),
+        app_of_path(req.uri().path()),
+    ) && let Some(status) = store.get(&name).await
+        && !scope.allows(status.spec.project())
+    {
+        return error_response(StatusCode::NOT_FOUND, format!("no app {name}"));
+    }
+    next.run(req).await
 }
 
 /// Paths outside the token scheme: probes, metrics and webhooks (signed on their own).
@@ -276,13 +353,13 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) 
     if !path.starts_with("/api/v1/") {
         return next.run(req).await;
     }
-    let role = if auth.enabled() {
+    let grant = if auth.enabled() {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        match token.and_then(|t| auth.role_of(t.trim())) {
-            Some(role) => role,
+        match token.and_then(|t| auth.grant_of(t.trim())) {
+            Some(grant) => grant,
             None => {
                 let message = if token.is_some() {
                     "invalid token"
@@ -298,15 +375,21 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) 
             }
         }
     } else {
-        Role::Operator
+        Grant {
+            role: Role::Operator,
+            projects: None,
+        }
     };
-    if write && role != Role::Operator {
+    if write && grant.role != Role::Operator {
         return error_response(
             StatusCode::FORBIDDEN,
             "this token is a viewer token: actions need an operator token",
         );
     }
-    req.extensions_mut().insert(role);
+    req.extensions_mut().insert(grant.role);
+    if let Some(scope) = grant.projects {
+        req.extensions_mut().insert(scope);
+    }
     next.run(req).await.into_response()
 }
 
@@ -349,6 +432,57 @@ mod tests {
     }
 
     #[test]
+    fn tokens_limited_to_projects() {
+        let a = Auth::new(
+            &specs(&[
+                "viewer:team-a:view-a-token-0123456789",
+                "operator:team-a+team-b:op-ab-token-0123456789",
+                "viewer:*:with:colon-token-0123456789",
+                "viewer:Not_A_Project:token-0123456789",
+            ]),
+            None,
+        )
+        .unwrap();
+        let scope =
+            |names: &[&str]| Some(ProjectScope(names.iter().map(|n| n.to_string()).collect()));
+        assert_eq!(
+            a.grant_of("view-a-token-0123456789"),
+            Some(Grant {
+                role: Role::Viewer,
+                projects: scope(&["team-a"])
+            })
+        );
+        assert_eq!(
+            a.grant_of("op-ab-token-0123456789").unwrap().projects,
+            scope(&["team-a", "team-b"])
+        );
+        assert_eq!(
+            a.grant_of("with:colon-token-0123456789").unwrap().projects,
+            None
+        );
+        // Not a list of project names: the whole rest is the token.
+        assert_eq!(
+            a.grant_of("Not_A_Project:token-0123456789")
+                .unwrap()
+                .projects,
+            None
+        );
+        assert_eq!(a.grant_of("team-a:view-a-token-0123456789"), None);
+        assert_eq!(
+            a.describe(),
+            "API tokens required (3 viewer, 1 operator, 2 limited to projects)"
+        );
+        assert!(scope(&["team-a"]).unwrap().allows("team-a"));
+        assert!(!scope(&["team-a"]).unwrap().allows("team-b"));
+        let web = Some(AppKey::new("team-a", "web"));
+        assert_eq!(app_of_path("/api/v1/apps/team-a/web/tree"), web);
+        assert_eq!(app_of_path("/api/v1/apps/team-a/web"), web);
+        assert_eq!(app_of_path("/api/v1/apps/web"), None);
+        assert_eq!(app_of_path("/api/v1/apps"), None);
+        assert_eq!(app_of_path("/api/v1/stream"), None);
+    }
+
+    #[test]
     fn tokens_file() {
         let path = std::env::temp_dir().join(format!("ferry-web-tokens-{}", std::process::id()));
         std::fs::write(
@@ -360,7 +494,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "{}:4: expected ROLE:TOKEN with ROLE viewer or operator",
+                "{}:4: expected ROLE:TOKEN or ROLE:PROJECTS:TOKEN with ROLE viewer or operator",
                 path.display()
             )
         );

@@ -18,7 +18,7 @@ use ferry_engine::diff::{mask_secret, normalize, to_yaml, unified};
 use ferry_engine::progress::Silent;
 use ferry_engine::source::Rendered;
 use ferry_engine::{Sync, SyncOptions};
-use ferry_model::{Action, AppKey, Health, HealthStatus, ObjectRef};
+use ferry_model::{Action, AppKey, Health, HealthStatus, ObjectRef, Project};
 use ferry_plan::drift::{explain, manager_infos};
 use serde_json::Value;
 
@@ -225,26 +225,50 @@ async fn rendered(web: &Web, status: &AppStatus) -> Result<Arc<Rendered>, WebErr
 async fn desired_manifest(
     web: &Web,
     status: &AppStatus,
+    tenancy: &Tenancy,
     subject: &ObjectRef,
 ) -> Result<Option<Value>, WebError> {
     let rendered = rendered(web, status).await?;
-    let key = status.key();
-    Ok(sync(web, status, &key).desired(&rendered, subject).await?)
+    Ok(sync(web, status, tenancy)
+        .desired(&rendered, subject)
+        .await?)
 }
 
-/// The engine's sync of the app `key` (used here for dry runs only).
-fn sync<'a>(web: &'a Web, status: &'a AppStatus, key: &'a AppKey) -> Sync<'a> {
-    Sync::new(&web.api.ctx.engine.cluster, key, &status.spec)
+/// An app's project and the namespace of its Application: its dry runs impersonate the
+/// project's service account and are bounded by the project, as its syncs are.
+struct Tenancy {
+    key: AppKey,
+    project: Project,
+    app_namespace: Option<String>,
+}
+
+impl Tenancy {
+    async fn of(web: &Web, status: &AppStatus) -> Result<Self, WebError> {
+        let ctx = &web.api.ctx;
+        let key = status.key();
+        Ok(Self {
+            project: ctx.projects.of(&status.name, &status.spec).await?,
+            app_namespace: ctx.record.applications.namespace(&key).await,
+            key,
+        })
+    }
+}
+
+/// The engine's sync of the app (used here for dry runs only).
+fn sync<'a>(web: &'a Web, status: &'a AppStatus, tenancy: &'a Tenancy) -> Sync<'a> {
+    Sync::new(&web.api.ctx.engine.cluster, &tenancy.key, &status.spec)
+        .in_project(&tenancy.project, tenancy.app_namespace.as_deref())
 }
 
 /// Compares one object with Git through a server-side-apply dry-run.
 async fn compare(
     web: &Web,
     status: &AppStatus,
+    tenancy: &Tenancy,
     subject: &ObjectRef,
     live: Option<&Value>,
 ) -> Comparison {
-    let desired = match desired_manifest(web, status, subject).await {
+    let desired = match desired_manifest(web, status, tenancy, subject).await {
         Ok(Some(d)) => d,
         Ok(None) => {
             return Comparison {
@@ -266,12 +290,16 @@ async fn compare(
             ..Default::default()
         };
     };
-    let key = status.key();
-    match sync(web, status, &key).dry_run(&desired).await {
+    match sync(web, status, tenancy).dry_run(&desired).await {
         Ok(dry_run) => Comparison {
             diff: unified(subject, Some(live), Some(&normalize(&dry_run))),
             desired_yaml: Some(to_yaml(&mask_secret(&normalize(&dry_run)))),
-            drift: explain(live, &dry_run, SystemTime::now(), web.drift_since(&key)),
+            drift: explain(
+                live,
+                &dry_run,
+                SystemTime::now(),
+                web.drift_since(&tenancy.key),
+            ),
             error: None,
         },
         Err(e) => Comparison {
@@ -337,7 +365,8 @@ pub async fn resource(
         ferry_engine::health::health,
     );
     let comparison = if managed {
-        Some(compare(&web, &status, &subject, live.as_ref()).await)
+        let tenancy = Tenancy::of(&web, &status).await?;
+        Some(compare(&web, &status, &tenancy, &subject, live.as_ref()).await)
     } else {
         None
     };
@@ -376,7 +405,8 @@ pub async fn diff(
         dry_run: true,
         ..Default::default()
     };
-    let changeset = sync(&web, &status, &name)
+    let tenancy = Tenancy::of(&web, &status).await?;
+    let changeset = sync(&web, &status, &tenancy)
         .run(&rendered, &opts, &Silent)
         .await?
         .changeset;
@@ -384,7 +414,7 @@ pub async fn diff(
     for c in &changeset.changes {
         let drift = if c.action == Action::Update {
             let live = cluster.get(&c.subject).await?;
-            compare(&web, &status, &c.subject, live.as_ref())
+            compare(&web, &status, &tenancy, &c.subject, live.as_ref())
                 .await
                 .drift
         } else {

@@ -13,8 +13,9 @@
 //! - `GET /api/openapi.json`: the OpenAPI 3 document of every route ([`OPENAPI`],
 //!   generated from the `ferry-api` types by [`openapi_document`]);
 //!
-//! and wraps everything in [`auth::guard`]: bearer tokens with viewer and operator roles,
-//! loopback-only without tokens, and refusal of cross-site writes. Secret values never
+//! and wraps everything in [`auth::guard`]: bearer tokens with viewer and operator roles
+//! (optionally limited to projects, enforced by [`auth::limit`]), loopback-only without
+//! tokens, and refusal of cross-site writes. Secret values never
 //! leave the agent: diffs, YAML and drift reports are masked or carry field names only.
 
 pub mod auth;
@@ -42,6 +43,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// The agent's router `agent` plus the dashboard and its API, all behind `auth`. Must be
 /// called inside a Tokio runtime: it starts a task noting when apps drift.
 pub fn router(api: ferry_agent::api::Api, agent: Router, auth: Arc<Auth>) -> Router {
+    let web_store = api.ctx.store.clone();
     let web = handlers::Web::new(api);
     tokio::spawn(handlers::track_drift(web.clone()));
     let dashboard = Router::new()
@@ -61,7 +63,9 @@ pub fn router(api: ferry_agent::api::Api, agent: Router, auth: Arc<Auth>) -> Rou
             get(handlers::events),
         )
         .with_state(web);
+    let store = web_store.clone();
     agent
         .merge(dashboard)
+        .layer(axum::middleware::from_fn_with_state(store, auth::limit))
         .layer(axum::middleware::from_fn_with_state(auth, auth::guard))
 }

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ferry_kube::Cluster;
-use ferry_model::{AppKey, AppSpec, ChangeSet, Health, ObjectRef, parse_duration};
+use ferry_model::{AppKey, AppSpec, ChangeSet, Health, ObjectRef, Project, parse_duration};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -92,12 +92,44 @@ pub struct Sync<'a> {
     pub app: &'a AppKey,
     /// The app.
     pub spec: &'a AppSpec,
+    /// The app's project, checked before anything is written; its service account (if
+    /// any) makes every request about the app's objects. `None`: no bounds, ferry's
+    /// identity.
+    pub project: Option<&'a Project>,
+    /// The namespace of the `Application` resource defining the app (`None` for an app
+    /// of a `ferry.yaml`), for the project's `sourceNamespaces`.
+    pub app_namespace: Option<&'a str>,
 }
 
 impl<'a> Sync<'a> {
-    /// The sync of `app` on `cluster`.
+    /// The sync of `app` on `cluster`, outside any project.
     pub fn new(cluster: &'a Cluster, app: &'a AppKey, spec: &'a AppSpec) -> Self {
-        Self { cluster, app, spec }
+        Self {
+            cluster,
+            app,
+            spec,
+            project: None,
+            app_namespace: None,
+        }
+    }
+
+    /// This sync bounded by `project`, for an app defined in `app_namespace` (an
+    /// `Application`'s namespace; `None` for a `ferry.yaml` app).
+    pub fn in_project(self, project: &'a Project, app_namespace: Option<&'a str>) -> Self {
+        Self {
+            project: Some(project),
+            app_namespace,
+            ..self
+        }
+    }
+
+    /// The cluster as the app's requests see it: impersonating the project's service
+    /// account when it names one.
+    fn target(&self) -> Cluster {
+        match self.project.and_then(|p| p.spec.service_account()) {
+            Some((namespace, name)) => self.cluster.impersonating(namespace, name),
+            None => self.cluster.clone(),
+        }
     }
 
     /// Plans `rendered` against the cluster and, unless `opts.dry_run`, applies the plan
@@ -145,7 +177,12 @@ impl<'a> Sync<'a> {
         gate: impl FnOnce(&ChangeSet) -> bool,
     ) -> Result<SyncReport, EngineError> {
         crate::failpoint::hit_for(crate::failpoint::PLAN, &self.app.name);
-        let mut planned = plan::plan(self.cluster, self.app, self.spec, rendered, opts).await?;
+        let cluster = &self.target();
+        let policy = self.project.map(|project| plan::Policy {
+            project,
+            app_namespace: self.app_namespace,
+        });
+        let mut planned = plan::plan(cluster, self.app, self.spec, rendered, opts, policy).await?;
         if planned.manifests.is_empty() && !planned.previous.is_empty() && !self.spec.allow_empty {
             return Err(EngineError::EmptyRender {
                 app: self.app.to_string(),
@@ -167,7 +204,7 @@ impl<'a> Sync<'a> {
                 _ => parse_duration(&self.spec.wait.timeout).unwrap_or(PHASE_TIMEOUT),
             };
             let log = phases::Phases {
-                cluster: self.cluster,
+                cluster,
                 app: self.app,
                 spec: self.spec,
                 planned: &planned,
@@ -195,10 +232,8 @@ impl<'a> Sync<'a> {
                     .filter(|s| planned.last_health(s).is_none())
                     .cloned()
                     .collect();
-                let mut read: HashMap<ObjectRef, Health> = wait::observe(self.cluster, &unseen)
-                    .await?
-                    .into_iter()
-                    .collect();
+                let mut read: HashMap<ObjectRef, Health> =
+                    wait::observe(cluster, &unseen).await?.into_iter().collect();
                 let objects = (objects.iter())
                     .map(|s| {
                         let health = (planned.last_health(s).or_else(|| read.remove(s)))
@@ -209,7 +244,7 @@ impl<'a> Sync<'a> {
                 Some(WaitReport::observed(objects))
             }
             Wait::Until(timeout) => {
-                Some(wait::wait_healthy(self.cluster, &objects, timeout, progress).await?)
+                Some(wait::wait_healthy(cluster, &objects, timeout, progress).await?)
             }
         };
         Ok(SyncReport {
@@ -229,7 +264,7 @@ impl<'a> Sync<'a> {
     ) -> Result<Option<Value>, EngineError> {
         let resources = plan::split(&rendered.manifests)?.resources;
         let prepared = plan::prepare(
-            self.cluster,
+            &self.target(),
             self.app,
             self.spec,
             &resources,
@@ -247,7 +282,7 @@ impl<'a> Sync<'a> {
     /// What the server would store for `desired` (a server-side-apply dry run; writes
     /// nothing).
     pub async fn dry_run(&self, desired: &Value) -> Result<Value, EngineError> {
-        Ok(self.cluster.apply(desired, true).await?)
+        Ok(self.target().apply(desired, true).await?)
     }
 
     /// Removes the app: deletes, in prune order, its inventoried objects that still carry
@@ -255,7 +290,8 @@ impl<'a> Sync<'a> {
     /// PersistentVolume only when annotated `ferry.dev/prune: allow`), then its
     /// inventory. On failure the inventory keeps the objects not deleted. Returns how
     /// many objects were deleted. Needs no spec: the app may be gone from every source
-    /// already.
+    /// already. To delete as a project's service account, pass
+    /// [`Cluster::impersonating`] (the inventory is always ferry's).
     pub async fn remove(
         cluster: &Cluster,
         app: &AppKey,

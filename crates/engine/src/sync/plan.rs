@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use ferry_kube::{Cluster, KubeError};
 use ferry_model::hook::{HOOK_LABEL, HOOK_TEMPLATE_ANNOTATION};
 use ferry_model::{
-    APP_LABEL, APP_NAMESPACE_LABEL, Action, AppKey, AppSpec, ChangeSet, Health, Manifest, ObjectRef,
+    APP_LABEL, APP_NAMESPACE_LABEL, Action, AppKey, AppSpec, ChangeSet, Health, Manifest,
+    ObjectRef, Project,
 };
 use ferry_plan::hooks::{Hook, Role, classify};
 use futures::{StreamExt, TryStreamExt, stream};
@@ -249,6 +250,39 @@ async fn prefetch(
         .collect())
 }
 
+/// The project an app is bounded by, and where its `Application` lives.
+#[derive(Clone, Copy)]
+pub(super) struct Policy<'a> {
+    /// The project.
+    pub project: &'a Project,
+    /// The `Application`'s namespace (`None`: a `ferry.yaml` app).
+    pub app_namespace: Option<&'a str>,
+}
+
+/// Refuses the app when its project does not allow it or one of its objects (as
+/// prepared: namespace defaulted, resources and hooks).
+fn enforce(
+    policy: Policy<'_>,
+    app: &AppKey,
+    spec: &AppSpec,
+    objects: &[Manifest],
+) -> Result<(), EngineError> {
+    let violations = ferry_plan::policy::check(ferry_plan::policy::PolicyInput {
+        project: policy.project,
+        app_namespace: policy.app_namespace,
+        spec,
+        objects,
+    });
+    if violations.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::Policy {
+        app: app.to_string(),
+        project: policy.project.name.clone(),
+        violations,
+    })
+}
+
 /// Plans `rendered` against the cluster, skipping the dry-run of objects known to be in
 /// sync, and remembering those found unchanged this time: in `in_sync` (the agent's
 /// memory) or, without it, in the app's inventory, which [`super::apply`] keeps up to
@@ -259,6 +293,7 @@ pub(super) async fn plan(
     spec: &AppSpec,
     rendered: &Rendered,
     opts: &SyncOptions,
+    policy: Option<Policy<'_>>,
 ) -> Result<Planned, EngineError> {
     let Split {
         resources,
@@ -288,7 +323,13 @@ pub(super) async fn plan(
         manifest,
         hook,
     })
-    .collect();
+    .collect::<Vec<PlannedHook>>();
+    if let Some(policy) = policy {
+        let objects: Vec<Manifest> = (prepared.iter().map(|(m, _)| m.clone()))
+            .chain(hooks.iter().map(|h| h.manifest.clone()))
+            .collect();
+        enforce(policy, app, spec, &objects)?;
+    }
     let inventory = cluster.read_inventory(app).await?.unwrap_or_default();
     let previous = inventory.entries;
     let (in_sync, keep) = match &opts.in_sync {

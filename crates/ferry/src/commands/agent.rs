@@ -312,8 +312,9 @@ pub async fn install(
     apply: bool,
     namespace: &str,
     image: &str,
+    cluster_admin: bool,
 ) -> Result<i32> {
-    let objects = ferry_agent::crd::install_manifests(namespace, image);
+    let objects = ferry_agent::crd::install_manifests(namespace, image, cluster_admin);
     if !apply {
         for o in &objects {
             out!("---\n{}", ferry_engine::diff::to_yaml(o));
