@@ -196,9 +196,9 @@ pub async fn get(args: &ServerArgs, what: &str, name: Option<&str>, out: Output)
         return Ok(0);
     }
     outln!(
-        "{:<16} {:<24} {:<10} {:<12} {:<8} MESSAGE",
-        "NAMESPACE",
+        "{:<24} {:<16} {:<10} {:<12} {:<8} MESSAGE",
         "NAME",
+        "NAMESPACE",
         "SYNC",
         "HEALTH",
         "REVISION"
@@ -210,9 +210,9 @@ pub async fn get(args: &ServerArgs, what: &str, name: Option<&str>, out: Output)
             a.sync.as_str()
         };
         outln!(
-            "{:<16} {:<24} {:<10} {:<12} {:<8} {}",
-            a.app_namespace,
+            "{:<24} {:<16} {:<10} {:<12} {:<8} {}",
             a.name,
+            a.app_namespace,
             sync,
             a.health.to_string(),
             short(&a.revision),
