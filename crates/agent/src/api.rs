@@ -14,6 +14,7 @@ use ferry_api::{
     ActionAccepted, AppDetail, AppList, AppSummary, ErrorBody, HistoryList, HistoryQuery,
     ListQuery, RollbackBody, WebhookAccepted,
 };
+use ferry_model::redact_url;
 
 use crate::controller::Ctx;
 use crate::engine::{RepoKey, repo_key};
@@ -180,7 +181,7 @@ async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Respon
                 .filter(|a| {
                     needle.as_deref().is_none_or(|n| {
                         a.name.contains(n)
-                            || a.spec.source.repo.to_lowercase().contains(n)
+                            || redact_url(&a.spec.source.repo).to_lowercase().contains(n)
                             || a.spec.source.path.to_lowercase().contains(n)
                     })
                 });
@@ -209,7 +210,7 @@ async fn list_apps(State(api): State<Api>, Query(q): Query<ListQuery>) -> Respon
         (status = 404, description = "No app of that name.", body = ErrorBody)))]
 async fn get_app(State(api): State<Api>, Path(name): Path<String>) -> Response {
     match api.ctx.store.get(&name).await {
-        Some(app) => Json(app).into_response(),
+        Some(app) => Json(app.redacted()).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no app named {name:?}")),
     }
 }

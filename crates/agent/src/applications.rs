@@ -61,11 +61,16 @@ pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellat
         };
         match event {
             None => return,
-            Some(Ok(Watched::Applied(app))) => {
+            Some(Ok(Watched::Applied(mut app))) => {
                 let name = app.name_any();
-                if let Err((field, message)) = app.spec.app.validate() {
-                    warn!(app = %name, "invalid Application: field {field}: {message}");
+                let namespace = app.namespace().unwrap_or_default();
+                if let Err((field, message)) = app.spec.app.validate_application(&namespace) {
+                    warn!(app = %name, %namespace, "invalid Application: field {field}: {message}");
                     continue;
+                }
+                // Its Secret is in its own namespace, whatever the spec left out.
+                if let Some(secret) = &mut app.spec.app.source.secret_ref {
+                    secret.namespace = Some(namespace);
                 }
                 let reference = app.object_ref(&());
                 ctx.record
