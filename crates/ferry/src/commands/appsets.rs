@@ -108,7 +108,7 @@ pub async fn apps(path: &Path, revision: Option<&str>, out: Output) -> Result<i3
                 serde_json::json!({
                     "name": l.app.name,
                     "set": l.set,
-                    "repo": source.repo,
+                    "repo": ferry_model::redact_url(&source.repo),
                     "ref": source.git_ref,
                     "path": source.path,
                     "namespace": l.app.spec.destination.namespace,
