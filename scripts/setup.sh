@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need beyond the machine's toolchains
-# (Go, Rust, Node, kubectl): openssl and git from Debian and pytest from PyPI when missing.
+# (Go, Rust, Node, kubectl): openssl, git and OpenSSH (the client, and the server the
+# private-repository tests run on loopback) from Debian and pytest from PyPI when missing.
 set -euo pipefail
 missing=()
 for tool in openssl git; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
+command -v ssh >/dev/null || missing+=(openssh-client)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[setup] installing ${missing[*]}" >&2
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null

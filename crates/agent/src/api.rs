@@ -14,6 +14,7 @@ use ferry_api::{
     ActionAccepted, AppDetail, AppList, AppSummary, ErrorBody, HistoryList, HistoryQuery,
     ListQuery, ProjectScope, RollbackBody, WebhookAccepted,
 };
+use ferry_model::redact_url;
 
 use ferry_model::AppKey;
 
@@ -189,7 +190,7 @@ async fn list_apps(
                 .filter(|a| {
                     needle.as_deref().is_none_or(|n| {
                         a.name.contains(n)
-                            || a.spec.source.repo.to_lowercase().contains(n)
+                            || redact_url(&a.spec.source.repo).to_lowercase().contains(n)
                             || a.spec.source.path.to_lowercase().contains(n)
                     })
                 });
@@ -231,7 +232,7 @@ pub fn no_app(key: &AppKey) -> Response {
 async fn get_app(State(api): State<Api>, Path(path): Path<(String, String)>) -> Response {
     let key = app_key(path);
     match api.ctx.store.get(&key).await {
-        Some(app) => Json(app).into_response(),
+        Some(app) => Json(app.redacted()).into_response(),
         None => no_app(&key),
     }
 }

@@ -79,7 +79,7 @@ fn invalid(key: &AppKey, app: &Application) -> Option<(String, String)> {
     }
     app.spec
         .app
-        .validate()
+        .validate_application(&key.namespace)
         .err()
         .map(|(field, message)| (format!("spec.{field}"), message))
 }
@@ -136,7 +136,7 @@ pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellat
         };
         match event {
             None => return,
-            Some(Ok(Watched::Applied(app))) => {
+            Some(Ok(Watched::Applied(mut app))) => {
                 let name = AppKey::new(app.namespace().unwrap_or_default(), app.name_any());
                 if let Some((field, message)) = invalid(&name, &app) {
                     // Not reconciled until fixed; its objects stay.
@@ -147,6 +147,10 @@ pub async fn watch(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellat
                     continue;
                 }
                 reported.remove(&name);
+                // Its Secret is in its own namespace, whatever the spec left out.
+                if let Some(secret) = &mut app.spec.app.source.secret_ref {
+                    secret.namespace = Some(name.namespace.clone());
+                }
                 let reference = app.object_ref(&());
                 ctx.record
                     .applications

@@ -19,7 +19,7 @@ use std::time::Duration;
 use ferry_engine::Sync;
 use ferry_engine::appset::expand_set;
 use ferry_engine::progress::Silent;
-use ferry_model::{AppKey, AppSet, Backoff, NamedApp};
+use ferry_model::{AppKey, AppSet, Backoff, NamedApp, redact_text, redact_url};
 use ferry_source::Revision;
 use tracing::{info, warn};
 
@@ -90,7 +90,7 @@ pub async fn start(ctx: &Arc<Ctx>, sets: Vec<AppSet>) {
         match ctx.fetch(&key).await {
             Ok((rev, _)) => fetched(ctx, &key, &rev, Trigger::Startup).await,
             Err(e) => {
-                warn!(repo = %key.0, "app sets: fetch failed: {e}; retrying on the next poll")
+                warn!(repo = %redact_url(&key.0), "app sets: fetch failed: {}; retrying on the next poll", redact_text(&e.to_string()))
             }
         }
         fetched_keys.push(key);
@@ -127,7 +127,11 @@ async fn expand(ctx: &Arc<Ctx>, key: &RepoKey, rev: &Revision, trigger: Trigger)
         .filter(|s| s.key == *key && s.sha.as_deref() != Some(rev.sha.as_str()))
     {
         let name = state.set.name.clone();
-        match expand_set(&ctx.engine.git, &state.set, Some(&rev.sha)).await {
+        let expanded = match ctx.engine.git_for(&key.2).await {
+            Ok(git) => expand_set(&git, &state.set, Some(&rev.sha)).await,
+            Err(e) => Err(e),
+        };
+        match expanded {
             Ok(expanded) => {
                 state.sha = Some(rev.sha.clone());
                 reconcile_set(ctx, state, expanded.apps, trigger).await;

@@ -13,7 +13,7 @@ use ferry_engine::EngineError;
 use ferry_engine::progress::{Event, Progress};
 use ferry_engine::wait::observe;
 use ferry_engine::{Sync, SyncOptions, Wait};
-use ferry_model::{AppKey, Backoff, ChangeSet, HealthStatus, ObjectRef};
+use ferry_model::{AppKey, Backoff, ChangeSet, HealthStatus, ObjectRef, redact_text, redact_url};
 use ferry_source::Revision;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -165,7 +165,7 @@ impl Ctx {
         let fetched = self.engine.fetch(key).await?;
         self.record
             .metrics
-            .git_fetch(&key.0, start.elapsed().as_secs_f64());
+            .git_fetch(&redact_url(&key.0), start.elapsed().as_secs_f64());
         Ok(fetched)
     }
 
@@ -528,7 +528,8 @@ async fn report_sync_failure(ctx: &Ctx, name: &AppKey, failure: SyncFailure, att
         trigger,
     } = failure;
     let reason = error.reason();
-    let message = error.to_string();
+    // The one message for the log, status, Event and history: any URL in it redacted.
+    let message = redact_text(&error.to_string()).into_owned();
     warn!(%reason, attempts, "sync failed: {message}");
     let readiness = readiness(&error);
     ctx.store
@@ -627,10 +628,10 @@ async fn sync_once(
     let app_namespace = ctx.record.applications.namespace(name).await;
     ferry_engine::project::admit(&project, &name.to_string(), app_namespace.as_deref(), spec)
         .map_err(fail(None))?;
-    step.set(format!("fetching {}", spec.source.repo));
+    step.set(format!("fetching {}", redact_url(&spec.source.repo)));
     let rev = match (status.pinned.as_deref(), ctx.engine.known_revision(&key)) {
         (Some(pin), _) => {
-            let pin_key = (spec.source.repo.clone(), Some(pin.to_string()));
+            let pin_key = (key.0.clone(), Some(pin.to_string()), key.2.clone());
             ctx.fetch(&pin_key).await.map_err(fail(None))?.0
         }
         (None, Some(rev)) => rev,

@@ -8,16 +8,52 @@ use ferry_engine::EngineError;
 use ferry_engine::source::{Checkouts, ClusterFacts, Rendered};
 use ferry_engine::sync::InSync;
 use ferry_kube::Cluster;
-use ferry_model::AppSpec;
+use ferry_model::{AppSpec, ObjectRef, SYSTEM_NAMESPACE, SourceSpec};
 use ferry_render::Tools;
-use ferry_source::{GitCache, Revision};
+use ferry_source::{Credentials, GitCache, Revision, SourceError};
+use k8s_openapi::api::core::v1::Secret;
 
-/// A repository and ref, the unit Git is polled and fetched by.
-pub type RepoKey = (String, Option<String>);
+/// A repository, ref and credentials, the unit Git is polled and fetched by.
+pub type RepoKey = (String, Option<String>, CredentialsRef);
+
+/// Where the credentials of a source are: the agent fetches anonymously unless a
+/// source names a Secret (`secretRef`) or, in `ferry.yaml`, a directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CredentialsRef {
+    /// None: not even the agent's own Git or SSH setup.
+    #[default]
+    Anonymous,
+    /// A Secret (namespace, name).
+    Secret(String, String),
+    /// A directory of key files (`credentialsDir`).
+    Dir(String),
+}
+
+impl CredentialsRef {
+    /// The credentials `source` names; a Secret without a namespace is in `ferry-system`
+    /// (the Application watch fills in an Application's own).
+    pub fn of(source: &SourceSpec) -> Self {
+        match (&source.secret_ref, &source.credentials_dir) {
+            (Some(secret), _) => Self::Secret(
+                secret
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| SYSTEM_NAMESPACE.into()),
+                secret.name.clone(),
+            ),
+            (None, Some(dir)) => Self::Dir(dir.clone()),
+            (None, None) => Self::Anonymous,
+        }
+    }
+}
 
 /// The repository key of an app.
 pub fn repo_key(spec: &AppSpec) -> RepoKey {
-    (spec.source.repo.clone(), spec.source.git_ref.clone())
+    (
+        spec.source.repo.clone(),
+        spec.source.git_ref.clone(),
+        CredentialsRef::of(&spec.source),
+    )
 }
 
 /// What resolving, rendering, planning and applying need, shared by all reconciles.
@@ -58,10 +94,49 @@ impl Engine {
         self.revisions.lock().expect("revisions").get(key).cloned()
     }
 
+    /// The credentials `at` names, read now (a Secret through the API server).
+    pub async fn credentials(&self, at: &CredentialsRef) -> Result<Credentials, EngineError> {
+        match at {
+            CredentialsRef::Anonymous => Ok(Credentials::anonymous()),
+            CredentialsRef::Dir(dir) => Ok(Credentials::from_dir(std::path::Path::new(dir))?),
+            CredentialsRef::Secret(namespace, name) => {
+                let id = format!("Secret {namespace}/{name}");
+                let subject = ObjectRef::new("v1", "Secret", Some(namespace), name);
+                let Some(value) = self.cluster.get(&subject).await? else {
+                    return Err(SourceError::Credentials {
+                        id,
+                        message: "not found".into(),
+                    }
+                    .into());
+                };
+                let secret: Secret =
+                    serde_json::from_value(value).map_err(|e| SourceError::Credentials {
+                        id: id.clone(),
+                        message: format!("unreadable: {e}"),
+                    })?;
+                let keys = secret
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                Ok(Credentials::from_keys(id, &keys)?)
+            }
+        }
+    }
+
+    /// The Git cache fetching with the credentials `at` names.
+    pub async fn git_for(&self, at: &CredentialsRef) -> Result<GitCache, EngineError> {
+        Ok(self
+            .git
+            .clone()
+            .with_credentials(self.credentials(at).await?))
+    }
+
     /// Fetches a repository key now; returns the revision and whether it changed.
     pub async fn fetch(&self, key: &RepoKey) -> Result<(Revision, bool), EngineError> {
-        let git = self.git.clone();
-        let (repo, git_ref) = key.clone();
+        let git = self.git_for(&key.2).await?;
+        let (repo, git_ref, _) = key.clone();
         let rev = tokio::task::spawn_blocking(move || git.resolve(&repo, git_ref.as_deref()))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??;
@@ -73,8 +148,8 @@ impl Engine {
 
     /// Cheap remote check for a repository key (no object transfer).
     pub async fn remote_sha(&self, key: &RepoKey) -> Result<String, EngineError> {
-        let git = self.git.clone();
-        let (repo, git_ref) = key.clone();
+        let git = self.git_for(&key.2).await?;
+        let (repo, git_ref, _) = key.clone();
         Ok(
             tokio::task::spawn_blocking(move || git.remote_sha(&repo, git_ref.as_deref()))
                 .await
@@ -82,24 +157,27 @@ impl Engine {
         )
     }
 
-    /// The app's manifests at commit `sha`, cached per (commit, app, source) unless its
-    /// chart version is a range (then each render asks the chart repository again).
+    /// The app's manifests at commit `sha`, cached per (commit, app, source and its
+    /// credentials) unless its chart version is a range (then each render asks the chart
+    /// repository again). The checkout is one its credentials fetched.
     pub async fn render(
         &self,
         name: &str,
         spec: &AppSpec,
         sha: &str,
     ) -> Result<Arc<Rendered>, EngineError> {
+        let credentials_ref = CredentialsRef::of(&spec.source);
         let key = format!(
-            "{sha}\n{name}\n{}",
+            "{sha}\n{name}\n{credentials_ref:?}\n{}",
             serde_json::to_string(&(&spec.source, &spec.destination.namespace)).unwrap_or_default()
         );
         if let Some(r) = self.renders.lock().expect("renders").get(&key) {
             return Ok(r.clone());
         }
+        let credentials = self.credentials(&credentials_ref).await?;
         let rendered = Arc::new(
             self.checkouts
-                .render(&self.tools, name, spec, sha, &self.facts)
+                .render(&self.tools, name, spec, &credentials, sha, &self.facts)
                 .await?,
         );
         if ferry_render::chart_version_floats(&spec.source) {

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use ferry_model::backoff::jitter;
+use ferry_model::{redact_text, redact_url};
 
 use crate::controller::Ctx;
 use crate::engine::{RepoKey, repo_key};
@@ -61,7 +62,8 @@ impl Pollers {
 }
 
 async fn poll_loop(ctx: Arc<Ctx>, key: RepoKey, interval: Duration, shutdown: CancellationToken) {
-    let span = info_span!("poll", repo = %key.0, r#ref = key.1.as_deref().unwrap_or("HEAD"));
+    let span =
+        info_span!("poll", repo = %redact_url(&key.0), r#ref = key.1.as_deref().unwrap_or("HEAD"));
     async move {
         loop {
             // Interval plus up to 10 % jitter, so many repositories do not poll in step.
@@ -111,7 +113,7 @@ pub async fn refresh(ctx: &Arc<Ctx>, key: &RepoKey, trigger: Trigger) -> usize {
             apps.len()
         }
         Err(e) => {
-            warn!(repo = %key.0, "fetch failed: {e}");
+            warn!(repo = %redact_url(&key.0), "fetch failed: {}", redact_text(&e.to_string()));
             for app in ctx.apps_of(key).await {
                 ctx.enqueue(&app, trigger);
             }

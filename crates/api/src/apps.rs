@@ -231,6 +231,22 @@ impl AppDetail {
         AppKey::new(&self.app_namespace, &self.name)
     }
 
+    /// This status as the API shows it: credentials removed from the repository URLs
+    /// and from condition messages ([`ferry_model::redact_url`]).
+    pub fn redacted(&self) -> Self {
+        use ferry_model::{redact_text, redact_url};
+        let mut shown = self.clone();
+        let source = &mut shown.spec.source;
+        source.repo = redact_url(&source.repo).into_owned();
+        if let Some(repo) = source.helm.as_mut().and_then(|h| h.repo.as_mut()) {
+            *repo = redact_url(repo).into_owned();
+        }
+        for condition in &mut shown.conditions {
+            condition.message = redact_text(&condition.message).into_owned();
+        }
+        shown
+    }
+
     /// The Ready condition's reason, if any.
     pub fn reason(&self) -> Option<&str> {
         self.conditions
@@ -245,7 +261,7 @@ impl From<&AppDetail> for AppSummary {
         Self {
             name: s.name.clone(),
             app_namespace: s.app_namespace.clone(),
-            repo: s.spec.source.repo.clone(),
+            repo: ferry_model::redact_url(&s.spec.source.repo).into_owned(),
             path: s.spec.source.path.clone(),
             namespace: s.spec.destination.namespace.clone(),
             sync: s.sync,

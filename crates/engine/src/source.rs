@@ -1,8 +1,8 @@
 //! Source and render stages: fetch a revision and render an app's manifests.
 
-use ferry_model::{AppSpec, Manifest};
+use ferry_model::{AppSpec, Manifest, SourceSpec};
 use ferry_render::{RenderRequest, Tools};
-use ferry_source::{Checkout, GitCache, Revision};
+use ferry_source::{Checkout, Credentials, GitCache, Revision};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
@@ -29,8 +29,18 @@ pub struct ClusterFacts {
     pub api_versions: Vec<String>,
 }
 
-/// Fetches `spec.source` at `git_ref` (or the spec's ref) and renders it, all in a
-/// blocking task: Git and renderers never run on the async executor.
+/// The credentials push mode fetches `source` with: its `credentialsDir`, else your own
+/// (Git's credential helpers, your SSH setup). `secretRef` is the agent's.
+pub fn local_credentials(source: &SourceSpec) -> Result<Credentials, EngineError> {
+    match &source.credentials_dir {
+        Some(dir) => Ok(Credentials::from_dir(std::path::Path::new(dir))?),
+        None => Ok(Credentials::ambient()),
+    }
+}
+
+/// Fetches `spec.source` at `git_ref` (or the spec's ref) with its
+/// [`local_credentials`] and renders it, all in a blocking task: Git and renderers
+/// never run on the async executor.
 pub async fn render_app(
     git: &GitCache,
     tools: &Tools,
@@ -39,7 +49,9 @@ pub async fn render_app(
     git_ref: Option<&str>,
     facts: &ClusterFacts,
 ) -> Result<Rendered, EngineError> {
-    let git = git.clone();
+    let git = git
+        .clone()
+        .with_credentials(local_credentials(&spec.source)?);
     let repo = spec.source.repo.clone();
     let git_ref = git_ref
         .map(str::to_string)
@@ -91,11 +103,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| EngineError::Internal(e.to_string()))?
 }
 
-/// A cache entry: (repository, SHA) and its checkout, written once.
-type Slot = ((String, String), Arc<OnceCell<Arc<Checkout>>>);
+/// A cache entry: (repository, credentials, SHA) and its checkout, written once.
+type Slot = ((String, String, String), Arc<OnceCell<Arc<Checkout>>>);
 
 /// Checkouts shared by every render of the same commit: one working copy per
-/// (repository, commit SHA), written once even when many apps ask at the same time.
+/// (repository, credentials, commit SHA), written once even when many apps ask at the
+/// same time. Keyed by credentials too, so an app never gets a checkout that only
+/// another app's credentials could fetch.
 /// A checkout is read-only once written (renderers never write into it), and is
 /// deleted when it has left the cache and its last render finished.
 #[derive(Clone)]
@@ -115,9 +129,19 @@ impl Checkouts {
         }
     }
 
-    /// The checkout of commit `sha` (a full SHA) of `repo`, written on first use.
-    pub async fn get(&self, repo: &str, sha: &str) -> Result<Arc<Checkout>, EngineError> {
-        let key = (repo.to_string(), sha.to_string());
+    /// The checkout of commit `sha` (a full SHA) of `repo` fetched with `credentials`,
+    /// written on first use.
+    pub async fn get(
+        &self,
+        repo: &str,
+        credentials: &Credentials,
+        sha: &str,
+    ) -> Result<Arc<Checkout>, EngineError> {
+        let key = (
+            repo.to_string(),
+            credentials.id().to_string(),
+            sha.to_string(),
+        );
         let slot = {
             let mut slots = self.slots.lock().expect("checkouts");
             let slot = match slots.iter().position(|(k, _)| *k == key) {
@@ -129,7 +153,7 @@ impl Checkouts {
             slot
         };
         slot.get_or_try_init(|| {
-            let git = self.git.clone();
+            let git = self.git.clone().with_credentials(credentials.clone());
             let (repo, sha) = (repo.to_string(), sha.to_string());
             async move {
                 Ok(Arc::new(
@@ -141,16 +165,17 @@ impl Checkouts {
         .cloned()
     }
 
-    /// Renders `spec` at commit `sha` from the shared checkout.
+    /// Renders `spec` at commit `sha` from the shared checkout fetched with `credentials`.
     pub async fn render(
         &self,
         tools: &Tools,
         name: &str,
         spec: &AppSpec,
+        credentials: &Credentials,
         sha: &str,
         facts: &ClusterFacts,
     ) -> Result<Rendered, EngineError> {
-        let checkout = self.get(&spec.source.repo, sha).await?;
+        let checkout = self.get(&spec.source.repo, credentials, sha).await?;
         render_in(checkout, tools, name, spec, facts).await
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ferry_engine::source::{Checkouts, ClusterFacts};
 use ferry_model::FerryFile;
 use ferry_render::Tools;
-use ferry_source::GitCache;
+use ferry_source::{Credentials, GitCache};
 use ferry_testkit::TestRepo;
 
 /// Commits a ConfigMap holding `value` into each of `apps/a` and `apps/b`; the commit's SHA.
@@ -50,14 +50,19 @@ fn fixture(capacity: usize) -> Fixture {
 #[tokio::test]
 async fn concurrent_renders_of_one_commit_share_one_checkout() {
     let f = fixture(4);
-    let gets = (0..16).map(|_| f.checkouts.get(&f.repo, &f.shas[0]));
+    let ambient = Credentials::ambient();
+    let gets = (0..16).map(|_| f.checkouts.get(&f.repo, &ambient, &f.shas[0]));
     let all = futures::future::try_join_all(gets).await.unwrap();
     assert!(
         all.iter().all(|c| Arc::ptr_eq(c, &all[0])),
         "one checkout written"
     );
     assert_eq!(all[0].revision.sha, f.shas[0]);
-    let other = f.checkouts.get(&f.repo, &f.shas[1]).await.unwrap();
+    let other = f
+        .checkouts
+        .get(&f.repo, &Credentials::ambient(), &f.shas[1])
+        .await
+        .unwrap();
     assert!(
         !Arc::ptr_eq(&other, &all[0]),
         "another commit, another checkout"
@@ -80,6 +85,7 @@ async fn concurrent_renders_of_one_commit_share_one_checkout() {
                 &tools,
                 &app.name,
                 &app.spec,
+                &Credentials::ambient(),
                 &f.shas[0],
                 &ClusterFacts::default(),
             )
@@ -97,14 +103,26 @@ async fn concurrent_renders_of_one_commit_share_one_checkout() {
 #[tokio::test]
 async fn evicted_checkouts_are_deleted_after_their_last_render() {
     let f = fixture(1);
-    let first = f.checkouts.get(&f.repo, &f.shas[0]).await.unwrap();
+    let first = f
+        .checkouts
+        .get(&f.repo, &Credentials::ambient(), &f.shas[0])
+        .await
+        .unwrap();
     let dir = first.root().to_path_buf();
     assert!(dir.join("apps/a/cm.yaml").is_file());
-    let second = f.checkouts.get(&f.repo, &f.shas[1]).await.unwrap();
+    let second = f
+        .checkouts
+        .get(&f.repo, &Credentials::ambient(), &f.shas[1])
+        .await
+        .unwrap();
     assert!(dir.exists(), "still in use by `first`");
     drop(first);
     assert!(!dir.exists(), "evicted and unused: deleted");
-    let again = f.checkouts.get(&f.repo, &f.shas[0]).await.unwrap();
+    let again = f
+        .checkouts
+        .get(&f.repo, &Credentials::ambient(), &f.shas[0])
+        .await
+        .unwrap();
     assert_ne!(again.root(), second.root());
     assert!(
         again.root().join("apps/b/cm.yaml").is_file(),
@@ -116,8 +134,22 @@ async fn evicted_checkouts_are_deleted_after_their_last_render() {
 async fn a_failed_checkout_is_not_cached() {
     let f = fixture(4);
     let missing = "0123456789abcdef0123456789abcdef01234567";
-    let err = f.checkouts.get(&f.repo, missing).await.unwrap_err();
+    let err = f
+        .checkouts
+        .get(&f.repo, &Credentials::ambient(), missing)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("0123456"), "{err}");
-    assert!(f.checkouts.get(&f.repo, missing).await.is_err());
-    assert!(f.checkouts.get(&f.repo, &f.shas[0]).await.is_ok());
+    assert!(
+        f.checkouts
+            .get(&f.repo, &Credentials::ambient(), missing)
+            .await
+            .is_err()
+    );
+    assert!(
+        f.checkouts
+            .get(&f.repo, &Credentials::ambient(), &f.shas[0])
+            .await
+            .is_ok()
+    );
 }

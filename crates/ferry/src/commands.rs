@@ -324,7 +324,7 @@ async fn render(args: &AppArgs, revision: Option<&str>, out: Output) -> Result<i
     eprintln!(
         "rendered {} object(s) from {} at {} ({})",
         rendered.manifests.len(),
-        app.spec.source.repo,
+        ferry_model::redact_url(&app.spec.source.repo),
         rendered.revision.short_sha(),
         rendered.renderer
     );

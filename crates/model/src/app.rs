@@ -257,12 +257,35 @@ fn yes() -> bool {
     true
 }
 
+/// A Secret holding repository credentials, with Flux's `GitRepository` keys:
+/// `username` and `password`, or `bearerToken`, for HTTPS; `identity` (a private key)
+/// and `known_hosts` for SSH.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    /// The Secret's name.
+    pub name: String,
+    /// Its namespace: an Application's own (the only one it may name); for a `ferry.yaml`
+    /// app, default `ferry-system`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
 /// Where an app's manifests come from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceSpec {
-    /// Repository URL (`https://`, `ssh://`, `git@host:path`, `file://`) or a local path.
+    /// Repository URL (`https://`, `ssh://`, `git@host:path`; in `ferry.yaml` also
+    /// `file://` or a local path), without credentials: see `secretRef`.
     pub repo: String,
+    /// Agent: the Secret with the repository's credentials (push mode uses your own Git
+    /// credentials, or `credentialsDir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+    /// `ferry.yaml` only: a directory holding the same keys as `secretRef`'s Secret as
+    /// files (e.g. a mounted Secret), relative to the `ferry.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_dir: Option<String>,
     /// Branch, tag or commit SHA (default: the remote's HEAD).
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub git_ref: Option<String>,
@@ -442,6 +465,11 @@ impl FerryFile {
             if !repo.contains("://") && !repo.contains('@') && Path::new(repo).is_relative() {
                 source.repo = base.join(repo).to_string_lossy().into_owned();
             }
+            if let Some(dir) = &mut source.credentials_dir
+                && Path::new(dir.as_str()).is_relative()
+            {
+                *dir = base.join(&*dir).to_string_lossy().into_owned();
+            }
         }
         Ok(file)
     }
@@ -600,6 +628,20 @@ impl AppSpec {
                 format!("{ns:?} is not a valid namespace name"),
             ));
         }
+        if self.source.secret_ref.is_some() && self.source.credentials_dir.is_some() {
+            return Err((
+                "source.credentialsDir".into(),
+                "set either source.secretRef or source.credentialsDir".into(),
+            ));
+        }
+        if let Some(secret) = &self.source.secret_ref
+            && !is_dns_subdomain(&secret.name)
+        {
+            return Err((
+                "source.secretRef.name".into(),
+                format!("{:?} is not a valid Secret name", secret.name),
+            ));
+        }
         if let Some(helm) = &self.source.helm {
             helm.validate(self.source.renderer)?;
         }
@@ -613,6 +655,68 @@ impl AppSpec {
     /// The name of the app's project ([`DEFAULT_PROJECT`] when it names none).
     pub fn project(&self) -> &str {
         self.project.as_deref().unwrap_or(DEFAULT_PROJECT)
+    }
+
+    /// The checks of an `Application` in `namespace` beyond [`validate`](Self::validate):
+    /// what a `ferry.yaml` may do but a tenant's cluster object may not — a local path
+    /// or `file://` repository (the agent's own files), credentials in the URL (they would
+    /// show wherever the spec does), `credentialsDir`, a Secret in another namespace, an
+    /// SSH repository without a key Secret (the agent's own keys), and Kustomize's
+    /// `LoadRestrictionsNone` (files outside the checkout).
+    pub fn validate_application(&self, namespace: &str) -> Result<(), (String, String)> {
+        self.validate()?;
+        let source = &self.source;
+        let repo = source.repo.trim();
+        let field = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
+        if is_local_repo(repo) {
+            return field(
+                "source.repo",
+                "local paths and file:// URLs are not allowed in an Application (only in ferry.yaml)",
+            );
+        }
+        if crate::redact::has_credentials(repo) {
+            return field(
+                "source.repo",
+                "credentials in the URL are not allowed; put them in a Secret named by source.secretRef",
+            );
+        }
+        if source.credentials_dir.is_some() {
+            return field(
+                "source.credentialsDir",
+                "not allowed in an Application (only in ferry.yaml); use source.secretRef",
+            );
+        }
+        if let Some(other) = source
+            .secret_ref
+            .as_ref()
+            .and_then(|s| s.namespace.as_deref())
+            .filter(|ns| *ns != namespace)
+        {
+            return Err((
+                "source.secretRef.namespace".into(),
+                format!(
+                    "{other:?}: an Application may only use Secrets of its own namespace {namespace:?}"
+                ),
+            ));
+        }
+        if is_ssh_repo(repo) && source.secret_ref.is_none() {
+            return field(
+                "source.secretRef",
+                "an SSH repository needs a Secret with identity and known_hosts",
+            );
+        }
+        if source
+            .kustomize
+            .as_ref()
+            .and_then(|k| k.load_restrictor.as_deref())
+            .is_some_and(|r| r == "LoadRestrictionsNone")
+        {
+            return field(
+                "source.kustomize.loadRestrictor",
+                "LoadRestrictionsNone is not allowed in an Application (only in ferry.yaml)",
+            );
+        }
+        Ok(())
     }
 
     /// The wait timeout.
@@ -632,6 +736,32 @@ impl AppSpec {
 /// Parses a duration such as `90s`, `5m` or `1h 30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration ({e})"))
+}
+
+/// Whether `repo` is a local path or `file://` URL rather than a remote: not a URL
+/// with a scheme, and not scp-like `[user@]host:path` (a `:` before any `/`).
+pub fn is_local_repo(repo: &str) -> bool {
+    let lower = repo.trim().to_ascii_lowercase();
+    if let Some((scheme, _)) = lower.split_once("://") {
+        return scheme == "file";
+    }
+    match lower.split_once(':') {
+        Some((host, _)) => host.contains('/') || host.len() == 1,
+        None => true,
+    }
+}
+
+/// Whether `repo` is fetched over SSH: `ssh://` (or `git+ssh://`) or scp-like `host:path`.
+pub fn is_ssh_repo(repo: &str) -> bool {
+    let lower = repo.trim().to_ascii_lowercase();
+    match lower.split_once("://") {
+        Some((scheme, _)) => scheme.contains("ssh"),
+        None => !is_local_repo(repo),
+    }
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 pub(crate) fn is_dns_label(s: &str) -> bool {
@@ -851,6 +981,71 @@ appSets:
         )
         .unwrap_err();
         assert!(err.to_string().contains("field project:"), "{err}");
+    }
+
+    #[test]
+    fn applications_may_not_reach_the_agents_files_or_put_credentials_in_urls() {
+        let app = |source: &str| {
+            let text = format!("apps:\n  - name: web\n    source: {source}\n");
+            let file = FerryFile::parse(&text, Path::new("f.yaml")).expect("valid in ferry.yaml");
+            file.apps[0].spec.validate_application("team-a")
+        };
+        for (source, field, message) in [
+            (
+                "{repo: /var/lib/ferry/git/x.git}",
+                "source.repo",
+                "local paths",
+            ),
+            ("{repo: ./repo}", "source.repo", "local paths"),
+            (
+                "{repo: \"file:///srv/repo\"}",
+                "source.repo",
+                "file:// URLs",
+            ),
+            (
+                "{repo: \"https://bot:ghp_x@github.com/o/r\"}",
+                "source.repo",
+                "credentials in the URL",
+            ),
+            (
+                "{repo: \"https://github.com/o/r\", credentialsDir: /etc/creds}",
+                "source.credentialsDir",
+                "only in ferry.yaml",
+            ),
+            (
+                "{repo: \"https://github.com/o/r\", secretRef: {name: git, namespace: team-b}}",
+                "source.secretRef.namespace",
+                "its own namespace",
+            ),
+            (
+                "{repo: \"git@github.com:o/r.git\"}",
+                "source.secretRef",
+                "identity and known_hosts",
+            ),
+            (
+                "{repo: \"https://github.com/o/r\", kustomize: {loadRestrictor: LoadRestrictionsNone}}",
+                "source.kustomize.loadRestrictor",
+                "LoadRestrictionsNone",
+            ),
+        ] {
+            let (f, m) = app(source).expect_err(source);
+            assert_eq!(f, field, "{source}");
+            assert!(m.contains(message), "{source}: {m}");
+        }
+        for ok in [
+            "{repo: \"https://github.com/o/r\"}",
+            "{repo: \"https://github.com/o/r\", secretRef: {name: git}}",
+            "{repo: \"https://github.com/o/r\", secretRef: {name: git, namespace: team-a}}",
+            "{repo: \"ssh://git@github.com/o/r.git\", secretRef: {name: git-ssh}}",
+        ] {
+            assert_eq!(app(ok), Ok(()), "{ok}");
+        }
+        let both = "apps:\n  - name: web\n    source: {repo: r, secretRef: {name: s}, credentialsDir: d}\n";
+        let err = FerryFile::parse(both, Path::new("f.yaml")).unwrap_err();
+        assert!(
+            err.to_string().contains("field source.credentialsDir"),
+            "{err}"
+        );
     }
 
     #[test]

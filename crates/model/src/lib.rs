@@ -15,10 +15,12 @@ mod known;
 mod manifest;
 mod object;
 pub mod project;
+pub mod redact;
 
 pub use app::{
     AppSpec, Destination, FerryFile, HelmOptions, JsonnetOptions, KustomizeOptions, NamedApp,
-    RendererKind, SourceSpec, SpecError, WaitSpec, parse_duration,
+    RendererKind, SecretRef, SourceSpec, SpecError, WaitSpec, is_local_repo, is_ssh_repo,
+    parse_duration,
 };
 pub use appset::{AppSet, PromoteMethod, PromoteSpec};
 pub use backoff::Backoff;
@@ -31,6 +33,7 @@ pub use known::{Digest, Known};
 pub use manifest::{Manifest, ManifestError, Origin};
 pub use object::ObjectRef;
 pub use project::{DEFAULT_PROJECT, KindPattern, NamedProject, Project, ProjectSpec};
+pub use redact::{redact_text, redact_url};
 
 /// The field manager ferry uses for every server-side apply.
 pub const FIELD_MANAGER: &str = "ferry";

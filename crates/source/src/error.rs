@@ -44,6 +44,24 @@ pub enum SourceError {
         /// How long this fetch waited.
         seconds: u64,
     },
+    /// The credentials are incomplete, or do not fit the repository's scheme.
+    #[error("{id}: {message}")]
+    Credentials {
+        /// The credentials, e.g. `Secret team-a/git`.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The SSH server's host key is not the one `known_hosts` lists (or none is listed).
+    #[error(
+        "repository {repo}: SSH host key rejected (not in the credentials' known_hosts): {message}"
+    )]
+    HostKeyRejected {
+        /// The repository as given.
+        repo: String,
+        /// What `ssh` said.
+        message: String,
+    },
     /// A local path exists but is not a Git repository.
     #[error("repository {repo}: {path} is not a git repository")]
     NotARepository {
@@ -155,6 +173,8 @@ impl SourceError {
             | SourceError::Cache { .. }
             | SourceError::Io { .. } => true,
             SourceError::InvalidUrl { .. }
+            | SourceError::Credentials { .. }
+            | SourceError::HostKeyRejected { .. }
             | SourceError::NotARepository { .. }
             | SourceError::RefNotFound { .. }
             | SourceError::AmbiguousRef { .. }

@@ -8,14 +8,19 @@
 //! Local repositories (plain paths and `file://`) are fetched through
 //! `git upload-pack` and `ssh://` / `git@host:path` through the system `ssh`,
 //! as `gix` does; `https://` needs no external program.
+//!
+//! [`Credentials`] say what a fetch authenticates with (HTTP basic or bearer, an SSH
+//! key with `known_hosts`); each credential has its own mirrors.
 
 mod checkout;
+mod credentials;
 mod error;
 mod mirror;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use credentials::{Credentials, KEYS as CREDENTIAL_KEYS};
 pub use error::SourceError;
 
 use checkout::{Rejected, short};
@@ -32,11 +37,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// start: waiting for the mirror's lock (held by another fetch of the repository) is
 /// bounded by it, HTTP requests carry it as their request timeout, and gix's interrupt
 /// flag is raised when it passes, so the fetch ends, and releases the lock, instead of
-/// hanging on a remote that stopped answering.
+/// hanging on a remote that stopped answering; `ssh` is killed at the deadline.
+///
+/// Fetches use the cache's [`Credentials`] ([`with_credentials`](Self::with_credentials);
+/// by default the process's own). Mirrors are per repository *and* credential, so a
+/// commit one credential fetched (and the full-SHA fast path would serve from the
+/// mirror) is never served to a fetch with another, or with none.
 #[derive(Clone, Debug)]
 pub struct GitCache {
     root: PathBuf,
     timeout: Duration,
+    credentials: Credentials,
 }
 
 /// A resolved commit.
@@ -74,7 +85,14 @@ impl GitCache {
         Self {
             root: root.into(),
             timeout: DEFAULT_TIMEOUT,
+            credentials: Credentials::ambient(),
         }
+    }
+
+    /// The same cache fetching with `credentials` (and their own mirrors).
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// The same cache with another deadline per fetch or ref listing.
@@ -124,7 +142,7 @@ impl GitCache {
     /// A branch or tag is looked up on the remote; a full SHA is returned as is; an
     /// abbreviated SHA is expanded from the cache, fetching only if it is not there yet.
     pub fn remote_sha(&self, repo: &str, git_ref: Option<&str>) -> Result<String, SourceError> {
-        let mirror = Mirror::locate(&self.root, repo)?;
+        let mirror = Mirror::locate(&self.root, repo, &self.credentials)?;
         mirror.check_local()?;
         let deadline = Deadline::after(self.timeout);
         // Without waiting for a fetch in progress, unless the mirror must be created.
@@ -158,7 +176,7 @@ impl GitCache {
         repo: &str,
         git_ref: Option<&str>,
     ) -> Result<(Mirror, gix::Repository, gix::ObjectId), SourceError> {
-        let mirror = Mirror::locate(&self.root, repo)?;
+        let mirror = Mirror::locate(&self.root, repo, &self.credentials)?;
         mirror.check_local()?;
         let deadline = Deadline::after(self.timeout);
         let lock = mirror.lock(&deadline)?;

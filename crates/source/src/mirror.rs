@@ -16,6 +16,7 @@ use gix::remote::fetch::refs::update::Mode;
 use sha2::{Digest, Sha256};
 
 use crate::Revision;
+use crate::credentials::{Credentials, SshSession};
 use crate::error::{SourceError, gix_line};
 
 /// Where the remote's `HEAD` commit is recorded in a mirror.
@@ -43,6 +44,8 @@ pub(crate) struct Mirror {
     dir: PathBuf,
     /// The lock file guarding `dir`.
     lock_path: PathBuf,
+    /// What fetches authenticate with.
+    credentials: Credentials,
 }
 
 /// Holds the exclusive lock of a mirror until dropped.
@@ -105,8 +108,14 @@ impl Deadline {
 }
 
 impl Mirror {
-    /// Locates the mirror of `repo` under `root`, without creating anything.
-    pub(crate) fn locate(root: &Path, repo: &str) -> Result<Self, SourceError> {
+    /// Locates the mirror of `repo` fetched with `credentials` under `root`, without
+    /// creating anything. Each credential has its own mirror: the directory name hashes
+    /// the URL and, unless they are the process's own, the credentials' name.
+    pub(crate) fn locate(
+        root: &Path,
+        repo: &str,
+        credentials: &Credentials,
+    ) -> Result<Self, SourceError> {
         let spelled = repo.trim();
         let invalid = |message: String| SourceError::InvalidUrl {
             repo: repo.to_string(),
@@ -134,16 +143,28 @@ impl Mirror {
         };
         // A password (e.g. a rotating token) neither selects the mirror nor shows in messages.
         let mut without_password = url.clone();
+        // Over HTTP(S) a user name alone is often a token (`https://<token>@host/…`).
+        let http = matches!(url.scheme, gix::url::Scheme::Http | gix::url::Scheme::Https);
         let display = match without_password.set_password(None) {
             Some(_) => {
                 let mut redacted = url.clone();
                 redacted.set_password(Some("***".into()));
                 redacted.to_bstring().to_string()
             }
+            None if http && url.user().is_some() => {
+                let mut redacted = url.clone();
+                redacted.set_user(Some("***".into()));
+                redacted.to_bstring().to_string()
+            }
             None => repo.to_string(),
         };
         let canonical = without_password.to_bstring();
-        let hash = hex::encode(&Sha256::digest(canonical.as_slice())[..12]);
+        let mut key = canonical.to_vec();
+        if !credentials.is_ambient() {
+            key.push(b'\n');
+            key.extend_from_slice(credentials.id().as_bytes());
+        }
+        let hash = hex::encode(&Sha256::digest(&key)[..12]);
         let name = format!("{}-{hash}", readable_name(&canonical));
         Ok(Self {
             repo: display,
@@ -151,6 +172,7 @@ impl Mirror {
             local,
             dir: root.join(format!("{name}.git")),
             lock_path: root.join(format!("{name}.lock")),
+            credentials: credentials.clone(),
         })
     }
 
@@ -327,20 +349,25 @@ impl Mirror {
         repo: &'r gix::Repository,
         remote: &'a gix::Remote<'r>,
         deadline: &Deadline,
+        ssh: Option<&SshSession>,
     ) -> Result<Connection<'a, 'r>, SourceError> {
         use gix::protocol::transport::client::blocking_io::http;
-        let connection = remote
+        let mut connection = remote
             .connect(Direction::Fetch)
-            .map_err(|e| self.unreachable(&e, deadline))?;
+            .map_err(|e| self.unreachable(&e, deadline, ssh))?;
         if !matches!(
             self.url.scheme,
             gix::url::Scheme::Http | gix::url::Scheme::Https
         ) {
             return Ok(connection);
         }
+        if !self.credentials.uses_helpers() {
+            // Credentials go in a header of every request; a challenge gets no answer.
+            connection = connection.with_credentials(|_| Ok(None));
+        }
         let mut options = repo
             .transport_options(self.url.to_bstring().as_bstr(), None)
-            .map_err(|e| self.unreachable(&e, deadline))?
+            .map_err(|e| self.unreachable(&e, deadline, None))?
             .and_then(|o| o.downcast::<http::Options>().ok())
             .map(|o| *o)
             .unwrap_or_default();
@@ -353,6 +380,7 @@ impl Mirror {
             Ok(())
         });
         options.connect_timeout = Some(deadline.remaining());
+        options.extra_headers.extend(self.credentials.http_header());
         options.backend = Some(Arc::new(Mutex::new(http::reqwest::Options {
             configure_request: Some(configure_request),
             ..Default::default()
@@ -360,18 +388,68 @@ impl Mirror {
         Ok(connection.with_transport_options(Box::new(options)))
     }
 
-    /// A transport failure: [`SourceError::TimedOut`] once `deadline` has passed.
-    fn unreachable(&self, err: &gix::Error, deadline: &Deadline) -> SourceError {
+    /// A transport failure: [`SourceError::TimedOut`] once `deadline` has passed,
+    /// [`SourceError::HostKeyRejected`] when `ssh` said so, with `ssh`'s own message.
+    fn unreachable(
+        &self,
+        err: &gix::Error,
+        deadline: &Deadline,
+        ssh: Option<&SshSession>,
+    ) -> SourceError {
         if deadline.passed() {
             return SourceError::TimedOut {
                 repo: self.repo.clone(),
                 seconds: deadline.timeout.as_secs(),
             };
         }
+        let said = ssh.map(SshSession::log).filter(|l| !l.is_empty());
+        if let Some(said) = &said
+            && (said.contains("Host key verification failed")
+                || said.contains("host key is known")
+                || said.contains("HOST IDENTIFICATION HAS CHANGED"))
+        {
+            return SourceError::HostKeyRejected {
+                repo: self.repo.clone(),
+                message: said.clone(),
+            };
+        }
+        let mut message = gix_line(err);
+        if let Some(said) = said {
+            message = format!("{message}: ssh: {said}");
+        }
         SourceError::Unreachable {
             repo: self.repo.clone(),
-            message: gix_line(err),
+            message,
         }
+    }
+
+    /// A handle on `repo` set up to reach the remote with the mirror's credentials (for
+    /// SSH, its key and `known_hosts`, and `ssh` killed at `deadline`), and the SSH
+    /// session that must live until the transfer ends.
+    fn authenticated(
+        &self,
+        repo: &gix::Repository,
+        deadline: &Deadline,
+    ) -> Result<(gix::Repository, Option<SshSession>), SourceError> {
+        self.credentials.check_url(&self.url).map_err(|e| match e {
+            SourceError::Credentials { id, message } => SourceError::Credentials {
+                id: format!("repository {}: {id}", self.repo),
+                message,
+            },
+            other => other,
+        })?;
+        let mut repo = repo.clone();
+        let session = self.credentials.ssh_session(deadline.remaining())?;
+        if let Some(session) = &session {
+            use gix::config::tree::{Core, Ssh};
+            let mut config = repo.config_snapshot_mut();
+            config
+                .set_value(&Core::SSH_COMMAND, session.command.as_str())
+                .and_then(|_| config.set_value(&Ssh::VARIANT, "ssh"))
+                .map_err(|e| self.cache_error(&e))?;
+            config.commit().map_err(|e| self.cache_error(&e))?;
+        }
+        Ok((repo, session))
     }
 
     /// Fetches new objects and updates the mirror's refs to match the remote, deleting
@@ -383,10 +461,11 @@ impl Mirror {
         deadline: &Deadline,
     ) -> Result<(), SourceError> {
         let _span = tracing::debug_span!("git fetch", repo = %self.repo).entered();
-        let unreachable = |e: gix::Error| self.unreachable(&e, deadline);
-        let remote = self.remote(repo)?;
+        let (remote_repo, ssh) = self.authenticated(repo, deadline)?;
+        let unreachable = |e: gix::Error| self.unreachable(&e, deadline, ssh.as_ref());
+        let remote = self.remote(&remote_repo)?;
         let outcome = self
-            .connect(repo, &remote, deadline)?
+            .connect(&remote_repo, &remote, deadline, ssh.as_ref())?
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(unreachable)?
             .receive(gix::progress::Discard, &deadline.flag)
@@ -455,10 +534,11 @@ impl Mirror {
         git_ref: Option<&str>,
         deadline: &Deadline,
     ) -> Result<Option<String>, SourceError> {
-        let unreachable = |e: gix::Error| self.unreachable(&e, deadline);
-        let remote = self.remote(repo)?;
+        let (remote_repo, ssh) = self.authenticated(repo, deadline)?;
+        let unreachable = |e: gix::Error| self.unreachable(&e, deadline, ssh.as_ref());
+        let remote = self.remote(&remote_repo)?;
         let (ref_map, _) = self
-            .connect(repo, &remote, deadline)?
+            .connect(&remote_repo, &remote, deadline, ssh.as_ref())?
             .ref_map(gix::progress::Discard, Default::default())
             .map_err(unreachable)?;
         let wants_head = matches!(git_ref, None | Some("HEAD"));
@@ -647,7 +727,12 @@ mod tests {
     #[test]
     fn a_held_mirror_lock_is_waited_for_until_the_deadline_and_names_its_holder() {
         let tmp = tempfile::tempdir().unwrap();
-        let mirror = Mirror::locate(tmp.path(), "https://git.example.com/team/app.git").unwrap();
+        let mirror = Mirror::locate(
+            tmp.path(),
+            "https://git.example.com/team/app.git",
+            &crate::Credentials::ambient(),
+        )
+        .unwrap();
         let held = mirror
             .lock(&Deadline::after(Duration::from_secs(1)))
             .unwrap();

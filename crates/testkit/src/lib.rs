@@ -13,9 +13,11 @@
 //! locally and in CI, so a missing test bed shows up as failed tests rather than green ones.
 //!
 //! Tests that need a Git repository make one with [`TestRepo`]; those that need a chart
-//! repository or an OCI registry start one with [`charts`].
+//! repository or an OCI registry start one with [`charts`]; a private Git server over
+//! HTTP or SSH, one with [`gitserve`].
 
 pub mod charts;
+pub mod gitserve;
 pub mod repo;
 
 use std::fmt::Display;

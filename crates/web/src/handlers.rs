@@ -112,7 +112,8 @@ impl IntoResponse for WebError {
             WebError::NoRevision(_) => StatusCode::CONFLICT,
             WebError::Engine(_) | WebError::Kube(_) => StatusCode::BAD_GATEWAY,
         };
-        crate::error_response(status, self.to_string())
+        let message = ferry_model::redact_text(&self.to_string()).into_owned();
+        crate::error_response(status, message)
     }
 }
 
@@ -278,7 +279,7 @@ async fn compare(
         }
         Err(e) => {
             return Comparison {
-                error: Some(e.to_string()),
+                error: Some(ferry_model::redact_text(&e.to_string()).into_owned()),
                 ..Default::default()
             };
         }

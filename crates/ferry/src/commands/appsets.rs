@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use ferry_engine::appset::expand_set;
 use ferry_engine::promote::{Promotion, promote as promote_set};
+use ferry_engine::source::local_credentials;
 use ferry_model::{FerryFile, NamedApp, SpecError};
 
 use crate::cli::Output;
@@ -29,7 +30,9 @@ pub async fn all_apps(file: &FerryFile, revision: Option<&str>) -> Result<Vec<Li
         })
         .collect();
     for set in &file.app_sets {
-        let expanded = expand_set(&super::git_cache(), set, revision).await?;
+        let credentials = local_credentials(&set.template.spec.source)?;
+        let git = super::git_cache().with_credentials(credentials);
+        let expanded = expand_set(&git, set, revision).await?;
         for app in expanded.apps {
             if let Some(other) = all.iter().find(|l| l.app.name == app.name) {
                 let by = match &other.set {
@@ -105,7 +108,7 @@ pub async fn apps(path: &Path, revision: Option<&str>, out: Output) -> Result<i3
                 serde_json::json!({
                     "name": l.app.name,
                     "set": l.set,
-                    "repo": source.repo,
+                    "repo": ferry_model::redact_url(&source.repo),
                     "ref": source.git_ref,
                     "path": source.path,
                     "namespace": l.app.spec.destination.namespace,
