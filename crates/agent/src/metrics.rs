@@ -7,6 +7,8 @@
 //! | `ferry_app_info` | gauge (always 1) | `app`, `sync`, `health`, `revision` |
 //! | `ferry_drift_detected_total` | counter | `app` |
 //! | `ferry_git_fetch_duration_seconds` | histogram | `repo` |
+//! | `ferry_git_fetch_errors_total` | counter | `repo` |
+//! | `ferry_leader` | gauge (1 leading, 0 standing by) | |
 //! | `ferry_webhook_requests_total` | counter | `provider`, `result` |
 //! | `ferry_history_corrupt_entries_total` | counter | |
 
@@ -84,6 +86,8 @@ pub struct Metrics {
     app_info: Family<InfoLabels, Gauge>,
     drift: Family<AppLabels, Counter>,
     git_fetch: Histograms<RepoLabels>,
+    git_fetch_errors: Family<RepoLabels, Counter>,
+    leader: Family<NoLabels, Gauge>,
     webhooks: Family<WebhookLabels, Counter>,
     history_corrupt: Family<NoLabels, Counter>,
     apps: Mutex<HashMap<String, AppSeries>>,
@@ -133,6 +137,18 @@ impl Metrics {
             Unit::Seconds,
             git_fetch.clone(),
         );
+        let git_fetch_errors = Family::<RepoLabels, Counter>::default();
+        registry.register(
+            "ferry_git_fetch_errors",
+            "Failed Git fetches of a repository (unreachable, refused, timed out)",
+            git_fetch_errors.clone(),
+        );
+        let leader = Family::<NoLabels, Gauge>::default();
+        registry.register(
+            "ferry_leader",
+            "1 while this agent reconciles (holds the Lease, or runs without election), else 0",
+            leader.clone(),
+        );
         let webhooks = Family::<WebhookLabels, Counter>::default();
         registry.register(
             "ferry_webhook_requests",
@@ -152,6 +168,8 @@ impl Metrics {
             app_info,
             drift,
             git_fetch,
+            git_fetch_errors,
+            leader,
             webhooks,
             history_corrupt,
             apps: Mutex::default(),
@@ -232,6 +250,18 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Counts a failed Git fetch of `repo` in `ferry_git_fetch_errors_total`.
+    pub fn git_fetch_failed(&self, repo: &str) {
+        self.git_fetch_errors
+            .get_or_create(&RepoLabels { repo: repo.into() })
+            .inc();
+    }
+
+    /// Sets `ferry_leader` to 1 while this agent leads, else 0.
+    pub fn leader(&self, leading: bool) {
+        self.leader.get_or_create(&[]).set(i64::from(leading));
+    }
+
     /// Counts a webhook request in `ferry_webhook_requests_total{provider,result}`;
     /// `result` is `accepted`, `unauthorized`, `bad_request` or `ignored`.
     pub fn webhook(&self, provider: &str, result: &str) {
@@ -286,6 +316,8 @@ mod tests {
         m.drift_detected("web");
         m.drift_detected("web");
         m.git_fetch("https://example.com/org/repo.git", 0.2);
+        m.git_fetch_failed("https://example.com/org/repo.git");
+        m.leader(true);
         m.webhook("github", "accepted");
         m.webhook("github", "unauthorized");
         m.webhook("github", "accepted");
@@ -297,6 +329,8 @@ mod tests {
             "ferry_app_info gauge",
             "ferry_drift_detected counter",
             "ferry_git_fetch_duration_seconds histogram",
+            "ferry_git_fetch_errors counter",
+            "ferry_leader gauge",
             "ferry_webhook_requests counter",
         ] {
             assert!(
@@ -307,6 +341,8 @@ mod tests {
         assert!(text.contains("# UNIT ferry_reconcile_duration_seconds seconds\n"));
         assert!(text.ends_with("# EOF\n"));
         for line in [
+            r#"ferry_git_fetch_errors_total{repo="https://example.com/org/repo.git"} 1"#,
+            "ferry_leader 1",
             r#"ferry_reconcile_duration_seconds_count{app="web"} 3"#,
             r#"ferry_reconcile_duration_seconds_sum{app="web"} 1.85"#,
             r#"ferry_reconcile_duration_seconds_bucket{le="0.1",app="web"} 1"#,
