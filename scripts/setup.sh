@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need beyond the machine's toolchains
-# (Go, Rust, Node, kubectl): openssl and git from Debian and pytest from PyPI when missing.
+# (Go, Rust, Node, kubectl): openssl, git, and for ferry's container image umoci, skopeo
+# and runc (and man-db, which renders the man pages in a test) from Debian, and pytest
+# from PyPI when missing.
 set -euo pipefail
 missing=()
-for tool in openssl git; do
+for tool in openssl git umoci skopeo runc; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
+command -v man >/dev/null || missing+=(man-db)
+command -v ssh >/dev/null || missing+=(openssh-client)
+command -v strip >/dev/null || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[setup] installing ${missing[*]}" >&2
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null

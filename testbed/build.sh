@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned test-bed binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, etcd, kwok, helm, kustomize, and CNCF distribution's OCI `registry`)
-# into the cache, skipping those present.
+# kube-scheduler, etcd, kwok, helm, kustomize, CNCF distribution's OCI `registry`, and the
+# checkers actionlint and promtool) into the cache, skipping those present.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 mkdir -p "$TESTBED_BIN"
@@ -40,4 +40,12 @@ build helm tools helm.sh/helm/v3/cmd/helm "$helm_flags"
 build kustomize tools sigs.k8s.io/kustomize/kustomize/v5 "-s -w"
 build registry distribution github.com/distribution/distribution/v3/cmd/registry \
   "-s -w -X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
+build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint \
+  "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
+# Prometheus 3.X.Y is the Go module version v0.3XX.Y.
+prom=github.com/prometheus/common/version
+prom_minor=${PROMETHEUS_VERSION#v0.3}
+prom_version=3.$((10#${prom_minor%%.*})).${prom_minor#*.}
+build promtool promtool github.com/prometheus/prometheus/cmd/promtool \
+  "-s -w -X $prom.Version=$prom_version -X $prom.Branch=HEAD"
 echo "$TESTBED_BIN"
