@@ -260,7 +260,7 @@ async fn ferry_agent_in_the_image_syncs_an_app() {
         ),
     );
     f.repo.commit("an app for the image");
-    // The agent runs as 65532: it reads the repository (and git, when it runs, trusts it) as its owner's.
+    // The agent runs as 65532: the repository and the kubeconfig are made its own.
     let chown = Command::new("chown")
         .args(["-R", "65532:65532"])
         .arg(f.repo.dir())
@@ -270,6 +270,12 @@ async fn ferry_agent_in_the_image_syncs_an_app() {
     let kubeconfig = std::env::var_os("KUBECONFIG").expect("KUBECONFIG (testbed/up)");
     let kube_dir = tempfile::tempdir().unwrap();
     std::fs::copy(&kubeconfig, kube_dir.path().join("config")).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", "65532:65532"])
+        .arg(kube_dir.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
