@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import queue
+import re
 import resource
 import time
 import urllib.parse
@@ -437,6 +438,22 @@ def metric_sum(text, name):
     return total
 
 
+def api_requests(kube):
+    """The API server's request counts by (verb, resource, subresource), from its /metrics."""
+    conn = kube._conn()
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    out = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        key = " ".join(x for x in (labels.get("verb", ""), labels.get("resource", ""),
+                                    labels.get("subresource", "")) if x)
+        out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def counts(agent):
     synced = agent.json("/api/v1/apps?sync=Synced&limit=1")["total"]
     ready = agent.json("/api/v1/apps?sync=Synced&health=Current&limit=1")["total"]
@@ -452,6 +469,8 @@ def cmd_cold(out, agent_url, pid, t_spawn, n, timeout, apiserver_pid, etcd_pid, 
     # The caller took t_spawn (epoch seconds) right before starting the agent; convert to monotonic.
     t0 = time.monotonic() - (time.time() - t_spawn)
     cpu0 = {k: proc_cpu_s(p) for k, p in others.items()}
+    kube = Kube(os.environ["FERRY_TESTBED_STATE"])
+    requests0 = api_requests(kube)
     timeline, firsts = [], {}
     t_healthy = None
     while True:
@@ -488,9 +507,13 @@ def cmd_cold(out, agent_url, pid, t_spawn, n, timeout, apiserver_pid, etcd_pid, 
         # three list requests to the agent, whose CPU is being measured).
         time.sleep(0.05 if not up else 0.5 if n <= 200 else 1.0)
     rss, hwm = proc_mem_kb(pid)
+    requests1 = api_requests(kube)
+    deltas = {k: int(v - requests0.get(k, 0)) for k, v in requests1.items()}
+    api = dict(sorted(((k, v) for k, v in deltas.items() if v > 0), key=lambda kv: -kv[1]))
     status, text = agent.request("GET", "/metrics")
     text = text.decode()
     res = {
+        "api_requests": api, "api_requests_total": sum(api.values()),
         "apps": n, "timed_out": "ready_100" not in firsts,
         "healthz_s": t_healthy, "firsts_s": firsts,
         "agent_cpu_s": round(proc_cpu_s(pid), 2), "agent_rss_kb": rss, "agent_peak_rss_kb": hwm,

@@ -63,7 +63,11 @@ impl Watches {
                     let (object, trigger) = match event {
                         Ok(WatchEvent::Changed(o)) => {
                             ctx.live.changed(&o);
-                            let trigger = seen.changed(&o);
+                            let trigger = match seen.changed(&o) {
+                                // A sync's own write: nothing to compare, only health.
+                                Trigger::Drift if own_write(&ctx, &o) => Trigger::Health,
+                                trigger => trigger,
+                            };
                             (o, trigger)
                         }
                         Ok(WatchEvent::Deleted(o)) => {
@@ -103,6 +107,14 @@ impl Watches {
             self.kinds.insert(key, handle);
         }
     }
+}
+
+/// Whether `object` is, at its resourceVersion, as a sync of ferry wrote it.
+fn own_write(ctx: &Ctx, object: &Value) -> bool {
+    object
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| (ctx.engine.in_sync).wrote(&ferry_kube::object_ref(object), v))
 }
 
 /// The last seen fingerprint of each object of one kind, to tell a status-only change

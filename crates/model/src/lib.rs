@@ -10,6 +10,7 @@ mod changeset;
 pub mod deps;
 mod health;
 pub mod hook;
+mod key;
 mod known;
 mod manifest;
 mod object;
@@ -24,6 +25,7 @@ pub use changeset::{Action, Change, ChangeSet, Summary};
 pub use deps::{DependencyError, dependency_order};
 pub use health::{Health, HealthStatus};
 pub use hook::{HookRun, Phase, RunResult, WaveRun};
+pub use key::{AppKey, AppKeyError};
 pub use known::{Digest, Known};
 pub use manifest::{Manifest, ManifestError, Origin};
 pub use object::ObjectRef;
@@ -32,6 +34,9 @@ pub use object::ObjectRef;
 pub const FIELD_MANAGER: &str = "ferry";
 /// Label put on every object ferry applies, naming the owning app.
 pub const APP_LABEL: &str = "ferry.dev/app";
+/// Label put on every object ferry applies next to [`APP_LABEL`], naming the owning
+/// app's namespace (see [`AppKey`]). Objects written before it existed lack it.
+pub const APP_NAMESPACE_LABEL: &str = "ferry.dev/app-namespace";
 /// Annotation that protects an object from pruning when set to `disabled`.
 pub const PRUNE_ANNOTATION: &str = "ferry.dev/prune";
 /// Namespace holding ferry's per-app inventories.

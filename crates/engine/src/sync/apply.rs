@@ -111,9 +111,9 @@ pub(super) async fn write(
                         wait::gone(cluster, &subject, Duration::from_secs(60)).await?;
                     }
                     let applied = cluster.apply(&manifest.object, false).await?;
-                    if let Some(known) = knowledge(&manifest.object, &applied) {
-                        planned.in_sync.remember(&subject, known);
-                    }
+                    let known = knowledge(&manifest.object, &applied);
+                    planned.in_sync.remember(&subject, known, &applied);
+                    planned.observed(&subject, &applied);
                     progress.event(Event::Applied { subject, action });
                     Ok::<_, EngineError>(())
                 })

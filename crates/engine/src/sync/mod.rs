@@ -14,10 +14,11 @@ mod phases;
 mod plan;
 mod prune;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use ferry_kube::Cluster;
-use ferry_model::{AppSpec, ChangeSet, ObjectRef, parse_duration};
+use ferry_model::{AppSpec, ChangeSet, Health, ObjectRef, parse_duration};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -185,7 +186,22 @@ impl<'a> Sync<'a> {
             Wait::No => None,
             _ if !matches => None,
             Wait::Observe => {
-                let objects = wait::observe(self.cluster, &objects).await?;
+                // As this sync last read or wrote them; the others (none, usually) read.
+                let unseen: Vec<ObjectRef> = (objects.iter())
+                    .filter(|s| planned.last_health(s).is_none())
+                    .cloned()
+                    .collect();
+                let mut read: HashMap<ObjectRef, Health> = wait::observe(self.cluster, &unseen)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let objects = (objects.iter())
+                    .map(|s| {
+                        let health = (planned.last_health(s).or_else(|| read.remove(s)))
+                            .expect("every unseen object was read");
+                        (s.clone(), health)
+                    })
+                    .collect();
                 Some(WaitReport::observed(objects))
             }
             Wait::Until(timeout) => {

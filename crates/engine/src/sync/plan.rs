@@ -3,11 +3,11 @@
 //! Writes nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ferry_kube::{Cluster, KubeError};
 use ferry_model::hook::{HOOK_LABEL, HOOK_TEMPLATE_ANNOTATION};
-use ferry_model::{APP_LABEL, Action, AppSpec, ChangeSet, Manifest, ObjectRef};
+use ferry_model::{APP_LABEL, Action, AppSpec, ChangeSet, Health, Manifest, ObjectRef};
 use ferry_plan::hooks::{Hook, Role, classify};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::memo::{InSync, Known, knowledge};
 use super::{CONCURRENCY, SyncOptions};
 use crate::EngineError;
+use crate::health::health;
 use crate::plan::{Desired, Leftover, PlanInput};
 use crate::source::Rendered;
 
@@ -35,6 +36,8 @@ pub(super) struct Planned {
     pub waves: HashMap<ObjectRef, i32>,
     /// The hooks, as ferry would create them.
     pub hooks: Vec<PlannedHook>,
+    /// The health of each object as this sync last read or wrote it.
+    pub health: Arc<Mutex<HashMap<ObjectRef, Health>>>,
 }
 
 /// A hook as ferry creates it: namespace defaulted, labelled [`HOOK_LABEL`] (not
@@ -51,6 +54,18 @@ pub(super) struct PlannedHook {
 }
 
 impl Planned {
+    /// Records `object` as this sync read or wrote it.
+    pub(super) fn observed(&self, subject: &ObjectRef, object: &Value) {
+        (self.health.lock().expect("observed health")).insert(subject.clone(), health(object));
+    }
+
+    /// The health of `subject` as this sync last read or wrote it.
+    pub(super) fn last_health(&self, subject: &ObjectRef) -> Option<Health> {
+        (self.health.lock().expect("observed health"))
+            .get(subject)
+            .cloned()
+    }
+
     /// The desired objects, in apply order.
     pub(super) fn desired(&self) -> Vec<ObjectRef> {
         self.changeset
@@ -294,6 +309,8 @@ pub(super) async fn plan(
     let mut recreate = HashSet::new();
     let seen: Mutex<HashMap<ObjectRef, Known>> = Mutex::default();
     let seen = &seen;
+    let observed: Mutex<HashMap<ObjectRef, Health>> = Mutex::default();
+    let observed = &observed;
     let desired: Vec<(Desired, bool)> = stream::iter(prepared)
         .map(|(manifest, known)| async move {
             if !known {
@@ -311,6 +328,9 @@ pub(super) async fn plan(
                 Some(found) => Some(found.clone()),
                 None => cluster.get(&subject).await?,
             };
+            if let Some(live) = &live {
+                (observed.lock().expect("observed health")).insert(subject.clone(), health(live));
+            }
             let known = live.as_ref().and_then(|l| knowledge(&manifest.object, l));
             if let Some(known) = known {
                 seen.lock()
@@ -425,5 +445,8 @@ pub(super) async fn plan(
         keep,
         waves,
         hooks,
+        health: Arc::new(Mutex::new(std::mem::take(
+            &mut *observed.lock().expect("observed health"),
+        ))),
     })
 }
