@@ -42,7 +42,10 @@ fn text(out: &Output) -> String {
 fn objects(yaml: &str) -> Vec<Value> {
     yaml.split("\n---")
         .map(|doc| doc.trim_start_matches("---"))
-        .filter(|doc| doc.lines().any(|l| !l.trim().is_empty() && !l.starts_with('#')))
+        .filter(|doc| {
+            doc.lines()
+                .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        })
         .map(|doc| serde_saphyr::from_str::<Value>(doc).unwrap_or_else(|e| panic!("{e}: {doc}")))
         .filter(|v| !v.is_null())
         .collect()
@@ -75,7 +78,11 @@ fn render(ns: &str, files: &[&str], sets: &[&str]) -> BTreeMap<String, Value> {
 fn by_name(objects: Vec<Value>) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for o in objects {
-        let key = format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap());
+        let key = format!(
+            "{}/{}",
+            o["kind"].as_str().unwrap(),
+            o["metadata"]["name"].as_str().unwrap()
+        );
         assert!(out.insert(key.clone(), o).is_none(), "{key} twice");
     }
     out
@@ -95,7 +102,10 @@ fn args(objects: &BTreeMap<String, Value>) -> Vec<&str> {
 }
 
 fn kinds(objects: &BTreeMap<String, Value>) -> Vec<&str> {
-    objects.keys().map(|k| k.split('/').next().unwrap()).collect()
+    objects
+        .keys()
+        .map(|k| k.split('/').next().unwrap())
+        .collect()
 }
 
 const VALUES_FILES: [&str; 4] = [
@@ -113,11 +123,18 @@ fn chart_lints_with_every_values_file() {
         .map(|e| format!("ci/{}", e.unwrap().file_name().to_string_lossy()))
         .collect();
     found.sort();
-    assert_eq!(found, VALUES_FILES, "every values file of ci/ has its render test here");
+    assert_eq!(
+        found, VALUES_FILES,
+        "every values file of ci/ has its render test here"
+    );
     let dir = chart.display().to_string();
     let out = helm(&["lint", "--strict", &dir]);
     assert!(out.status.success(), "helm lint:\n{}", text(&out));
-    assert!(text(&out).contains("1 chart(s) linted, 0 chart(s) failed"), "{}", text(&out));
+    assert!(
+        text(&out).contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{}",
+        text(&out)
+    );
     for file in VALUES_FILES {
         let values = chart.join(file).display().to_string();
         let out = helm(&["lint", "--strict", &dir, "-f", &values]);
@@ -139,22 +156,41 @@ fn default_values_render_scoped_rbac_and_nothing_optional() {
             "ServiceAccount"
         ]
     );
-    let rules = objects["ClusterRole/ferry-agent"]["rules"].as_array().unwrap();
+    let rules = objects["ClusterRole/ferry-agent"]["rules"]
+        .as_array()
+        .unwrap();
     for rule in rules {
-        assert_ne!(rule["verbs"], json!(["*"]), "cluster-admin is opt-in: {rule}");
+        assert_ne!(
+            rule["verbs"],
+            json!(["*"]),
+            "cluster-admin is opt-in: {rule}"
+        );
         if rule["apiGroups"] == json!(["*"]) {
             assert_eq!(rule["verbs"], json!(["get", "list", "watch"]), "{rule}");
         }
     }
-    assert!(rules.iter().any(|r| r["verbs"] == json!(["impersonate"])
-        && r["resources"] == json!(["serviceaccounts"])));
+    assert!(
+        rules.iter().any(|r| r["verbs"] == json!(["impersonate"])
+            && r["resources"] == json!(["serviceaccounts"]))
+    );
     let deployment = &objects["Deployment/ferry-agent"];
     assert_eq!(deployment["spec"]["replicas"], 2);
-    assert_eq!(container(&objects)["image"], "ghcr.io/ferry-dev/ferry:0.1.0");
+    assert_eq!(
+        container(&objects)["image"],
+        "ghcr.io/ferry-dev/ferry:0.1.0"
+    );
     assert_eq!(
         args(&objects),
-        ["agent", "--applications", "all", "--listen", "0.0.0.0:8080",
-         "--leader-elect-namespace", "ferry-system", "--log-json"]
+        [
+            "agent",
+            "--applications",
+            "all",
+            "--listen",
+            "0.0.0.0:8080",
+            "--leader-elect-namespace",
+            "ferry-system",
+            "--log-json"
+        ]
     );
     assert!(deployment["spec"]["template"]["spec"]["volumes"].is_null());
 }
@@ -190,7 +226,10 @@ fn persistence_values_mount_a_claim_for_the_history() {
         json!([{"name": "history", "mountPath": "/var/lib/ferry"}])
     );
     assert!(args(&objects).ends_with(&["--data-dir", "/var/lib/ferry"]));
-    assert_eq!(objects["Deployment/ferry-agent"]["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(
+        objects["Deployment/ferry-agent"]["spec"]["strategy"]["type"],
+        "Recreate"
+    );
     assert_eq!(objects["Deployment/ferry-agent"]["spec"]["replicas"], 1);
 
     // An existing claim is mounted, not created.
@@ -201,8 +240,8 @@ fn persistence_values_mount_a_claim_for_the_history() {
     );
     assert!(!objects.contains_key("PersistentVolumeClaim/ferry-agent-history"));
     assert_eq!(
-        objects["Deployment/ferry-agent"]["spec"]["template"]["spec"]["volumes"][0]
-            ["persistentVolumeClaim"]["claimName"],
+        objects["Deployment/ferry-agent"]["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]
+            ["claimName"],
         "mine"
     );
 }
@@ -212,14 +251,19 @@ fn monitoring_values_add_a_service_monitor_and_a_network_policy() {
     let objects = render("ferry-system", &["ci/monitoring-values.yaml"], &[]);
     let monitor = &objects["ServiceMonitor/ferry-agent"];
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
-    assert_eq!(monitor["metadata"]["labels"], json!({"release": "prometheus"}));
+    assert_eq!(
+        monitor["metadata"]["labels"],
+        json!({"release": "prometheus"})
+    );
     assert_eq!(
         monitor["spec"]["endpoints"],
         json!([{"port": "http", "path": "/metrics", "interval": "15s"}])
     );
     // It selects the Service, whose port it names.
     let service = &objects["Service/ferry-agent"];
-    let selector = monitor["spec"]["selector"]["matchLabels"].as_object().unwrap();
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap();
     for (key, value) in selector {
         assert_eq!(&service["metadata"]["labels"][key], value, "{key}");
     }
@@ -232,7 +276,10 @@ fn monitoring_values_add_a_service_monitor_and_a_network_policy() {
     );
     assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
     let ingress = &policy["spec"]["ingress"][0];
-    assert_eq!(ingress["ports"], json!([{"port": "http", "protocol": "TCP"}]));
+    assert_eq!(
+        ingress["ports"],
+        json!([{"port": "http", "protocol": "TCP"}])
+    );
     assert_eq!(ingress["from"].as_array().unwrap().len(), 2);
     assert_eq!(
         ingress["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
@@ -248,8 +295,16 @@ fn single_tenant_values_run_one_agent_for_one_namespace() {
     assert_eq!(c["imagePullPolicy"], "IfNotPresent");
     assert_eq!(
         args(&objects),
-        ["agent", "--applications", "team-a", "--listen", "0.0.0.0:8080", "--log-json",
-         "--concurrency", "4"]
+        [
+            "agent",
+            "--applications",
+            "team-a",
+            "--listen",
+            "0.0.0.0:8080",
+            "--log-json",
+            "--concurrency",
+            "4"
+        ]
     );
     assert_eq!(
         c["env"],
@@ -274,7 +329,13 @@ fn single_tenant_values_run_one_agent_for_one_namespace() {
 
     // More than one agent without a Lease is refused at render time.
     let chart = chart().display().to_string();
-    let out = helm(&["template", "ferry", &chart, "--set", "leaderElection.enabled=false"]);
+    let out = helm(&[
+        "template",
+        "ferry",
+        &chart,
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
     assert!(!out.status.success());
     assert!(
         text(&out).contains("replicas > 1 needs leaderElection.enabled"),
@@ -297,7 +358,9 @@ fn chart_and_ferry_install_produce_the_same_objects() {
     let mut installed = by_name(objects(&printed));
     // Helm leaves the release namespace to `helm install --create-namespace` (and ferry
     // to an app's `createNamespace`).
-    let namespace = installed.remove("Namespace/delivery").expect("install makes its namespace");
+    let namespace = installed
+        .remove("Namespace/delivery")
+        .expect("install makes its namespace");
     assert_eq!(namespace["apiVersion"], "v1");
 
     let crd_file = chart().join("crds/applications.ferry.dev.yaml");
@@ -323,7 +386,8 @@ fn chart_and_ferry_install_produce_the_same_objects() {
     );
     for (key, object) in &installed {
         assert_eq!(
-            &rendered[key], object,
+            &rendered[key],
+            object,
             "{key} differs between the chart and `ferry install` (after changing the CRD, \
              regenerate {} with `{BLESS}=1 cargo test -p ferry --test chart`)",
             crd_file.display()
@@ -368,25 +432,33 @@ async fn ferry_applies_its_own_chart_on_the_testbed() {
         f.get("ferry-agent").await.expect("the agent's Deployment");
     let spec = deployment.spec.unwrap().template.spec.unwrap();
     assert_eq!(spec.service_account_name.as_deref(), Some("ferry-agent"));
-    assert_eq!(spec.containers[0].image.as_deref(), Some("127.0.0.1:5000/ferry:0.1.0"));
+    assert_eq!(
+        spec.containers[0].image.as_deref(),
+        Some("127.0.0.1:5000/ferry:0.1.0")
+    );
     assert!(
         f.get::<k8s_openapi::api::networking::v1::NetworkPolicy>("ferry-agent")
             .await
             .is_some()
     );
-    assert!(f.get::<k8s_openapi::api::core::v1::Service>("ferry-agent").await.is_some());
+    assert!(
+        f.get::<k8s_openapi::api::core::v1::Service>("ferry-agent")
+            .await
+            .is_some()
+    );
     let roles: kube::Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
         kube::Api::all(f.client.clone());
-    let binding = roles.get("ferry-agent").await.expect("the ClusterRoleBinding");
+    let binding = roles
+        .get("ferry-agent")
+        .await
+        .expect("the ClusterRoleBinding");
     assert_eq!(
         binding.subjects.unwrap()[0].namespace.as_deref(),
         Some(ns),
         "bound to the release namespace"
     );
     // In sync right after: the chart renders the same objects again.
-    let again = f
-        .ferry(&["diff", &app, "-f", file.to_str().unwrap()])
-        .await;
+    let again = f.ferry(&["diff", &app, "-f", file.to_str().unwrap()]).await;
     again.expect_code(0);
     f.finish().await;
 }

@@ -64,7 +64,11 @@ fn bash_completes_subcommands_flags_and_values() {
     let subcommands = bash_complete(&script, &["ferry", "ap"]);
     assert_eq!(subcommands, ["apply", "apps"], "completing `ferry ap`");
     let flags = bash_complete(&script, &["ferry", "apply", "--no-"]);
-    assert_eq!(flags, ["--no-wait", "--no-prune"], "completing `ferry apply --no-`");
+    assert_eq!(
+        flags,
+        ["--no-wait", "--no-prune"],
+        "completing `ferry apply --no-`"
+    );
     let shells = bash_complete(&script, &["ferry", "completion", ""]);
     for shell in ["bash", "zsh", "fish", "powershell"] {
         assert!(shells.contains(&shell.to_string()), "{shells:?}");
@@ -81,10 +85,21 @@ fn every_shell_gets_a_script_naming_the_subcommands() {
     ] {
         let script = stdout(&["completion", shell]);
         assert!(script.contains(marker), "{shell}: no {marker:?}");
-        for sub in ["apply", "diff", "agent", "install", "rollback", "completion", "man"] {
+        for sub in [
+            "apply",
+            "diff",
+            "agent",
+            "install",
+            "rollback",
+            "completion",
+            "man",
+        ] {
             assert!(script.contains(sub), "{shell}: {sub} is not completed");
         }
-        assert!(script.contains("--revision"), "{shell}: flags are not completed");
+        assert!(
+            script.contains("--revision"),
+            "{shell}: flags are not completed"
+        );
     }
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["completion", "tcsh"])
@@ -120,9 +135,15 @@ fn man_pages_render() {
     let main = dir.path().join("stdout.1");
     std::fs::write(&main, &page).unwrap();
     let text = render_man(&main);
-    assert!(text.contains("GitOps continuous delivery for Kubernetes"), "{text}");
+    assert!(
+        text.contains("GitOps continuous delivery for Kubernetes"),
+        "{text}"
+    );
     for sub in ["apply", "diff", "agent", "completion"] {
-        assert!(text.contains(&format!("ferry-{sub}(1)")), "{sub} missing in\n{text}");
+        assert!(
+            text.contains(&format!("ferry-{sub}(1)")),
+            "{sub} missing in\n{text}"
+        );
     }
 
     let pages = dir.path().join("man");
@@ -140,7 +161,17 @@ fn man_pages_render() {
         "`ferry man` prints the ferry.1 that --dir writes"
     );
     let apply = render_man(&pages.join("ferry-apply.1"));
-    for flag in ["--revision", "--force", "--no-wait", "--timeout", "--no-prune", "--all"] {
-        assert!(apply.contains(flag), "ferry-apply(1) lacks {flag}:\n{apply}");
+    for flag in [
+        "--revision",
+        "--force",
+        "--no-wait",
+        "--timeout",
+        "--no-prune",
+        "--all",
+    ] {
+        assert!(
+            apply.contains(flag),
+            "ferry-apply(1) lacks {flag}:\n{apply}"
+        );
     }
 }

@@ -37,9 +37,12 @@ fn text(out: &Output) -> String {
 }
 
 fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("{program}: {e} (scripts/setup.sh installs umoci, skopeo and runc)")
-    });
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program}: {e} (scripts/setup.sh installs umoci, skopeo and runc)")
+        });
     assert!(out.status.success(), "{program} {args:?}:\n{}", text(&out));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -79,12 +82,20 @@ fn layout() -> PathBuf {
             .output()
             .expect("running image.sh");
         assert!(build.status.success(), "image.sh failed:\n{}", text(&build));
-        eprintln!("built the image in {:?}:\n{}", start.elapsed(), text(&build));
+        eprintln!(
+            "built the image in {:?}:\n{}",
+            start.elapsed(),
+            text(&build)
+        );
         // Unpacked once for runc, read-only for every container.
         run(
             "umoci",
-            &["unpack", "--image", &format!("{}:{}", layout.display(), version()),
-              out.join("bundle").to_str().unwrap()],
+            &[
+                "unpack",
+                "--image",
+                &format!("{}:{}", layout.display(), version()),
+                out.join("bundle").to_str().unwrap(),
+            ],
         );
         std::fs::write(out.join("done"), "").unwrap();
     }
@@ -99,23 +110,43 @@ fn image_ref(layout: &Path) -> String {
 #[test]
 fn image_config_names_the_version_commit_and_a_non_root_user() {
     let layout = layout();
-    let config: Value =
-        serde_json::from_str(&run("skopeo", &["inspect", "--config", &image_ref(&layout)])).unwrap();
+    let config: Value = serde_json::from_str(&run(
+        "skopeo",
+        &["inspect", "--config", &image_ref(&layout)],
+    ))
+    .unwrap();
     let c = &config["config"];
     assert_eq!(c["User"], "65532:65532");
     assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/local/bin/ferry"]));
     assert_eq!(c["Labels"]["org.opencontainers.image.version"], version());
-    let revision = c["Labels"]["org.opencontainers.image.revision"].as_str().unwrap();
+    let revision = c["Labels"]["org.opencontainers.image.revision"]
+        .as_str()
+        .unwrap();
     assert_eq!(revision.len(), 40, "a full commit SHA: {revision}");
     assert_eq!(c["Labels"]["dev.ferry.helm.version"], "v3.19.0");
     assert_eq!(config["os"], "linux");
     assert_eq!(config["architecture"], "amd64");
-    assert!(layout.parent().unwrap().join(format!("ferry-{}-image.tar", version())).is_file());
+    assert!(
+        layout
+            .parent()
+            .unwrap()
+            .join(format!("ferry-{}-image.tar", version()))
+            .is_file()
+    );
 
     // Pushed to a real registry, the same image comes back.
     let registry = ferry_testkit::charts::Registry::start();
     let remote = format!("docker://{}/ferry:{}", registry.host(), version());
-    run("skopeo", &["copy", "--quiet", "--dest-tls-verify=false", &image_ref(&layout), &remote]);
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &image_ref(&layout),
+            &remote,
+        ],
+    );
     let digest = |reference: &str, tls: &[&str]| {
         let mut args = vec!["inspect", "--format", "{{.Digest}}"];
         args.extend_from_slice(tls);
@@ -151,7 +182,11 @@ impl Bundle {
         std::fs::create_dir_all(&bundle).unwrap();
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let chown = Command::new("chown").arg("65532:65532").arg(&home).status().unwrap();
+        let chown = Command::new("chown")
+            .arg("65532:65532")
+            .arg(&home)
+            .status()
+            .unwrap();
         assert!(chown.success());
         let path = bundle.join("config.json");
         let unpacked = layout().parent().unwrap().join("bundle/config.json");
@@ -163,10 +198,10 @@ impl Bundle {
             .chain(args.iter().copied())
             .collect::<Vec<_>>()
             .into();
-        process["env"]
-            .as_array_mut()
-            .unwrap()
-            .extend(["FERRY_CONTEXT=ferry-testbed".into(), "KUBECONFIG=/kube/config".into()]);
+        process["env"].as_array_mut().unwrap().extend([
+            "FERRY_CONTEXT=ferry-testbed".into(),
+            "KUBECONFIG=/kube/config".into(),
+        ]);
         let linux = config["linux"].as_object_mut().unwrap();
         linux.remove("resources");
         linux["namespaces"]
@@ -174,10 +209,14 @@ impl Bundle {
             .unwrap()
             .retain(|ns| ns["type"] != "network");
         let list = config["mounts"].as_array_mut().unwrap();
-        list.push(serde_json::json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-            "options": ["nosuid", "nodev", "mode=1777"]}));
-        list.push(serde_json::json!({"destination": "/home/ferry", "type": "bind",
-            "source": home, "options": ["rbind", "rw"]}));
+        list.push(
+            serde_json::json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=1777"]}),
+        );
+        list.push(
+            serde_json::json!({"destination": "/home/ferry", "type": "bind",
+            "source": home, "options": ["rbind", "rw"]}),
+        );
         for (source, target) in mounts {
             list.push(serde_json::json!({"destination": target, "type": "bind",
                 "source": source, "options": ["rbind", "ro"]}));
@@ -208,7 +247,11 @@ impl Bundle {
 /// stdout and stderr.
 fn in_image_status(program: &str, args: &[&str]) -> (bool, String) {
     let bundle = Bundle::with_program(program, &[], args);
-    let id = format!("ferry-{}-{}", std::process::id(), program.rsplit('/').next().unwrap());
+    let id = format!(
+        "ferry-{}-{}",
+        std::process::id(),
+        program.rsplit('/').next().unwrap()
+    );
     let out = bundle.output(&id);
     let printed = format!(
         "{}{}",
@@ -230,15 +273,24 @@ fn the_image_runs_ferry_and_the_tools_it_needs() {
     let bundle = Bundle::new(&[], &["version"]);
     let out = bundle.output("ferry-version");
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("ferry {}\n", version()));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("ferry {}\n", version())
+    );
 
     assert!(in_image("/usr/local/bin/helm", &["version", "--short"]).starts_with("v3.19.0"));
     assert!(in_image("/usr/local/bin/kustomize", &["version"]).contains("v5.7.1"));
     assert!(in_image("/usr/bin/git", &["--version"]).starts_with("git version 2."));
     assert!(in_image("/usr/bin/ssh", &["-V"]).starts_with("OpenSSH_"));
     // git's HTTPS helper loads (libcurl, TLS) and gets as far as connecting.
-    let (ok, helper) = in_image_status("/usr/bin/git", &["ls-remote", "https://127.0.0.1:1/none.git"]);
-    assert!(!ok && helper.contains("Couldn't connect to server"), "{helper}");
+    let (ok, helper) = in_image_status(
+        "/usr/bin/git",
+        &["ls-remote", "https://127.0.0.1:1/none.git"],
+    );
+    assert!(
+        !ok && helper.contains("Couldn't connect to server"),
+        "{helper}"
+    );
     // No shell.
     let root = rootfs();
     for shell in ["bin/sh", "usr/bin/sh", "usr/bin/bash", "usr/bin/dash"] {
@@ -322,8 +374,13 @@ async fn ferry_agent_in_the_image_syncs_an_app() {
         std::fs::read_to_string(&log).unwrap_or_default(),
         std::fs::read_to_string(bundle.dir.path().join("agent.err")).unwrap_or_default()
     );
-    let cm = synced.unwrap_or_else(|| panic!("the agent in the image did not sync the app:\n{logs}"));
+    let cm =
+        synced.unwrap_or_else(|| panic!("the agent in the image did not sync the app:\n{logs}"));
     assert_eq!(cm.data.unwrap()["synced"], "yes");
-    assert_eq!(healthz.ok(), Some(200), "the agent's /healthz in the container:\n{logs}");
+    assert_eq!(
+        healthz.ok(),
+        Some(200),
+        "the agent's /healthz in the container:\n{logs}"
+    );
     f.finish().await;
 }

@@ -154,7 +154,10 @@ fn every_queried_metric_is_exported() {
     let mut queried = BTreeSet::new();
     for (name, expr) in alert_exprs().into_iter().chain(dashboard_exprs()) {
         let metrics = ferry_metrics(&expr);
-        assert!(!metrics.is_empty(), "{name}: queries no ferry metric: {expr}");
+        assert!(
+            !metrics.is_empty(),
+            "{name}: queries no ferry metric: {expr}"
+        );
         for metric in metrics {
             assert!(
                 exported.contains(&metric),
@@ -177,5 +180,8 @@ fn every_queried_metric_is_exported() {
     ] {
         assert!(queried.contains(family), "nothing queries {family}");
     }
-    assert_eq!(ferry_metrics("rate(ferry_a_total[5m]) / xferry_b"), ["ferry_a_total".to_string()].into());
+    assert_eq!(
+        ferry_metrics("rate(ferry_a_total[5m]) / xferry_b"),
+        ["ferry_a_total".to_string()].into()
+    );
 }

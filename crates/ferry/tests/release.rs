@@ -42,14 +42,25 @@ fn release(out: &Path) -> PathBuf {
 }
 
 fn tar_list(archive: &Path) -> BTreeSet<String> {
-    let out = Command::new("tar").arg("-tzvf").arg(archive).output().unwrap();
+    let out = Command::new("tar")
+        .arg("-tzvf")
+        .arg(archive)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let listing = String::from_utf8(out.stdout).unwrap();
     for line in listing.lines() {
         assert!(line.contains(" 0/0 "), "entries are owned by 0:0: {line}");
-        assert!(line.contains("2023-11-14"), "entries are dated SOURCE_DATE_EPOCH: {line}");
+        assert!(
+            line.contains("2023-11-14"),
+            "entries are dated SOURCE_DATE_EPOCH: {line}"
+        );
     }
-    let out = Command::new("tar").arg("-tzf").arg(archive).output().unwrap();
+    let out = Command::new("tar")
+        .arg("-tzf")
+        .arg(archive)
+        .output()
+        .unwrap();
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -119,7 +130,10 @@ fn release_archive_installs_with_the_action() {
     // The action's install step, from a file:// URL instead of GitHub's.
     let runner = tempfile::tempdir().unwrap();
     let base = format!("file://{}", releases.display());
-    let env = [("FERRY_VERSION", version()), ("FERRY_RELEASES", base.as_str())];
+    let env = [
+        ("FERRY_VERSION", version()),
+        ("FERRY_RELEASES", base.as_str()),
+    ];
     let installed = action("install", runner.path(), runner.path(), &env);
     assert!(installed.status.success(), "install:\n{}", text(&installed));
     let bin = runner.path().join(format!("ferry-{}/bin", version()));
@@ -127,8 +141,14 @@ fn release_archive_installs_with_the_action() {
         std::fs::read_to_string(runner.path().join("path")).unwrap(),
         format!("{}\n", bin.display())
     );
-    let run = Command::new(bin.join("ferry")).arg("version").output().unwrap();
-    assert_eq!(String::from_utf8(run.stdout).unwrap(), format!("ferry {}\n", version()));
+    let run = Command::new(bin.join("ferry"))
+        .arg("version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(run.stdout).unwrap(),
+        format!("ferry {}\n", version())
+    );
 
     // A tampered archive is refused, nothing installed.
     let mut bytes = std::fs::read(&archive).unwrap();
@@ -139,20 +159,29 @@ fn release_archive_installs_with_the_action() {
     let refused = action("install", runner.path(), runner.path(), &env);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(
-        String::from_utf8_lossy(&refused.stderr)
-            .contains(&format!("::error::{name}: SHA-256 does not match {name}.sha256")),
+        String::from_utf8_lossy(&refused.stderr).contains(&format!(
+            "::error::{name}: SHA-256 does not match {name}.sha256"
+        )),
         "{}",
         text(&refused)
     );
     assert!(!runner.path().join("path").exists());
-    assert!(!runner.path().join(format!("ferry-{}/bin/ferry", version())).exists());
+    assert!(
+        !runner
+            .path()
+            .join(format!("ferry-{}/bin/ferry", version()))
+            .exists()
+    );
 
     // A version that is not released fails with the URL.
     let missing = action(
         "install",
         runner.path(),
         runner.path(),
-        &[("FERRY_VERSION", "9.9.9"), ("FERRY_RELEASES", base.as_str())],
+        &[
+            ("FERRY_VERSION", "9.9.9"),
+            ("FERRY_RELEASES", base.as_str()),
+        ],
     );
     assert_eq!(missing.status.code(), Some(2));
     assert!(
@@ -169,7 +198,11 @@ fn the_action_writes_the_diff_to_the_job_summary() {
         "ferry.yaml",
         "apps:\n  - name: web\n    source:\n      repo: .\n      path: app\n    destination:\n      namespace: web\n",
     );
-    let cm = |v: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  level: {v}\n");
+    let cm = |v: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  level: {v}\n"
+        )
+    };
     repo.write("app/settings.yaml", &cm("info"));
     let base = repo.commit("base");
     repo.write("app/settings.yaml", &cm("debug"));
@@ -177,7 +210,11 @@ fn the_action_writes_the_diff_to_the_job_summary() {
 
     let runner = tempfile::tempdir().unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_ferry")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let env = |revision: &str, against: &str| {
         vec![
             ("PATH", path.clone()),
@@ -193,13 +230,20 @@ fn the_action_writes_the_diff_to_the_job_summary() {
     };
 
     let changed = run(env(&head, &base));
-    assert!(changed.status.success(), "changes pending is no failure:\n{}", text(&changed));
+    assert!(
+        changed.status.success(),
+        "changes pending is no failure:\n{}",
+        text(&changed)
+    );
     let summary = std::fs::read_to_string(runner.path().join("summary.md")).unwrap();
     assert!(
         summary.starts_with(&format!("### ferry diff web -f ferry.yaml --revision {head} --against {base}\n\nChanges pending:\n\n```diff\n")),
         "{summary}"
     );
-    assert!(summary.contains("-  level: info\n+  level: debug\n"), "{summary}");
+    assert!(
+        summary.contains("-  level: info\n+  level: debug\n"),
+        "{summary}"
+    );
     assert!(summary.ends_with("```\n"), "{summary}");
     let output = std::fs::read_to_string(runner.path().join("output")).unwrap();
     assert_eq!(output, "exit-code=1\nchanges=true\n");
@@ -221,9 +265,14 @@ fn the_action_writes_the_diff_to_the_job_summary() {
     let output = std::fs::read_to_string(runner.path().join("output")).unwrap();
     assert_eq!(output, "exit-code=2\nchanges=false\n");
 
-    let bad = run(vec![("PATH", path.clone()), ("FERRY_COMMAND", "delete".into())]);
+    let bad = run(vec![
+        ("PATH", path.clone()),
+        ("FERRY_COMMAND", "delete".into()),
+    ]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("command \"delete\" is not diff or apply"));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("command \"delete\" is not diff or apply")
+    );
 }
 
 fn actionlint(dir: &Path, files: &[PathBuf]) -> Output {
@@ -244,7 +293,11 @@ fn actionlint_accepts_the_action_and_the_workflows() {
         .map(|f| example.join(".github/workflows").join(f))
         .collect();
     let out = actionlint(&example, &workflows);
-    assert!(out.status.success(), "actionlint on the example:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "actionlint on the example:\n{}",
+        text(&out)
+    );
 
     // actionlint checks a local action's metadata and the inputs a workflow gives it:
     // a repository with ferry's action.yml at its root and a workflow using `./`.
@@ -266,10 +319,18 @@ fn actionlint_accepts_the_action_and_the_workflows() {
     )
     .unwrap();
     let out = actionlint(repo.path(), std::slice::from_ref(&workflow));
-    assert!(out.status.success(), "actionlint with the action:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "actionlint with the action:\n{}",
+        text(&out)
+    );
 
     // The check is real: an unknown input and a missing required one are reported.
-    std::fs::write(&workflow, uses("          command: diff\n          colour: blue\n")).unwrap();
+    std::fs::write(
+        &workflow,
+        uses("          command: diff\n          colour: blue\n"),
+    )
+    .unwrap();
     let out = actionlint(repo.path(), std::slice::from_ref(&workflow));
     assert!(!out.status.success());
     let report = String::from_utf8_lossy(&out.stdout);
