@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need beyond the machine's toolchains
-# (Go, Rust, Node, kubectl): openssl, git, and for ferry's container image umoci, skopeo
-# and runc (and man-db, which renders the man pages in a test) from Debian, and pytest
-# from PyPI when missing.
+# (Go, Rust, Node, kubectl), when missing: from Debian openssl, git, and for ferry's
+# container image umoci, skopeo, runc, ssh (openssh-client) and strip (binutils), man-db
+# (a test renders the man pages); pytest from PyPI.
 set -euo pipefail
 missing=()
 for tool in openssl git umoci skopeo runc; do

@@ -395,7 +395,9 @@ fn chart_and_ferry_install_produce_the_same_objects() {
     }
 }
 
-/// ferry deploys its own chart from a Git repository, with values from ferry.yaml.
+/// ferry deploys its own chart from a Git repository, with values from ferry.yaml. The
+/// CRD is left out (`includeCrds: false`): applied by this test's app it would carry the
+/// app's label, and another app (`ferry install --apply`) could no longer own it.
 #[tokio::test]
 async fn ferry_applies_its_own_chart_on_the_testbed() {
     let f = Fixture::new("chart").await;
@@ -406,7 +408,7 @@ async fn ferry_applies_its_own_chart_on_the_testbed() {
         "ferry.yaml",
         &format!(
             "apps:\n  - name: {app}\n    source:\n      repo: .\n      path: charts/ferry\n      helm:\n        \
-             releaseName: ferry\n        values:\n          image:\n            repository: 127.0.0.1:5000/ferry\n          \
+             releaseName: ferry\n        includeCrds: false\n        values:\n          image:\n            repository: 127.0.0.1:5000/ferry\n          \
              rbac:\n            clusterAdmin: true\n          networkPolicy:\n            enabled: true\n    \
              destination:\n      namespace: {ns}\n    prune: true\n"
         ),
