@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned test-bed binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, etcd, kwok, helm, kustomize, and CNCF distribution's OCI `registry`)
-# into the cache, skipping those present.
+# kube-scheduler, etcd, kwok, helm, kustomize, CNCF distribution's OCI `registry`, and the
+# checkers actionlint and promtool) into the cache, skipping those present.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 mkdir -p "$TESTBED_BIN"
@@ -10,12 +10,12 @@ minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 pkg=k8s.io/component-base/version
 ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 
-build() { # build <name> <module dir> <package> [ldflags]
-  local name=$1 dir=$2 package=$3 flags=${4:-"-s -w"}
+build() { # build <name> <module dir> <package> [ldflags] [build tags]
+  local name=$1 dir=$2 package=$3 flags=${4:-"-s -w"} tags=${5:-}
   if [ -x "$TESTBED_BIN/$name" ]; then return 0; fi
   log "building $name ($package)"
   local start=$SECONDS
-  if ! (cd "$TESTBED_DIR/$dir" && go build -trimpath -ldflags "$flags" -o "$TESTBED_BIN/$name.tmp" "$package") \
+  if ! (cd "$TESTBED_DIR/$dir" && go build -trimpath -tags "$tags" -ldflags "$flags" -o "$TESTBED_BIN/$name.tmp" "$package") \
       >"$TESTBED_BIN/$name.build.log" 2>&1; then
     tail -n 20 "$TESTBED_BIN/$name.build.log" >&2
     die "build of $name failed; full log: $TESTBED_BIN/$name.build.log"
@@ -40,4 +40,13 @@ build helm tools helm.sh/helm/v3/cmd/helm "$helm_flags"
 build kustomize tools sigs.k8s.io/kustomize/kustomize/v5 "-s -w"
 build registry distribution github.com/distribution/distribution/v3/cmd/registry \
   "-s -w -X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
+build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint \
+  "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
+# Prometheus 3.X.Y is the Go module version v0.3XX.Y.
+prom=github.com/prometheus/common/version
+prom_minor=${PROMETHEUS_VERSION#v0.3}
+prom_version=3.$((10#${prom_minor%%.*})).${prom_minor#*.}
+# Without the service-discovery plugins (cloud SDKs): checking rules needs none of them.
+build promtool promtool github.com/prometheus/prometheus/cmd/promtool \
+  "-s -w -X $prom.Version=$prom_version -X $prom.Branch=HEAD" remove_all_sd
 echo "$TESTBED_BIN"

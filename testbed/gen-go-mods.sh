@@ -100,3 +100,37 @@ package tools
 import _ "github.com/distribution/distribution/v3/cmd/registry"
 GO
 (cd "$here/distribution" && go mod tidy)
+
+cat > "$here/actionlint/go.mod" <<MOD
+module ferry.dev/testbed/actionlint
+
+go 1.24.0
+
+require github.com/rhysd/actionlint $ACTIONLINT_VERSION
+MOD
+cat > "$here/actionlint/tools.go" <<'GO'
+//go:build tools
+
+// Package tools pins actionlint, which checks the GitHub Actions workflows and action.yml.
+package tools
+
+import _ "github.com/rhysd/actionlint/cmd/actionlint"
+GO
+(cd "$here/actionlint" && go mod tidy)
+
+cat > "$here/promtool/go.mod" <<MOD
+module ferry.dev/testbed/promtool
+
+go 1.24.0
+
+require github.com/prometheus/prometheus $PROMETHEUS_VERSION
+MOD
+cat > "$here/promtool/tools.go" <<'GO'
+//go:build tools
+
+// Package tools pins promtool, which checks ferry's Prometheus alerting rules.
+package tools
+
+import _ "github.com/prometheus/prometheus/cmd/promtool"
+GO
+(cd "$here/promtool" && go mod tidy)

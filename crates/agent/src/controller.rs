@@ -159,13 +159,16 @@ impl Ctx {
         true
     }
 
-    /// Fetches a repository key now ([`Engine::fetch`]), timing it in the metrics.
+    /// Fetches a repository key now ([`Engine::fetch`]), timing it (or counting its
+    /// failure) in the metrics.
     pub async fn fetch(&self, key: &RepoKey) -> Result<(Revision, bool), EngineError> {
         let start = Instant::now();
-        let fetched = self.engine.fetch(key).await?;
+        let fetched = self.engine.fetch(key).await.inspect_err(|_| {
+            self.record.metrics.git_fetch_failed(&key.0);
+        })?;
         self.record
             .metrics
-            .git_fetch(&redact_url(&key.0), start.elapsed().as_secs_f64());
+            .git_fetch(&key.0, start.elapsed().as_secs_f64());
         Ok(fetched)
     }
 

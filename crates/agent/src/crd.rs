@@ -220,7 +220,7 @@ pub fn install_manifests(
                         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
                                       "limits": {"memory": "256Mi"}}}]}}}}),
         serde_json::json!({"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "ferry-agent", "namespace": namespace},
+            "metadata": {"name": "ferry-agent", "namespace": namespace, "labels": labels},
             "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
     ]);
     out

@@ -279,7 +279,9 @@ async fn on_leadership(
     shutdown: CancellationToken,
 ) {
     loop {
-        if *leader.borrow_and_update() {
+        let leading = *leader.borrow_and_update();
+        ctx.record.metrics.leader(leading);
+        if leading {
             info!("leading: reconciling all apps");
             // Suspensions and pins first: nothing is reconciled before they are known.
             let mut attempts = 0;

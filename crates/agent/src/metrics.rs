@@ -9,6 +9,8 @@
 //!
 //! `app` and `namespace` are the app's name and namespace (its [`AppKey`]).
 //! | `ferry_git_fetch_duration_seconds` | histogram | `repo` |
+//! | `ferry_git_fetch_errors_total` | counter | `repo` |
+//! | `ferry_leader` | gauge (1 leading, 0 standing by) | |
 //! | `ferry_webhook_requests_total` | counter | `provider`, `result` |
 //! | `ferry_history_corrupt_entries_total` | counter | |
 
@@ -99,6 +101,8 @@ pub struct Metrics {
     app_info: Family<InfoLabels, Gauge>,
     drift: Family<AppLabels, Counter>,
     git_fetch: Histograms<RepoLabels>,
+    git_fetch_errors: Family<RepoLabels, Counter>,
+    leader: Family<NoLabels, Gauge>,
     webhooks: Family<WebhookLabels, Counter>,
     history_corrupt: Family<NoLabels, Counter>,
     apps: Mutex<HashMap<AppKey, AppSeries>>,
@@ -148,6 +152,18 @@ impl Metrics {
             Unit::Seconds,
             git_fetch.clone(),
         );
+        let git_fetch_errors = Family::<RepoLabels, Counter>::default();
+        registry.register(
+            "ferry_git_fetch_errors",
+            "Failed Git fetches of a repository (unreachable, refused, timed out)",
+            git_fetch_errors.clone(),
+        );
+        let leader = Family::<NoLabels, Gauge>::default();
+        registry.register(
+            "ferry_leader",
+            "1 while this agent reconciles (holds the Lease, or runs without election), else 0",
+            leader.clone(),
+        );
         let webhooks = Family::<WebhookLabels, Counter>::default();
         registry.register(
             "ferry_webhook_requests",
@@ -167,6 +183,8 @@ impl Metrics {
             app_info,
             drift,
             git_fetch,
+            git_fetch_errors,
+            leader,
             webhooks,
             history_corrupt,
             apps: Mutex::default(),
@@ -241,11 +259,27 @@ impl Metrics {
         self.drift.get_or_create(&app.into()).inc();
     }
 
-    /// Observes a Git fetch of `repo` in `ferry_git_fetch_duration_seconds`.
+    /// Observes a Git fetch of `repo` (redacted) in `ferry_git_fetch_duration_seconds`.
     pub fn git_fetch(&self, repo: &str, seconds: f64) {
         self.git_fetch
-            .get_or_create(&RepoLabels { repo: repo.into() })
+            .get_or_create(&RepoLabels {
+                repo: ferry_model::redact_url(repo).into_owned(),
+            })
             .observe(seconds);
+    }
+
+    /// Counts a failed Git fetch of `repo` (redacted) in `ferry_git_fetch_errors_total`.
+    pub fn git_fetch_failed(&self, repo: &str) {
+        self.git_fetch_errors
+            .get_or_create(&RepoLabels {
+                repo: ferry_model::redact_url(repo).into_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets `ferry_leader` to 1 while this agent leads, else 0.
+    pub fn leader(&self, leading: bool) {
+        self.leader.get_or_create(&[]).set(i64::from(leading));
     }
 
     /// Counts a webhook request in `ferry_webhook_requests_total{provider,result}`;
@@ -303,6 +337,8 @@ mod tests {
         m.drift_detected(web);
         m.drift_detected(web);
         m.git_fetch("https://example.com/org/repo.git", 0.2);
+        m.git_fetch_failed("https://example.com/org/repo.git");
+        m.leader(true);
         m.webhook("github", "accepted");
         m.webhook("github", "unauthorized");
         m.webhook("github", "accepted");
@@ -314,6 +350,8 @@ mod tests {
             "ferry_app_info gauge",
             "ferry_drift_detected counter",
             "ferry_git_fetch_duration_seconds histogram",
+            "ferry_git_fetch_errors counter",
+            "ferry_leader gauge",
             "ferry_webhook_requests counter",
         ] {
             assert!(
@@ -324,6 +362,8 @@ mod tests {
         assert!(text.contains("# UNIT ferry_reconcile_duration_seconds seconds\n"));
         assert!(text.ends_with("# EOF\n"));
         for line in [
+            r#"ferry_git_fetch_errors_total{repo="https://example.com/org/repo.git"} 1"#,
+            "ferry_leader 1",
             r#"ferry_reconcile_duration_seconds_count{app="web",namespace="ferry-system"} 3"#,
             r#"ferry_reconcile_duration_seconds_sum{app="web",namespace="ferry-system"} 1.85"#,
             r#"ferry_reconcile_duration_seconds_bucket{le="0.1",app="web",namespace="ferry-system"} 1"#,

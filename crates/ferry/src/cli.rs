@@ -182,6 +182,31 @@ pub enum Command {
         #[arg(long, short = 'f', default_value = "ferry.yaml")]
         file: std::path::PathBuf,
     },
+    /// Print a shell completion script, e.g. `ferry completion bash > /etc/bash_completion.d/ferry`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page ferry(1), or write it and one page per subcommand to a directory.
+    Man {
+        /// Write `ferry.1` and `ferry-<command>.1` here instead of printing `ferry.1`.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// Shells `ferry completion` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
+    /// PowerShell.
+    Powershell,
 }
 
 /// Where the agent's API is.

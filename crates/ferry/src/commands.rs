@@ -2,6 +2,7 @@
 
 mod agent;
 mod appsets;
+mod docs;
 mod output;
 
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
         },
         Command::Agent(args) => agent::run(args, context).await,
+        Command::Completion { shell } => docs::completion(shell),
+        Command::Man { dir } => docs::man(dir.as_deref()),
         Command::Install {
             apply,
             namespace,
