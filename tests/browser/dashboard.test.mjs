@@ -281,7 +281,7 @@ test('dashboard: sign in, see the app Synced and Healthy, drift explained, Sync 
     await button.click();
     const dialog = page.locator('dialog#confirm');
     await dialog.waitFor({ state: 'visible' });
-    assert.match(await dialog.innerText(), new RegExp(`Roll back ${APP}\\?`));
+    assert.match(await dialog.innerText(), new RegExp(`Roll back ferry-system/${APP}\\?`));
     await page.click('#confirm-cancel');
     await dialog.waitFor({ state: 'hidden' });
     // Then confirm.

@@ -351,29 +351,36 @@ fn chart_and_ferry_install_produce_the_same_objects() {
     let image = "registry.example/ferry:9.9.9";
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["install", "--namespace", "delivery", "--image", image])
+        .arg("--cluster-admin")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let printed = String::from_utf8(out.stdout).unwrap();
     let mut installed = by_name(objects(&printed));
     // Helm leaves the release namespace to `helm install --create-namespace` (and ferry
-    // to an app's `createNamespace`).
-    let namespace = installed
-        .remove("Namespace/delivery")
-        .expect("install makes its namespace");
-    assert_eq!(namespace["apiVersion"], "v1");
-
-    let crd_file = chart().join("crds/applications.ferry.dev.yaml");
-    if std::env::var_os(BLESS).is_some() {
-        let crd = printed
-            .split("---\n")
-            .find(|doc| doc.contains("kind: CustomResourceDefinition"))
-            .expect("install prints the CRD");
-        let header = format!(
-            "# The Application CRD as `ferry install` prints it; regenerate with\n# {BLESS}=1 cargo test -p ferry --test chart\n"
-        );
-        std::fs::write(&crd_file, header + crd).unwrap();
+    // to an app's `createNamespace`); the agent creates `ferry-system`, where it keeps
+    // inventories, when it is missing.
+    for ns in ["delivery", "ferry-system"] {
+        let namespace = installed
+            .remove(&format!("Namespace/{ns}"))
+            .unwrap_or_else(|| panic!("install makes the namespace {ns}"));
+        assert_eq!(namespace["apiVersion"], "v1");
     }
+
+    if std::env::var_os(BLESS).is_some() {
+        let header = format!(
+            "# A CRD as `ferry install` prints it; regenerate with\n# {BLESS}=1 cargo test -p ferry --test chart\n"
+        );
+        for crd in
+            (printed.split("---\n")).filter(|doc| doc.contains("kind: CustomResourceDefinition"))
+        {
+            let object: Value = serde_saphyr::from_str(crd).expect("a CRD");
+            let name = object["metadata"]["name"].as_str().expect("its name");
+            let file = chart().join(format!("crds/{name}.yaml"));
+            std::fs::write(&file, header.clone() + crd).unwrap();
+        }
+    }
+    let crd_file = chart().join("crds");
 
     let rendered = render(
         "delivery",

@@ -297,49 +297,6 @@ async fn api_server_answers(f: &Fixture) {
     .await;
 }
 
-/// Compacts etcd's history up to its current revision (through its gRPC gateway, with the
-/// API server's client certificate), so that no watch can resume from an older resource
-/// version: it must list again.
-fn compact_etcd() {
-    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG");
-    let state = PathBuf::from(kubeconfig).parent().unwrap().to_path_buf();
-    let ports = std::fs::read_to_string(state.join("ports.env")).expect("ports.env");
-    let port = ports
-        .lines()
-        .find_map(|l| l.strip_prefix("ETCD_PORT="))
-        .expect("ETCD_PORT")
-        .to_string();
-    let pki = state.join("pki");
-    let call = |path: &str, body: &str| -> Value {
-        let out = Command::new("curl")
-            .args(["-sf", "--max-time", "10", "--cacert"])
-            .arg(pki.join("ca.crt"))
-            .arg("--cert")
-            .arg(pki.join("apiserver-etcd-client.crt"))
-            .arg("--key")
-            .arg(pki.join("apiserver-etcd-client.key"))
-            .args([
-                "-X",
-                "POST",
-                &format!("https://127.0.0.1:{port}{path}"),
-                "-d",
-                body,
-            ])
-            .output()
-            .expect("running curl");
-        assert!(out.status.success(), "etcd {path}: {out:?}");
-        serde_json::from_slice(&out.stdout).expect("etcd's answer")
-    };
-    let revision = call("/v3/kv/range", r#"{"key":"AA==","limit":1}"#)["header"]["revision"]
-        .as_str()
-        .expect("a revision")
-        .to_string();
-    call(
-        "/v3/kv/compaction",
-        &format!(r#"{{"revision":"{revision}","physical":true}}"#),
-    );
-}
-
 /// Waits until the API server answers a list again, and the controller-manager caught up
 /// with it (a new namespace gets its `default` ServiceAccount), so that later tests find
 /// the control plane as before.
