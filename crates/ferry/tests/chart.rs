@@ -151,6 +151,7 @@ fn default_values_render_scoped_rbac_and_nothing_optional() {
             "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
             "Service",
             "ServiceAccount"

@@ -388,7 +388,7 @@ async fn empty_render_is_refused_unless_allowed() {
         .write("app/one.yaml", "# switched off until the next release\n");
     let empty = f.repo.commit("comment everything out");
     let refusal = [
-        format!("app {app} at {}", &empty[..7]),
+        format!("app ferry-system/{app} at {}", &empty[..7]),
         "the render has no objects, so all 2 object(s) in its inventory would be pruned".into(),
         "allowEmpty: true".into(),
     ];
@@ -444,7 +444,7 @@ async fn two_apps_cannot_claim_one_object() {
     let run = f.one_off("apply", &second, "b", &[]).await;
     run.expect_error(&[
         &format!("ConfigMap/{}/shared", f.ns()),
-        &format!("app \"{first}\""),
+        &format!("app \"ferry-system/{first}\""),
     ]);
     assert_eq!(
         f.configmaps().await,
@@ -462,7 +462,7 @@ async fn two_apps_cannot_claim_one_object() {
     // diff reports the same conflict as an error.
     f.one_off("diff", &second, "b", &[])
         .await
-        .expect_error(&[&format!("app \"{first}\"")]);
+        .expect_error(&[&format!("app \"ferry-system/{first}\"")]);
 
     f.finish().await;
 }
@@ -494,7 +494,7 @@ async fn object_owned_by_another_app_is_not_pruned() {
         .await
         .expect_code(0)
         .expect_stdout(&format!(
-            "? keep ConfigMap/{}/moved (owned by app \"{other}\")",
+            "? keep ConfigMap/{}/moved (owned by app \"ferry-system/{other}\")",
             f.ns()
         ));
     f.one_off("apply", &app, "app", &[])
@@ -934,7 +934,7 @@ async fn diff_json_is_a_changeset() {
     run.expect_code(1);
     let cs: ChangeSet = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("stdout is not a ChangeSet: {e}\n{run}"));
-    assert_eq!(cs.app, app);
+    assert_eq!(cs.app, format!("ferry-system/{app}"));
     assert_eq!(cs.revision, sha);
     let actions: BTreeMap<&str, Action> = cs
         .changes

@@ -9,7 +9,7 @@ mod agent_common;
 
 use std::collections::BTreeMap;
 
-use agent_common::{Agent, AgentHome, WAIT, condition, eventually};
+use agent_common::{Agent, AgentHome, WAIT, app_path, condition, eventually};
 use ferry_agent::crd::Application;
 use ferry_testkit::gitserve::{GitHttpServer, HttpAuth, SshServer};
 use ferry_testkit::{TestNamespace, TestRepo};
@@ -92,7 +92,11 @@ async fn cm_exists(client: &Client, ns: &str, name: &str) -> bool {
 /// Waits until the app's Ready condition is False with a message containing `part`.
 async fn wait_failed(agent: &Agent, app: &str, part: &str) -> String {
     eventually(&format!("app {app} to be listed"), WAIT, || async {
-        agent.get_text(&format!("/api/v1/apps/{app}")).await.0 == 200
+        agent
+            .get_text(&format!("/api/v1/apps/{}", app_path(app)))
+            .await
+            .0
+            == 200
     })
     .await;
     let status = agent
@@ -236,6 +240,12 @@ async fn private_repositories_over_http_and_ssh_stay_with_their_credentials_and_
         cm_exists(&client, &ns_b, "from-ssh")
     })
     .await;
+    let (ssh_app, thief, borrow, wrong_host) = (
+        format!("{ns_b}/{ssh_app}"),
+        format!("{ns_b}/{thief}"),
+        format!("{ns_b}/{borrow}"),
+        format!("{ns_b}/{wrong_host}"),
+    );
     let stolen = wait_failed(&agent, &thief, "cannot fetch").await;
     assert!(stolen.contains(&http.url()), "{stolen}");
     wait_failed(
@@ -251,7 +261,9 @@ async fn private_repositories_over_http_and_ssh_stay_with_their_credentials_and_
             && log.contains("local paths and file:// URLs are not allowed")
     })
     .await;
-    let (status, _) = agent.get_text(&format!("/api/v1/apps/{local}")).await;
+    let (status, _) = agent
+        .get_text(&format!("/api/v1/apps/{ns_b}/{local}"))
+        .await;
     assert_eq!(status, 404, "a refused Application is not an app");
     assert!(
         !cm_exists(&client, &ns_b, "from-http").await,
@@ -270,8 +282,8 @@ async fn private_repositories_over_http_and_ssh_stay_with_their_credentials_and_
     }
     for app in [&web, &url_app, &ssh_app, &thief, &borrow, &wrong_host] {
         for path in [
-            format!("/api/v1/apps/{app}"),
-            format!("/api/v1/apps/{app}/history?limit=100"),
+            format!("/api/v1/apps/{}", app_path(app)),
+            format!("/api/v1/apps/{}/history?limit=100", app_path(app)),
         ] {
             let text = agent.get_text(&path).await.1;
             outputs.push((path, text));
@@ -322,7 +334,10 @@ async fn private_repositories_over_http_and_ssh_stay_with_their_credentials_and_
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ferry_model::SYSTEM_NAMESPACE);
     for app in [&web, &url_app, &ssh_app, &thief, &borrow, &wrong_host] {
         let _ = configmaps
-            .delete(&format!("ferry-inventory-{app}"), &DeleteParams::default())
+            .delete(
+                &format!("ferry-inventory-{}", app_path(app).replace('/', ".")),
+                &DeleteParams::default(),
+            )
             .await;
     }
     team_a.cleanup().await;

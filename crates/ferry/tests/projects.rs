@@ -10,6 +10,9 @@ mod common;
 use agent_common::{Agent, AgentHome, WAIT, condition, eventually};
 use common::{Fixture, configmap};
 use ferry_model::SYSTEM_NAMESPACE;
+use std::path::Path;
+
+use ferry_testkit::gitserve::{GitHttpServer, HttpAuth};
 use ferry_testkit::{TestNamespace, TestRepo};
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
@@ -45,10 +48,10 @@ async fn configmaps_in(client: &Client, namespace: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether ferry wrote an inventory for `app`.
-async fn has_inventory(client: &Client, app: &str) -> bool {
+/// Whether ferry wrote an inventory for the app `namespace/app`.
+async fn has_inventory(client: &Client, namespace: &str, app: &str) -> bool {
     Api::<ConfigMap>::namespaced(client.clone(), SYSTEM_NAMESPACE)
-        .get_opt(&format!("ferry-inventory-{app}"))
+        .get_opt(&format!("ferry-inventory-{namespace}.{app}"))
         .await
         .expect("reading the inventory")
         .is_some()
@@ -107,7 +110,7 @@ async fn push_mode_refuses_what_the_project_does_not_allow() {
     f.ferry(&["apply", &into_a, "-f", path])
         .await
         .expect_error(&[
-            &format!("app {into_a}: refused by project team-b"),
+            &format!("app ferry-system/{into_a}: refused by project team-b"),
             &format!(
                 "ConfigMap/{}/intruder: namespace {} is not in destinations [{}]",
                 team_a.name(),
@@ -140,9 +143,12 @@ async fn push_mode_refuses_what_the_project_does_not_allow() {
     let roles: Api<ClusterRole> = Api::all(f.client.clone());
     assert!(roles.get_opt(&role).await.unwrap().is_none());
     for refused in [&into_a, &cluster, &other] {
-        assert!(!has_inventory(&f.client, refused).await, "{refused}");
+        assert!(
+            !has_inventory(&f.client, SYSTEM_NAMESPACE, refused).await,
+            "{refused}"
+        );
     }
-    assert!(has_inventory(&f.client, &ok).await);
+    assert!(has_inventory(&f.client, SYSTEM_NAMESPACE, &ok).await);
     team_a.cleanup().await;
     f.finish().await;
 }
@@ -215,13 +221,16 @@ async fn the_agent_refuses_an_application_outside_its_project() {
     install_crds(&f).await;
     let role = format!("{}-role", f.ns());
     team_b_repo(&f, team_a.name(), &role);
+    // Served over HTTP: an Application may not name a local path.
+    let served = GitHttpServer::start(Path::new(f.repo.path()), HttpAuth::None);
+    let repo = served.url();
     let project = format!("{}-b", f.ns());
     let projects: Api<DynamicObject> =
         Api::all_with(f.client.clone(), &ferry_api("Project", "projects"));
     f.delete_later(ferry_api("Project", "projects"), None, &project);
     let spec = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Project",
         "metadata": {"name": project},
-        "spec": {"sourceRepos": [f.repo.path()], "destinations": [f.ns()],
+        "spec": {"sourceRepos": [repo], "destinations": [f.ns()],
                  "sourceNamespaces": [f.ns()]}});
     projects
         .create(
@@ -238,7 +247,7 @@ async fn the_agent_refuses_an_application_outside_its_project() {
     let application = |name: &str, path: &str| {
         json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
             "metadata": {"name": name},
-            "spec": {"project": project, "source": {"repo": f.repo.path(), "path": path},
+            "spec": {"project": project, "source": {"repo": repo, "path": path},
                      "destination": {"namespace": f.ns()}, "wait": {"enabled": false}}})
     };
     let intruder = f.app("-a");
@@ -299,7 +308,7 @@ async fn the_agent_refuses_an_application_outside_its_project() {
         configmaps_in(&f.client, team_a.name()).await,
         Vec::<String>::new()
     );
-    assert!(!has_inventory(&f.client, &intruder).await);
+    assert!(!has_inventory(&f.client, f.ns(), &intruder).await);
     drop(agent);
     let _ = apps.delete(&intruder, &Default::default()).await;
     team_a.cleanup().await;

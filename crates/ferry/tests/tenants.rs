@@ -10,11 +10,13 @@ use agent_common::{Agent, AgentHome, WAIT, condition, eventually};
 use common::Fixture;
 use ferry_agent::crd::Application;
 use ferry_model::{APP_LABEL, APP_NAMESPACE_LABEL, SYSTEM_NAMESPACE};
+use ferry_testkit::gitserve::{GitHttpServer, HttpAuth};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
 use serde_json::{Value, json};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Installs the `Application` CRD (as `ferry install` does) and waits until it is served.
@@ -54,15 +56,16 @@ async fn namespace(f: &Fixture, name: &str) {
     );
 }
 
-/// An `Application` `namespace/name` deploying `path` of the fixture's repository into
+/// An `Application` `namespace/name` deploying `path` of the repository at `repo` (the
+/// fixture's, served over HTTP: an Application may not name a local path) into
 /// `destination`, polled every second, with `spec` merged in.
-fn application(f: &Fixture, name: &str, path: &str, destination: &str, spec: Value) -> Value {
+fn application(repo: &str, name: &str, path: &str, destination: &str, spec: Value) -> Value {
     let mut app = json!({
         "apiVersion": "ferry.dev/v1alpha1",
         "kind": "Application",
         "metadata": {"name": name},
         "spec": {
-            "source": {"repo": f.repo.path(), "path": path},
+            "source": {"repo": repo, "path": path},
             "destination": {"namespace": destination},
             "interval": "1s",
         },
@@ -160,10 +163,22 @@ async fn two_applications_of_one_name_in_two_namespaces_are_two_apps() {
         );
     }
 
+    let served = GitHttpServer::start(Path::new(f.repo.path()), HttpAuth::None);
+    let repo = &served.url();
     let home = AgentHome::new("apps: []\n");
     let agent = Agent::start(&home, "agent", &["--applications", "all"]).await;
-    create_application(&f, &team_a, application(&f, "web", "a", &dest_a, json!({}))).await;
-    create_application(&f, &team_b, application(&f, "web", "b", &dest_b, json!({}))).await;
+    create_application(
+        &f,
+        &team_a,
+        application(repo, "web", "a", &dest_a, json!({})),
+    )
+    .await;
+    create_application(
+        &f,
+        &team_b,
+        application(repo, "web", "b", &dest_b, json!({})),
+    )
+    .await;
     let a_key = format!("{team_a}/web");
     let b_key = format!("{team_b}/web");
     for key in [&a_key, &b_key] {
@@ -219,7 +234,7 @@ async fn two_applications_of_one_name_in_two_namespaces_are_two_apps() {
 
     // An invalid Application is not reconciled and says which field is wrong.
     let bad = application(
-        &f,
+        repo,
         "bad",
         "a",
         &dest_b,

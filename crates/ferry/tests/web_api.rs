@@ -1017,21 +1017,39 @@ async fn project_limited_tokens_see_only_their_apps() {
     assert_eq!(all, [mine.clone(), theirs.clone()]);
 
     assert_eq!(
-        viewer.ok(&format!("/api/v1/apps/{mine}")).await["name"],
+        viewer
+            .ok(&format!("/api/v1/apps/ferry-system/{mine}"))
+            .await["name"],
         mine
     );
-    viewer.ok(&format!("/api/v1/apps/{mine}/tree")).await;
+    viewer
+        .ok(&format!("/api/v1/apps/ferry-system/{mine}/tree"))
+        .await;
     for route in ["", "/tree", "/diff", "/events", "/history"] {
-        let (status, body) = viewer.get(&format!("/api/v1/apps/{theirs}{route}")).await;
+        let (status, body) = viewer
+            .get(&format!("/api/v1/apps/ferry-system/{theirs}{route}"))
+            .await;
         assert_eq!(status, 404, "{route}: {body}");
-        assert_eq!(body["error"], format!("no app named {theirs:?}"), "{route}");
+        assert_eq!(
+            body["error"],
+            format!("no app ferry-system/{theirs}"),
+            "{route}"
+        );
     }
     let (status, body) = operator
-        .post(&format!("/api/v1/apps/{theirs}/sync"), None, &[])
+        .post(
+            &format!("/api/v1/apps/ferry-system/{theirs}/sync"),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(status, 404, "{body}");
     let (status, body) = operator
-        .post(&format!("/api/v1/apps/{mine}/refresh"), None, &[])
+        .post(
+            &format!("/api/v1/apps/ferry-system/{mine}/refresh"),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(status, 202, "{body}");
 
@@ -1061,14 +1079,18 @@ async fn project_limited_tokens_see_only_their_apps() {
         if !sent && seen.contains("event: ready\n") {
             sent = true;
             let (status, body) = admin
-                .post(&format!("/api/v1/apps/{theirs}/sync"), None, &[])
+                .post(
+                    &format!("/api/v1/apps/ferry-system/{theirs}/sync"),
+                    None,
+                    &[],
+                )
                 .await;
             assert_eq!(status, 202, "{body}");
             admin
                 .wait_app(&theirs, "synced again", |s| s["sync"] == "Synced")
                 .await;
             let (status, body) = operator
-                .post(&format!("/api/v1/apps/{mine}/sync"), None, &[])
+                .post(&format!("/api/v1/apps/ferry-system/{mine}/sync"), None, &[])
                 .await;
             assert_eq!(status, 202, "{body}");
         }

@@ -21,11 +21,13 @@ pub enum HttpAuth {
     Basic(String, String),
     /// `Bearer` with this token.
     Bearer(String),
+    /// None: a public repository.
+    None,
 }
 
 impl HttpAuth {
-    fn header(&self) -> String {
-        match self {
+    fn header(&self) -> Option<String> {
+        Some(match self {
             HttpAuth::Basic(user, password) => {
                 use base64::Engine;
                 let pair = format!("{user}:{password}");
@@ -35,7 +37,8 @@ impl HttpAuth {
                 )
             }
             HttpAuth::Bearer(token) => format!("Bearer {token}"),
-        }
+            HttpAuth::None => return None,
+        })
     }
 }
 
@@ -84,7 +87,7 @@ impl GitHttpServer {
                         let (root, expected, refusals) =
                             (root.clone(), expected.clone(), refusals.clone());
                         std::thread::spawn(move || {
-                            if !serve_git(&root, &expected, stream) {
+                            if !serve_git(&root, expected.as_deref(), stream) {
                                 refusals.fetch_add(1, Ordering::Relaxed);
                             }
                         });
@@ -130,7 +133,7 @@ impl Drop for GitHttpServer {
 
 /// Answers one request: 401 without `expected` authorization, else `git http-backend`'s
 /// answer. False when refused.
-fn serve_git(root: &Path, expected: &str, stream: TcpStream) -> bool {
+fn serve_git(root: &Path, expected: Option<&str>, stream: TcpStream) -> bool {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(&stream);
@@ -155,7 +158,7 @@ fn serve_git(root: &Path, expected: &str, stream: TcpStream) -> bool {
             .map(|(_, v)| v.as_str())
     };
     let mut out = &stream;
-    if header("authorization") != Some(expected) {
+    if expected.is_some_and(|e| header("authorization") != Some(e)) {
         let _ = out.write_all(
             b"HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\n\r\n",
         );

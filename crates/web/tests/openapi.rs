@@ -12,10 +12,15 @@ use serde_json::Value;
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
 
-/// `(method, path)` of every `.route("path", method(..).method(..))` call in `file`.
+/// `(method, path)` of every `.route("path", method(..).method(..))` call in `file`
+/// (line numbers in its messages count the calls joined).
 fn routes(file: &Path) -> BTreeSet<(String, String)> {
     let text =
         std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    // A call rustfmt wrapped (`.route(\n    "path",\n    get(..),\n)`) on one line again.
+    let text = (text.lines().map(str::trim).collect::<Vec<_>>().join("\n"))
+        .replace(".route(\n", ".route(")
+        .replace("\",\n", "\", ");
     let mut out = BTreeSet::new();
     for (n, line) in text.lines().enumerate() {
         let Some(rest) = line.trim().strip_prefix(".route(\"") else {
