@@ -315,7 +315,7 @@ def settle_app(agent, app, sha, timeout=60):
     has finished); returns how long after now that was."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        s = agent.json(f"/api/v1/apps/{app}")
+        s = agent.json(f"/api/v1/apps/ferry-system/{app}")
         if s.get("revision") == sha and s.get("sync") == "Synced":
             return time.monotonic() - t0
         time.sleep(0.05)
@@ -585,7 +585,7 @@ def cmd_noop(out, agent_url, pid, passes, apiserver_pid, etcd_pid):
         (r0, s0), c0, o0 = reconciles(), proc_cpu_s(pid), {k: proc_cpu_s(p) for k, p in others.items()}
         t0 = time.monotonic()
         for app in apps:
-            status, body = agent.request("POST", f"/api/v1/apps/{app}/sync", b"{}",
+            status, body = agent.request("POST", f"/api/v1/apps/ferry-system/{app}/sync", b"{}",
                                          {"Content-Type": "application/json"})
             if status != 202:
                 raise SystemExit(f"POST sync {app}: HTTP {status}: {body[:200]!r}")
