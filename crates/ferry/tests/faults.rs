@@ -31,6 +31,19 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(8);
 const KUBE_TIMEOUT: Duration = Duration::from_secs(3);
 const GIT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// An agent home whose ferry.yaml has the one app `app`: the fixture's `app/` directory
+/// into its namespace, polled every `interval`.
+fn one_app_home(f: &Fixture, app: &str, interval: &str) -> AgentHome {
+    AgentHome::new(&apps_file(&[app_entry(
+        app,
+        f.repo.path(),
+        "app",
+        f.ns(),
+        interval,
+        "",
+    )]))
+}
+
 fn agent_flags() -> Vec<String> {
     let secs = |d: Duration| format!("{}s", d.as_secs());
     vec![
@@ -130,14 +143,7 @@ async fn a_paused_api_server_fails_the_sync_in_time_and_the_commit_lands_after_r
     let app = f.app("");
     f.write_configmap("cfg", &[("greeting", "one")]);
     f.repo.commit("one");
-    let home = AgentHome::new(&apps_file(&[app_entry(
-        &app,
-        f.repo.path(),
-        "app",
-        f.ns(),
-        "1s",
-        "",
-    )]));
+    let home = one_app_home(&f, &app, "1s");
     let flags = agent_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let agent = Agent::start(&home, "agent", &flags).await;
@@ -338,14 +344,7 @@ async fn an_object_deleted_while_the_watch_is_away_is_healed_after_the_relist() 
     f.write_configmap("cfg", &[("greeting", "one")]);
     f.write_configmap("other", &[("k", "v")]);
     f.repo.commit("one");
-    let home = AgentHome::new(&apps_file(&[app_entry(
-        &app,
-        f.repo.path(),
-        "app",
-        f.ns(),
-        "1h",
-        "",
-    )]));
+    let home = one_app_home(&f, &app, "1h");
     let mut flags = agent_flags();
     flags.extend(["--resync-interval".into(), "1h".into()]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -403,14 +402,7 @@ async fn a_crd_installed_by_another_party_is_found_without_a_restart() {
         ),
     );
     f.repo.commit("a gadget");
-    let home = AgentHome::new(&apps_file(&[app_entry(
-        &app,
-        f.repo.path(),
-        "app",
-        f.ns(),
-        "1h",
-        "",
-    )]));
+    let home = one_app_home(&f, &app, "1h");
     let flags = agent_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let agent = Agent::start(&home, "agent", &flags).await;
@@ -871,14 +863,7 @@ async fn killed_at_a_failpoint_then_restarted_converges(prefix: &str, point: &st
         .await
         .expect("creating an unlabelled ConfigMap");
 
-    let home = AgentHome::new(&apps_file(&[app_entry(
-        &app,
-        f.repo.path(),
-        "app",
-        f.ns(),
-        "1s",
-        "",
-    )]));
+    let home = one_app_home(&f, &app, "1s");
     let flags = agent_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let failpoints = format!("{point}=return");
@@ -957,14 +942,7 @@ async fn a_restarted_component_is_survived(prefix: &str, component: &'static str
     f.write_configmap("cfg", &[("greeting", "one")]);
     f.write_configmap("keep", &[("k", "v")]);
     f.repo.commit("one");
-    let home = AgentHome::new(&apps_file(&[app_entry(
-        &app,
-        f.repo.path(),
-        "app",
-        f.ns(),
-        "1s",
-        "",
-    )]));
+    let home = one_app_home(&f, &app, "1s");
     let flags = agent_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let agent = Agent::start(&home, "agent", &flags).await;
