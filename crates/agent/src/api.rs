@@ -130,7 +130,7 @@ async fn webhook(
     let mut keys: Vec<RepoKey> = api
         .ctx
         .store
-        .scan(|apps| apps.map(|a| repo_key(&a.spec)).collect())
+        .scan(|apps| apps.map(|a| repo_key(&a.spec, &api.ctx.projects)).collect())
         .await;
     // App sets' repositories too, so a set with no app yet hears of its first directory.
     keys.extend(api.ctx.appsets.keys().into_iter().map(|(key, _)| key));
@@ -298,7 +298,7 @@ async fn action(
         }
         "refresh" => {
             let ctx = ctx.clone();
-            let key = repo_key(&app.spec);
+            let key = repo_key(&app.spec, &ctx.projects);
             tokio::spawn(async move { refresh(&ctx, &key, Trigger::Manual).await });
         }
         "suspend" | "resume" => {

@@ -71,7 +71,7 @@ pub async fn start(ctx: &Arc<Ctx>, sets: Vec<AppSet>) {
     let mut states = Vec::with_capacity(sets.len());
     let mut keys = Vec::with_capacity(sets.len());
     for set in sets {
-        let key = repo_key(&set.template.spec);
+        let key = repo_key(&set.template.spec, &ctx.projects);
         keys.push((key.clone(), set.template.spec.poll_interval()));
         states.push(SetState {
             set,

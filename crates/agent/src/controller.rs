@@ -176,7 +176,7 @@ impl Ctx {
     pub async fn apps_of(&self, key: &RepoKey) -> Vec<AppKey> {
         self.store
             .scan(|apps| {
-                apps.filter(|a| repo_key(&a.spec) == *key)
+                apps.filter(|a| repo_key(&a.spec, &self.projects) == *key)
                     .map(AppStatus::key)
                     .collect()
             })
@@ -351,7 +351,7 @@ async fn blocked(ctx: &Ctx, status: &AppStatus) -> Option<Blocked> {
     }
     let latest = |spec: &ferry_model::AppSpec| {
         ctx.engine
-            .known_revision(&repo_key(spec))
+            .known_revision(&repo_key(spec, &ctx.projects))
             .map(|rev| rev.sha)
     };
     ctx.store
@@ -626,7 +626,7 @@ async fn sync_once(
     };
     let spec = &status.spec;
     let start = attempt.start;
-    let key = repo_key(spec);
+    let key = repo_key(spec, &ctx.projects);
     let project = (ctx.projects.of(&name.to_string(), spec).await).map_err(fail(None))?;
     let app_namespace = ctx.record.applications.namespace(name).await;
     ferry_engine::project::admit(&project, &name.to_string(), app_namespace.as_deref(), spec)
@@ -643,7 +643,7 @@ async fn sync_once(
     step.set(format!("rendering {}", rev.short_sha()));
     let rendered = ctx
         .engine
-        .render(&name.name, spec, &rev.sha)
+        .render(&name.name, spec, &key.2, &rev.sha)
         .await
         .map_err(fail(Some(&rev)))?;
     let new_revision = rev.sha != status.revision;

@@ -284,6 +284,7 @@ mod tests {
             "namespacedResourceDenylist",
             "serviceAccount",
             "sourceNamespaces",
+            "repoCredentials",
         ] {
             assert!(props.get(field).is_some(), "missing {field} in {props}");
         }

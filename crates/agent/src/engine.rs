@@ -8,7 +8,7 @@ use ferry_engine::EngineError;
 use ferry_engine::source::{Checkouts, ClusterFacts, Rendered};
 use ferry_engine::sync::InSync;
 use ferry_kube::Cluster;
-use ferry_model::{AppSpec, ObjectRef, SYSTEM_NAMESPACE, SourceSpec};
+use ferry_model::{AppSpec, ObjectRef, SYSTEM_NAMESPACE, SecretRef, SourceSpec};
 use ferry_render::Tools;
 use ferry_source::{Credentials, GitCache, Revision, SourceError};
 use k8s_openapi::api::core::v1::Secret;
@@ -17,7 +17,8 @@ use k8s_openapi::api::core::v1::Secret;
 pub type RepoKey = (String, Option<String>, CredentialsRef);
 
 /// Where the credentials of a source are: the agent fetches anonymously unless a
-/// source names a Secret (`secretRef`) or, in `ferry.yaml`, a directory.
+/// source names a Secret (`secretRef`) or, in `ferry.yaml`, a directory, or its project
+/// has credentials for the repository (`repoCredentials`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CredentialsRef {
     /// None: not even the agent's own Git or SSH setup.
@@ -34,25 +35,31 @@ impl CredentialsRef {
     /// (the Application watch fills in an Application's own).
     pub fn of(source: &SourceSpec) -> Self {
         match (&source.secret_ref, &source.credentials_dir) {
-            (Some(secret), _) => Self::Secret(
-                secret
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| SYSTEM_NAMESPACE.into()),
-                secret.name.clone(),
-            ),
+            (Some(secret), _) => Self::secret(secret),
             (None, Some(dir)) => Self::Dir(dir.clone()),
             (None, None) => Self::Anonymous,
         }
     }
+
+    /// The Secret `secret` names (in `ferry-system` when it names no namespace).
+    pub fn secret(secret: &SecretRef) -> Self {
+        Self::Secret(
+            secret
+                .namespace
+                .clone()
+                .unwrap_or_else(|| SYSTEM_NAMESPACE.into()),
+            secret.name.clone(),
+        )
+    }
 }
 
-/// The repository key of an app.
-pub fn repo_key(spec: &AppSpec) -> RepoKey {
+/// The repository key of an app: its source with the credentials it is fetched with
+/// ([`Projects::credentials`](crate::projects::Projects::credentials)).
+pub fn repo_key(spec: &AppSpec, projects: &crate::projects::Projects) -> RepoKey {
     (
         spec.source.repo.clone(),
         spec.source.git_ref.clone(),
-        CredentialsRef::of(&spec.source),
+        projects.credentials(spec),
     )
 }
 
@@ -158,15 +165,16 @@ impl Engine {
     }
 
     /// The app's manifests at commit `sha`, cached per (commit, app, source and its
-    /// credentials) unless its chart version is a range (then each render asks the chart
-    /// repository again). The checkout is one its credentials fetched.
+    /// credentials, `credentials_ref`) unless its chart version is a range (then each
+    /// render asks the chart repository again). The checkout is one its credentials
+    /// fetched.
     pub async fn render(
         &self,
         name: &str,
         spec: &AppSpec,
+        credentials_ref: &CredentialsRef,
         sha: &str,
     ) -> Result<Arc<Rendered>, EngineError> {
-        let credentials_ref = CredentialsRef::of(&spec.source);
         let key = format!(
             "{sha}\n{name}\n{credentials_ref:?}\n{}",
             serde_json::to_string(&(&spec.source, &spec.destination.namespace)).unwrap_or_default()
@@ -174,7 +182,7 @@ impl Engine {
         if let Some(r) = self.renders.lock().expect("renders").get(&key) {
             return Ok(r.clone());
         }
-        let credentials = self.credentials(&credentials_ref).await?;
+        let credentials = self.credentials(credentials_ref).await?;
         let rendered = Arc::new(
             self.checkouts
                 .render(&self.tools, name, spec, &credentials, sha, &self.facts)

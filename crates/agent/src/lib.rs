@@ -169,10 +169,13 @@ pub async fn run_with(
         apps_namespace: file.namespace.clone(),
     });
 
+    if config.applications.is_some() {
+        // Before the first repository keys are made: they hold projects' credentials.
+        projects::load(&ctx).await;
+    }
     appsets::start(&ctx, file.app_sets.clone()).await;
     ctx.pollers.lock().await.sync(&ctx, &shutdown).await;
     if let Some(namespace) = config.applications.clone() {
-        projects::load(&ctx).await;
         tokio::spawn(applications::watch(
             ctx.clone(),
             namespace,
@@ -189,7 +192,7 @@ pub async fn run_with(
             let ctx = ctx.clone();
             move |spec| {
                 ctx.engine
-                    .known_revision(&engine::repo_key(spec))
+                    .known_revision(&engine::repo_key(spec, &ctx.projects))
                     .map(|rev| rev.sha)
             }
         },

@@ -29,7 +29,7 @@ impl Pollers {
         let apps: Vec<(RepoKey, Duration)> = ctx
             .store
             .scan(|apps| {
-                apps.map(|a| (repo_key(&a.spec), a.spec.poll_interval()))
+                apps.map(|a| (repo_key(&a.spec, &ctx.projects), a.spec.poll_interval()))
                     .collect()
             })
             .await;

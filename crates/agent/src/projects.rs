@@ -3,19 +3,19 @@
 //! project queues a sync of every app naming it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use ferry_engine::EngineError;
 use ferry_kube::{Cluster, Watched};
 use ferry_model::{AppSpec, NamedProject, Project, ProjectSpec, project};
 use futures::StreamExt;
 use kube::ResourceExt;
-use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::controller::Ctx;
 use crate::crd;
+use crate::engine::CredentialsRef;
 use crate::queue::Trigger;
 
 /// The projects known to the agent.
@@ -37,15 +37,33 @@ impl Projects {
     /// The project of `app` ([`project::resolve`]: a `Project` resource, else the
     /// `ferry.yaml`'s, else the permissive built-in `default`).
     pub async fn of(&self, app: &str, spec: &AppSpec) -> Result<Project, EngineError> {
-        let name = spec.project();
-        let resources = self.resources.read().await;
-        project::resolve(name, resources.get(name), &self.file).ok_or_else(|| {
+        self.resolve(spec).ok_or_else(|| {
+            let name = spec.project();
             EngineError::UnknownProject {
                 app: app.to_string(),
                 project: name.to_string(),
                 looked_in: "no Project resource, not in the ferry.yaml".into(),
             }
         })
+    }
+
+    fn resolve(&self, spec: &AppSpec) -> Option<Project> {
+        let name = spec.project();
+        let resources = self.resources.read().expect("projects");
+        project::resolve(name, resources.get(name), &self.file)
+    }
+
+    /// The credentials `spec`'s source is fetched with: its own (`secretRef`,
+    /// `credentialsDir`), else its project's entry for the repository
+    /// ([`ProjectSpec::credentials_for`]), else none.
+    pub fn credentials(&self, spec: &AppSpec) -> CredentialsRef {
+        let own = CredentialsRef::of(&spec.source);
+        if own != CredentialsRef::Anonymous {
+            return own;
+        }
+        self.resolve(spec)
+            .and_then(|p| p.spec.credentials_for(&spec.source.repo).cloned())
+            .map_or(own, |secret| CredentialsRef::secret(&secret))
     }
 
     /// The cluster as `app`'s requests see it: impersonating its project's service
@@ -78,7 +96,7 @@ pub async fn load(ctx: &Ctx) {
             return;
         }
     };
-    let mut resources = ctx.projects.resources.write().await;
+    let mut resources = ctx.projects.resources.write().expect("projects");
     for item in items {
         let name = item["metadata"]["name"]
             .as_str()
@@ -107,7 +125,7 @@ pub async fn watch(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             None => return,
             Some(Ok(Watched::Applied(p))) => {
                 let name = p.name_any();
-                let mut resources = ctx.projects.resources.write().await;
+                let mut resources = ctx.projects.resources.write().expect("projects");
                 match p.spec.project.validate() {
                     Ok(()) if resources.get(&name) == Some(&p.spec.project) => continue,
                     Ok(()) => {
@@ -125,7 +143,11 @@ pub async fn watch(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             Some(Ok(Watched::Deleted(p))) => {
                 let name = p.name_any();
                 info!(project = %name, "Project deleted");
-                ctx.projects.resources.write().await.remove(&name);
+                ctx.projects
+                    .resources
+                    .write()
+                    .expect("projects")
+                    .remove(&name);
                 name
             }
             Some(Err(e)) => {
@@ -141,6 +163,8 @@ pub async fn watch(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                     .collect::<Vec<_>>()
             })
             .await;
+        // Its repository credentials may have changed, and with them the apps' keys.
+        ctx.pollers.lock().await.sync(&ctx, &ctx.shutdown).await;
         for app in apps {
             ctx.forget_failures(&app);
             ctx.enqueue(&app, Trigger::Startup);

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use ferry_testkit::gitserve::{GitHttpServer, HttpAuth};
 use ferry_testkit::{TestNamespace, TestRepo};
-use k8s_openapi::api::core::v1::{ConfigMap, Event};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -384,5 +384,135 @@ async fn the_service_account_applies_and_rbac_has_the_last_word() {
         .await;
     assert_eq!(f.cm_value("cfg", "k").await.as_deref(), Some("v"));
     drop(agent);
+    f.finish().await;
+}
+
+/// A project's repository credentials (`repoCredentials`, a Secret in `ferry-system`)
+/// fetch a private repository for an Application of the project that names no Secret of
+/// its own; a `ferry.yaml` app of another project, naming the same repository at the
+/// commit the agent holds, gets neither the credentials nor the cached commit.
+#[tokio::test]
+async fn a_projects_repository_credentials_serve_its_apps_only() {
+    const PASSWORD: &str = "pw-proj-7d41c9";
+    let f = Fixture::new("proj-creds").await;
+    let team_b = TestNamespace::new(&f.client, "proj-creds-b").await;
+    install_crds(&f).await;
+    f.repo
+        .write("app/cfg.yaml", &configmap("private", &[("k", "v")]));
+    let sha = f.repo.commit("private");
+    let served = GitHttpServer::start(
+        Path::new(f.repo.path()),
+        HttpAuth::Basic("bot".into(), PASSWORD.into()),
+    );
+    let repo = served.url();
+    // A credential template for the whole server, as Argo CD's repo-creds: a URL prefix.
+    let prefix = repo[..repo.rfind('/').expect("a path") + 1].to_string();
+
+    let namespaces: Api<Namespace> = Api::all(f.client.clone());
+    let system = serde_json::from_value(json!({"metadata": {"name": SYSTEM_NAMESPACE}})).unwrap();
+    match namespaces.create(&PostParams::default(), &system).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("creating namespace {SYSTEM_NAMESPACE}: {e}"),
+    }
+    let secret_name = format!("{}-git", f.ns());
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": secret_name},
+        "stringData": {"username": "bot", "password": PASSWORD}}))
+    .unwrap();
+    f.delete_later(
+        ApiResource::erase::<Secret>(&()),
+        Some(SYSTEM_NAMESPACE),
+        &secret_name,
+    );
+    Api::<Secret>::namespaced(f.client.clone(), SYSTEM_NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("creating the credentials Secret");
+
+    let projects: Api<DynamicObject> =
+        Api::all_with(f.client.clone(), &ferry_api("Project", "projects"));
+    let (with_creds, without) = (format!("{}-a", f.ns()), format!("{}-b", f.ns()));
+    for (name, ns, creds) in [
+        (
+            &with_creds,
+            f.ns(),
+            json!([{"url": prefix, "secretRef": {"name": secret_name}}]),
+        ),
+        (&without, team_b.name(), json!([])),
+    ] {
+        f.delete_later(ferry_api("Project", "projects"), None, name);
+        let project = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Project",
+            "metadata": {"name": name},
+            "spec": {"sourceRepos": [repo], "destinations": [ns], "sourceNamespaces": [ns],
+                     "repoCredentials": creds}});
+        projects
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(project).unwrap(),
+            )
+            .await
+            .expect("creating a Project");
+    }
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        f.client.clone(),
+        f.ns(),
+        &ferry_api("Application", "applications"),
+    );
+    let web = f.app("-web");
+    let application = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": web},
+        "spec": {"project": with_creds, "source": {"repo": repo, "path": "app"},
+                 "destination": {"namespace": f.ns()}, "wait": {"enabled": false},
+                 "interval": "1h"}});
+    apps.create(
+        &PostParams::default(),
+        &serde_json::from_value(application).unwrap(),
+    )
+    .await
+    .expect("creating the Application");
+
+    let thief = f.app("-thief");
+    let file = format!(
+        "apps:\n  - name: {thief}\n    project: {without}\n    source: {{repo: {repo:?}, ref: {sha}, path: app}}\n    destination: {{namespace: {ns}}}\n    interval: 1h\n",
+        ns = team_b.name()
+    );
+    let home = AgentHome::new(&file);
+    let agent = Agent::start(&home, "agent", &["--applications", f.ns()]).await;
+    let web_path = format!("/api/v1/apps/{}/{web}", f.ns());
+    let (agent_ref, web_path) = (&agent, &web_path);
+    eventually("the Application to be listed", WAIT, || async move {
+        agent_ref.get_text(web_path).await.0 == 200
+    })
+    .await;
+    agent
+        .wait_app(&format!("{}/{web}", f.ns()), "Synced", |s| {
+            s["sync"] == "Synced"
+        })
+        .await;
+    assert_eq!(f.cm_value("private", "k").await.as_deref(), Some("v"));
+    let status = agent
+        .wait_app(&thief, "a fetch failure", |s| {
+            let ready = condition(s, "Ready");
+            ready["status"] == "False"
+                && ready["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cannot fetch"))
+        })
+        .await;
+    let message = condition(&status, "Ready")["message"].to_string();
+    assert!(message.contains(&repo), "{message}");
+    assert_eq!(
+        configmaps_in(&f.client, team_b.name()).await,
+        Vec::<String>::new(),
+        "the other project's app got the private commit"
+    );
+    assert!(
+        !agent.log().contains(PASSWORD),
+        "the log shows the password"
+    );
+    drop(agent);
+    let _ = apps.delete(&web, &Default::default()).await;
+    team_b.cleanup().await;
     f.finish().await;
 }

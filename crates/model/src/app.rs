@@ -984,6 +984,32 @@ appSets:
     }
 
     #[test]
+    fn a_files_project_has_repository_credentials() {
+        let text = "projects:\n  - name: team-b\n    repoCredentials:\n      - url: https://git.example.com/team-b/\n        secretRef: {name: team-b-git}\napps: []\n";
+        let f = FerryFile::parse(text, Path::new("f.yaml")).unwrap();
+        let project = f.project("team-b").unwrap();
+        let secret = project
+            .spec
+            .credentials_for("https://git.example.com/team-b/web.git")
+            .unwrap();
+        assert_eq!(
+            (secret.name.as_str(), secret.namespace.as_deref()),
+            ("team-b-git", None)
+        );
+        let err = FerryFile::parse(
+            &text.replace("name: team-b-git", "name: Team_B"),
+            Path::new("f.yaml"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "field repoCredentials[0].secretRef.name: \"Team_B\" is not a valid Secret name"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn applications_may_not_reach_the_agents_files_or_put_credentials_in_urls() {
         let app = |source: &str| {
             let text = format!("apps:\n  - name: web\n    source: {source}\n");

@@ -32,7 +32,9 @@ pub use key::{AppKey, AppKeyError};
 pub use known::{Digest, Known};
 pub use manifest::{Manifest, ManifestError, Origin};
 pub use object::ObjectRef;
-pub use project::{DEFAULT_PROJECT, KindPattern, NamedProject, Project, ProjectSpec};
+pub use project::{
+    DEFAULT_PROJECT, KindPattern, NamedProject, Project, ProjectSpec, RepoCredentials,
+};
 pub use redact::{redact_text, redact_url};
 
 /// The field manager ferry uses for every server-side apply.

@@ -5,6 +5,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::app::SecretRef;
+
 /// The project an app belongs to when it names none.
 pub const DEFAULT_PROJECT: &str = "default";
 
@@ -66,6 +68,34 @@ pub struct ProjectSpec {
     /// (apps of a `ferry.yaml` may name any project).
     #[serde(default)]
     pub source_namespaces: Vec<String>,
+    /// Credentials for the project's repositories, used by the apps of this project
+    /// whose source names none of its own (`source.secretRef`, `source.credentialsDir`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_credentials: Vec<RepoCredentials>,
+}
+
+/// A credential template (Argo CD's `repo-creds`): the Secret for every repository whose
+/// URL matches `url`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RepoCredentials {
+    /// A URL prefix (`https://git.example.com/team-a/`), or a glob when it has `*` or
+    /// `?`. Of several matching entries the longest `url` wins.
+    pub url: String,
+    /// The Secret (keys as for `source.secretRef`); its namespace defaults to
+    /// `ferry-system`.
+    pub secret_ref: SecretRef,
+}
+
+impl RepoCredentials {
+    /// Whether `repo` is one of the repositories these credentials are for.
+    pub fn matches(&self, repo: &str) -> bool {
+        if self.url.contains(['*', '?']) {
+            glob_match(&self.url, repo)
+        } else {
+            repo.starts_with(&self.url)
+        }
+    }
 }
 
 impl ProjectSpec {
@@ -84,7 +114,20 @@ impl ProjectSpec {
             namespaced_resource_denylist: Vec::new(),
             service_account: None,
             source_namespaces: any,
+            repo_credentials: Vec::new(),
         }
+    }
+
+    /// The Secret of the [`RepoCredentials`] entry for `repo`: the longest matching
+    /// `url`, the first of equally long ones.
+    pub fn credentials_for(&self, repo: &str) -> Option<&SecretRef> {
+        let mut best: Option<&RepoCredentials> = None;
+        for entry in self.repo_credentials.iter().filter(|c| c.matches(repo)) {
+            if best.is_none_or(|b| entry.url.len() > b.url.len()) {
+                best = Some(entry);
+            }
+        }
+        best.map(|c| &c.secret_ref)
     }
 
     /// The service account as (namespace, name).
@@ -124,6 +167,37 @@ impl ProjectSpec {
         for (field, kinds) in kinds {
             if kinds.iter().any(|k| k.kind.trim().is_empty()) {
                 return Err((format!("{field}.kind"), "must not be empty".into()));
+            }
+        }
+        for (i, c) in self.repo_credentials.iter().enumerate() {
+            if c.url.trim().is_empty() {
+                return Err((
+                    format!("repoCredentials[{i}].url"),
+                    "must not be empty".into(),
+                ));
+            }
+            if crate::redact::has_credentials(&c.url) {
+                return Err((
+                    format!("repoCredentials[{i}].url"),
+                    "credentials in the URL are not allowed; put them in the Secret".into(),
+                ));
+            }
+            let secret = &c.secret_ref;
+            if !is_dns_subdomain(&secret.name) {
+                return Err((
+                    format!("repoCredentials[{i}].secretRef.name"),
+                    format!("{:?} is not a valid Secret name", secret.name),
+                ));
+            }
+            if let Some(ns) = secret
+                .namespace
+                .as_deref()
+                .filter(|ns| !crate::app::is_dns_label(ns))
+            {
+                return Err((
+                    format!("repoCredentials[{i}].secretRef.namespace"),
+                    format!("{ns:?} is not a valid namespace name"),
+                ));
             }
         }
         Ok(())
@@ -282,5 +356,63 @@ mod tests {
         p.destinations = vec![" ".into()];
         assert_eq!(p.validate().unwrap_err().0, "destinations");
         assert!(ProjectSpec::permissive().validate().is_ok());
+    }
+
+    fn creds(url: &str, name: &str) -> RepoCredentials {
+        RepoCredentials {
+            url: url.into(),
+            secret_ref: SecretRef {
+                name: name.into(),
+                namespace: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_longest_matching_repo_credentials_win() {
+        let p = ProjectSpec {
+            repo_credentials: vec![
+                creds("https://git.example.com/", "any"),
+                creds("https://git.example.com/team-a/", "team-a"),
+                creds("https://git.example.com/*/infra.git", "infra"),
+                creds("git@git.example.com:team-a/", "ssh"),
+            ],
+            ..Default::default()
+        };
+        assert!(p.validate().is_ok());
+        let name = |repo: &str| p.credentials_for(repo).map(|s| s.name.as_str());
+        assert_eq!(
+            name("https://git.example.com/team-a/web.git"),
+            Some("team-a")
+        );
+        assert_eq!(name("https://git.example.com/team-b/web.git"), Some("any"));
+        assert_eq!(
+            name("https://git.example.com/team-b/infra.git"),
+            Some("infra")
+        );
+        assert_eq!(name("git@git.example.com:team-a/web.git"), Some("ssh"));
+        assert_eq!(name("https://other.example.com/team-a/web.git"), None);
+        assert_eq!(name("https://git.example.com"), None);
+    }
+
+    #[test]
+    fn repo_credentials_are_checked() {
+        for (entry, field) in [
+            (creds("", "s"), "repoCredentials[0].url"),
+            (
+                creds("https://u:p@git.example.com/", "s"),
+                "repoCredentials[0].url",
+            ),
+            (
+                creds("https://git.example.com/", "Not_A_Name"),
+                "repoCredentials[0].secretRef.name",
+            ),
+        ] {
+            let p = ProjectSpec {
+                repo_credentials: vec![entry],
+                ..Default::default()
+            };
+            assert_eq!(p.validate().unwrap_err().0, field);
+        }
     }
 }

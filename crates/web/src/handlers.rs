@@ -213,11 +213,11 @@ async fn rendered(web: &Web, status: &AppStatus) -> Result<Arc<Rendered>, WebErr
     if status.revision.is_empty() {
         return Err(WebError::NoRevision(status.key()));
     }
-    Ok(web
-        .api
-        .ctx
+    let ctx = &web.api.ctx;
+    let credentials = ctx.projects.credentials(&status.spec);
+    Ok(ctx
         .engine
-        .render(&status.name, &status.spec, &status.revision)
+        .render(&status.name, &status.spec, &credentials, &status.revision)
         .await?)
 }
 
