@@ -13,6 +13,13 @@
 //! history, logged once and counted in the counter given to
 //! [`History::count_corrupt_entries`] (`ferry_history_corrupt_entries_total`).
 //!
+//! Apps are named `namespace/name` ([`ferry_model::AppKey`]). Earlier versions named
+//! them by their bare name; an app's entries under its bare name are moved to its full
+//! name (index and each entry's `app`) the first time the app records or looks up its last
+//! success, i.e. on its first sync — the first app of that name to sync claims them, as
+//! with inventories. Listing never moves entries (a reader of another namespace's app of
+//! that name does not get them).
+//!
 //! The calls block on disk I/O (an `fsync` per record); call them from
 //! `spawn_blocking` or accept a few milliseconds of blocking.
 
@@ -195,6 +202,7 @@ impl History {
         {
             let mut entries = txn.open_table(ENTRIES)?;
             let mut index = txn.open_table(BY_APP)?;
+            claim_bare(&mut entries, &mut index, &entry.app)?;
             // Retention never removes an app's newest entry, so the largest id stays.
             entry.id = match entries.last()? {
                 Some((id, _)) => id.value() + 1,
@@ -205,15 +213,7 @@ impl History {
             let app = entry.app.as_str();
             index.insert((app, entry.id), ())?;
 
-            let ids = index
-                .range((app, 0)..=(app, u64::MAX))?
-                .map(|item| item.map(|(key, _)| key.value().1))
-                .collect::<Result<Vec<u64>, _>>()?;
-            let excess = ids.len().saturating_sub(MAX_PER_APP);
-            for &old in &ids[..excess] {
-                index.remove((app, old))?;
-                entries.remove(old)?;
-            }
+            retain_newest(&mut entries, &mut index, app)?;
         }
         txn.commit()?;
         Ok(entry.id)
@@ -243,8 +243,18 @@ impl History {
         found.transpose()
     }
 
-    /// The app's newest entry whose outcome is [`Outcome::Succeeded`].
+    /// The app's newest entry whose outcome is [`Outcome::Succeeded`]. Called by a
+    /// sync, it first claims the entries of the app's bare name (see the module docs).
     pub fn last_success(&self, app: &str) -> Result<Option<Entry>, HistoryError> {
+        if self.has_bare(app)? {
+            let txn = self.db.begin_write()?;
+            {
+                let mut entries = txn.open_table(ENTRIES)?;
+                let mut index = txn.open_table(BY_APP)?;
+                claim_bare(&mut entries, &mut index, app)?;
+            }
+            txn.commit()?;
+        }
         let mut found = None;
         self.scan_newest_first(app, |entry| {
             if entry.outcome == Outcome::Succeeded {
@@ -284,6 +294,78 @@ impl History {
         }
         Ok(())
     }
+}
+
+impl History {
+    /// Whether entries are indexed under the bare name of the app `app`.
+    fn has_bare(&self, app: &str) -> Result<bool, HistoryError> {
+        let Some((_, bare)) = app.split_once('/') else {
+            return Ok(false);
+        };
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(BY_APP)?;
+        Ok(index.range((bare, 0)..=(bare, u64::MAX))?.next().is_some())
+    }
+}
+
+type Entries<'t> = redb::Table<'t, u64, &'static [u8]>;
+type Index<'t> = redb::Table<'t, (&'static str, u64), ()>;
+
+/// Moves the entries an earlier version indexed under the bare name of `app`
+/// (`namespace/name`) to `app`, rewriting their `app` field (and their change set's, when
+/// it was the bare name too); an entry that is not JSON moves unchanged, to be skipped
+/// and counted when listed. Then keeps the newest [`MAX_PER_APP`]. Returns how many moved.
+fn claim_bare(entries: &mut Entries, index: &mut Index, app: &str) -> Result<usize, HistoryError> {
+    let Some((_, bare)) = app.split_once('/') else {
+        return Ok(0);
+    };
+    let ids = index
+        .range((bare, 0)..=(bare, u64::MAX))?
+        .map(|item| item.map(|(key, _)| key.value().1))
+        .collect::<Result<Vec<u64>, _>>()?;
+    for &id in &ids {
+        index.remove((bare, id))?;
+        index.insert((app, id), ())?;
+        let Some(stored) = entries.get(id)?.map(|json| json.value().to_vec()) else {
+            continue;
+        };
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&stored) else {
+            continue;
+        };
+        for pointer in ["/app", "/changeset/app"] {
+            if let Some(field) = value
+                .pointer_mut(pointer)
+                .filter(|f| f.as_str() == Some(bare))
+            {
+                *field = app.into();
+            }
+        }
+        let json = serde_json::to_vec(&value).map_err(HistoryError::Encode)?;
+        entries.insert(id, json.as_slice())?;
+    }
+    if !ids.is_empty() {
+        warn!(
+            app,
+            "moved {} history entries recorded under the bare name {bare:?} by an earlier version",
+            ids.len()
+        );
+        retain_newest(entries, index, app)?;
+    }
+    Ok(ids.len())
+}
+
+/// Drops the app's oldest entries beyond [`MAX_PER_APP`].
+fn retain_newest(entries: &mut Entries, index: &mut Index, app: &str) -> Result<(), HistoryError> {
+    let ids = index
+        .range((app, 0)..=(app, u64::MAX))?
+        .map(|item| item.map(|(key, _)| key.value().1))
+        .collect::<Result<Vec<u64>, _>>()?;
+    let excess = ids.len().saturating_sub(MAX_PER_APP);
+    for &old in &ids[..excess] {
+        index.remove((app, old))?;
+        entries.remove(old)?;
+    }
+    Ok(())
 }
 
 /// Opens or creates the database at `path` and its tables.
@@ -559,6 +641,123 @@ mod tests {
         // Recording goes on, and retention removes the corrupt entry in its turn.
         assert_eq!(h.record(entry("a", 4, Outcome::Succeeded)).unwrap(), 4);
         assert_eq!(ids(&h.list("a", 2).unwrap()), [4, 3]);
+    }
+
+    /// Writes the database an earlier version left: entries indexed by bare app names,
+    /// `(id, app, stored bytes)`.
+    fn write_bare_named(dir: &Path, rows: &[(u64, &str, Vec<u8>)]) {
+        let db = Database::create(dir.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut entries = txn.open_table(ENTRIES).unwrap();
+            let mut index = txn.open_table(BY_APP).unwrap();
+            for (id, app, bytes) in rows {
+                entries.insert(*id, bytes.as_slice()).unwrap();
+                index.insert((*app, *id), ()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
+    fn stored(app: &str, id: u64, outcome: Outcome) -> Vec<u8> {
+        let mut e = entry(app, id, outcome);
+        e.id = id;
+        serde_json::to_vec(&e).unwrap()
+    }
+
+    #[test]
+    fn entries_of_a_bare_name_move_to_the_first_app_of_that_name_to_sync() {
+        let dir = TempDir::new();
+        write_bare_named(
+            &dir.0,
+            &[
+                (1, "web", stored("web", 1, Outcome::Succeeded)),
+                (2, "api", stored("api", 2, Outcome::Succeeded)),
+                (3, "web", stored("web", 3, Outcome::Failed)),
+            ],
+        );
+        let h = History::open(&dir.0).unwrap();
+        // Listing moves nothing.
+        assert!(h.list("team-b/web", 10).unwrap().is_empty());
+        assert_eq!(ids(&h.list("web", 10).unwrap()), [3, 1]);
+
+        // The first sync of ferry-system/web looks up its last success: it claims them.
+        let last = h.last_success("ferry-system/web").unwrap().unwrap();
+        assert_eq!((last.id, last.app.as_str()), (1, "ferry-system/web"));
+        assert_eq!(last.changeset.app, "ferry-system/web");
+        let list = h.list("ferry-system/web", 10).unwrap();
+        assert_eq!(ids(&list), [3, 1]);
+        assert!(list.iter().all(|e| e.app == "ferry-system/web"), "{list:?}");
+        assert_eq!(list[0].message, "commit 3");
+        assert!(h.list("web", 10).unwrap().is_empty());
+        // Another app of that name gets none of them.
+        assert_eq!(h.last_success("team-b/web").unwrap(), None);
+        assert!(h.list("team-b/web", 10).unwrap().is_empty());
+
+        // Recording claims too, before the new entry.
+        assert_eq!(
+            h.record(entry("ferry-system/api", 4, Outcome::Succeeded))
+                .unwrap(),
+            4
+        );
+        let api = h.list("ferry-system/api", 10).unwrap();
+        assert_eq!(ids(&api), [4, 2]);
+        assert_eq!(api[1].app, "ferry-system/api");
+        assert_eq!(table_len(&h), 4);
+        drop(h);
+        let h = History::open(&dir.0).unwrap();
+        assert_eq!(ids(&h.list("ferry-system/web", 10).unwrap()), [3, 1]);
+        assert_eq!(h.get(2).unwrap().unwrap().app, "ferry-system/api");
+    }
+
+    #[test]
+    fn claiming_a_bare_name_keeps_a_corrupt_entry_and_the_retention_limit() {
+        let dir = TempDir::new();
+        let mut rows = vec![(1, "web", b"{not json".to_vec())];
+        let n = MAX_PER_APP as u64 + 3;
+        rows.extend((2..=n).map(|id| (id, "web", stored("web", id, Outcome::Succeeded))));
+        write_bare_named(&dir.0, &rows);
+        let counter = Counter::default();
+        let h = History::open(&dir.0)
+            .unwrap()
+            .count_corrupt_entries(counter.clone());
+        // Listed under its bare name, the corrupt entry is skipped and counted.
+        assert_eq!(h.list("web", usize::MAX).unwrap().len(), n as usize - 1);
+        assert_eq!(counter.get(), 1);
+
+        assert_eq!(h.last_success("shop/web").unwrap().unwrap().id, n);
+        // The newest MAX_PER_APP moved; the oldest (the corrupt one among them) are gone.
+        let list = h.list("shop/web", usize::MAX).unwrap();
+        assert_eq!(
+            ids(&list),
+            (n - MAX_PER_APP as u64 + 1..=n).rev().collect::<Vec<_>>()
+        );
+        assert_eq!(table_len(&h), MAX_PER_APP);
+        drop(h);
+
+        // A corrupt entry within the limit moves unchanged: still stored, still skipped.
+        let dir = TempDir::new();
+        write_bare_named(
+            &dir.0,
+            &[
+                (1, "web", b"{not json".to_vec()),
+                (2, "web", stored("web", 2, Outcome::Succeeded)),
+            ],
+        );
+        let counter = Counter::default();
+        let h = History::open(&dir.0)
+            .unwrap()
+            .count_corrupt_entries(counter.clone());
+        assert_eq!(h.last_success("shop/web").unwrap().unwrap().id, 2);
+        assert_eq!(counter.get(), 0, "the newest success comes first");
+        assert_eq!(ids(&h.list("shop/web", 10).unwrap()), [2]);
+        assert_eq!(counter.get(), 1);
+        let txn = h.db.begin_read().unwrap();
+        let entries = txn.open_table(ENTRIES).unwrap();
+        assert_eq!(entries.get(1).unwrap().unwrap().value(), b"{not json");
+        let index = txn.open_table(BY_APP).unwrap();
+        assert!(index.get(("shop/web", 1)).unwrap().is_some());
+        assert!(index.get(("web", 1)).unwrap().is_none());
     }
 
     const CHILD_ENV: &str = "FERRY_HISTORY_CHILD";
