@@ -153,6 +153,10 @@ fn default_values_render_scoped_rbac_and_nothing_optional() {
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Deployment",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
             "Service",
             "ServiceAccount"
         ]
@@ -347,20 +351,24 @@ fn single_tenant_values_run_one_agent_for_one_namespace() {
 
 const BLESS: &str = "FERRY_BLESS";
 
-#[test]
-fn chart_and_ferry_install_produce_the_same_objects() {
+/// `ferry install --namespace delivery` (with `--cluster-admin` when `cluster_admin`) and
+/// the chart rendered into `delivery` with the matching values give the same objects, less
+/// the Namespaces. With `FERRY_BLESS` set, the CRDs install prints are written to the
+/// chart's `crds/` first.
+fn assert_chart_equals_install(cluster_admin: bool) {
     let image = "registry.example/ferry:9.9.9";
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["install", "--namespace", "delivery", "--image", image])
-        .arg("--cluster-admin")
-        .output()
-        .unwrap();
+    let mut install = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    install.args(["install", "--namespace", "delivery", "--image", image]);
+    if cluster_admin {
+        install.arg("--cluster-admin");
+    }
+    let out = install.output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let printed = String::from_utf8(out.stdout).unwrap();
     let mut installed = by_name(objects(&printed));
     // Helm leaves the release namespace to `helm install --create-namespace` (and ferry
     // to an app's `createNamespace`); the agent creates `ferry-system`, where it keeps
-    // inventories, when it is missing.
+    // inventories, when it is missing (with scoped RBAC, create it first).
     for ns in ["delivery", "ferry-system"] {
         let namespace = installed
             .remove(&format!("Namespace/{ns}"))
@@ -383,24 +391,59 @@ fn chart_and_ferry_install_produce_the_same_objects() {
     }
     let crd_file = chart().join("crds");
 
+    let files: &[&str] = if cluster_admin {
+        &["ci/cluster-admin-values.yaml"]
+    } else {
+        &[]
+    };
     let rendered = render(
         "delivery",
-        &["ci/cluster-admin-values.yaml"],
+        files,
         &["image.repository=registry.example/ferry", "image.tag=9.9.9"],
     );
     assert_eq!(
         rendered.keys().collect::<Vec<_>>(),
-        installed.keys().collect::<Vec<_>>()
+        installed.keys().collect::<Vec<_>>(),
+        "cluster-admin: {cluster_admin}"
     );
     for (key, object) in &installed {
         assert_eq!(
             &rendered[key],
             object,
-            "{key} differs between the chart and `ferry install` (after changing the CRD, \
-             regenerate {} with `{BLESS}=1 cargo test -p ferry --test chart`)",
+            "{key} differs between the chart and `ferry install` (cluster-admin: \
+             {cluster_admin}; after changing the CRD, regenerate {} with \
+             `{BLESS}=1 cargo test -p ferry --test chart`)",
             crd_file.display()
         );
     }
+}
+
+#[test]
+fn chart_and_ferry_install_produce_the_same_objects() {
+    assert_chart_equals_install(true);
+}
+
+#[test]
+fn the_charts_default_scoped_rbac_is_ferry_installs() {
+    assert_chart_equals_install(false);
+    let installed = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["install", "--namespace", "delivery"])
+        .output()
+        .unwrap();
+    let kinds: Vec<String> = by_name(objects(&String::from_utf8(installed.stdout).unwrap()))
+        .into_keys()
+        .filter(|k| k.starts_with("Role/") || k.starts_with("RoleBinding/"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Role/ferry-agent-lease",
+            "Role/ferry-agent-records",
+            "RoleBinding/ferry-agent-lease",
+            "RoleBinding/ferry-agent-records"
+        ],
+        "the scoped case compares the namespaced roles too"
+    );
 }
 
 /// ferry deploys its own chart from a Git repository, with values from ferry.yaml. The
