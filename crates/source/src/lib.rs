@@ -15,6 +15,7 @@
 mod checkout;
 mod credentials;
 mod error;
+mod local;
 mod mirror;
 
 use std::path::{Path, PathBuf};

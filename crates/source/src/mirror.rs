@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::Revision;
 use crate::credentials::{Credentials, SshSession};
 use crate::error::{SourceError, gix_line};
+use crate::local::UploadPack;
 
 /// Where the remote's `HEAD` commit is recorded in a mirror.
 const HEAD_REF: &str = "refs/ferry/HEAD";
@@ -309,7 +310,9 @@ impl Mirror {
     }
 
     /// Rejects a local repository that is missing (transient) or not a repository (terminal),
-    /// with clearer messages than the transport's. Remote URLs pass.
+    /// with clearer messages than the transport's. Remote URLs pass. Only the layout is
+    /// looked at (`HEAD` and the object and ref directories), not the refs: reading them
+    /// is `git-upload-pack`'s, under the deadline.
     pub(crate) fn check_local(&self) -> Result<(), SourceError> {
         let Some(path) = &self.local else {
             return Ok(());
@@ -320,7 +323,10 @@ impl Mirror {
                 message: format!("{} does not exist", path.display()),
             });
         }
-        if let Err(err) = gix::open_opts(path, gix::open::Options::isolated()) {
+        let layout = gix::discover::is_git(path)
+            .or_else(|_| gix::discover::is_git(&path.join(".git")))
+            .map(drop);
+        if let Err(err) = layout {
             tracing::debug!(path = %path.display(), error = %gix_line(&err), "not a repository");
             return Err(SourceError::NotARepository {
                 repo: self.repo.clone(),
@@ -342,8 +348,9 @@ impl Mirror {
     }
 
     /// A connection to the remote whose HTTP requests each end by `deadline` (the
-    /// request timeout of gix's reqwest backend). Other transports stop at `deadline`
-    /// through the interrupt flag the caller passes to the fetch.
+    /// request timeout of gix's reqwest backend), and whose local `git-upload-pack` is
+    /// killed then ([`UploadPack`]). Other transports stop at `deadline` through the
+    /// interrupt flag the caller passes to the fetch (and `ssh` runs under `timeout`).
     fn connect<'a, 'r>(
         &self,
         repo: &'r gix::Repository,
@@ -351,7 +358,12 @@ impl Mirror {
         deadline: &Deadline,
         ssh: Option<&SshSession>,
     ) -> Result<Connection<'a, 'r>, SourceError> {
-        use gix::protocol::transport::client::blocking_io::http;
+        use gix::protocol::transport::client::blocking_io::{Transport, http};
+        if let Some(path) = &self.local {
+            let transport: Box<dyn Transport + Send> =
+                Box::new(UploadPack::new(path, &self.url, deadline.at));
+            return Ok(remote.to_connection_with_transport(transport));
+        }
         let mut connection = remote
             .connect(Direction::Fetch)
             .map_err(|e| self.unreachable(&e, deadline, ssh))?;

@@ -76,3 +76,66 @@ fn a_refused_connection_fails_at_once_naming_the_remote() {
         start.elapsed()
     );
 }
+
+/// A local repository whose `git-upload-pack` hangs: its `packed-refs` is a FIFO nobody
+/// writes, so listing the refs blocks in `open`. Restored on drop.
+struct HungLocalRepo {
+    repo: ferry_testkit::TestRepo,
+    packed: Vec<u8>,
+}
+
+impl HungLocalRepo {
+    fn new() -> Self {
+        let repo = ferry_testkit::TestRepo::new();
+        repo.write("app/cm.yaml", "kind: ConfigMap\n");
+        repo.commit("one");
+        repo.git(&["pack-refs", "--all"]);
+        let path = repo.dir().join(".git/packed-refs");
+        let packed = std::fs::read(&path).expect("packed refs");
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("running mkfifo");
+        assert!(made.success());
+        Self { repo, packed }
+    }
+
+    /// Puts the real `packed-refs` back: the repository answers again.
+    fn restore(&self) {
+        let path = self.repo.dir().join(".git/packed-refs");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, &self.packed).unwrap();
+    }
+}
+
+#[test]
+fn a_hung_local_upload_pack_is_killed_at_the_deadline_and_the_lock_released() {
+    let hung = HungLocalRepo::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = GitCache::new(tmp.path()).with_timeout(TIMEOUT);
+    let url = hung.repo.path().to_string();
+    for attempt in ["first", "second"] {
+        let start = Instant::now();
+        let err = cache.resolve(&url, None).expect_err("upload-pack hangs");
+        let took = start.elapsed();
+        assert!(
+            matches!(err, SourceError::TimedOut { .. }),
+            "{attempt}: {err:?}"
+        );
+        assert!(
+            (TIMEOUT..TIMEOUT + Duration::from_secs(2)).contains(&took),
+            "{attempt}: {took:?}"
+        );
+    }
+    let start = Instant::now();
+    let err = cache.remote_sha(&url, None).expect_err("upload-pack hangs");
+    assert!(matches!(err, SourceError::TimedOut { .. }), "{err:?}");
+    assert!(start.elapsed() < TIMEOUT + Duration::from_secs(2));
+    // The lock was released and the mirror is intact: the next fetch succeeds.
+    hung.restore();
+    let rev = cache
+        .resolve(&url, None)
+        .expect("the repository answers again");
+    assert_eq!(rev.sha, hung.repo.head());
+}
