@@ -54,12 +54,15 @@ fn class(event: EventKind) -> Class {
     }
 }
 
+/// The last event of a class an app was notified of, with its revision.
+type Sent = (EventKind, Option<String>);
+
 /// Hands events to the delivery task.
 pub struct Notifier {
     tx: mpsc::Sender<Job>,
     file: Vec<NotificationSpec>,
     dashboard: Option<String>,
-    last: Mutex<HashMap<(AppKey, Class), (EventKind, Option<String>)>>,
+    last: Mutex<HashMap<(AppKey, Class), Sent>>,
     metrics: Arc<Metrics>,
 }
 

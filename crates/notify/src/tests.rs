@@ -192,10 +192,13 @@ fn events_left_out_are_not_sent() {
     assert_eq!(request(&r, &note(EventKind::SyncSucceeded)).unwrap(), None);
 }
 
+/// The requests a loopback receiver got: headers and body.
+type Requests = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
 /// A loopback receiver answering with the statuses in `answers` (then 200), recording
 /// each request's headers and body.
-async fn serve(answers: Vec<StatusCode>) -> (String, Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>) {
-    let seen: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>> = Default::default();
+async fn serve(answers: Vec<StatusCode>) -> (String, Requests) {
+    let seen: Requests = Default::default();
     let answers = Arc::new(Mutex::new(answers.into_iter()));
     let log = seen.clone();
     let app = axum::Router::new().route(
