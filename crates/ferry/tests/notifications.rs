@@ -14,8 +14,8 @@ use agent_common::{Agent, AgentHome, WAIT, app_entry, eventually, github_signatu
 use axum::http::HeaderMap;
 use common::Fixture;
 use ferry_testkit::forge::Gitea;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const HOOK_SECRET: &str = "gitea-to-agent-secret";
@@ -87,9 +87,9 @@ async fn wait_event(seen: &Seen, event: &str, sha: Option<&str>) -> Value {
     payload.clone()
 }
 
-/// A sync, a broken commit, its fix and a live edit, with statuses in Gitea and events
-/// at a generic webhook of the app's project; a receiver that is down is counted as
-/// failed, and no token shows in the agent's log.
+/// A sync, a broken commit, its fix and a live edit, with statuses in Gitea (token from
+/// a file) and events at a generic webhook of the app's project (HMAC key from a Secret);
+/// a receiver that is down is counted as failed, and no token shows in the agent's log.
 #[tokio::test]
 async fn statuses_in_gitea_and_signed_webhooks_follow_syncs_and_drift() {
     let start = Instant::now();
@@ -110,7 +110,16 @@ async fn statuses_in_gitea_and_signed_webhooks_follow_syncs_and_drift() {
     let home = AgentHome::new("");
     let dir = home.dir.path();
     std::fs::write(dir.join("forge-token"), format!("{}\n", forge.token())).unwrap();
-    std::fs::write(dir.join("hmac-key"), HMAC_KEY).unwrap();
+    // The project's receiver reads its HMAC key from a Secret.
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "ops-hook"},
+        "stringData": {"token": HMAC_KEY},
+    }))
+    .unwrap();
+    f.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("creating the receiver's Secret");
     let apps = app_entry(
         &app,
         &forge.clone_url("deploy"),
@@ -138,11 +147,12 @@ projects:
       - name: ops
         type: webhook
         url: {hook}
-        tokenFile: hmac-key
+        secretRef: {{name: ops-hook, namespace: {ns}}}
         timeout: 5s
 apps:
 {apps}",
         forge_url = forge.url(),
+        ns = f.ns(),
     );
     std::fs::write(home.apps_file(), file).unwrap();
     let agent = Agent::start(
