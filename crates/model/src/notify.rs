@@ -267,4 +267,34 @@ mod tests {
         assert_eq!(validate_all(&two).unwrap_err().0, "notifications[1].name");
         assert!(serde_saphyr::from_str::<NotificationSpec>("name: a\ntype: teams\n").is_err());
     }
+
+    #[test]
+    fn ferry_yaml_errors_name_the_file_and_field() {
+        let path = std::path::Path::new("ferry.yaml");
+        let err =
+            crate::FerryFile::parse("notifications:\n  - name: ops\n    type: webhook\n", path)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.starts_with("ferry.yaml: field notifications[0].url: required"),
+            "{err}"
+        );
+        let project = "projects:\n  - name: team\n    notifications:\n      - name: s\n        type: github\n";
+        let err = crate::FerryFile::parse(project, path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("ferry.yaml project \"team\": field notifications[0].secretRef:"),
+            "{err}"
+        );
+        let resource: crate::ProjectSpec = serde_saphyr::from_str(
+            "notifications:\n  - name: s\n    type: gitea\n    url: https://git.example.com\n    tokenFile: /t\n",
+        )
+        .unwrap();
+        assert!(resource.validate().is_ok());
+        assert_eq!(
+            resource.validate_resource().unwrap_err().0,
+            "notifications[0].tokenFile"
+        );
+    }
 }
