@@ -2,7 +2,7 @@
 //! holds the app's repository, its real push webhooks trigger the agent's syncs, and the
 //! agent's commit statuses appear in its API; a generic webhook receiver in the test
 //! checks the HMAC signature and the events (sync succeeded and failed, drift detected
-//! and healed). The poll interval is 1 h: only the webhook or the drift watch can act.
+//! and healed, health degraded). The poll interval is 1 h: only the webhook or the drift watch can act.
 
 mod agent_common;
 mod common;
@@ -14,7 +14,7 @@ use agent_common::{Agent, AgentHome, WAIT, app_entry, eventually, github_signatu
 use axum::http::HeaderMap;
 use common::Fixture;
 use ferry_testkit::forge::Gitea;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -87,7 +87,7 @@ async fn wait_event(seen: &Seen, event: &str, sha: Option<&str>) -> Value {
     payload.clone()
 }
 
-/// A sync, a broken commit, its fix and a live edit, with statuses in Gitea (token from
+/// A sync, a broken commit, its fix, a live edit and a failing Pod, with statuses in Gitea (token from
 /// a file) and events at a generic webhook of the app's project (HMAC key from a Secret);
 /// a receiver that is down is counted as failed, and no token shows in the agent's log.
 #[tokio::test]
@@ -206,6 +206,11 @@ apps:
     // The fix: success on its commit.
     f.repo.remove("app/bad.yaml");
     f.write_configmap("cfg", &[("greeting", "three")]);
+    // A Pod no node may run (it stays Pending), whose status the test fails later.
+    f.repo.write(
+        "app/worker.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: worker\nspec:\n  nodeSelector:\n    ferry.dev/test: nowhere\n  containers:\n    - name: main\n      image: registry.example/worker:1\n",
+    );
     f.repo.commit("three: fixed");
     let three = push(&f, &forge);
     wait_status(&forge, &three, &context, "success").await;
@@ -238,7 +243,29 @@ apps:
         Some("three")
     );
 
-    // Each event once, in order; no commit status for drift.
+    assert_eq!(
+        forge.statuses("deploy", &three).await.len(),
+        1,
+        "no status for drift"
+    );
+
+    // The Pod fails: health degraded, an error status on the synced commit.
+    f.api::<Pod>()
+        .patch_status(
+            "worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Failed", "reason": "Evicted", "message": "the node ran out of memory"}})),
+        )
+        .await
+        .expect("failing the Pod");
+    let degraded = wait_event(&seen, "HealthDegraded", Some(&three)).await;
+    assert!(
+        degraded["message"].as_str().unwrap().contains("Pod"),
+        "{degraded}"
+    );
+    wait_status(&forge, &three, &context, "error").await;
+
+    // Each event once, in order.
     let events: Vec<(String, String)> = seen
         .lock()
         .unwrap()
@@ -256,12 +283,12 @@ apps:
         ("SyncSucceeded", &three),
         ("DriftDetected", &three),
         ("DriftHealed", &three),
+        ("HealthDegraded", &three),
     ]
     .iter()
     .map(|(e, s)| (e.to_string(), s.to_string()))
     .collect();
     assert_eq!(events, expected);
-    assert_eq!(forge.statuses("deploy", &three).await.len(), 1);
 
     // The receiver that is down: counted as failed, the syncs went on regardless.
     let series = |receiver: &str, kind: &str, event: &str, result: &str| {
