@@ -3,8 +3,10 @@
 //! queues that app (an object an earlier version labelled with the name alone queues
 //! every app of that name), whose reconcile then
 //! compares the live object with Git (no polling of the cluster). A change to nothing
-//! but the object's status (a controller reporting progress) queues a health check
-//! only, which plans nothing. Every event also updates the objects' health kept in
+//! but the object's status (a controller reporting progress), ferry's own write, and a
+//! change that leaves the fields ferry sets as the in-sync memo knows them (a
+//! Deployment's controller annotating its revision; an object first seen by a list)
+//! queue a health check only, which plans nothing. Every event also updates the objects' health kept in
 //! [`crate::live::LiveHealth`], so that health check reads memory, not the API server.
 //!
 //! **Watch gaps.** A watch that reconnects too late to resume (its resource version is
@@ -86,8 +88,14 @@ impl Watches {
                             }
                             ctx.live.changed(&o);
                             let trigger = match seen.changed(&o) {
-                                // A sync's own write: nothing to compare, only health.
-                                Trigger::Drift if own_write(&ctx, &o) => Trigger::Health,
+                                // A sync's own write, or changes a plan would not see
+                                // (its controller's annotations): only health.
+                                Trigger::Drift
+                                    if own_write(&ctx, &o)
+                                        || ctx.engine.in_sync.vouches_for(&o) =>
+                                {
+                                    Trigger::Health
+                                }
                                 trigger => trigger,
                             };
                             (o, trigger)
