@@ -32,7 +32,8 @@
 //! Writes are conditional ([`Cluster::update_inventory`]): the head is created only when
 //! there is none and replaced only at the resourceVersion it was read at; a writer that
 //! comes second reads again and redoes its update, so two writers never lose each
-//! other's entries.
+//! other's entries. A writer that read the inventory already (a sync's plan) writes over
+//! that read ([`Cluster::update_inventory_from`]) without reading it again.
 //!
 //! The `inSync` memo is a cache: when the payload would need more than [`MAX_SHARDS`]
 //! parts, the memo is dropped (a warning is logged); only entries alone that do not fit
@@ -165,6 +166,14 @@ impl Names {
     fn shard(&self, generation: u64, index: usize) -> String {
         format!("{}.{generation}.{index}", self.stem)
     }
+}
+
+/// Whether ConfigMap `namespace/name` is one of ferry's inventory ConfigMaps (a head, an
+/// earlier version's head or a shard), which carry an app's labels but are not its
+/// objects.
+pub(crate) fn is_inventory(namespace: Option<&str>, name: &str) -> bool {
+    namespace == Some(SYSTEM_NAMESPACE)
+        && (name.starts_with("ferry-inventory-") || name.starts_with("ferry-inventory."))
 }
 
 fn config_map_ref(name: &str) -> ObjectRef {
