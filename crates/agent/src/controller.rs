@@ -68,6 +68,8 @@ pub struct Ctx {
     /// App sets and the apps they generated.
     pub appsets: crate::appsets::AppSets,
     watches: tokio::sync::Mutex<crate::drift::Watches>,
+    /// Drift seen during an app's own sync, looked at again when it ends.
+    pub deferred: crate::drift::Deferred,
     /// The health of the watched objects, kept from the drift watches.
     pub live: LiveHealth,
     failures: Failures,
@@ -114,6 +116,7 @@ pub fn context(parts: Parts) -> (Arc<Ctx>, Runner<AppKey>) {
         pollers: Default::default(),
         appsets: Default::default(),
         watches: Default::default(),
+        deferred: Default::default(),
         live: Default::default(),
         failures: Default::default(),
         heals: Default::default(),
@@ -427,6 +430,7 @@ async fn sync(
 ) -> Result<Action, Error> {
     let attempt = Attempt::now();
     let step = StepTracker::default();
+    let _syncing = crate::drift::syncing(ctx, name);
     let outcome = tokio::time::timeout(
         ctx.sync_timeout,
         sync_once(ctx, name, status, trigger, attempt, &step),
