@@ -13,6 +13,7 @@
 //! | `ferry_leader` | gauge (1 leading, 0 standing by) | |
 //! | `ferry_webhook_requests_total` | counter | `provider`, `result` |
 //! | `ferry_history_corrupt_entries_total` | counter | |
+//! | `ferry_notifications_total` | counter | `receiver`, `type`, `event`, `result` |
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -65,6 +66,14 @@ struct RepoLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    receiver: String,
+    r#type: String,
+    event: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
     provider: String,
     result: String,
@@ -105,6 +114,7 @@ pub struct Metrics {
     leader: Family<NoLabels, Gauge>,
     webhooks: Family<WebhookLabels, Counter>,
     history_corrupt: Family<NoLabels, Counter>,
+    notifications: Family<NotificationLabels, Counter>,
     apps: Mutex<HashMap<AppKey, AppSeries>>,
 }
 
@@ -176,6 +186,12 @@ impl Metrics {
             "Sync history entries found undecodable and skipped (each counted once)",
             history_corrupt.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "ferry_notifications",
+            "Notifications by receiver, type, event and result (sent, failed, dropped)",
+            notifications.clone(),
+        );
         Self {
             registry,
             reconcile_duration,
@@ -187,6 +203,7 @@ impl Metrics {
             leader,
             webhooks,
             history_corrupt,
+            notifications,
             apps: Mutex::default(),
         }
     }
@@ -288,6 +305,19 @@ impl Metrics {
         self.webhooks
             .get_or_create(&WebhookLabels {
                 provider: provider.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a notification in `ferry_notifications_total{receiver,type,event,result}`;
+    /// `result` is `sent`, `failed` or `dropped` (the queue was full).
+    pub fn notification(&self, receiver: &str, kind: &str, event: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                receiver: receiver.into(),
+                r#type: kind.into(),
+                event: event.into(),
                 result: result.into(),
             })
             .inc();

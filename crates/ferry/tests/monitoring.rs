@@ -42,6 +42,7 @@ fn exported() -> BTreeSet<String> {
     m.leader(true);
     m.webhook("github", "accepted");
     m.history_corrupt_entries().inc();
+    m.notification("ops", "webhook", "SyncFailed", "sent");
     let text = m.encode();
     let mut names = BTreeSet::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -113,7 +114,7 @@ fn dashboard_exprs() -> Vec<(String, String)> {
 fn alert_rules_pass_promtool_and_their_unit_tests() {
     let dir = monitoring();
     let checked = promtool(&["check", "rules", "alerts.yaml"], &dir);
-    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 6 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "alerts.test.yaml"], &dir);
     assert!(tested.contains("SUCCESS"), "{tested}");
     let names: Vec<String> = alert_exprs().into_iter().map(|(n, _)| n).collect();
@@ -124,7 +125,8 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
             "FerryAppDegraded",
             "FerryDriftNotHealed",
             "FerryNoLeader",
-            "FerryGitUnreachable"
+            "FerryGitUnreachable",
+            "FerryNotificationsFailing"
         ]
     );
 }
@@ -178,6 +180,7 @@ fn every_queried_metric_is_exported() {
         "ferry_leader",
         "ferry_webhook_requests_total",
         "ferry_history_corrupt_entries_total",
+        "ferry_notifications_total",
     ] {
         assert!(queried.contains(family), "nothing queries {family}");
     }

@@ -13,6 +13,7 @@ pub mod hook;
 mod key;
 mod known;
 mod manifest;
+pub mod notify;
 mod object;
 pub mod project;
 pub mod redact;
@@ -31,6 +32,7 @@ pub use hook::{HookRun, Phase, RunResult, WaveRun};
 pub use key::{AppKey, AppKeyError};
 pub use known::{Digest, Known};
 pub use manifest::{Manifest, ManifestError, Origin};
+pub use notify::{EventKind, NotificationSpec, ReceiverKind};
 pub use object::ObjectRef;
 pub use project::{
     DEFAULT_PROJECT, KindPattern, NamedProject, Project, ProjectSpec, RepoCredentials,

@@ -72,6 +72,10 @@ pub struct ProjectSpec {
     /// whose source names none of its own (`source.secretRef`, `source.credentialsDir`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repo_credentials: Vec<RepoCredentials>,
+    /// Where the agent reports the project's apps' sync outcomes, health and drift
+    /// (besides the `ferry.yaml`'s top-level receivers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::notify::NotificationSpec>,
 }
 
 /// A credential template (Argo CD's `repo-creds`): the Secret for every repository whose
@@ -115,6 +119,7 @@ impl ProjectSpec {
             service_account: None,
             source_namespaces: any,
             repo_credentials: Vec::new(),
+            notifications: Vec::new(),
         }
     }
 
@@ -200,7 +205,24 @@ impl ProjectSpec {
                 ));
             }
         }
-        Ok(())
+        crate::notify::validate_all(&self.notifications)
+    }
+
+    /// The checks of a `Project` resource beyond [`validate`](Self::validate): its
+    /// receivers take tokens from Secrets only (a `tokenFile` is the agent's own file).
+    pub fn validate_resource(&self) -> Result<(), (String, String)> {
+        self.validate()?;
+        match self
+            .notifications
+            .iter()
+            .position(|n| n.token_file.is_some())
+        {
+            Some(i) => Err((
+                format!("notifications[{i}].tokenFile"),
+                "not allowed in a Project resource (only in ferry.yaml); use secretRef".into(),
+            )),
+            None => Ok(()),
+        }
     }
 }
 

@@ -14,9 +14,10 @@
 //!
 //! Tests that need a Git repository make one with [`TestRepo`]; those that need a chart
 //! repository or an OCI registry start one with [`charts`]; a private Git server over
-//! HTTP or SSH, one with [`gitserve`].
+//! HTTP or SSH, one with [`gitserve`]; a real Git forge (Gitea), one with [`forge`].
 
 pub mod charts;
+pub mod forge;
 pub mod gitserve;
 pub mod repo;
 
