@@ -42,6 +42,7 @@ fn exported() -> BTreeSet<String> {
     m.leader(true);
     m.webhook("github", "accepted");
     m.history_corrupt_entries().inc();
+    m.queue_gauges();
     let text = m.encode();
     let mut names = BTreeSet::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -52,7 +53,7 @@ fn exported() -> BTreeSet<String> {
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
     let registered = text.matches("# HELP ").count();
     assert_eq!(families, registered);
-    assert!(families >= 9, "{text}");
+    assert!(families >= 12, "{text}");
     names
 }
 
@@ -178,6 +179,9 @@ fn every_queried_metric_is_exported() {
         "ferry_leader",
         "ferry_webhook_requests_total",
         "ferry_history_corrupt_entries_total",
+        "ferry_queue_depth",
+        "ferry_queue_in_flight",
+        "ferry_queue_scheduled",
     ] {
         assert!(queried.contains(family), "nothing queries {family}");
     }
