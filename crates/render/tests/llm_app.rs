@@ -19,7 +19,7 @@ use ferry_model::{FerryFile, HelmOptions, Manifest, SourceSpec};
 use ferry_render::{RenderRequest, Tools, render, to_yaml};
 use serde_json::{Value, json};
 
-use common::{real_tools, require, serial};
+use common::{manifest_dir, real_tools, require, serial};
 
 /// The environments, in promotion order.
 const ENVS: [&str; 3] = ["dev", "staging", "production"];
@@ -426,13 +426,4 @@ fn helm_chart_and_overlays_agree() {
         };
         assert_eq!(pod_spec(&kustomize), pod_spec(&helm), "{env}: pod spec");
     }
-}
-
-/// The package directory, read when the test runs (cargo sets it) rather than baked in at
-/// compile time: a test binary reused from a shared target dir may have been built from
-/// another checkout of the same sources.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .expect("cargo test sets CARGO_MANIFEST_DIR")
-        .into()
 }

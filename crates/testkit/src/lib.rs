@@ -14,9 +14,10 @@
 //!
 //! Tests that need a Git repository make one with [`TestRepo`]; those that need a chart
 //! repository or an OCI registry start one with [`charts`]; a private Git server over
-//! HTTP or SSH, one with [`gitserve`].
+//! HTTP or SSH, one with [`gitserve`]; paths, copies and process output, [`files`].
 
 pub mod charts;
+pub mod files;
 pub mod gitserve;
 pub mod repo;
 
@@ -26,6 +27,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+pub use files::{copy_dir, manifest_dir, output_text, workspace_root};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};

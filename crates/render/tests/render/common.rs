@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use ferry_model::SourceSpec;
 use ferry_render::{RenderRequest, Tools};
+pub use ferry_testkit::manifest_dir;
 
 /// The fixtures directory.
 pub fn fixtures() -> PathBuf {
@@ -111,27 +112,4 @@ pub fn require(tool: &str, binary: Option<&Path>) -> bool {
     assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
     eprintln!("note: skipping test, {message}");
     false
-}
-
-/// Copies the directory `from` into `to`, recursively.
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// The package directory, read when the test runs (cargo sets it) rather than baked in at
-/// compile time: a test binary reused from a shared target dir may have been built from
-/// another checkout of the same sources.
-pub fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .expect("cargo test sets CARGO_MANIFEST_DIR")
-        .into()
 }

@@ -1,7 +1,8 @@
 use ferry_model::{KustomizeOptions, RendererKind};
 use ferry_render::{Kustomize, RenderError, Renderer, render};
+use ferry_testkit::copy_dir;
 
-use crate::common::{App, copy_dir, fixtures, real_tools, require, serial, write};
+use crate::common::{App, fixtures, real_tools, require, serial, write};
 
 fn summary(ms: &[ferry_model::Manifest]) -> Vec<String> {
     ms.iter()
