@@ -203,12 +203,7 @@ spec:
         .get(&crd_name)
         .await
         .expect("CRD exists");
-    let established = crd
-        .status
-        .and_then(|s| s.conditions)
-        .unwrap_or_default()
-        .iter()
-        .any(|c| c.type_ == "Established" && c.status == "True");
+    let established = ferry_testkit::established(&crd);
     assert!(established, "CRD not established");
     let widgets: Api<DynamicObject> = Api::namespaced_with(
         f.client.clone(),
