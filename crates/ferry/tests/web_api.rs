@@ -309,6 +309,13 @@ impl WithTokens {
         check_documented(&self.doc, method, &template, status, body);
     }
 
+    /// `GET /api/v1/apps/ferry-system/<app><route>` as the viewer: 200 and as documented.
+    async fn viewed(&self, route: &str) -> Value {
+        let body = self.viewer().ok(&format!("{}{route}", self.base)).await;
+        self.documented("get", route, 200, &body);
+        body
+    }
+
     fn client(&self, token: Option<&'static str>) -> Api<'_> {
         Api::new(&self.agent, token, &self.bodies)
     }
@@ -539,8 +546,7 @@ async fn diff_explains_drift() {
     let t = WithTokens::start("web-diff").await;
     t.synced().await;
     t.drift().await;
-    let diff = t.viewer().ok(&format!("{}/diff", t.base)).await;
-    t.documented("get", "/diff", 200, &diff);
+    let diff = t.viewed("/diff").await;
     assert_eq!(diff["inSync"], false, "{diff:#}");
     assert_eq!(diff["summary"]["update"], 3, "{diff:#}");
     let change = |kind: &str| {
@@ -649,8 +655,7 @@ async fn events_of_the_app_objects() {
     let t = WithTokens::start("web-events").await;
     t.synced().await;
     t.drift().await;
-    let events = t.viewer().ok(&format!("{}/events", t.base)).await;
-    t.documented("get", "/events", 200, &events);
+    let events = t.viewed("/events").await;
     let reasons: Vec<&str> = events["items"]
         .as_array()
         .unwrap()
@@ -724,8 +729,7 @@ async fn operators_roll_back_to_an_earlier_commit() {
             s["revision"] == second.as_str() && s["sync"] == "Synced"
         })
         .await;
-    let history = viewer.ok(&format!("{base}/history")).await;
-    t.documented("get", "/history", 200, &history);
+    let history = t.viewed("/history").await;
     let target = history["items"]
         .as_array()
         .unwrap()
