@@ -207,23 +207,22 @@ impl Metrics {
             "Sync history entries found undecodable and skipped (each counted once)",
             history_corrupt.clone(),
         );
-        let queue_depth = Family::<NoLabels, Gauge>::default();
-        registry.register(
+        let mut queue_gauge = |name: &str, help: &str| {
+            let gauge = Family::<NoLabels, Gauge>::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let queue_depth = queue_gauge(
             "ferry_queue_depth",
             "Apps queued for a reconcile and waiting for a free worker",
-            queue_depth.clone(),
         );
-        let queue_in_flight = Family::<NoLabels, Gauge>::default();
-        registry.register(
+        let queue_in_flight = queue_gauge(
             "ferry_queue_in_flight",
             "Apps being reconciled now (their error policy included)",
-            queue_in_flight.clone(),
         );
-        let queue_scheduled = Family::<NoLabels, Gauge>::default();
-        registry.register(
+        let queue_scheduled = queue_gauge(
             "ferry_queue_scheduled",
             "Apps with a pending timer (a retry, a requeue, a health check)",
-            queue_scheduled.clone(),
         );
         Self {
             registry,
