@@ -99,6 +99,24 @@ pub fn real_tools() -> Tools {
     tools
 }
 
+/// The lock of [`serial`] and [`real_tools`], when every tool of `needed` (`helm`,
+/// `kustomize`) is there; `None`, the test returning, as [`require`] says.
+pub fn tools_for(needed: &[&str]) -> Option<(MutexGuard<'static, ()>, Tools)> {
+    let lock = serial();
+    let tools = real_tools();
+    for tool in needed {
+        let binary = match *tool {
+            "helm" => tools.helm.as_deref(),
+            "kustomize" => tools.kustomize.as_deref(),
+            other => panic!("no tool {other} in Tools"),
+        };
+        if !require(tool, binary) {
+            return None;
+        }
+    }
+    Some((lock, tools))
+}
+
 /// Whether the test can go on with `binary`. A missing binary fails the test under
 /// `CI=true`; elsewhere it prints a note and the test returns early.
 pub fn require(tool: &str, binary: Option<&Path>) -> bool {
