@@ -495,6 +495,16 @@ pub fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
+/// Writes `text` as `ferry.yaml` into a new temporary directory, which lives as long as
+/// the `TempDir` returned with the file's path.
+pub fn ferry_yaml(text: &str) -> (TempDir, String) {
+    let dir = tempfile::tempdir().expect("a directory for ferry.yaml");
+    let file = dir.path().join("ferry.yaml");
+    std::fs::write(&file, text).expect("writing ferry.yaml");
+    let file = file.to_str().expect("a UTF-8 path").to_string();
+    (dir, file)
+}
+
 /// A ConfigMap manifest with the given data (values quoted).
 /// The identity of a ferry.yaml app (or a one-off one) named `name`.
 pub fn key(name: &str) -> AppKey {
