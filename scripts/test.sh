@@ -9,6 +9,7 @@ source scripts/env.sh
 
 scripts/setup.sh
 testbed/build.sh >/dev/null
+testbed/gitea/build.sh >/dev/null
 
 export FERRY_TESTBED_STATE="$FERRY_CACHE/testbed-test"
 testbed/down >/dev/null 2>&1 || true

@@ -5,8 +5,11 @@ TESTBED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$TESTBED_DIR/versions.env"
 FERRY_CACHE=${FERRY_CACHE:-$HOME/.cache/ferry}
 # The binaries are keyed by a hash of every pin (versions.env and the wrapper modules).
-TESTBED_KEY=$(cat "$TESTBED_DIR/versions.env" "$TESTBED_DIR"/*/go.mod "$TESTBED_DIR"/*/go.sum "$TESTBED_DIR/build.sh" | sha256sum | cut -c1-16)
+# The Gitea lines are left out: the forge has its own key and directory (testbed/gitea/build.sh).
+TESTBED_KEY=$( (grep -vi gitea "$TESTBED_DIR/versions.env"; cat "$TESTBED_DIR"/*/go.mod "$TESTBED_DIR"/*/go.sum "$TESTBED_DIR/build.sh") | sha256sum | cut -c1-16)
 TESTBED_BIN=${FERRY_TESTBED_BIN:-$FERRY_CACHE/testbed/$TESTBED_KEY/bin}
+GITEA_KEY=$(printf '%s\n' "$GITEA_VERSION" | cat - "$TESTBED_DIR/gitea/build.sh" | sha256sum | cut -c1-16)
+GITEA_HOME=$FERRY_CACHE/gitea/$GITEA_KEY
 TESTBED_STATE=${FERRY_TESTBED_STATE:-$FERRY_CACHE/testbed-state}
 export GOFLAGS=-mod=mod
 export CGO_ENABLED=0

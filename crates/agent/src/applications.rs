@@ -190,6 +190,7 @@ async fn forget(ctx: &Arc<Ctx>, name: &AppKey) {
     ctx.store.remove(name).await;
     crate::kept::forget(ctx, name).await;
     ctx.record.metrics.remove_app(name);
+    ctx.record.notifier.forget(name);
     ctx.pollers.lock().await.sync(ctx, &ctx.shutdown).await;
 }
 

@@ -188,6 +188,7 @@ async fn reconcile_set(
         ctx.store.remove(gone).await;
         crate::kept::forget(ctx, gone).await;
         ctx.record.metrics.remove_app(gone);
+        ctx.record.notifier.forget(gone);
         ctx.forget_failures(gone);
         ctx.appsets
             .removed

@@ -13,7 +13,10 @@ use ferry_engine::EngineError;
 use ferry_engine::progress::{Event, Progress};
 use ferry_engine::wait::observe;
 use ferry_engine::{Sync, SyncOptions, Wait};
-use ferry_model::{AppKey, Backoff, ChangeSet, HealthStatus, ObjectRef, redact_text, redact_url};
+use ferry_model::{
+    AppKey, AppSpec, Backoff, ChangeSet, EventKind, HealthStatus, ObjectRef, redact_text,
+    redact_url,
+};
 use ferry_source::Revision;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -65,6 +68,8 @@ pub struct Ctx {
     /// App sets and the apps they generated.
     pub appsets: crate::appsets::AppSets,
     watches: tokio::sync::Mutex<crate::drift::Watches>,
+    /// Drift seen during an app's own sync, looked at again when it ends.
+    pub deferred: crate::drift::Deferred,
     /// The health of the watched objects, kept from the drift watches.
     pub live: LiveHealth,
     failures: Failures,
@@ -111,6 +116,7 @@ pub fn context(parts: Parts) -> (Arc<Ctx>, Runner<AppKey>) {
         pollers: Default::default(),
         appsets: Default::default(),
         watches: Default::default(),
+        deferred: Default::default(),
         live: Default::default(),
         failures: Default::default(),
         heals: Default::default(),
@@ -424,6 +430,7 @@ async fn sync(
 ) -> Result<Action, Error> {
     let attempt = Attempt::now();
     let step = StepTracker::default();
+    let _syncing = crate::drift::syncing(ctx, name);
     let outcome = tokio::time::timeout(
         ctx.sync_timeout,
         sync_once(ctx, name, status, trigger, attempt, &step),
@@ -546,6 +553,18 @@ async fn report_sync_failure(ctx: &Ctx, name: &AppKey, failure: SyncFailure, att
             .applications
             .event(name, true, &reason, message.clone())
             .await;
+        if let Some(status) = ctx.store.get(name).await {
+            let sha = revision.as_ref().map(|r| r.sha.as_str());
+            notify(
+                ctx,
+                name,
+                &status.spec,
+                EventKind::SyncFailed,
+                sha,
+                &message,
+            )
+            .await;
+        }
     }
     if attempts == 1 || readiness != Readiness::Stalled {
         let entry = attempt.entry(
@@ -696,7 +715,7 @@ async fn sync_once(
         Err(error) => {
             // The drift was seen; healing it failed.
             if let Some(drifted) = &drift {
-                drift_detected(ctx, name, drifted).await;
+                drift_detected(ctx, name, status, drifted).await;
             }
             return Err(fail(Some(&rev))(error));
         }
@@ -718,7 +737,7 @@ async fn sync_once(
     }
     if !changeset.in_sync() || ran_hooks {
         if is_drift {
-            drift_detected(ctx, name, &drifted).await;
+            drift_detected(ctx, name, status, &drifted).await;
         }
         match hold {
             Some(Hold::SelfHealOff) => {
@@ -779,6 +798,17 @@ async fn sync_once(
         &rev.sha,
     );
     let elapsed = start.elapsed().as_millis() as u64;
+    let (event, message) = match is_drift && wrote {
+        true => (EventKind::DriftHealed, "restored from Git".to_string()),
+        false => (
+            EventKind::SyncSucceeded,
+            format!("synced {}: {}", rev.short_sha(), changeset.summary()),
+        ),
+    };
+    if wrote || new_revision || ctx.failures.failing(name) {
+        notify(ctx, name, spec, event, Some(&rev.sha), &message).await;
+    }
+    health_degraded(ctx, name, spec, status.health, overall, &rev.sha, &objects).await;
     ctx.store
         .update(name, |s| {
             s.sync = SyncState::Synced;
@@ -850,20 +880,76 @@ fn differing(changeset: &ChangeSet) -> Vec<ObjectRef> {
         .collect()
 }
 
-/// Counts and reports drift of `drifted` (metric, log line, Event).
-async fn drift_detected(ctx: &Ctx, name: &AppKey, drifted: &[ObjectRef]) {
+/// Counts and reports drift of `drifted` from `status` (metric, log line, Event,
+/// notification).
+async fn drift_detected(ctx: &Ctx, name: &AppKey, status: &AppStatus, drifted: &[ObjectRef]) {
     ctx.record.metrics.drift_detected(name);
     info!(objects = drifted.len(), "drift detected");
     let list: Vec<String> = drifted.iter().map(ToString::to_string).collect();
+    let message = format!("differs from Git: {}", list.join(", "));
     ctx.record
         .applications
-        .event(
-            name,
-            true,
-            "DriftDetected",
-            format!("differs from Git: {}", list.join(", ")),
-        )
+        .event(name, true, "DriftDetected", message.clone())
         .await;
+    let sha = Some(status.revision.as_str());
+    notify(
+        ctx,
+        name,
+        &status.spec,
+        EventKind::DriftDetected,
+        sha,
+        &message,
+    )
+    .await;
+}
+
+/// Hands `event` of `name` to the notifier, for the `ferry.yaml`'s receivers and those
+/// of the app's project; returns at once.
+async fn notify(
+    ctx: &Ctx,
+    name: &AppKey,
+    spec: &AppSpec,
+    event: EventKind,
+    revision: Option<&str>,
+    message: &str,
+) {
+    let project = match ctx.projects.of(&name.to_string(), spec).await {
+        Ok(project) => project.spec.notifications,
+        Err(_) => Vec::new(),
+    };
+    ctx.record
+        .notifier
+        .notify(name, &spec.source.repo, &project, event, revision, message);
+}
+
+/// Notifies a turn of `name`'s health to Failed (from `before`).
+async fn health_degraded(
+    ctx: &Ctx,
+    name: &AppKey,
+    spec: &AppSpec,
+    before: HealthStatus,
+    now: HealthStatus,
+    revision: &str,
+    objects: &[ObjectStatus],
+) {
+    if now != HealthStatus::Failed || before == HealthStatus::Failed {
+        return;
+    }
+    let failed: Vec<String> = objects
+        .iter()
+        .filter(|o| o.health.status == HealthStatus::Failed)
+        .map(|o| o.subject.to_string())
+        .collect();
+    let message = format!("Failed: {}", failed.join(", "));
+    notify(
+        ctx,
+        name,
+        spec,
+        EventKind::HealthDegraded,
+        Some(revision),
+        &message,
+    )
+    .await;
 }
 
 /// Looks at the app's objects again without planning (their status changed, or their
@@ -911,6 +997,8 @@ async fn record_health(
         &status.revision,
     );
     let failing = ctx.failures.failing(name);
+    let (before, revision) = (status.health, &status.revision);
+    health_degraded(ctx, name, &status.spec, before, overall, revision, &objects).await;
     ctx.store
         .update(name, |s| set_health(s, objects, overall, !failing))
         .await;

@@ -3,8 +3,12 @@
 //! queues that app (an object an earlier version labelled with the name alone queues
 //! every app of that name), whose reconcile then
 //! compares the live object with Git (no polling of the cluster). A change to nothing
-//! but the object's status (a controller reporting progress) queues a health check
-//! only, which plans nothing. Every event also updates the objects' health kept in
+//! but the object's status (a controller reporting progress), ferry's own write, and a
+//! change that leaves the fields ferry sets as the in-sync memo knows them (a
+//! Deployment's controller annotating its revision; an object first seen by a list)
+//! queue a health check only, which plans nothing. A change that looks like drift while
+//! its app's sync is in flight (the event of the sync's own write may come before the
+//! sync remembered it) is looked at again when the sync ends ([`Deferred`]). Every event also updates the objects' health kept in
 //! [`crate::live::LiveHealth`], so that health check reads memory, not the API server.
 //!
 //! **Watch gaps.** A watch that reconnects too late to resume (its resource version is
@@ -79,23 +83,30 @@ impl Watches {
                         e = stream.next() => e,
                     };
                     let Some(event) = event else { return };
-                    let (object, trigger) = match event {
+                    // A deletion is drift even during the app's sync.
+                    let (object, trigger, deletion) = match event {
                         Ok(WatchEvent::Changed(o)) => {
                             if let Some(listed) = &mut listing {
                                 listed.insert(object_key(&o));
                             }
                             ctx.live.changed(&o);
                             let trigger = match seen.changed(&o) {
-                                // A sync's own write: nothing to compare, only health.
-                                Trigger::Drift if own_write(&ctx, &o) => Trigger::Health,
+                                // A sync's own write, or changes a plan would not see
+                                // (its controller's annotations): only health.
+                                Trigger::Drift
+                                    if own_write(&ctx, &o)
+                                        || ctx.engine.in_sync.vouches_for(&o) =>
+                                {
+                                    Trigger::Health
+                                }
                                 trigger => trigger,
                             };
-                            (o, trigger)
+                            (o, trigger, false)
                         }
                         Ok(WatchEvent::Deleted(o)) => {
                             ctx.live.deleted(&o);
                             seen.deleted(&o);
-                            (o, Trigger::Drift)
+                            (o, Trigger::Drift, true)
                         }
                         Ok(WatchEvent::Relisting) => {
                             ctx.live.relisting(&group, &kind);
@@ -133,6 +144,13 @@ impl Watches {
                     };
                     for app in &apps {
                         if trigger == Trigger::Health && ctx.check_health_now(app).await {
+                            continue;
+                        }
+                        if trigger == Trigger::Drift
+                            && !deletion
+                            && ctx.deferred.defer(app, &object)
+                        {
+                            debug!(%kind, %app, "live change during the app's sync: deferred");
                             continue;
                         }
                         if ctx.store.get(app).await.is_some() {
@@ -185,6 +203,59 @@ pub async fn resync(
         for app in names {
             queue.enqueue(app, Trigger::Drift);
         }
+    }
+}
+
+/// Changes that looked like drift while their app's sync was in flight, kept (the latest
+/// of each object) until it ends: the watch event of a sync's write can arrive before
+/// the sync has remembered the write, and the change of a controller reacting to it
+/// before the memo can vouch for it. When the sync ends they are looked at again
+/// ([`syncing`]).
+#[derive(Default)]
+pub struct Deferred(std::sync::Mutex<HashMap<AppKey, HashMap<String, Value>>>);
+
+impl Deferred {
+    /// Keeps `object` for when `app`'s sync in flight ends; false when none is.
+    pub fn defer(&self, app: &AppKey, object: &Value) -> bool {
+        let mut syncing = self.0.lock().expect("deferred changes");
+        let Some(objects) = syncing.get_mut(app) else {
+            return false;
+        };
+        objects.insert(object_key(object), object.clone());
+        true
+    }
+}
+
+/// `app`'s sync is in flight until the returned guard is dropped; then the changes
+/// deferred meanwhile queue a comparison with Git when one of them is neither the
+/// sync's own write nor vouched for by the memo, else a health check.
+pub fn syncing<'a>(ctx: &'a Ctx, app: &'a AppKey) -> Syncing<'a> {
+    (ctx.deferred.0.lock().expect("deferred changes")).insert(app.clone(), HashMap::new());
+    Syncing { ctx, app }
+}
+
+/// See [`syncing`].
+pub struct Syncing<'a> {
+    ctx: &'a Ctx,
+    app: &'a AppKey,
+}
+
+impl Drop for Syncing<'_> {
+    fn drop(&mut self) {
+        let deferred = (self.ctx.deferred.0.lock().expect("deferred changes")).remove(self.app);
+        let Some(objects) = deferred.filter(|o| !o.is_empty()) else {
+            return;
+        };
+        let drifted = objects
+            .values()
+            .any(|o| !own_write(self.ctx, o) && !self.ctx.engine.in_sync.vouches_for(o));
+        let trigger = if drifted {
+            Trigger::Drift
+        } else {
+            Trigger::Health
+        };
+        debug!(app = %self.app, objects = objects.len(), ?trigger, "deferred live changes");
+        self.ctx.enqueue(self.app, trigger);
     }
 }
 

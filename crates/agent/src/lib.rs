@@ -4,7 +4,7 @@
 //! changes seen by one watch per kind ([`drift`]), API actions — feed one work queue
 //! ([`queue`]) whose reconciler ([`controller`]) runs the same engine as `ferry apply`
 //! ([`engine`]). Status lives in [`state::Store`]; history in a redb file ([`history`]),
-//! metrics ([`metrics`]) and Events go through [`record`].
+//! metrics ([`metrics`]), Events and notifications ([`notify`]) go through [`record`].
 //! With leader election only the lease holder reconciles.
 
 pub mod api;
@@ -19,6 +19,7 @@ pub mod history;
 pub mod kept;
 pub mod live;
 pub mod metrics;
+pub mod notify;
 pub mod poller;
 pub mod projects;
 pub mod queue;
@@ -107,6 +108,8 @@ pub struct AgentConfig {
     pub lease_namespace: Option<String>,
     /// This agent's identity in the lease.
     pub identity: String,
+    /// The dashboard's public base URL, which notifications link to.
+    pub dashboard_url: Option<String>,
 }
 
 /// Runs the agent until `shutdown` is cancelled (SIGTERM/SIGINT in the binary).
@@ -144,10 +147,22 @@ pub async fn run_with(
     for app in &file.apps {
         store.upsert(&file.key(&app.name), app.spec.clone()).await;
     }
+    let (notifier, jobs) = notify::Notifier::new(
+        file.notifications.clone(),
+        config.dashboard_url.clone(),
+        metrics.clone(),
+    );
+    tokio::spawn(notify::deliver(
+        jobs,
+        cluster.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let record = record::Record {
         history,
         metrics,
         applications: applications::Applications::new(&cluster, &config.identity),
+        notifier,
     };
     let facts = ClusterFacts {
         kube_version: Some(kube_version),

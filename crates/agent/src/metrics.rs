@@ -14,6 +14,7 @@
 //! | `ferry_queue_depth` | gauge (apps queued, waiting to start) | |
 //! | `ferry_queue_in_flight` | gauge (apps being reconciled) | |
 //! | `ferry_queue_scheduled` | gauge (apps with a pending timer: retry, requeue) | |
+//! | `ferry_notifications_total` | counter | `receiver`, `type`, `event`, `result` |
 //!
 //! `app` and `namespace` are the app's name and namespace (its [`AppKey`]).
 
@@ -65,6 +66,14 @@ struct InfoLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RepoLabels {
     repo: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    receiver: String,
+    r#type: String,
+    event: String,
+    result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -136,6 +145,7 @@ pub struct Metrics {
     queue_depth: Family<NoLabels, Gauge>,
     queue_in_flight: Family<NoLabels, Gauge>,
     queue_scheduled: Family<NoLabels, Gauge>,
+    notifications: Family<NotificationLabels, Counter>,
     apps: Mutex<HashMap<AppKey, AppSeries>>,
 }
 
@@ -224,6 +234,12 @@ impl Metrics {
             "ferry_queue_scheduled",
             "Apps with a pending timer (a retry, a requeue, a health check)",
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "ferry_notifications",
+            "Notifications by receiver, type, event and result (sent, failed, dropped)",
+            notifications.clone(),
+        );
         Self {
             registry,
             reconcile_duration,
@@ -238,6 +254,7 @@ impl Metrics {
             queue_depth,
             queue_in_flight,
             queue_scheduled,
+            notifications,
             apps: Mutex::default(),
         }
     }
@@ -339,6 +356,19 @@ impl Metrics {
         self.webhooks
             .get_or_create(&WebhookLabels {
                 provider: provider.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a notification in `ferry_notifications_total{receiver,type,event,result}`;
+    /// `result` is `sent`, `failed` or `dropped` (the queue was full).
+    pub fn notification(&self, receiver: &str, kind: &str, event: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                receiver: receiver.into(),
+                r#type: kind.into(),
+                event: event.into(),
                 result: result.into(),
             })
             .inc();

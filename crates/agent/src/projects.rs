@@ -85,7 +85,7 @@ pub async fn load(ctx: &Ctx) {
             .unwrap_or_default()
             .to_string();
         match serde_json::from_value::<ProjectSpec>(item["spec"].clone()) {
-            Ok(spec) if spec.validate().is_ok() => {
+            Ok(spec) if spec.validate_resource().is_ok() => {
                 resources.insert(name, spec);
             }
             _ => warn!(project = %name, "invalid Project: its apps are refused"),
@@ -108,7 +108,7 @@ pub async fn watch(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             Some(Ok(Watched::Applied(p))) => {
                 let name = p.name_any();
                 let mut resources = ctx.projects.resources.write().await;
-                match p.spec.project.validate() {
+                match p.spec.project.validate_resource() {
                     Ok(()) if resources.get(&name) == Some(&p.spec.project) => continue,
                     Ok(()) => {
                         info!(project = %name, "Project added or changed");

@@ -1,5 +1,5 @@
 //! Where the reconciler's outcomes go besides the app statuses: the sync history,
-//! Prometheus metrics and Kubernetes Events on `Application` resources.
+//! Prometheus metrics, Kubernetes Events on `Application` resources and notifications.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use crate::applications::Applications;
 use crate::history::{Entry, History};
 use crate::metrics::Metrics;
 
-/// The history, metrics and Events, shared by all reconciles.
+/// The history, metrics, Events and notifications, shared by all reconciles.
 pub struct Record {
     /// Sync history.
     pub history: History,
@@ -17,6 +17,8 @@ pub struct Record {
     pub metrics: Arc<Metrics>,
     /// Application resources and their Events.
     pub applications: Applications,
+    /// Notifications (webhooks, commit statuses), sent off the reconcile path.
+    pub notifier: crate::notify::Notifier,
 }
 
 impl Record {

@@ -291,6 +291,10 @@ pub struct AgentArgs {
     /// This agent's identity in the lease (default: hostname and a hash of --data-dir).
     #[arg(long)]
     pub identity: Option<String>,
+    /// The dashboard's public base URL (e.g. https://ferry.example.com): notifications
+    /// and commit statuses link to the app's page there.
+    #[arg(long, env = "FERRY_DASHBOARD_URL")]
+    pub dashboard_url: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,

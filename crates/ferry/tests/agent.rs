@@ -419,6 +419,78 @@ async fn live_changes_are_healed() {
     f.finish().await;
 }
 
+/// A cold start syncs each app once: the watch events of the agent's own writes and of
+/// the Deployment controller's changes (its revision annotation, the status) only look
+/// at health. A scale of the Deployment, a field the app sets, is still healed.
+#[tokio::test]
+async fn a_cold_start_syncs_each_app_once() {
+    let f = Fixture::new("ag-once").await;
+    let apps = [f.app("a"), f.app("b")];
+    let mut entries = Vec::new();
+    for (dir, app) in ["a", "b"].into_iter().zip(&apps) {
+        let web = format!("web-{dir}");
+        let idle = deployment(&web, &web, "", "").replace("replicas: 1", "replicas: 0");
+        f.repo.write(&format!("{dir}/deploy.yaml"), &idle);
+        f.repo.write(
+            &format!("{dir}/cfg.yaml"),
+            &common::configmap(&format!("cfg-{dir}"), &[("k", "v")]),
+        );
+        entries.push(app_entry(app, f.repo.path(), dir, f.ns(), "1h", ""));
+    }
+    f.repo.commit("one");
+    let home = AgentHome::new(&apps_file(&entries));
+    let agent = Agent::start(&home, "agent", &[]).await;
+    let syncs = |app: &str| {
+        let series = format!(
+            "ferry_sync_total{{app=\"{app}\",namespace=\"ferry-system\",result=\"success\"}}"
+        );
+        let agent = &agent;
+        async move { metric(agent, &series).await }
+    };
+    for app in &apps {
+        agent
+            .wait_app(app, "Synced and Current", |s| {
+                s["sync"] == "Synced" && s["health"] == "Current"
+            })
+            .await;
+    }
+    let once = || async {
+        let counts = (syncs(&apps[0]).await, syncs(&apps[1]).await);
+        eprintln!("syncs: {counts:?}");
+        counts == (Some(1.0), Some(1.0))
+    };
+    eventually("a sync of each app counted", WAIT, once).await;
+    stays("one sync per app", Duration::from_secs(5), once).await;
+
+    f.api::<Deployment>()
+        .patch_scale(
+            "web-a",
+            &PatchParams {
+                field_manager: Some("kubectl".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({ "spec": { "replicas": 2 } })),
+        )
+        .await
+        .expect("scaling the Deployment");
+    eventually("web-a scaled back to 0", WAIT, || async {
+        let d = f.get::<Deployment>("web-a").await.expect("web-a exists");
+        d.spec.and_then(|s| s.replicas) == Some(0)
+    })
+    .await;
+    eventually("the heal counted as a sync", WAIT, || async {
+        syncs(&apps[0]).await == Some(2.0)
+    })
+    .await;
+    stays(
+        "one heal, the other app left alone",
+        Duration::from_secs(3),
+        || async { syncs(&apps[0]).await == Some(2.0) && syncs(&apps[1]).await == Some(1.0) },
+    )
+    .await;
+    f.finish().await;
+}
+
 /// With `selfHeal: false` a live edit stays, the app reports OutOfSync with the drifted
 /// object, and `ferry sync` restores it.
 #[tokio::test]

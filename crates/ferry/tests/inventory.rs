@@ -332,3 +332,78 @@ async fn shards_a_crashed_write_leaves_are_ignored_then_deleted() {
     assert_eq!(shards(&f, &app).await, Vec::<String>::new());
     f.finish().await;
 }
+
+/// A write over an inventory read earlier (a sync's plan) needs no read of its own: when
+/// another writer came first (409) or deleted the head meanwhile (404) it reads again
+/// and redoes its update, so neither loses the other's entries; an update that changes
+/// nothing in the writer's own last write writes nothing.
+#[tokio::test]
+async fn a_write_over_a_stale_read_reads_again_and_merges() {
+    let f = Fixture::new("inv-stale").await;
+    let cluster = f.cluster().await;
+    let app = common::key(&f.app(""));
+    let head_version = || async {
+        Api::<ConfigMap>::namespaced(f.client.clone(), SYSTEM_NAMESPACE)
+            .get(&common::inventory_name(&app))
+            .await
+            .expect("the head")
+            .metadata
+            .resource_version
+    };
+    let with = |names: &[&str]| Inventory {
+        revision: "r1".into(),
+        entries: names.iter().map(|n| entry(n)).collect(),
+        in_sync: BTreeMap::new(),
+    };
+    cluster.write_inventory(&app, &with(&["a"])).await.unwrap();
+    let add = |name: &'static str| {
+        move |current: Option<&Inventory>| {
+            let mut inv = current.cloned().unwrap_or_default();
+            inv.entries.push(entry(name));
+            inv.entries.sort();
+            inv
+        }
+    };
+
+    let stale = cluster.read_inventory_versioned(&app).await.unwrap();
+    cluster.update_inventory(&app, add("b")).await.unwrap();
+    let written = cluster
+        .update_inventory_from(&app, stale, add("c"))
+        .await
+        .unwrap();
+    assert_eq!(written.inventory, Some(with(&["a", "b", "c"])), "merged");
+    let read = cluster.read_inventory(&app).await.unwrap();
+    assert_eq!(read, Some(with(&["a", "b", "c"])));
+
+    let before = head_version().await;
+    let again = cluster
+        .update_inventory_from(&app, written.clone(), |current| current.cloned().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(again.inventory, written.inventory);
+    assert_eq!(
+        head_version().await,
+        before,
+        "nothing to change: not written"
+    );
+
+    let stale = cluster.read_inventory_versioned(&app).await.unwrap();
+    cluster.delete_inventory(&app).await.unwrap();
+    let written = cluster
+        .update_inventory_from(&app, stale, add("d"))
+        .await
+        .unwrap();
+    assert_eq!(
+        written.inventory,
+        Some(Inventory {
+            entries: vec![entry("d")],
+            ..Default::default()
+        }),
+        "the head deleted meanwhile: created anew"
+    );
+    assert_eq!(
+        cluster.read_inventory(&app).await.unwrap(),
+        written.inventory
+    );
+    f.finish().await;
+}

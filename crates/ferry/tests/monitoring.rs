@@ -43,6 +43,7 @@ fn exported() -> BTreeSet<String> {
     m.webhook("github", "accepted");
     m.history_corrupt_entries().inc();
     m.queue_gauges();
+    m.notification("ops", "webhook", "SyncFailed", "sent");
     let text = m.encode();
     let mut names = BTreeSet::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -114,7 +115,7 @@ fn dashboard_exprs() -> Vec<(String, String)> {
 fn alert_rules_pass_promtool_and_their_unit_tests() {
     let dir = monitoring();
     let checked = promtool(&["check", "rules", "alerts.yaml"], &dir);
-    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 6 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "alerts.test.yaml"], &dir);
     assert!(tested.contains("SUCCESS"), "{tested}");
     let names: Vec<String> = alert_exprs().into_iter().map(|(n, _)| n).collect();
@@ -125,7 +126,8 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
             "FerryAppDegraded",
             "FerryDriftNotHealed",
             "FerryNoLeader",
-            "FerryGitUnreachable"
+            "FerryGitUnreachable",
+            "FerryNotificationsFailing"
         ]
     );
 }
@@ -182,6 +184,7 @@ fn every_queried_metric_is_exported() {
         "ferry_queue_depth",
         "ferry_queue_in_flight",
         "ferry_queue_scheduled",
+        "ferry_notifications_total",
     ] {
         assert!(queried.contains(family), "nothing queries {family}");
     }

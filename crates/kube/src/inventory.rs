@@ -32,7 +32,8 @@
 //! Writes are conditional ([`Cluster::update_inventory`]): the head is created only when
 //! there is none and replaced only at the resourceVersion it was read at; a writer that
 //! comes second reads again and redoes its update, so two writers never lose each
-//! other's entries.
+//! other's entries. A writer that read the inventory already (a sync's plan) writes over
+//! that read ([`Cluster::update_inventory_from`]) without reading it again.
 //!
 //! The `inSync` memo is a cache: when the payload would need more than [`MAX_SHARDS`]
 //! parts, the memo is dropped (a warning is logged); only entries alone that do not fit
@@ -104,6 +105,22 @@ struct Version {
     sharded: bool,
 }
 
+/// An app's inventory as read (or last written) with the version of its head: the
+/// condition of a conditional write over it ([`Cluster::update_inventory_from`]), so
+/// that a sync that read the inventory to plan writes it without reading it again.
+#[derive(Clone, Debug, Default)]
+pub struct VersionedInventory {
+    /// The inventory; `None` when the app has none.
+    pub inventory: Option<Inventory>,
+    /// The version of the head it was read from (`None`: no head of this format).
+    version: Option<Version>,
+    /// Whether `inventory` is the one an earlier version kept under the app's name alone
+    /// (deleted by the first write).
+    legacy: bool,
+    /// Whether this is what a write returned (not a read).
+    written: bool,
+}
+
 /// Where one inventory is kept: the head's name, how its shards are named, found and
 /// told apart.
 #[derive(Clone, Debug)]
@@ -149,6 +166,14 @@ impl Names {
     fn shard(&self, generation: u64, index: usize) -> String {
         format!("{}.{generation}.{index}", self.stem)
     }
+}
+
+/// Whether ConfigMap `namespace/name` is one of ferry's inventory ConfigMaps (a head, an
+/// earlier version's head or a shard), which carry an app's labels but are not its
+/// objects.
+pub(crate) fn is_inventory(namespace: Option<&str>, name: &str) -> bool {
+    namespace == Some(SYSTEM_NAMESPACE)
+        && (name.starts_with("ferry-inventory-") || name.starts_with("ferry-inventory."))
 }
 
 fn config_map_ref(name: &str) -> ObjectRef {
@@ -505,13 +530,30 @@ impl Cluster {
     /// one gets the inventory an earlier version kept under its name alone (in any
     /// namespace), which its next write replaces ([`Cluster::write_inventory`]).
     pub async fn read_inventory(&self, app: &AppKey) -> Result<Option<Inventory>, KubeError> {
-        match self.read_versioned(&Names::of(app)).await? {
-            Some((inv, _)) => Ok(Some(inv)),
-            None => Ok(self
-                .read_versioned(&Names::legacy(&app.name))
-                .await?
-                .map(|(inv, _)| inv)),
+        Ok(self.read_inventory_versioned(app).await?.inventory)
+    }
+
+    /// [`read_inventory`](Self::read_inventory) with the version of the head, for a later
+    /// [`update_inventory_from`](Self::update_inventory_from).
+    pub async fn read_inventory_versioned(
+        &self,
+        app: &AppKey,
+    ) -> Result<VersionedInventory, KubeError> {
+        if let Some((inv, version)) = self.read_versioned(&Names::of(app)).await? {
+            return Ok(VersionedInventory {
+                inventory: Some(inv),
+                version: Some(version),
+                legacy: false,
+                written: false,
+            });
         }
+        let earlier = self.read_versioned(&Names::legacy(&app.name)).await?;
+        Ok(VersionedInventory {
+            legacy: earlier.is_some(),
+            inventory: earlier.map(|(inv, _)| inv),
+            version: None,
+            written: false,
+        })
     }
 
     /// Reads the inventory kept under `names` with the version of its head.
@@ -610,7 +652,7 @@ impl Cluster {
         &self,
         head: &ConfigMap,
         previous: Option<&Version>,
-    ) -> Result<(), KubeError> {
+    ) -> Result<String, KubeError> {
         let subject = config_map_ref(head.metadata.name.as_deref().unwrap_or_default());
         let api = self.inventory_config_maps();
         let params = PostParams {
@@ -618,14 +660,15 @@ impl Cluster {
             ..Default::default()
         };
         let written = match previous {
-            None => api.create(&params, head).await.map(drop),
+            None => api.create(&params, head).await,
             Some(version) => {
                 let mut head = head.clone();
                 head.metadata.resource_version = Some(version.resource_version.clone());
-                api.replace(&subject.name, &params, &head).await.map(drop)
+                api.replace(&subject.name, &params, &head).await
             }
         };
-        written.map_err(|e| self.api_error(e, "write", &subject))
+        let written = written.map_err(|e| self.api_error(e, "write", &subject))?;
+        Ok(written.metadata.resource_version.unwrap_or_default())
     }
 
     /// Creates the shards of one write at the first generation after `after` whose shard
@@ -684,36 +727,51 @@ impl Cluster {
 
     /// Reads an app's inventory, passes it to `update` (`None`: there is none) and writes
     /// what `update` returns, on the condition that nobody wrote it in between (the
-    /// head's resourceVersion); on a conflict it reads again and calls `update` again, up
-    /// to [`CONFLICT_ATTEMPTS`] times, so that two writers never lose each other's
-    /// entries. Returns what was written.
+    /// head's resourceVersion): [`update_inventory_from`](Self::update_inventory_from)
+    /// what it reads now. Returns what was written.
+    pub async fn update_inventory(
+        &self,
+        app: &AppKey,
+        update: impl FnMut(Option<&Inventory>) -> Inventory,
+    ) -> Result<Inventory, KubeError> {
+        let read = self.read_inventory_versioned(app).await?;
+        let written = self.update_inventory_from(app, read, update).await?;
+        Ok(written.inventory.unwrap_or_default())
+    }
+
+    /// Passes the inventory `read` earlier to `update` and writes what `update` returns,
+    /// on the condition that nobody wrote it since (the head's resourceVersion, or no
+    /// head); on a conflict (or a head deleted meanwhile) it reads again and calls
+    /// `update` again, up to [`CONFLICT_ATTEMPTS`] times, so that two writers never lose
+    /// each other's entries. Creates `ferry-system` when missing. Returns what was
+    /// written with its version, the condition of the next write. An update that
+    /// changes nothing in what an earlier call returned (this writer's own last write)
+    /// writes nothing.
     ///
     /// A write of a new generation creates its shards under new names (when sharded),
     /// then switches the head to them, then deletes the old shards (when either is
     /// sharded): a crash at any point leaves the previous or the new inventory whole.
     /// An app without an inventory gets the one an earlier version kept under its name
     /// alone, which its first write deletes once the new head is written.
-    pub async fn update_inventory(
+    pub async fn update_inventory_from(
         &self,
         app: &AppKey,
+        mut read: VersionedInventory,
         mut update: impl FnMut(Option<&Inventory>) -> Inventory,
-    ) -> Result<Inventory, KubeError> {
-        self.ensure_namespace_with(self.client(), SYSTEM_NAMESPACE)
+    ) -> Result<VersionedInventory, KubeError> {
+        self.ensure_namespace_with(self.client(), "", SYSTEM_NAMESPACE)
             .await?;
-        let names = Names::of(app);
         let legacy = Names::legacy(&app.name);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = self.read_versioned(&names).await?;
-            let earlier = match current {
-                Some(_) => None,
-                None => self.read_versioned(&legacy).await?.map(|(inv, _)| inv),
-            };
-            let inv = update(current.as_ref().map(|(inv, _)| inv).or(earlier.as_ref()));
-            let previous = current.map(|(_, version)| version);
-            match self.write_version(app, &inv, previous.as_ref()).await {
-                Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
+            let inv = update(read.inventory.as_ref());
+            if read.written && read.inventory.as_ref() == Some(&inv) {
+                // Nothing to change in this writer's own last write.
+                return Ok(read);
+            }
+            match self.write_version(app, &inv, read.version.as_ref()).await {
+                Err(e) if attempt < CONFLICT_ATTEMPTS && is_stale(&e, read.version.is_some()) => {
                     tracing::debug!(
                         app = %app,
                         attempt,
@@ -721,15 +779,26 @@ impl Cluster {
                     );
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt as u64)).await;
                 }
+                Err(KubeError::NamespaceNotFound { .. }) if attempt < CONFLICT_ATTEMPTS => {
+                    // Deleted since it was seen (and forgotten by the error).
+                    self.ensure_namespace_with(self.client(), "", SYSTEM_NAMESPACE)
+                        .await?;
+                }
                 Err(e) => return Err(e),
-                Ok(()) => {
-                    if earlier.is_some() {
+                Ok(version) => {
+                    if read.legacy {
                         self.delete_config_map(&legacy.head).await?;
                         self.delete_shards_except(&legacy, &[]).await?;
                     }
-                    return Ok(inv);
+                    return Ok(VersionedInventory {
+                        inventory: Some(inv),
+                        version: Some(version),
+                        legacy: false,
+                        written: true,
+                    });
                 }
             }
+            read = self.read_inventory_versioned(app).await?;
         }
     }
 
@@ -739,7 +808,7 @@ impl Cluster {
         app: &AppKey,
         inv: &Inventory,
         previous: Option<&Version>,
-    ) -> Result<(), KubeError> {
+    ) -> Result<Version, KubeError> {
         let names = Names::of(app);
         let encoded = encode(app, inv, LAYOUT)?;
         if encoded.memo_dropped {
@@ -758,8 +827,14 @@ impl Cluster {
             true => self.create_shards(app, after, &encoded.parts).await?,
             false => after + 1,
         };
-        self.write_head(&head_config_map(app, inv, generation, &encoded), previous)
+        let resource_version = self
+            .write_head(&head_config_map(app, inv, generation, &encoded), previous)
             .await?;
+        let version = Version {
+            resource_version,
+            generation,
+            sharded,
+        };
         let keep: Vec<String> = match sharded {
             true => (0..encoded.parts.len())
                 .map(|i| names.shard(generation, i))
@@ -771,19 +846,25 @@ impl Cluster {
         // each write. Shards of a write that crashed before its head switch are deleted by
         // the next sharded write, or with the inventory.
         if !(sharded || was_sharded) {
-            return Ok(());
+            return Ok(version);
         }
         if let Err(e) = self.delete_shards_except(&names, &keep).await {
             // The inventory is whole; the next write deletes the stale shards.
             tracing::warn!(app = %app, "deleting stale inventory shards: {e}");
         }
-        Ok(())
+        Ok(version)
     }
 }
 
 /// A 409: another writer came first (a changed resourceVersion, a name taken).
 fn is_conflict(e: &KubeError) -> bool {
     matches!(e, KubeError::Api { code: 409, .. })
+}
+
+/// Whether a write over a head read earlier failed because that read is out of date:
+/// a conflict, or (`replaced`: the write was a replacement) a head deleted since.
+fn is_stale(e: &KubeError, replaced: bool) -> bool {
+    is_conflict(e) || (replaced && matches!(e, KubeError::Api { code: 404, .. }))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ mod own;
 mod system;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use tokio::sync::{Mutex, RwLock};
 use tokio::time::Instant;
 
 pub use error::KubeError;
-pub use inventory::Inventory;
+pub use inventory::{Inventory, VersionedInventory};
 pub use own::{EventRecorder, Watched};
 pub use watch::WatchEvent;
 
@@ -106,6 +106,10 @@ pub struct Cluster {
     discovered: Arc<Mutex<Instant>>,
     user: Option<Arc<str>>,
     impersonated: Arc<std::sync::Mutex<HashMap<String, kube::Client>>>,
+    /// Namespaces seen to exist, by the identity that saw them (`""`: ferry's own), so
+    /// that [`Cluster::ensure_namespace`] asks once; forgotten when a request answers
+    /// that one does not exist.
+    namespaces: Arc<std::sync::Mutex<HashSet<(String, String)>>>,
 }
 
 impl Cluster {
@@ -178,6 +182,7 @@ impl Cluster {
             discovered: Arc::new(Mutex::new(Instant::now())),
             user: None,
             impersonated: Arc::default(),
+            namespaces: Arc::default(),
         })
     }
 
@@ -233,7 +238,11 @@ impl Cluster {
                 seconds: self.timeout.as_secs(),
             };
         }
-        KubeError::from_api(err, verb, subject)
+        let error = KubeError::from_api(err, verb, subject);
+        if let KubeError::NamespaceNotFound { namespace, .. } = &error {
+            (self.namespaces.lock().expect("namespaces seen")).retain(|(_, ns)| ns != namespace);
+        }
+        error
     }
 
     /// [`api_error`](Self::api_error) of a request about an app's object: a Forbidden
@@ -423,33 +432,43 @@ impl Cluster {
         }
     }
 
-    /// Creates a namespace when it does not exist.
+    /// Creates a namespace when it does not exist; one this view's identity saw exist is
+    /// not asked for again until a request answers that it does not.
     pub async fn ensure_namespace(&self, name: &str) -> Result<(), KubeError> {
-        self.ensure_namespace_with(&self.objects, name).await
+        let user = self.user.as_deref().unwrap_or_default();
+        self.ensure_namespace_with(&self.objects, user, name).await
     }
 
-    /// Creates a namespace when it does not exist, through `client`.
+    /// Creates a namespace when it does not exist, through `client` acting as `user`
+    /// (`""`: ferry's own identity). A namespace this view's identity saw already is
+    /// not asked for again until a request answers that it does not exist.
     pub(crate) async fn ensure_namespace_with(
         &self,
         client: &kube::Client,
+        user: &str,
         name: &str,
     ) -> Result<(), KubeError> {
+        let seen = (user.to_string(), name.to_string());
+        if (self.namespaces.lock().expect("namespaces seen")).contains(&seen) {
+            return Ok(());
+        }
         let subject = ObjectRef::new("v1", "Namespace", None, name);
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
         let found = api
             .get_opt(name)
             .await
             .map_err(|e| self.object_error(e, "get", &subject))?;
-        if found.is_some() {
-            return Ok(());
+        if found.is_none() {
+            let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+                .expect("static namespace object");
+            match api.create(&PostParams::default(), &ns).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+                Err(e) => return Err(self.object_error(e, "create", &subject)),
+            }
         }
-        let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
-            .expect("static namespace object");
-        match api.create(&PostParams::default(), &ns).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
-            Err(e) => Err(self.object_error(e, "create", &subject)),
-        }
+        (self.namespaces.lock().expect("namespaces seen")).insert(seen);
+        Ok(())
     }
 
     /// Asks the API server whether the current identity may `verb` `resource`

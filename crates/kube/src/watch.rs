@@ -5,7 +5,7 @@ use kube::api::{Api, DynamicObject, TypeMeta};
 use kube::runtime::watcher;
 use serde_json::Value;
 
-use crate::{Cluster, KubeError, Resolved};
+use crate::{Cluster, KubeError, Resolved, inventory};
 
 /// A change seen by a watch.
 #[derive(Clone, Debug)]
@@ -22,7 +22,8 @@ pub enum WatchEvent {
 
 impl Cluster {
     /// Watches every object of one kind, in all namespaces, that carries `label`
-    /// (a label selector). The stream retries on its own with backoff; errors are
+    /// (a label selector), but ferry's own inventory ConfigMaps (labelled with their
+    /// app, not its objects). The stream retries on its own with backoff; errors are
     /// yielded for logging and do not end it.
     pub fn watch(
         &self,
@@ -37,6 +38,14 @@ impl Cluster {
             kind: resolved.resource.kind.clone(),
         };
         let config = watcher::Config::default().labels(label);
+        let config_maps = types.api_version == "v1" && types.kind == "ConfigMap";
+        let own = move |o: &DynamicObject| {
+            config_maps
+                && inventory::is_inventory(
+                    o.metadata.namespace.as_deref(),
+                    o.metadata.name.as_deref().unwrap_or_default(),
+                )
+        };
         kube::runtime::WatchStreamExt::default_backoff(watcher(api, config)).filter_map(
             move |event| {
                 let server = server.clone();
@@ -48,6 +57,11 @@ impl Cluster {
                         serde_json::to_value(o).unwrap_or_default()
                     };
                     match event {
+                        Ok(
+                            watcher::Event::Apply(o)
+                            | watcher::Event::InitApply(o)
+                            | watcher::Event::Delete(o),
+                        ) if own(&o) => None,
                         // Objects of the initial list count as changes too: an edit made
                         // between the last apply and the watch's start is seen, not lost.
                         Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {

@@ -423,6 +423,9 @@ pub struct FerryFile {
     /// Projects the apps may name (`project:`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub projects: Vec<NamedProject>,
+    /// Where the agent reports every app's sync outcomes, health and drift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::notify::NotificationSpec>,
 }
 
 fn default_namespace() -> String {
@@ -436,6 +439,7 @@ impl Default for FerryFile {
             apps: Vec::new(),
             app_sets: Vec::new(),
             projects: Vec::new(),
+            notifications: Vec::new(),
         }
     }
 }
@@ -455,6 +459,14 @@ impl FerryFile {
         })?;
         let mut file = Self::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let receivers = file.projects.iter_mut().map(|p| &mut p.spec.notifications);
+        for receiver in file.notifications.iter_mut().chain(receivers.flatten()) {
+            if let Some(token) = &mut receiver.token_file
+                && Path::new(token.as_str()).is_relative()
+            {
+                *token = base.join(&*token).to_string_lossy().into_owned();
+            }
+        }
         let sources = file.apps.iter_mut().map(|a| &mut a.spec.source);
         let templates = file
             .app_sets
@@ -487,6 +499,13 @@ impl FerryFile {
                 message: format!("{:?} is not a valid namespace name", file.namespace),
             });
         }
+        crate::notify::validate_all(&file.notifications).map_err(|(field, message)| {
+            SpecError::Invalid {
+                location: path.display().to_string(),
+                field,
+                message,
+            }
+        })?;
         let mut seen = std::collections::HashSet::new();
         for project in &file.projects {
             let invalid = |field: &str, message: String| SpecError::Invalid {
@@ -760,7 +779,7 @@ pub fn is_ssh_repo(repo: &str) -> bool {
     }
 }
 
-fn is_dns_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 

@@ -66,6 +66,10 @@ pub struct ProjectSpec {
     /// (apps of a `ferry.yaml` may name any project).
     #[serde(default)]
     pub source_namespaces: Vec<String>,
+    /// Where the agent reports the project's apps' sync outcomes, health and drift
+    /// (besides the `ferry.yaml`'s top-level receivers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::notify::NotificationSpec>,
 }
 
 impl ProjectSpec {
@@ -84,6 +88,7 @@ impl ProjectSpec {
             namespaced_resource_denylist: Vec::new(),
             service_account: None,
             source_namespaces: any,
+            notifications: Vec::new(),
         }
     }
 
@@ -126,7 +131,24 @@ impl ProjectSpec {
                 return Err((format!("{field}.kind"), "must not be empty".into()));
             }
         }
-        Ok(())
+        crate::notify::validate_all(&self.notifications)
+    }
+
+    /// The checks of a `Project` resource beyond [`validate`](Self::validate): its
+    /// receivers take tokens from Secrets only (a `tokenFile` is the agent's own file).
+    pub fn validate_resource(&self) -> Result<(), (String, String)> {
+        self.validate()?;
+        match self
+            .notifications
+            .iter()
+            .position(|n| n.token_file.is_some())
+        {
+            Some(i) => Err((
+                format!("notifications[{i}].tokenFile"),
+                "not allowed in a Project resource (only in ferry.yaml); use secretRef".into(),
+            )),
+            None => Ok(()),
+        }
     }
 }
 

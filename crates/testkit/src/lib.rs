@@ -14,10 +14,12 @@
 //!
 //! Tests that need a Git repository make one with [`TestRepo`]; those that need a chart
 //! repository or an OCI registry start one with [`charts`]; a private Git server over
-//! HTTP or SSH, one with [`gitserve`]; paths, copies and process output, [`files`].
+//! HTTP or SSH, one with [`gitserve`]; a real Git forge (Gitea), one with [`forge`];
+//! paths, copies and process output, [`files`].
 
 pub mod charts;
 pub mod files;
+pub mod forge;
 pub mod gitserve;
 pub mod repo;
 

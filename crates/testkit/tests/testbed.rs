@@ -241,3 +241,31 @@ fn registry_script_serves_the_pinned_registry() {
     );
     assert!(!state.path().join("registry").exists());
 }
+
+/// The test bed's Gitea is the pinned version; it starts with an admin whose token may
+/// create a repository, and stops when dropped.
+#[tokio::test]
+async fn gitea_is_the_pinned_version_and_stops_on_drop() {
+    let pinned = include_str!("../../../testbed/versions.env")
+        .lines()
+        .find_map(|line| line.strip_prefix("GITEA_VERSION="))
+        .expect("GITEA_VERSION in testbed/versions.env");
+    let forge = ferry_testkit::forge::Gitea::start().await;
+    let (status, version) = forge.api(reqwest::Method::GET, "/version", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(version["version"], pinned.trim_start_matches('v'));
+    forge.create_repo("probe").await;
+    let (status, repo) = forge
+        .api(reqwest::Method::GET, "/repos/ferry/probe", None)
+        .await;
+    assert_eq!(
+        (status, repo["default_branch"].as_str()),
+        (200, Some("main"))
+    );
+    let addr = forge.url().trim_start_matches("http://").to_string();
+    drop(forge);
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "gitea still listens on {addr} after drop"
+    );
+}

@@ -9,7 +9,6 @@ use ferry_model::{Action, AppKey, AppSpec, ObjectRef};
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio_util::sync::CancellationToken;
 
-use super::memo::knowledge;
 use super::plan::Planned;
 use super::{CONCURRENCY, prune};
 use crate::order::{Stage, stage};
@@ -38,8 +37,8 @@ pub(super) async fn begin(
     let mut widened: Vec<ObjectRef> = planned.previous.clone();
     widened.extend(planned.desired());
     if !planned.changeset.in_sync() || planned.previous.is_empty() {
-        cluster
-            .update_inventory(app, |current| {
+        planned
+            .update_inventory(cluster, app, |current| {
                 let mut entries = widened.clone();
                 entries.extend(current.into_iter().flat_map(|c| c.entries.iter().cloned()));
                 entries.sort();
@@ -115,8 +114,9 @@ pub(super) async fn write(
                         wait::gone(cluster, &subject, Duration::from_secs(60)).await?;
                     }
                     let applied = cluster.apply(&manifest.object, false).await?;
-                    let known = knowledge(&manifest.object, &applied);
-                    planned.in_sync.remember(&subject, known, &applied);
+                    planned
+                        .in_sync
+                        .remember(&subject, &manifest.object, &applied);
                     planned.observed(&subject, &applied);
                     progress.event(Event::Applied { subject, action });
                     Ok::<_, EngineError>(())
@@ -166,8 +166,8 @@ pub(super) async fn forget_gone(
     if cancel.is_cancelled() {
         return Err(EngineError::Cancelled);
     }
-    cluster
-        .update_inventory(app, |current| {
+    planned
+        .update_inventory(cluster, app, |current| {
             let mut inventory = current.cloned().unwrap_or_default();
             inventory.entries.retain(|e| !gone.contains(e));
             inventory
@@ -222,8 +222,8 @@ pub(super) async fn finish(
     entries.dedup();
     if entries != planned.previous || !planned.changeset.in_sync() {
         let known: HashSet<&ObjectRef> = planned.previous.iter().chain(&desired).collect();
-        cluster
-            .update_inventory(app, |current| {
+        planned
+            .update_inventory(cluster, app, |current| {
                 let mut entries = entries.clone();
                 let added = current.into_iter().flat_map(|c| &c.entries);
                 entries.extend(added.filter(|e| !known.contains(e)).cloned());

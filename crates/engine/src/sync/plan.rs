@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use ferry_kube::{Cluster, KubeError};
+use ferry_kube::{Cluster, Inventory, KubeError, VersionedInventory};
 use ferry_model::hook::{HOOK_LABEL, HOOK_TEMPLATE_ANNOTATION};
 use ferry_model::{
     APP_LABEL, APP_NAMESPACE_LABEL, Action, AppKey, AppSpec, ChangeSet, Health, Manifest,
@@ -31,6 +31,9 @@ pub(super) struct Planned {
     pub manifests: HashMap<ObjectRef, Manifest>,
     /// The inventory before this sync.
     pub previous: Vec<ObjectRef>,
+    /// The inventory as this sync last read or wrote it, with its head's version: the
+    /// condition of the sync's next inventory write, which so reads nothing first.
+    pub inventory: Arc<Mutex<VersionedInventory>>,
     /// Objects known to be in sync (applied objects are added).
     pub in_sync: InSync,
     /// Whether the inventory keeps `in_sync` (push mode; the agent keeps it in memory).
@@ -67,6 +70,20 @@ impl Planned {
         (self.health.lock().expect("observed health"))
             .get(subject)
             .cloned()
+    }
+
+    /// Writes the inventory [`Cluster::update_inventory_from`] what this sync last read
+    /// or wrote of it (a conflict reads it again).
+    pub(super) async fn update_inventory(
+        &self,
+        cluster: &Cluster,
+        app: &AppKey,
+        update: impl FnMut(Option<&Inventory>) -> Inventory,
+    ) -> Result<(), EngineError> {
+        let read = self.inventory.lock().expect("inventory").clone();
+        let written = cluster.update_inventory_from(app, read, update).await?;
+        *self.inventory.lock().expect("inventory") = written;
+        Ok(())
     }
 
     /// The desired objects, in apply order.
@@ -330,7 +347,8 @@ pub(super) async fn plan(
             .collect();
         enforce(policy, app, spec, &objects)?;
     }
-    let inventory = cluster.read_inventory(app).await?.unwrap_or_default();
+    let head = cluster.read_inventory_versioned(app).await?;
+    let inventory = head.inventory.clone().unwrap_or_default();
     let previous = inventory.entries;
     let (in_sync, keep) = match &opts.in_sync {
         Some(memo) => (memo.clone(), false),
@@ -465,7 +483,7 @@ pub(super) async fn plan(
         .try_collect()
         .await?;
 
-    let manifests = desired
+    let manifests: HashMap<ObjectRef, Manifest> = desired
         .iter()
         .map(|d| (d.manifest.object_ref(), d.manifest.clone()))
         .collect();
@@ -477,7 +495,7 @@ pub(super) async fn plan(
         prune: spec.prune,
         prune_cluster_scoped: spec.prune_cluster_scoped,
     })?;
-    in_sync.learn(&changeset, &seen.lock().expect("seen objects"));
+    in_sync.learn(&changeset, &seen.lock().expect("seen objects"), &manifests);
     for change in &mut changeset.changes {
         if recreate.contains(&change.subject) {
             change.action = Action::Recreate;
@@ -488,6 +506,7 @@ pub(super) async fn plan(
         changeset,
         manifests,
         previous,
+        inventory: Arc::new(Mutex::new(head)),
         in_sync: in_sync.clone(),
         keep,
         waves,

@@ -25,6 +25,11 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
     if kube_timeout.is_zero() || git_timeout.is_zero() {
         bail!("--kube-timeout and --git-timeout must be longer than 0 s");
     }
+    if let Some(url) = &args.dashboard_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        bail!("--dashboard-url: {url:?} is not an http(s) URL");
+    }
     let cache = super::cache_dir();
     let data_dir = args.data_dir.unwrap_or_else(|| cache.join("agent"));
     // Stable across restarts of one agent (same host, same data directory), so that a
@@ -67,6 +72,7 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
         resync_interval,
         lease_namespace: args.leader_elect_namespace,
         identity,
+        dashboard_url: args.dashboard_url,
     };
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
