@@ -238,6 +238,7 @@ pub async fn run_with(
             .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
             .await
     });
+    let runner = runner.with_gauges(ctx.record.metrics.queue_gauges());
     controller::run(ctx, runner, config.concurrency.max(1)).await;
     if let Ok(Err(e)) = server.await {
         warn!("http server: {e}");

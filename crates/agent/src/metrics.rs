@@ -6,14 +6,17 @@
 //! | `ferry_sync_total` | counter | `app`, `namespace`, `result` |
 //! | `ferry_app_info` | gauge (always 1) | `app`, `namespace`, `sync`, `health`, `revision` |
 //! | `ferry_drift_detected_total` | counter | `app`, `namespace` |
-//!
-//! `app` and `namespace` are the app's name and namespace (its [`AppKey`]).
 //! | `ferry_git_fetch_duration_seconds` | histogram | `repo` |
 //! | `ferry_git_fetch_errors_total` | counter | `repo` |
 //! | `ferry_leader` | gauge (1 leading, 0 standing by) | |
 //! | `ferry_webhook_requests_total` | counter | `provider`, `result` |
 //! | `ferry_history_corrupt_entries_total` | counter | |
+//! | `ferry_queue_depth` | gauge (apps queued, waiting to start) | |
+//! | `ferry_queue_in_flight` | gauge (apps being reconciled) | |
+//! | `ferry_queue_scheduled` | gauge (apps with a pending timer: retry, requeue) | |
 //! | `ferry_notifications_total` | counter | `receiver`, `type`, `event`, `result` |
+//!
+//! `app` and `namespace` are the app's name and namespace (its [`AppKey`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -101,6 +104,31 @@ struct AppSeries {
     results: BTreeSet<String>,
 }
 
+/// The work queue's sizes, set by its runner after every change; unregistered (exported
+/// nowhere) unless made by [`Metrics::queue_gauges`].
+#[derive(Clone, Debug, Default)]
+pub struct QueueGauges {
+    depth: Gauge,
+    in_flight: Gauge,
+    scheduled: Gauge,
+}
+
+impl QueueGauges {
+    /// Sets the three gauges: keys waiting to start, keys in flight, keys with a timer.
+    pub fn set(&self, depth: usize, in_flight: usize, scheduled: usize) {
+        let to_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.depth.set(to_i64(depth));
+        self.in_flight.set(to_i64(in_flight));
+        self.scheduled.set(to_i64(scheduled));
+    }
+
+    /// The gauges' values: waiting, in flight, scheduled.
+    #[cfg(test)]
+    pub(crate) fn get(&self) -> (i64, i64, i64) {
+        (self.depth.get(), self.in_flight.get(), self.scheduled.get())
+    }
+}
+
 /// The agent's metrics. `Send + Sync`: share one behind an `Arc`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -114,6 +142,9 @@ pub struct Metrics {
     leader: Family<NoLabels, Gauge>,
     webhooks: Family<WebhookLabels, Counter>,
     history_corrupt: Family<NoLabels, Counter>,
+    queue_depth: Family<NoLabels, Gauge>,
+    queue_in_flight: Family<NoLabels, Gauge>,
+    queue_scheduled: Family<NoLabels, Gauge>,
     notifications: Family<NotificationLabels, Counter>,
     apps: Mutex<HashMap<AppKey, AppSeries>>,
 }
@@ -186,6 +217,23 @@ impl Metrics {
             "Sync history entries found undecodable and skipped (each counted once)",
             history_corrupt.clone(),
         );
+        let mut queue_gauge = |name: &str, help: &str| {
+            let gauge = Family::<NoLabels, Gauge>::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let queue_depth = queue_gauge(
+            "ferry_queue_depth",
+            "Apps queued for a reconcile and waiting for a free worker",
+        );
+        let queue_in_flight = queue_gauge(
+            "ferry_queue_in_flight",
+            "Apps being reconciled now (their error policy included)",
+        );
+        let queue_scheduled = queue_gauge(
+            "ferry_queue_scheduled",
+            "Apps with a pending timer (a retry, a requeue, a health check)",
+        );
         let notifications = Family::<NotificationLabels, Counter>::default();
         registry.register(
             "ferry_notifications",
@@ -203,6 +251,9 @@ impl Metrics {
             leader,
             webhooks,
             history_corrupt,
+            queue_depth,
+            queue_in_flight,
+            queue_scheduled,
             notifications,
             apps: Mutex::default(),
         }
@@ -329,6 +380,16 @@ impl Metrics {
         self.history_corrupt.get_or_create(&[]).clone()
     }
 
+    /// The gauges `ferry_queue_depth`, `ferry_queue_in_flight` and `ferry_queue_scheduled`
+    /// (exported from this call on), for [`Runner::with_gauges`](crate::queue::Runner::with_gauges).
+    pub fn queue_gauges(&self) -> QueueGauges {
+        QueueGauges {
+            depth: self.queue_depth.get_or_create(&[]).clone(),
+            in_flight: self.queue_in_flight.get_or_create(&[]).clone(),
+            scheduled: self.queue_scheduled.get_or_create(&[]).clone(),
+        }
+    }
+
     /// All metrics in the OpenMetrics text format (serve with [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -372,6 +433,7 @@ mod tests {
         m.webhook("github", "accepted");
         m.webhook("github", "unauthorized");
         m.webhook("github", "accepted");
+        m.queue_gauges().set(3, 2, 1);
         let text = m.encode();
 
         for family in [
@@ -383,6 +445,9 @@ mod tests {
             "ferry_git_fetch_errors counter",
             "ferry_leader gauge",
             "ferry_webhook_requests counter",
+            "ferry_queue_depth gauge",
+            "ferry_queue_in_flight gauge",
+            "ferry_queue_scheduled gauge",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family}\n")),
@@ -405,6 +470,9 @@ mod tests {
             r#"ferry_git_fetch_duration_seconds_count{repo="https://example.com/org/repo.git"} 1"#,
             r#"ferry_webhook_requests_total{provider="github",result="accepted"} 2"#,
             r#"ferry_webhook_requests_total{provider="github",result="unauthorized"} 1"#,
+            "ferry_queue_depth 3",
+            "ferry_queue_in_flight 2",
+            "ferry_queue_scheduled 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

@@ -14,6 +14,8 @@
 //! - **Panics.** A reconcile that panics is caught (the task's `JoinError`) and handed to
 //!   the error policy as [`Panicked`] with its message, like an error: the key is retried
 //!   as the policy says and never left in flight.
+//! - **Gauges.** After every change the runner sets its [`QueueGauges`]: how many keys
+//!   wait, run, and have a timer (`ferry_queue_*`, see [`Runner::with_gauges`]).
 //! - **Shutdown.** Once `shutdown` is cancelled nothing new starts and pending timers are
 //!   dropped; in-flight reconciles finish (their failures still reach the error policy).
 //!
@@ -36,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::history;
+use crate::metrics::QueueGauges;
 
 /// Why a reconcile is queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,7 +157,13 @@ impl<K> Clone for Queue<K> {
 /// A queue and the runner that works it off ([`Runner::run`]).
 pub fn queue<K>() -> (Queue<K>, Runner<K>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (Queue { tx }, Runner { rx })
+    (
+        Queue { tx },
+        Runner {
+            rx,
+            gauges: QueueGauges::default(),
+        },
+    )
 }
 
 impl<K> Queue<K> {
@@ -174,6 +183,14 @@ impl<K> Queue<K> {
 /// The receiving side of the queue.
 pub struct Runner<K> {
     rx: mpsc::UnboundedReceiver<Request<K>>,
+    gauges: QueueGauges,
+}
+
+impl<K> Runner<K> {
+    /// Reports the queue's sizes in `gauges` ([`Metrics::queue_gauges`](crate::metrics::Metrics::queue_gauges)).
+    pub fn with_gauges(self, gauges: QueueGauges) -> Self {
+        Self { gauges, ..self }
+    }
 }
 
 enum Done<E> {
@@ -225,6 +242,8 @@ impl<K: Clone + Eq + Hash + Debug + Send + 'static> Runner<K> {
                 let id = tasks.spawn(async move { Done::Reconciled(run.await) }).id();
                 spawned.insert(id, (key, trigger, Stage::Reconcile));
             }
+            self.gauges
+                .set(state.queued.len(), state.running.len(), state.timers.len());
             if tasks.is_empty() && (stopping || (!open && state.is_idle())) {
                 break;
             }
@@ -464,6 +483,7 @@ mod tests {
         shutdown: CancellationToken,
         task: tokio::task::JoinHandle<()>,
         start: Instant,
+        gauges: QueueGauges,
     }
 
     impl Harness {
@@ -506,6 +526,8 @@ mod tests {
                     async move { Action::requeue(RETRY.delay(n), trigger) }
                 }
             };
+            let gauges = QueueGauges::default();
+            let runner = runner.with_gauges(gauges.clone());
             let task = tokio::spawn(runner.run(concurrency, shutdown.clone(), reconcile, policy));
             Self {
                 queue,
@@ -514,6 +536,7 @@ mod tests {
                 shutdown,
                 task,
                 start,
+                gauges,
             }
         }
 
@@ -682,6 +705,40 @@ mod tests {
             "waited for the run in flight"
         );
         assert_eq!(runs.take(), [("a", Trigger::Startup, 0)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gauges_follow_waiting_running_and_scheduled_keys() {
+        let h = Harness::new(1, Duration::from_secs(1));
+        for key in ["a", "b", "c", "b"] {
+            h.queue.enqueue(key, Trigger::Poll);
+        }
+        h.queue
+            .enqueue_after("later", Trigger::Health, Duration::from_secs(5));
+        sleep_s(0.5).await;
+        assert_eq!(
+            h.gauges.get(),
+            (2, 1, 1),
+            "b and c wait, a runs, later has a timer"
+        );
+        sleep_s(3.0).await;
+        assert_eq!(h.gauges.get(), (0, 0, 1));
+        sleep_s(2.0).await;
+        assert_eq!(h.gauges.get(), (0, 1, 0), "the timer fired");
+        h.queue.enqueue("fail", Trigger::Manual);
+        sleep_s(2.0).await;
+        assert_eq!(
+            h.gauges.get(),
+            (0, 0, 1),
+            "the failed key's retry is scheduled"
+        );
+        h.queue.enqueue("a", Trigger::Manual);
+        h.queue.enqueue("b", Trigger::Manual);
+        sleep_s(0.5).await;
+        assert_eq!(h.gauges.get(), (1, 1, 1));
+        let gauges = h.gauges.clone();
+        h.stop().await;
+        assert_eq!(gauges.get(), (0, 0, 0), "nothing left after shutdown");
     }
 
     #[tokio::test(start_paused = true)]

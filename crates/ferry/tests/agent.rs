@@ -16,11 +16,10 @@ use agent_common::{
     Agent, AgentHome, WAIT, app_entry, apps_file, condition, eventually, github_signature, stays,
 };
 use common::{Fixture, deployment};
-use ferry_model::APP_LABEL;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
@@ -118,18 +117,6 @@ fn entries<'h>(history: &'h [Value], revision: &str, trigger: &str) -> Vec<&'h V
         .iter()
         .filter(|e| e["revision"] == revision && e["trigger"] == trigger)
         .collect()
-}
-
-/// The names of the ConfigMaps labelled as objects of `app` in the test namespace.
-async fn labelled_configmaps(f: &Fixture, app: &str) -> Vec<String> {
-    let list = f
-        .api::<ConfigMap>()
-        .list(&ListParams::default().labels(&format!("{APP_LABEL}={app}")))
-        .await
-        .expect("listing ConfigMaps");
-    let mut names: Vec<String> = list.items.iter().map(|c| c.name_any()).collect();
-    names.sort();
-    names
 }
 
 async fn uid(f: &Fixture, name: &str) -> String {
@@ -683,7 +670,7 @@ async fn failing_apps_report_why_and_do_not_block_others() {
     for app in [&good, &missing, &unknown] {
         list.expect_stdout(app);
     }
-    assert_eq!(labelled_configmaps(&f, &good).await, ["cfg"]);
+    assert_eq!(f.labelled_configmaps(&good).await, ["cfg"]);
     f.finish().await;
 }
 
@@ -716,7 +703,7 @@ async fn empty_render_stalls_the_app_and_prunes_nothing() {
             && message.contains("all 1 object(s) in its inventory would be pruned"),
         "{message:?}"
     );
-    assert_eq!(labelled_configmaps(&f, &app).await, ["cfg"]);
+    assert_eq!(f.labelled_configmaps(&app).await, ["cfg"]);
     f.finish().await;
 }
 
@@ -1149,7 +1136,7 @@ async fn sigterm_exits_promptly_with_inventory_matching_the_cluster() {
     assert!(agent.log().contains("agent stopped"), "{}", agent.log());
 
     let inventory = f.inventory(&app).await.expect("inventory");
-    let cluster = labelled_configmaps(&f, &app).await;
+    let cluster = f.labelled_configmaps(&app).await;
     assert_eq!(
         inventory.names(),
         cluster,

@@ -5,29 +5,23 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::Fixture;
-use ferry_testkit::charts::testbed_binary;
+use ferry_testkit::charts::helm_output;
+use ferry_testkit::{copy_dir, workspace_root};
 use kube::api::ApiResource;
 use serde_json::{Value, json};
 
 fn chart() -> PathBuf {
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    Path::new(&dir).join("../../charts/ferry")
+    workspace_root().join("charts/ferry")
 }
 
+/// `helm args…` with a fresh home, whatever its exit status.
 fn helm(args: &[&str]) -> Output {
     let home = tempfile::tempdir().unwrap();
-    Command::new(testbed_binary("helm"))
-        .args(args)
-        .env("HOME", home.path())
-        .env_remove("HELM_CACHE_HOME")
-        .env_remove("HELM_CONFIG_HOME")
-        .env_remove("HELM_DATA_HOME")
-        .output()
-        .expect("running helm")
+    helm_output(home.path(), args)
 }
 
 fn text(out: &Output) -> String {
@@ -514,17 +508,4 @@ async fn ferry_applies_its_own_chart_on_the_testbed() {
     let again = f.ferry(&["diff", &app, "-f", file.to_str().unwrap()]).await;
     again.expect_code(0);
     f.finish().await;
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Fixture, configmap, deployment, resource};
+use common::{Fixture, configmap, deployment, ferry_yaml, resource};
 use ferry_model::{APP_LABEL, Action, ChangeSet, PRUNE_ANNOTATION};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -181,18 +181,12 @@ spec:
     f.repo.commit("crd and widget");
 
     // Through a ferry.yaml this time.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ferry.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "apps:\n- name: {app}\n  source:\n    repo: {}\n    path: app\n  destination:\n    namespace: {}\n  wait:\n    timeout: 60s\n",
-            f.repo.path(),
-            f.ns()
-        ),
-    )
-    .unwrap();
-    let file = file.to_str().unwrap();
+    let (_dir, file) = ferry_yaml(&format!(
+        "apps:\n- name: {app}\n  source:\n    repo: {}\n    path: app\n  destination:\n    namespace: {}\n  wait:\n    timeout: 60s\n",
+        f.repo.path(),
+        f.ns()
+    ));
+    let file = file.as_str();
 
     f.ferry(&["apply", "-f", file])
         .await
@@ -203,12 +197,7 @@ spec:
         .get(&crd_name)
         .await
         .expect("CRD exists");
-    let established = crd
-        .status
-        .and_then(|s| s.conditions)
-        .unwrap_or_default()
-        .iter()
-        .any(|c| c.type_ == "Established" && c.status == "True");
+    let established = ferry_testkit::established(&crd);
     assert!(established, "CRD not established");
     let widgets: Api<DynamicObject> = Api::namespaced_with(
         f.client.clone(),
@@ -405,18 +394,12 @@ async fn empty_render_is_refused_unless_allowed() {
         );
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ferry.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "apps:\n- name: {app}\n  allowEmpty: true\n  source:\n    repo: {}\n    path: app\n  destination:\n    namespace: {}\n",
-            f.repo.path(),
-            f.ns()
-        ),
-    )
-    .unwrap();
-    f.ferry(&["apply", "-f", file.to_str().unwrap()])
+    let (_dir, file) = ferry_yaml(&format!(
+        "apps:\n- name: {app}\n  allowEmpty: true\n  source:\n    repo: {}\n    path: app\n  destination:\n    namespace: {}\n",
+        f.repo.path(),
+        f.ns()
+    ));
+    f.ferry(&["apply", "-f", &file])
         .await
         .expect_code(0)
         .expect_stderr("0 to create, 0 to update, 2 to prune, 0 unchanged");
@@ -1430,18 +1413,12 @@ function(replicas)
 "#,
     );
     f.repo.commit("jsonnet guestbook");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ferry.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "apps:\n- name: {app}\n  source:\n    repo: {}\n    path: jsonnet-guestbook\n    jsonnet:\n      extVars: {{env: staging}}\n      tlas: {{replicas: \"2\"}}\n  destination:\n    namespace: {}\n  wait:\n    timeout: 60s\n",
-            f.repo.path(),
-            f.ns()
-        ),
-    )
-    .unwrap();
-    let file = file.to_str().unwrap();
+    let (_dir, file) = ferry_yaml(&format!(
+        "apps:\n- name: {app}\n  source:\n    repo: {}\n    path: jsonnet-guestbook\n    jsonnet:\n      extVars: {{env: staging}}\n      tlas: {{replicas: \"2\"}}\n  destination:\n    namespace: {}\n  wait:\n    timeout: 60s\n",
+        f.repo.path(),
+        f.ns()
+    ));
+    let file = file.as_str();
     f.ferry(&["apply", "-f", file])
         .await
         .expect_code(0)
@@ -1483,11 +1460,7 @@ fn dependent_apps(f: &Fixture, apps: &[(&str, &str)]) -> (tempfile::TempDir, Str
             f.ns()
         ));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ferry.yaml");
-    std::fs::write(&file, text).unwrap();
-    let file = file.to_str().unwrap().to_string();
-    (dir, file)
+    ferry_yaml(&text)
 }
 
 /// `apply --all` applies every app, dependencies first and ties in file order (seen in

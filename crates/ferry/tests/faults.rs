@@ -99,18 +99,6 @@ impl Drop for Paused {
     }
 }
 
-/// The names of the ConfigMaps labelled as objects of `app` in the test namespace.
-async fn labelled_configmaps(f: &Fixture, app: &str) -> Vec<String> {
-    let list = f
-        .api::<ConfigMap>()
-        .list(&ListParams::default().labels(&format!("{APP_LABEL}={app}")))
-        .await
-        .expect("listing ConfigMaps");
-    let mut names: Vec<String> = list.items.iter().map(|c| c.name_any()).collect();
-    names.sort();
-    names
-}
-
 /// The test bed's API server URL, as ferry names it in messages.
 async fn testbed_server() -> String {
     let options = kube::config::KubeConfigOptions {
@@ -208,7 +196,7 @@ async fn a_paused_api_server_fails_the_sync_in_time_and_the_commit_lands_after_r
     eprintln!("latency: applied {:?} after the resume", resumed.elapsed());
     assert_eq!(ready(&applied).0, "ReconciliationSucceeded", "{applied:#}");
     assert_eq!(f.cm_value("cfg", "greeting").await.as_deref(), Some("two"));
-    let labelled = labelled_configmaps(&f, &app).await;
+    let labelled = f.labelled_configmaps(&app).await;
     assert_eq!(labelled, ["cfg", "extra"]);
     let inventory = f.inventory(&app).await.expect("an inventory");
     assert_eq!(
@@ -322,7 +310,7 @@ async fn api_server_ready(f: &Fixture) {
 
 /// The labelled live ConfigMaps of `app` equal its inventory's entries and `expected`.
 async fn assert_converged(f: &Fixture, app: &str, expected: &[&str]) {
-    let labelled = labelled_configmaps(f, app).await;
+    let labelled = f.labelled_configmaps(app).await;
     assert_eq!(labelled, expected, "labelled live objects of {app}");
     let inventory = f.inventory(app).await.expect("an inventory");
     assert_eq!(
@@ -535,7 +523,7 @@ async fn a_failing_remote_does_not_hold_up_other_apps(prefix: &str, url: &str, e
         f.cm_value("cfg", "greeting").await.as_deref() == Some("two")
     })
     .await;
-    assert_eq!(labelled_configmaps(&f, &good).await, ["cfg"]);
+    assert_eq!(f.labelled_configmaps(&good).await, ["cfg"]);
     assert_ne!(agent.app(&bad).await["sync"], "Synced");
     f.finish().await;
 }
@@ -884,7 +872,7 @@ async fn killed_at_a_failpoint_then_restarted_converges(prefix: &str, point: &st
     .await;
     agent.kill();
     let live = (
-        labelled_configmaps(&f, &app).await,
+        f.labelled_configmaps(&app).await,
         labelled_secrets(&f, &app).await,
     );
     let inventory = f.inventory(&app).await.expect("an inventory").names();
@@ -1031,7 +1019,7 @@ async fn a_panicking_planner_for_one_app_leaves_the_others_syncing() {
         })
         .await;
     assert_eq!(f.cm_value("cfg", "greeting").await.as_deref(), Some("two"));
-    assert_eq!(labelled_configmaps(&f, &good).await, ["cfg"]);
+    assert_eq!(f.labelled_configmaps(&good).await, ["cfg"]);
     assert!(
         f.inventory(&bad).await.is_none(),
         "the panicking app wrote nothing"

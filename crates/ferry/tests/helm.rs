@@ -54,12 +54,7 @@ async fn service_monitor_crd(f: &Fixture) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let crd = crds.get(SERVICE_MONITOR_CRD).await.expect("CRD");
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
+        let established = ferry_testkit::established(&crd);
         if established {
             break;
         }

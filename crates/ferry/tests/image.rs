@@ -15,25 +15,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::Fixture;
+use ferry_testkit::{output_text, workspace_root};
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn repo_root() -> PathBuf {
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    Path::new(&dir).join("../..").canonicalize().unwrap()
-}
-
 fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "--- stdout:\n{}--- stderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn run(program: &str, args: &[&str]) -> String {
@@ -43,7 +31,11 @@ fn run(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|e| {
             panic!("{program}: {e} (scripts/setup.sh installs umoci, skopeo and runc)")
         });
-    assert!(out.status.success(), "{program} {args:?}:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}:\n{}",
+        output_text(&out)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -54,7 +46,7 @@ fn layout() -> PathBuf {
     if let Some(path) = built.as_ref() {
         return path.clone();
     }
-    let root = repo_root();
+    let root = workspace_root();
     let mut hash = Sha256::new();
     hash.update(std::fs::read(env!("CARGO_BIN_EXE_ferry")).unwrap());
     hash.update(std::fs::read(root.join("scripts/image.sh")).unwrap());
@@ -81,11 +73,15 @@ fn layout() -> PathBuf {
             .arg(&out)
             .output()
             .expect("running image.sh");
-        assert!(build.status.success(), "image.sh failed:\n{}", text(&build));
+        assert!(
+            build.status.success(),
+            "image.sh failed:\n{}",
+            output_text(&build)
+        );
         eprintln!(
             "built the image in {:?}:\n{}",
             start.elapsed(),
-            text(&build)
+            output_text(&build)
         );
         // Unpacked once for runc, read-only for every container.
         run(
@@ -272,7 +268,7 @@ fn in_image(program: &str, args: &[&str]) -> String {
 fn the_image_runs_ferry_and_the_tools_it_needs() {
     let bundle = Bundle::new(&[], &["version"]);
     let out = bundle.output("ferry-version");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!("ferry {}\n", version())

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::Fixture;
-use ferry_kube::Inventory;
+use ferry_kube::{Cluster, Inventory};
 use ferry_model::{Digest, Known, ObjectRef, SYSTEM_NAMESPACE};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
@@ -23,6 +23,17 @@ const LARGE_RUN: Duration = Duration::from_secs(420);
 
 fn config_map_name(i: usize) -> String {
     format!("cm-{i:05}")
+}
+
+/// `ferry apply --no-wait` of the big app, which must succeed printing `summary`; logs
+/// how long `what` took.
+async fn apply_big(f: &Fixture, app: &str, summary: &str, what: &str) {
+    let start = Instant::now();
+    f.one_off_within(LARGE_RUN, "apply", app, "app", &["--no-wait"])
+        .await
+        .expect_code(0)
+        .expect_stderr(summary);
+    eprintln!("{what}: {:?}", start.elapsed());
 }
 
 /// Names of `app`'s inventory shards in `ferry-system`, sorted.
@@ -63,14 +74,13 @@ async fn an_app_of_twenty_thousand_objects_applies_re_applies_and_prunes_half() 
     }
     let first = f.repo.commit("20,000 ConfigMaps");
 
-    let start = Instant::now();
-    f.one_off_within(LARGE_RUN, "apply", &app, "app", &["--no-wait"])
-        .await
-        .expect_code(0)
-        .expect_stderr(&format!(
-            "applied: {OBJECTS} to create, 0 to update, 0 to prune, 0 unchanged"
-        ));
-    eprintln!("first apply of {OBJECTS} objects: {:?}", start.elapsed());
+    apply_big(
+        &f,
+        &app,
+        &format!("applied: {OBJECTS} to create, 0 to update, 0 to prune, 0 unchanged"),
+        &format!("first apply of {OBJECTS} objects"),
+    )
+    .await;
     let all: Vec<String> = (0..OBJECTS).map(config_map_name).collect();
     let inv = f.inventory(&app).await.expect("inventory written");
     assert_eq!(inv.revision, first);
@@ -82,23 +92,16 @@ async fn an_app_of_twenty_thousand_objects_applies_re_applies_and_prunes_half() 
         sharded.len() >= 2,
         "entries and memo of {OBJECTS} objects need shards: {sharded:?}"
     );
-    let memo = f
-        .cluster()
-        .await
-        .read_inventory(&common::key(&app))
-        .await
-        .unwrap()
-        .unwrap();
+    let memo = read(&f.cluster().await, &app).await.unwrap();
     assert_eq!(memo.in_sync.len(), OBJECTS, "the memo is kept");
 
-    let start = Instant::now();
-    f.one_off_within(LARGE_RUN, "apply", &app, "app", &["--no-wait"])
-        .await
-        .expect_code(0)
-        .expect_stderr(&format!(
-            "applied: 0 to create, 0 to update, 0 to prune, {OBJECTS} unchanged"
-        ));
-    eprintln!("no-op re-apply of {OBJECTS} objects: {:?}", start.elapsed());
+    apply_big(
+        &f,
+        &app,
+        &format!("applied: 0 to create, 0 to update, 0 to prune, {OBJECTS} unchanged"),
+        &format!("no-op re-apply of {OBJECTS} objects"),
+    )
+    .await;
     assert_eq!(
         f.inventory(&app).await.unwrap().resource_version,
         inv.resource_version,
@@ -110,16 +113,17 @@ async fn an_app_of_twenty_thousand_objects_applies_re_applies_and_prunes_half() 
         f.repo.remove(&format!("app/part-{file:02}.yaml"));
     }
     let second = f.repo.commit("remove half");
-    let start = Instant::now();
-    f.one_off_within(LARGE_RUN, "apply", &app, "app", &["--no-wait"])
-        .await
-        .expect_code(0)
-        .expect_stderr(&format!(
+    apply_big(
+        &f,
+        &app,
+        &format!(
             "applied: 0 to create, 0 to update, {} to prune, {} unchanged",
             OBJECTS / 2,
             OBJECTS / 2
-        ));
-    eprintln!("pruning {} objects: {:?}", OBJECTS / 2, start.elapsed());
+        ),
+        &format!("pruning {} objects", OBJECTS / 2),
+    )
+    .await;
     let half: Vec<String> = (0..OBJECTS / 2).map(config_map_name).collect();
     let inv = f.inventory(&app).await.unwrap();
     assert_eq!(inv.revision, second);
@@ -139,6 +143,22 @@ async fn an_app_of_twenty_thousand_objects_applies_re_applies_and_prunes_half() 
     assert!(f.inventory(&app).await.is_none());
     assert_eq!(shards(&f, &app).await, Vec::<String>::new());
     f.finish().await;
+}
+
+/// `app`'s inventory as ferry reads it (any format).
+async fn read(cluster: &Cluster, app: &str) -> Option<Inventory> {
+    cluster
+        .read_inventory(&common::key(app))
+        .await
+        .unwrap_or_else(|e| panic!("reading the inventory of {app}: {e}"))
+}
+
+/// Writes `app`'s inventory as ferry writes it.
+async fn write(cluster: &Cluster, app: &str, inventory: &Inventory) {
+    cluster
+        .write_inventory(&common::key(app), inventory)
+        .await
+        .unwrap_or_else(|e| panic!("writing the inventory of {app}: {e}"));
 }
 
 fn entry(name: &str) -> ObjectRef {
@@ -183,11 +203,7 @@ async fn inventories_of_formats_one_and_two_are_read_and_rewritten() {
         json!({"app": one, "revision": "r1", "entries": entries}),
     )
     .await;
-    let inv = cluster
-        .read_inventory(&common::key(&one))
-        .await
-        .unwrap()
-        .unwrap();
+    let inv = read(&cluster, &one).await.unwrap();
     assert_eq!(inv.revision, "r1");
     assert_eq!(inv.entries, [entry("a"), deployment.clone()]);
     assert!(inv.in_sync.is_empty());
@@ -204,11 +220,7 @@ async fn inventories_of_formats_one_and_two_are_read_and_rewritten() {
         }),
     )
     .await;
-    let inv = cluster
-        .read_inventory(&common::key(&two))
-        .await
-        .unwrap()
-        .unwrap();
+    let inv = read(&cluster, &two).await.unwrap();
     assert_eq!(inv.revision, "r2");
     assert_eq!(inv.entries, [entry("a"), deployment]);
     assert_eq!(inv.in_sync, memo);
@@ -218,18 +230,8 @@ async fn inventories_of_formats_one_and_two_are_read_and_rewritten() {
         entries: vec![entry("b")],
         in_sync: BTreeMap::new(),
     };
-    cluster
-        .write_inventory(&common::key(&two), &rewritten)
-        .await
-        .unwrap();
-    assert_eq!(
-        cluster
-            .read_inventory(&common::key(&two))
-            .await
-            .unwrap()
-            .unwrap(),
-        rewritten
-    );
+    write(&cluster, &two, &rewritten).await;
+    assert_eq!(read(&cluster, &two).await.unwrap(), rewritten);
     let heads = Api::<ConfigMap>::namespaced(f.client.clone(), SYSTEM_NAMESPACE);
     let head = heads
         .get(&common::inventory_name(&common::key(&two)))
@@ -281,22 +283,12 @@ async fn shards_a_crashed_write_leaves_are_ignored_then_deleted() {
             })
             .collect(),
     };
-    cluster
-        .write_inventory(&common::key(&app), &big)
-        .await
-        .unwrap();
+    write(&cluster, &app, &big).await;
     let first = shards(&f, &app).await;
     assert!(first.len() >= 2, "{first:?}");
     let mut sorted = big.clone();
     sorted.entries.sort();
-    assert_eq!(
-        cluster
-            .read_inventory(&common::key(&app))
-            .await
-            .unwrap()
-            .unwrap(),
-        sorted
-    );
+    assert_eq!(read(&cluster, &app).await.unwrap(), sorted);
 
     // A write that crashed after its first shard, before the head switch, and a shard of
     // an old generation that a crash kept from being deleted.
@@ -314,55 +306,29 @@ async fn shards_a_crashed_write_leaves_are_ignored_then_deleted() {
         )
         .await;
     }
-    assert_eq!(
-        cluster
-            .read_inventory(&common::key(&app))
-            .await
-            .unwrap()
-            .unwrap(),
-        sorted
-    );
+    assert_eq!(read(&cluster, &app).await.unwrap(), sorted);
 
     let small = Inventory {
         revision: "r2".into(),
         entries: vec![entry("a")],
         in_sync: BTreeMap::new(),
     };
-    cluster
-        .write_inventory(&common::key(&app), &small)
-        .await
-        .unwrap();
-    assert_eq!(
-        cluster
-            .read_inventory(&common::key(&app))
-            .await
-            .unwrap()
-            .unwrap(),
-        small
-    );
+    write(&cluster, &app, &small).await;
+    assert_eq!(read(&cluster, &app).await.unwrap(), small);
     assert_eq!(
         shards(&f, &app).await,
         Vec::<String>::new(),
         "an inline inventory leaves no shard"
     );
 
-    cluster
-        .write_inventory(&common::key(&app), &big)
-        .await
-        .unwrap();
+    write(&cluster, &app, &big).await;
     let third = shards(&f, &app).await;
     assert!(
         third.len() >= 2 && third.iter().all(|s| !first.contains(s)),
         "{third:?}"
     );
     cluster.delete_inventory(&common::key(&app)).await.unwrap();
-    assert!(
-        cluster
-            .read_inventory(&common::key(&app))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(read(&cluster, &app).await.is_none());
     assert_eq!(shards(&f, &app).await, Vec::<String>::new());
     f.finish().await;
 }

@@ -5,11 +5,10 @@
 mod agent_common;
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use agent_common::{Agent, AgentHome, eventually};
-use ferry_testkit::TestRepo;
+use ferry_testkit::{TestRepo, copy_dir, manifest_dir};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
@@ -20,20 +19,6 @@ const ENVIRONMENTS: [(&str, i32, &str); 3] = [
     ("staging", 2, "0.2.1"),
     ("production", 3, "0.2.0"),
 ];
-
-/// Copies `from` into `to` recursively.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("creating a directory");
-    for entry in std::fs::read_dir(from).expect("reading the example") {
-        let entry = entry.expect("reading the example");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copying a file");
-        }
-    }
-}
 
 #[tokio::test]
 async fn agent_deploys_all_three_environments_of_the_example() {
@@ -116,13 +101,4 @@ async fn agent_deploys_all_three_environments_of_the_example() {
             )
             .await;
     }
-}
-
-/// The package directory, read when the test runs (cargo sets it) rather than baked in at
-/// compile time: a test binary reused from a shared target dir may have been built from
-/// another checkout of the same sources.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .expect("cargo test sets CARGO_MANIFEST_DIR")
-        .into()
 }

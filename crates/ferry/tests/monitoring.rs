@@ -42,6 +42,7 @@ fn exported() -> BTreeSet<String> {
     m.leader(true);
     m.webhook("github", "accepted");
     m.history_corrupt_entries().inc();
+    m.queue_gauges();
     m.notification("ops", "webhook", "SyncFailed", "sent");
     let text = m.encode();
     let mut names = BTreeSet::new();
@@ -53,7 +54,7 @@ fn exported() -> BTreeSet<String> {
     let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
     let registered = text.matches("# HELP ").count();
     assert_eq!(families, registered);
-    assert!(families >= 9, "{text}");
+    assert!(families >= 12, "{text}");
     names
 }
 
@@ -180,6 +181,9 @@ fn every_queried_metric_is_exported() {
         "ferry_leader",
         "ferry_webhook_requests_total",
         "ferry_history_corrupt_entries_total",
+        "ferry_queue_depth",
+        "ferry_queue_in_flight",
+        "ferry_queue_scheduled",
         "ferry_notifications_total",
     ] {
         assert!(queried.contains(family), "nothing queries {family}");

@@ -99,10 +99,8 @@ async fn push_mode_refuses_what_the_project_does_not_allow() {
         repo = f.repo.path(),
         ns = f.ns(),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ferry.yaml");
-    std::fs::write(&path, file).unwrap();
-    let path = path.to_str().unwrap();
+    let (_dir, path) = common::ferry_yaml(&file);
+    let path = path.as_str();
 
     f.ferry(&["apply", &ok, "-f", path]).await.expect_code(0);
     assert_eq!(f.cm_value("cfg", "k").await.as_deref(), Some("v"));

@@ -8,35 +8,26 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ferry_testkit::TestRepo;
-
-fn repo_root() -> PathBuf {
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    Path::new(&dir).join("../..").canonicalize().unwrap()
-}
+use ferry_testkit::{TestRepo, output_text, workspace_root};
 
 fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "--- stdout:\n{}--- stderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Runs `scripts/release.sh --binary <this build's ferry> --out <out>`; returns the archive.
 fn release(out: &Path) -> PathBuf {
     let run = Command::new("bash")
-        .arg(repo_root().join("scripts/release.sh"))
+        .arg(workspace_root().join("scripts/release.sh"))
         .args(["--binary", env!("CARGO_BIN_EXE_ferry"), "--out"])
         .arg(out)
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .expect("running release.sh");
-    assert!(run.status.success(), "release.sh failed:\n{}", text(&run));
+    assert!(
+        run.status.success(),
+        "release.sh failed:\n{}",
+        output_text(&run)
+    );
     let printed = String::from_utf8(run.stdout).unwrap();
     PathBuf::from(printed.lines().last().expect("the archive's path"))
 }
@@ -47,7 +38,7 @@ fn tar_list(archive: &Path) -> BTreeSet<String> {
         .arg(archive)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let listing = String::from_utf8(out.stdout).unwrap();
     for line in listing.lines() {
         assert!(line.contains(" 0/0 "), "entries are owned by 0:0: {line}");
@@ -71,7 +62,7 @@ fn tar_list(archive: &Path) -> BTreeSet<String> {
 /// The action's step `action.sh <step>` with a runner's environment in `runner`.
 fn action(step: &str, runner: &Path, dir: &Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new("bash");
-    cmd.arg(repo_root().join("scripts/action.sh"))
+    cmd.arg(workspace_root().join("scripts/action.sh"))
         .arg(step)
         .current_dir(dir)
         .env("RUNNER_TEMP", runner)
@@ -116,7 +107,7 @@ fn release_archive_installs_with_the_action() {
         .current_dir(&out)
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", text(&check));
+    assert!(check.status.success(), "{}", output_text(&check));
 
     // The same binary and date give the same archive, byte for byte.
     let again = tempfile::tempdir().unwrap();
@@ -135,7 +126,11 @@ fn release_archive_installs_with_the_action() {
         ("FERRY_RELEASES", base.as_str()),
     ];
     let installed = action("install", runner.path(), runner.path(), &env);
-    assert!(installed.status.success(), "install:\n{}", text(&installed));
+    assert!(
+        installed.status.success(),
+        "install:\n{}",
+        output_text(&installed)
+    );
     let bin = runner.path().join(format!("ferry-{}/bin", version()));
     assert_eq!(
         std::fs::read_to_string(runner.path().join("path")).unwrap(),
@@ -157,13 +152,13 @@ fn release_archive_installs_with_the_action() {
     std::fs::write(&archive, bytes).unwrap();
     let runner = tempfile::tempdir().unwrap();
     let refused = action("install", runner.path(), runner.path(), &env);
-    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains(&format!(
             "::error::{name}: SHA-256 does not match {name}.sha256"
         )),
         "{}",
-        text(&refused)
+        output_text(&refused)
     );
     assert!(!runner.path().join("path").exists());
     assert!(
@@ -187,7 +182,7 @@ fn release_archive_installs_with_the_action() {
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("::error::cannot download file://"),
         "{}",
-        text(&missing)
+        output_text(&missing)
     );
 }
 
@@ -233,7 +228,7 @@ fn the_action_writes_the_diff_to_the_job_summary() {
     assert!(
         changed.status.success(),
         "changes pending is no failure:\n{}",
-        text(&changed)
+        output_text(&changed)
     );
     let summary = std::fs::read_to_string(runner.path().join("summary.md")).unwrap();
     assert!(
@@ -250,7 +245,7 @@ fn the_action_writes_the_diff_to_the_job_summary() {
 
     std::fs::remove_file(runner.path().join("output")).unwrap();
     let same = run(env(&head, &head));
-    assert!(same.status.success(), "{}", text(&same));
+    assert!(same.status.success(), "{}", output_text(&same));
     let summary = std::fs::read_to_string(runner.path().join("summary.md")).unwrap();
     assert!(summary.contains("In sync: nothing to change."), "{summary}");
     let output = std::fs::read_to_string(runner.path().join("output")).unwrap();
@@ -259,7 +254,7 @@ fn the_action_writes_the_diff_to_the_job_summary() {
     // An error fails the step, and the summary says so.
     std::fs::remove_file(runner.path().join("output")).unwrap();
     let broken = run(env(&head, "0000000000000000000000000000000000000000"));
-    assert_eq!(broken.status.code(), Some(2), "{}", text(&broken));
+    assert_eq!(broken.status.code(), Some(2), "{}", output_text(&broken));
     let summary = std::fs::read_to_string(runner.path().join("summary.md")).unwrap();
     assert!(summary.contains(":x: exit code 2"), "{summary}");
     let output = std::fs::read_to_string(runner.path().join("output")).unwrap();
@@ -286,7 +281,7 @@ fn actionlint(dir: &Path, files: &[PathBuf]) -> Output {
 
 #[test]
 fn actionlint_accepts_the_action_and_the_workflows() {
-    let root = repo_root();
+    let root = workspace_root();
     let example = root.join("examples/llm-app");
     let workflows: Vec<PathBuf> = ["ci.yaml", "cd.yaml"]
         .iter()
@@ -296,7 +291,7 @@ fn actionlint_accepts_the_action_and_the_workflows() {
     assert!(
         out.status.success(),
         "actionlint on the example:\n{}",
-        text(&out)
+        output_text(&out)
     );
 
     // actionlint checks a local action's metadata and the inputs a workflow gives it:
@@ -322,7 +317,7 @@ fn actionlint_accepts_the_action_and_the_workflows() {
     assert!(
         out.status.success(),
         "actionlint with the action:\n{}",
-        text(&out)
+        output_text(&out)
     );
 
     // The check is real: an unknown input and a missing required one are reported.

@@ -31,13 +31,10 @@ async fn install_crd(client: &Client) {
     .await
     .expect("installing the Application CRD");
     eventually("the Application CRD is established", WAIT, || async {
-        crds.get(name).await.ok().is_some_and(|crd| {
-            crd.status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        })
+        crds.get(name)
+            .await
+            .ok()
+            .is_some_and(|crd| ferry_testkit::established(&crd))
     })
     .await;
 }

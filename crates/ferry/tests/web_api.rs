@@ -98,6 +98,16 @@ impl<'a> Api<'a> {
         self.send(req, &format!("POST {path}")).await
     }
 
+    /// `POST /api/v1/apps/ferry-system/<app>/<action>` without a body.
+    async fn action(&self, app: &str, action: &str) -> (u16, Value) {
+        self.post(
+            &format!("/api/v1/apps/ferry-system/{app}/{action}"),
+            None,
+            &[],
+        )
+        .await
+    }
+
     async fn wait_app(&self, app: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -112,6 +122,36 @@ impl<'a> Api<'a> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// `GET /api/v1/stream` of `agent` with `token`, answered within [`WAIT`]. The client has
+/// no overall timeout (the stream never ends): [`read_chunk`] bounds each read.
+async fn open_stream(agent: &Agent, token: Option<&str>) -> reqwest::Response {
+    let req = reqwest::Client::new().get(format!("{}/api/v1/stream", agent.url));
+    let req = match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    tokio::time::timeout(WAIT, req.send())
+        .await
+        .expect("GET /api/v1/stream: no answer")
+        .expect("GET /api/v1/stream")
+}
+
+/// Appends the stream's next chunk to `seen`; past `deadline` panics with `missing` and
+/// what came so far.
+async fn read_chunk(
+    stream: &mut reqwest::Response,
+    seen: &mut String,
+    deadline: tokio::time::Instant,
+    missing: &str,
+) {
+    let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+        .await
+        .unwrap_or_else(|_| panic!("{missing} on the stream; got:\n{seen}"))
+        .expect("reading the stream")
+        .expect("the stream stays open");
+    seen.push_str(&String::from_utf8_lossy(&chunk));
 }
 
 /// The OpenAPI document the agent serves.
@@ -262,6 +302,20 @@ impl WithTokens {
         }
     }
 
+    /// Checks `body` against the OpenAPI document of
+    /// `<method> /api/v1/apps/{namespace}/{name}<route>`.
+    fn documented(&self, method: &str, route: &str, status: u16, body: &Value) {
+        let template = format!("/api/v1/apps/{{namespace}}/{{name}}{route}");
+        check_documented(&self.doc, method, &template, status, body);
+    }
+
+    /// `GET /api/v1/apps/ferry-system/<app><route>` as the viewer: 200 and as documented.
+    async fn viewed(&self, route: &str) -> Value {
+        let body = self.viewer().ok(&format!("{}{route}", self.base)).await;
+        self.documented("get", route, 200, &body);
+        body
+    }
+
     fn client(&self, token: Option<&'static str>) -> Api<'_> {
         Api::new(&self.agent, token, &self.bodies)
     }
@@ -386,19 +440,13 @@ async fn tokens_decide_who_may_read_and_act() {
         (status, body["error"].as_str()),
         (401, Some("invalid token"))
     );
-    let (status, body) = viewer.post(&format!("{base}/sync"), None, &[]).await;
+    let (status, body) = viewer.action(&t.app, "sync").await;
     assert_eq!(status, 403, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("operator"),
         "{body}"
     );
-    check_documented(
-        doc,
-        "post",
-        "/api/v1/apps/{namespace}/{name}/{action}",
-        status,
-        &body,
-    );
+    t.documented("post", "/{action}", status, &body);
     let (status, body) = operator
         .post(
             &format!("{base}/refresh"),
@@ -429,7 +477,7 @@ async fn detail_and_list_with_filters_and_pages() {
     let t = WithTokens::start("web-list").await;
     let (doc, app, viewer) = (&t.doc, &t.app, t.viewer());
     let status = t.synced().await;
-    check_documented(doc, "get", "/api/v1/apps/{namespace}/{name}", 200, &status);
+    t.documented("get", "", 200, &status);
     assert_eq!(status["objects"].as_array().unwrap().len(), 4, "{status:#}");
 
     let list = viewer.ok("/api/v1/apps").await;
@@ -465,13 +513,7 @@ async fn resource_tree_of_the_app() {
     let t = WithTokens::start("web-tree").await;
     t.synced().await;
     let tree = t.ready_tree().await;
-    check_documented(
-        &t.doc,
-        "get",
-        "/api/v1/apps/{namespace}/{name}/tree",
-        200,
-        &tree,
-    );
+    t.documented("get", "/tree", 200, &tree);
     let roots: Vec<&str> = tree["nodes"]
         .as_array()
         .unwrap()
@@ -493,13 +535,7 @@ async fn resource_tree_of_the_app() {
         .get("/api/v1/apps/ferry-system/no-such-app/tree")
         .await;
     assert_eq!(status, 404, "{body}");
-    check_documented(
-        &t.doc,
-        "get",
-        "/api/v1/apps/{namespace}/{name}/tree",
-        status,
-        &body,
-    );
+    t.documented("get", "/tree", status, &body);
     t.finish().await;
 }
 
@@ -510,14 +546,7 @@ async fn diff_explains_drift() {
     let t = WithTokens::start("web-diff").await;
     t.synced().await;
     t.drift().await;
-    let diff = t.viewer().ok(&format!("{}/diff", t.base)).await;
-    check_documented(
-        &t.doc,
-        "get",
-        "/api/v1/apps/{namespace}/{name}/diff",
-        200,
-        &diff,
-    );
+    let diff = t.viewed("/diff").await;
     assert_eq!(diff["inSync"], false, "{diff:#}");
     assert_eq!(diff["summary"]["update"], 3, "{diff:#}");
     let change = |kind: &str| {
@@ -575,13 +604,7 @@ async fn one_object_with_its_diff_and_managers() {
         )
     };
     let res = viewer.ok(&q("apps", "v1", "Deployment", "web")).await;
-    check_documented(
-        &t.doc,
-        "get",
-        "/api/v1/apps/{namespace}/{name}/resource",
-        200,
-        &res,
-    );
+    t.documented("get", "/resource", 200, &res);
     assert_eq!(
         (res["managed"].as_bool(), res["exists"].as_bool()),
         (Some(true), Some(true))
@@ -622,13 +645,7 @@ async fn one_object_with_its_diff_and_managers() {
         status, 404,
         "objects outside the app are not served: {body}"
     );
-    check_documented(
-        &t.doc,
-        "get",
-        "/api/v1/apps/{namespace}/{name}/resource",
-        status,
-        &body,
-    );
+    t.documented("get", "/resource", status, &body);
     t.finish().await;
 }
 
@@ -638,14 +655,7 @@ async fn events_of_the_app_objects() {
     let t = WithTokens::start("web-events").await;
     t.synced().await;
     t.drift().await;
-    let events = t.viewer().ok(&format!("{}/events", t.base)).await;
-    check_documented(
-        &t.doc,
-        "get",
-        "/api/v1/apps/{namespace}/{name}/events",
-        200,
-        &events,
-    );
+    let events = t.viewed("/events").await;
     let reasons: Vec<&str> = events["items"]
         .as_array()
         .unwrap()
@@ -661,15 +671,10 @@ async fn events_of_the_app_objects() {
 #[tokio::test]
 async fn stream_reports_a_sync_that_heals_drift() {
     let t = WithTokens::start("web-stream").await;
-    let (f, app, base, doc) = (&t.f, &t.app, &t.base, &t.doc);
+    let (f, app, base) = (&t.f, &t.app, &t.base);
     t.synced().await;
     t.drift().await;
-    let mut stream = reqwest::Client::new()
-        .get(format!("{}/api/v1/stream", t.agent.url))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .expect("GET /api/v1/stream");
+    let mut stream = open_stream(&t.agent, Some(VIEWER)).await;
     assert_eq!(stream.status().as_u16(), 200);
     assert_eq!(
         stream.headers()["content-type"].to_str().unwrap(),
@@ -680,23 +685,12 @@ async fn stream_reports_a_sync_that_heals_drift() {
     let deadline = tokio::time::Instant::now() + WAIT;
     let app_event = format!("event: app\ndata: {{\"name\":\"{app}\"");
     while sync_sent_at.is_none_or(|at| !seen[at..].contains(&app_event)) {
-        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
-            .await
-            .unwrap_or_else(|_| panic!("no app event on the stream; got:\n{seen}"))
-            .expect("reading the stream")
-            .expect("the stream stays open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
+        read_chunk(&mut stream, &mut seen, deadline, "no app event").await;
         if sync_sent_at.is_none() && seen.contains("event: ready\n") {
             // Sync heals the drift (self-heal is off, so only an action does).
-            let (status, body) = t.operator().post(&format!("{base}/sync"), None, &[]).await;
+            let (status, body) = t.operator().action(app, "sync").await;
             assert_eq!(status, 202, "{body}");
-            check_documented(
-                doc,
-                "post",
-                "/api/v1/apps/{namespace}/{name}/{action}",
-                status,
-                &body,
-            );
+            t.documented("post", "/{action}", status, &body);
             sync_sent_at = Some(seen.len());
         }
     }
@@ -725,7 +719,7 @@ async fn stream_reports_a_sync_that_heals_drift() {
 #[tokio::test]
 async fn operators_roll_back_to_an_earlier_commit() {
     let t = WithTokens::start("web-rollback").await;
-    let (f, app, base, doc, first) = (&t.f, &t.app, &t.base, &t.doc, &t.first);
+    let (f, app, base, first) = (&t.f, &t.app, &t.base, &t.first);
     let (viewer, operator) = (t.viewer(), t.operator());
     t.synced().await;
     f.write_configmap("settings", &[("color", "green")]);
@@ -735,14 +729,7 @@ async fn operators_roll_back_to_an_earlier_commit() {
             s["revision"] == second.as_str() && s["sync"] == "Synced"
         })
         .await;
-    let history = viewer.ok(&format!("{base}/history")).await;
-    check_documented(
-        doc,
-        "get",
-        "/api/v1/apps/{namespace}/{name}/history",
-        200,
-        &history,
-    );
+    let history = t.viewed("/history").await;
     let target = history["items"]
         .as_array()
         .unwrap()
@@ -767,13 +754,7 @@ async fn operators_roll_back_to_an_earlier_commit() {
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["revision"], first.as_str());
-    check_documented(
-        doc,
-        "post",
-        "/api/v1/apps/{namespace}/{name}/{action}",
-        status,
-        &body,
-    );
+    t.documented("post", "/{action}", status, &body);
     viewer
         .wait_app(app, "rolled back to the first commit", |s| {
             s["revision"] == first.as_str() && s["pinned"] == first.as_str()
@@ -928,13 +909,10 @@ async fn without_tokens_localhost_only() {
         .expect_code(0);
 
     // An open dashboard stream does not hold up a graceful stop.
-    let mut stream = reqwest::Client::new()
-        .get(format!("{}/api/v1/stream", agent.url))
-        .send()
-        .await
-        .expect("GET /api/v1/stream");
-    let first = stream.chunk().await.expect("reading the stream");
-    let first = String::from_utf8_lossy(first.as_deref().unwrap_or_default()).to_string();
+    let mut stream = open_stream(&agent, None).await;
+    let mut first = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    read_chunk(&mut stream, &mut first, deadline, "nothing").await;
     assert!(first.starts_with("event: ready\n"), "{first}");
     drop(local);
     let mut agent = agent;
@@ -1036,31 +1014,14 @@ async fn project_limited_tokens_see_only_their_apps() {
             "{route}"
         );
     }
-    let (status, body) = operator
-        .post(
-            &format!("/api/v1/apps/ferry-system/{theirs}/sync"),
-            None,
-            &[],
-        )
-        .await;
+    let (status, body) = operator.action(&theirs, "sync").await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = operator
-        .post(
-            &format!("/api/v1/apps/ferry-system/{mine}/refresh"),
-            None,
-            &[],
-        )
-        .await;
+    let (status, body) = operator.action(&mine, "refresh").await;
     assert_eq!(status, 202, "{body}");
 
     // The stream: a sync of the other team's app first, then one of this team's; only
     // the latter reaches the limited viewer.
-    let mut stream = reqwest::Client::new()
-        .get(format!("{}/api/v1/stream", agent.url))
-        .bearer_auth(TEAM_VIEWER)
-        .send()
-        .await
-        .expect("GET /api/v1/stream");
+    let mut stream = open_stream(&agent, Some(TEAM_VIEWER)).await;
     assert_eq!(stream.status().as_u16(), 200);
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -1070,28 +1031,16 @@ async fn project_limited_tokens_see_only_their_apps() {
     );
     let mut sent = false;
     while !seen.contains(&mine_event) {
-        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
-            .await
-            .unwrap_or_else(|_| panic!("no event of {mine} on the stream; got:\n{seen}"))
-            .expect("reading the stream")
-            .expect("the stream stays open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
+        let missing = format!("no event of {mine}");
+        read_chunk(&mut stream, &mut seen, deadline, &missing).await;
         if !sent && seen.contains("event: ready\n") {
             sent = true;
-            let (status, body) = admin
-                .post(
-                    &format!("/api/v1/apps/ferry-system/{theirs}/sync"),
-                    None,
-                    &[],
-                )
-                .await;
+            let (status, body) = admin.action(&theirs, "sync").await;
             assert_eq!(status, 202, "{body}");
             admin
                 .wait_app(&theirs, "synced again", |s| s["sync"] == "Synced")
                 .await;
-            let (status, body) = operator
-                .post(&format!("/api/v1/apps/ferry-system/{mine}/sync"), None, &[])
-                .await;
+            let (status, body) = operator.action(&mine, "sync").await;
             assert_eq!(status, 202, "{body}");
         }
     }

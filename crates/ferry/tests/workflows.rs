@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_model::FerryFile;
-use ferry_testkit::TestRepo;
+use ferry_testkit::{TestRepo, manifest_dir};
 use serde_json::Value;
 
 /// `examples/llm-app`, the root of the example's repository.
@@ -885,13 +885,4 @@ fn pull_request_preview_step_runs_offline() {
         ),
         "{comment}"
     );
-}
-
-/// The package directory, read when the test runs (cargo sets it) rather than baked in at
-/// compile time: a test binary reused from a shared target dir may have been built from
-/// another checkout of the same sources.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .expect("cargo test sets CARGO_MANIFEST_DIR")
-        .into()
 }

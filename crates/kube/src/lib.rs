@@ -151,21 +151,7 @@ impl Cluster {
                 message: error::chain(&e),
             })
         };
-        let client = build(ordinary)?;
-        let watcher = build(config)?;
-        let discovery = discover(&client, &server).await?;
-        Ok(Self {
-            objects: client.clone(),
-            client,
-            watcher,
-            server,
-            timeout,
-            discovery: Arc::new(RwLock::new(discovery)),
-            discovered: Arc::new(Mutex::new(Instant::now())),
-            user: None,
-            impersonated: Arc::default(),
-            namespaces: Arc::default(),
-        })
+        Self::from_clients(build(ordinary)?, build(config)?, server, timeout).await
     }
 
     /// Wraps an existing client (`server` is used in messages, `timeout` is the one it
@@ -175,11 +161,21 @@ impl Cluster {
         server: String,
         timeout: Duration,
     ) -> Result<Self, KubeError> {
+        Self::from_clients(client.clone(), client, server, timeout).await
+    }
+
+    /// The cluster of `client` (requests) and `watcher` (watches), after discovery.
+    async fn from_clients(
+        client: kube::Client,
+        watcher: kube::Client,
+        server: String,
+        timeout: Duration,
+    ) -> Result<Self, KubeError> {
         let discovery = discover(&client, &server).await?;
         Ok(Self {
-            watcher: client.clone(),
             objects: client.clone(),
             client,
+            watcher,
             server,
             timeout,
             discovery: Arc::new(RwLock::new(discovery)),

@@ -19,7 +19,7 @@ use ferry_model::{FerryFile, HelmOptions, Manifest, SourceSpec};
 use ferry_render::{RenderRequest, Tools, render, to_yaml};
 use serde_json::{Value, json};
 
-use common::{real_tools, require, serial};
+use common::{manifest_dir, tools_for};
 
 /// The environments, in promotion order.
 const ENVS: [&str; 3] = ["dev", "staging", "production"];
@@ -295,11 +295,9 @@ fn check_environment(flavour: &str, manifests: &[Manifest], want: &Expected) {
 
 #[test]
 fn kustomize_overlays_match_golden_files() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("kustomize", tools.kustomize.as_deref()) {
+    let Some((_serial, tools)) = tools_for(&["kustomize"]) else {
         return;
-    }
+    };
     for env in ENVS {
         let manifests = render_kustomize(env, &tools);
         check_environment("kustomize", &manifests, &expected(env));
@@ -309,11 +307,9 @@ fn kustomize_overlays_match_golden_files() {
 
 #[test]
 fn helm_values_match_golden_files() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("helm", tools.helm.as_deref()) {
+    let Some((_serial, tools)) = tools_for(&["helm"]) else {
         return;
-    }
+    };
     for env in ENVS {
         let manifests = render_helm(env, &tools);
         check_environment("helm", &manifests, &expected(env));
@@ -323,11 +319,9 @@ fn helm_values_match_golden_files() {
 
 #[test]
 fn environments_differ_only_where_intended() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("kustomize", tools.kustomize.as_deref()) {
+    let Some((_serial, tools)) = tools_for(&["kustomize"]) else {
         return;
-    }
+    };
     let rendered: Vec<Vec<Manifest>> = ENVS.iter().map(|e| render_kustomize(e, &tools)).collect();
     let deployment = |i: usize| &get(&rendered[i], "Deployment").object;
     let replicas: Vec<&Value> = (0..3).map(|i| &deployment(i)["spec"]["replicas"]).collect();
@@ -393,12 +387,9 @@ fn environments_differ_only_where_intended() {
 
 #[test]
 fn helm_chart_and_overlays_agree() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("kustomize", tools.kustomize.as_deref()) || !require("helm", tools.helm.as_deref())
-    {
+    let Some((_serial, tools)) = tools_for(&["kustomize", "helm"]) else {
         return;
-    }
+    };
     for env in ENVS {
         let kustomize = render_kustomize(env, &tools);
         let helm = render_helm(env, &tools);
@@ -426,13 +417,4 @@ fn helm_chart_and_overlays_agree() {
         };
         assert_eq!(pod_spec(&kustomize), pod_spec(&helm), "{env}: pod spec");
     }
-}
-
-/// The package directory, read when the test runs (cargo sets it) rather than baked in at
-/// compile time: a test binary reused from a shared target dir may have been built from
-/// another checkout of the same sources.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .expect("cargo test sets CARGO_MANIFEST_DIR")
-        .into()
 }

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -56,12 +56,13 @@ pub fn pinned_testbed_binary(name: &str) -> Option<PathBuf> {
         .max_by_key(|path| path.metadata().and_then(|m| m.modified()).ok())
 }
 
-/// Runs `helm args…` with `HOME` (and so Helm's homes) in `home`, under [`HELM_TIMEOUT`].
+/// Runs `helm args…` with `HOME` (and so Helm's homes) in `home`, under [`HELM_TIMEOUT`];
+/// returns its output whatever its exit status.
 ///
 /// # Panics
 ///
-/// When helm fails or times out.
-pub fn helm(home: &Path, args: &[&str]) -> String {
+/// When helm cannot be started or times out.
+pub fn helm_output(home: &Path, args: &[&str]) -> Output {
     let mut child = Command::new(testbed_binary("helm"))
         .args(args)
         .env("HOME", home)
@@ -81,7 +82,16 @@ pub fn helm(home: &Path, args: &[&str]) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output().expect("helm output");
+    child.wait_with_output().expect("helm output")
+}
+
+/// Runs `helm args…` as [`helm_output`] does; returns its stdout.
+///
+/// # Panics
+///
+/// When helm fails or times out.
+pub fn helm(home: &Path, args: &[&str]) -> String {
+    let out = helm_output(home, args);
     assert!(
         out.status.success(),
         "helm {args:?} failed: {}",

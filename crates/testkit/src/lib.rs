@@ -14,9 +14,11 @@
 //!
 //! Tests that need a Git repository make one with [`TestRepo`]; those that need a chart
 //! repository or an OCI registry start one with [`charts`]; a private Git server over
-//! HTTP or SSH, one with [`gitserve`]; a real Git forge (Gitea), one with [`forge`].
+//! HTTP or SSH, one with [`gitserve`]; a real Git forge (Gitea), one with [`forge`];
+//! paths, copies and process output, [`files`].
 
 pub mod charts;
+pub mod files;
 pub mod forge;
 pub mod gitserve;
 pub mod repo;
@@ -27,7 +29,9 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+pub use files::{copy_dir, manifest_dir, output_text, workspace_root};
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -48,6 +52,18 @@ const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the `Drop` of a [`TestNamespace`] waits for its DELETE to be answered.
 const DROP_DELETE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the CustomResourceDefinition's `Established` condition is `True` (its
+/// resources are served).
+pub fn established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
+}
 
 /// A client for the test bed, from the `ferry-testbed` context of `$KUBECONFIG`.
 ///

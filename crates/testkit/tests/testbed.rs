@@ -111,12 +111,7 @@ async fn crd_serves_custom_resources() {
         Duration::from_secs(30),
         || async {
             let crd = crds.get(&crd_name).await?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
+            let established = ferry_testkit::established(&crd);
             Ok::<_, kube::Error>(established.then_some(()))
         },
     )

@@ -128,6 +128,21 @@ async fn call<T: DeserializeOwned>(
     Ok((value, typed))
 }
 
+/// GETs `url` from the agent: with `--output json` prints the answer as sent and returns
+/// `None`; else returns it as `T`.
+async fn fetch<T: DeserializeOwned>(
+    url: &str,
+    token: Option<&str>,
+    out: Output,
+) -> Result<Option<T>> {
+    let (raw, typed) = call(reqwest::Method::GET, url.to_string(), token, None).await?;
+    if out == Output::Json {
+        outln!("{}", serde_json::to_string_pretty(&raw)?);
+        return Ok(None);
+    }
+    Ok(Some(typed))
+}
+
 /// The API path of the app `name` (`namespace/name`, or a bare name in the namespace of
 /// `--namespace`, else of ./ferry.yaml, else `ferry-system`).
 fn app_path(server: &ServerArgs, name: &str) -> Result<AppKey> {
@@ -152,17 +167,11 @@ pub async fn get(args: &ServerArgs, what: &str, name: Option<&str>, out: Output)
             bail!("ferry get app needs an app name")
         };
         let name = app_path(args, name)?;
-        let (raw, app): (_, AppDetail) = call(
-            reqwest::Method::GET,
-            format!("{server}/api/v1/apps/{name}"),
-            token,
-            None,
-        )
-        .await?;
-        if out == Output::Json {
-            outln!("{}", serde_json::to_string_pretty(&raw)?);
+        let Some(app) =
+            fetch::<AppDetail>(&format!("{server}/api/v1/apps/{name}"), token, out).await?
+        else {
             return Ok(0);
-        }
+        };
         outln!("name:     {}", app.name);
         outln!("namespace: {}", app.app_namespace);
         outln!("sync:     {}", app.sync.as_str());
@@ -190,17 +199,11 @@ pub async fn get(args: &ServerArgs, what: &str, name: Option<&str>, out: Output)
         }
         return Ok(0);
     }
-    let (raw, list): (_, AppList) = call(
-        reqwest::Method::GET,
-        format!("{server}/api/v1/apps?limit=1000"),
-        token,
-        None,
-    )
-    .await?;
-    if out == Output::Json {
-        outln!("{}", serde_json::to_string_pretty(&raw)?);
+    let Some(list) =
+        fetch::<AppList>(&format!("{server}/api/v1/apps?limit=1000"), token, out).await?
+    else {
         return Ok(0);
-    }
+    };
     outln!(
         "{:<24} {:<16} {:<10} {:<12} {:<8} MESSAGE",
         "NAME",
@@ -250,17 +253,10 @@ pub async fn action(args: &ServerArgs, name: &str, action: &str, out: Output) ->
 pub async fn history(args: &ServerArgs, name: &str, out: Output) -> Result<i32> {
     let name = app_path(args, name)?;
     let (server, token) = (args.server.trim_end_matches('/'), args.token.as_deref());
-    let (raw, list): (_, HistoryList) = call(
-        reqwest::Method::GET,
-        format!("{server}/api/v1/apps/{name}/history"),
-        token,
-        None,
-    )
-    .await?;
-    if out == Output::Json {
-        outln!("{}", serde_json::to_string_pretty(&raw)?);
+    let url = format!("{server}/api/v1/apps/{name}/history");
+    let Some(list) = fetch::<HistoryList>(&url, token, out).await? else {
         return Ok(0);
-    }
+    };
     outln!(
         "{:<6} {:<8} {:<9} {:<10} {:>8}  SUMMARY / MESSAGE",
         "ID",

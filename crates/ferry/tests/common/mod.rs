@@ -9,10 +9,10 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ferry_model::{AppKey, ObjectRef, SYSTEM_NAMESPACE};
+use ferry_model::{APP_LABEL, AppKey, ObjectRef, SYSTEM_NAMESPACE};
 use ferry_testkit::{TESTBED_CONTEXT, TestNamespace, TestRepo};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client};
 use tempfile::TempDir;
 
@@ -374,16 +374,28 @@ impl Fixture {
 
     /// The ConfigMaps of the test namespace except the `kube-root-ca.crt` every namespace gets.
     pub async fn configmaps(&self) -> Vec<String> {
+        let mut names = self.configmap_names(&ListParams::default()).await;
+        names.retain(|n| n != "kube-root-ca.crt");
+        names
+    }
+
+    /// The ConfigMaps of the test namespace labelled as objects of `app`.
+    pub async fn labelled_configmaps(&self, app: &str) -> Vec<String> {
+        let labelled = ListParams::default().labels(&format!("{APP_LABEL}={app}"));
+        self.configmap_names(&labelled).await
+    }
+
+    /// The names of the test namespace's ConfigMaps that `params` list, sorted.
+    async fn configmap_names(&self, params: &ListParams) -> Vec<String> {
         let list = self
             .api::<ConfigMap>()
-            .list(&Default::default())
+            .list(params)
             .await
             .expect("listing ConfigMaps");
         let mut names: Vec<String> = list
             .items
             .into_iter()
             .filter_map(|cm| cm.metadata.name)
-            .filter(|n| n != "kube-root-ca.crt")
             .collect();
         names.sort();
         names
@@ -481,6 +493,16 @@ async fn delete_all(client: &Client, leftovers: &[Leftover]) -> Result<(), Strin
 pub fn resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// Writes `text` as `ferry.yaml` into a new temporary directory, which lives as long as
+/// the `TempDir` returned with the file's path.
+pub fn ferry_yaml(text: &str) -> (TempDir, String) {
+    let dir = tempfile::tempdir().expect("a directory for ferry.yaml");
+    let file = dir.path().join("ferry.yaml");
+    std::fs::write(&file, text).expect("writing ferry.yaml");
+    let file = file.to_str().expect("a UTF-8 path").to_string();
+    (dir, file)
 }
 
 /// A ConfigMap manifest with the given data (values quoted).

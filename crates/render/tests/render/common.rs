@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use ferry_model::SourceSpec;
 use ferry_render::{RenderRequest, Tools};
+pub use ferry_testkit::manifest_dir;
 
 /// The fixtures directory.
 pub fn fixtures() -> PathBuf {
@@ -98,6 +99,24 @@ pub fn real_tools() -> Tools {
     tools
 }
 
+/// The lock of [`serial`] and [`real_tools`], when every tool of `needed` (`helm`,
+/// `kustomize`) is there; `None`, the test returning, as [`require`] says.
+pub fn tools_for(needed: &[&str]) -> Option<(MutexGuard<'static, ()>, Tools)> {
+    let lock = serial();
+    let tools = real_tools();
+    for tool in needed {
+        let binary = match *tool {
+            "helm" => tools.helm.as_deref(),
+            "kustomize" => tools.kustomize.as_deref(),
+            other => panic!("no tool {other} in Tools"),
+        };
+        if !require(tool, binary) {
+            return None;
+        }
+    }
+    Some((lock, tools))
+}
+
 /// Whether the test can go on with `binary`. A missing binary fails the test under
 /// `CI=true`; elsewhere it prints a note and the test returns early.
 pub fn require(tool: &str, binary: Option<&Path>) -> bool {
@@ -111,27 +130,4 @@ pub fn require(tool: &str, binary: Option<&Path>) -> bool {
     assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
     eprintln!("note: skipping test, {message}");
     false
-}
-
-/// Copies the directory `from` into `to`, recursively.
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// The package directory, read when the test runs (cargo sets it) rather than baked in at
-/// compile time: a test binary reused from a shared target dir may have been built from
-/// another checkout of the same sources.
-pub fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .expect("cargo test sets CARGO_MANIFEST_DIR")
-        .into()
 }

@@ -2,7 +2,7 @@ use ferry_model::{HelmOptions, Manifest};
 use ferry_render::{RenderError, render};
 use serde_json::json;
 
-use crate::common::{App, fixtures, no_tools, real_tools, require, serial, write};
+use crate::common::{App, fixtures, no_tools, tools_for, write};
 
 fn chart_app() -> App {
     let mut app = App::new(&fixtures(), "chart");
@@ -18,11 +18,9 @@ fn summary(ms: &[Manifest]) -> Vec<String> {
 
 #[test]
 fn chart_is_templated_with_values_namespace_and_crds() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("helm", tools.helm.as_deref()) {
+    let Some((_serial, tools)) = tools_for(&["helm"]) else {
         return;
-    }
+    };
     let mut app = chart_app();
     app.kube_version = Some("v1.34.4".into());
     app.api_versions = vec!["example.com/v1".into()];
@@ -55,11 +53,9 @@ fn chart_is_templated_with_values_namespace_and_crds() {
 
 #[test]
 fn defaults_use_app_name_and_include_crds() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("helm", tools.helm.as_deref()) {
+    let Some((_serial, tools)) = tools_for(&["helm"]) else {
         return;
-    }
+    };
     let mut app = chart_app();
     let ms = render(&app.request(), &tools).unwrap();
     assert_eq!(ms.len(), 3);
@@ -83,11 +79,9 @@ fn defaults_use_app_name_and_include_crds() {
 
 #[test]
 fn template_failure_shows_stderr() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("helm", tools.helm.as_deref()) {
+    let Some((_serial, tools)) = tools_for(&["helm"]) else {
         return;
-    }
+    };
     let mut app = chart_app();
     app.spec.helm = Some(HelmOptions {
         values: Some(json!({"fail": true})),

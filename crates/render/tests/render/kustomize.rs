@@ -1,7 +1,8 @@
 use ferry_model::{KustomizeOptions, RendererKind};
 use ferry_render::{Kustomize, RenderError, Renderer, render};
+use ferry_testkit::copy_dir;
 
-use crate::common::{App, copy_dir, fixtures, real_tools, require, serial, write};
+use crate::common::{App, fixtures, real_tools, require, serial, tools_for, write};
 
 fn summary(ms: &[ferry_model::Manifest]) -> Vec<String> {
     ms.iter()
@@ -11,11 +12,9 @@ fn summary(ms: &[ferry_model::Manifest]) -> Vec<String> {
 
 #[test]
 fn overlay_is_built() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("kustomize", tools.kustomize.as_deref()) {
+    let Some((_serial, tools)) = tools_for(&["kustomize"]) else {
         return;
-    }
+    };
     let app = App::new(&fixtures(), "kustomize/overlays/prod");
     let ms = render(&app.request(), &tools).unwrap();
     assert_eq!(
@@ -50,11 +49,9 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
 
 #[test]
 fn load_restrictor_is_passed() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("kustomize", tools.kustomize.as_deref()) {
+    let Some((_serial, tools)) = tools_for(&["kustomize"]) else {
         return;
-    }
+    };
     let root = tempfile::tempdir().unwrap();
     write(
         root.path(),
@@ -90,11 +87,9 @@ fn load_restrictor_is_passed() {
 
 #[test]
 fn failure_shows_stderr() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("kustomize", tools.kustomize.as_deref()) {
+    let Some((_serial, tools)) = tools_for(&["kustomize"]) else {
         return;
-    }
+    };
     let root = tempfile::tempdir().unwrap();
     write(
         root.path(),
@@ -136,12 +131,9 @@ fn invalid_load_restrictor_is_rejected() {
 
 #[test]
 fn helm_charts_need_enable_helm() {
-    let _serial = serial();
-    let tools = real_tools();
-    if !require("kustomize", tools.kustomize.as_deref()) || !require("helm", tools.helm.as_deref())
-    {
+    let Some((_serial, tools)) = tools_for(&["kustomize", "helm"]) else {
         return;
-    }
+    };
     let root = tempfile::tempdir().unwrap();
     copy_dir(
         &fixtures().join("chart"),
