@@ -222,6 +222,9 @@ pub struct ServerArgs {
     /// ./ferry.yaml, else `ferry-system`); `NAMESPACE/NAME` names one explicitly.
     #[arg(long, short = 'n', env = "FERRY_NAMESPACE")]
     pub namespace: Option<String>,
+    /// Longest one request to the agent may take, connecting included.
+    #[arg(long, env = "FERRY_REQUEST_TIMEOUT", default_value = "30s")]
+    pub request_timeout: String,
 }
 
 /// An action on one app through the agent.

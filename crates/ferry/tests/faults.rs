@@ -544,6 +544,37 @@ async fn a_gone_git_remote_fails_clearly_and_other_apps_keep_syncing() {
     a_failing_remote_does_not_hold_up_other_apps("flt-gone", &url, "cannot fetch").await;
 }
 
+/// An agent API that accepts connections and never answers: each client command
+/// (`get`, `history`, an action) gives up at `--request-timeout` with a one-line error
+/// naming the agent's address, and exits non-zero.
+#[test]
+fn client_commands_give_up_on_an_agent_that_never_answers() {
+    let (url, _listener) = black_hole();
+    let server = url.trim_end_matches("/team/blackholed.git");
+    for args in [
+        &["get", "apps"][..],
+        &["history", "web"],
+        &["sync", "web"],
+        &["rollback", "web", "abc1234"],
+    ] {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .args(["--server", server, "--request-timeout", "1s"])
+            .output()
+            .expect("running ferry");
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
+        assert!(
+            stderr.contains(&format!("cannot reach the agent at {server}/api/v1/apps"))
+                && stderr.contains("no answer within 1s"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 /// `testbed/ctl stop` stops the scheduler (a pod stays unscheduled, pausing it is refused)
 /// and `start` brings it back with its old command line (the pod gets a node).
 #[tokio::test]

@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use ferry_agent::AgentConfig;
 use ferry_api::{ActionAccepted, AppDetail, AppList, ErrorBody, HistoryList, RollbackBody};
 use std::path::Path;
+use std::time::Duration;
 
 use ferry_model::{AppKey, FerryFile, SYSTEM_NAMESPACE, parse_duration};
 use serde::de::DeserializeOwned;
@@ -96,14 +97,19 @@ pub async fn run(args: AgentArgs, context: Option<&str>) -> Result<i32> {
 /// Sends a request to the agent. Returns its answer as sent (what `--output json` prints)
 /// and as the typed value `T`; an error answer becomes an error with the agent's message.
 async fn call<T: DeserializeOwned>(
+    args: &ServerArgs,
     method: reqwest::Method,
     url: String,
-    token: Option<&str>,
     body: Option<Value>,
 ) -> Result<(Value, T)> {
-    let client = reqwest::Client::new();
+    let timeout = parse_duration(&args.request_timeout)
+        .map_err(|m| anyhow::anyhow!("--request-timeout: {m}"))?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout)
+        .build()?;
     let mut req = client.request(method.clone(), &url);
-    if let Some(token) = token {
+    if let Some(token) = args.token.as_deref() {
         req = req.bearer_auth(token);
     }
     // A JSON body marks an action as not cross-site (the agent refuses form-like POSTs).
@@ -112,12 +118,18 @@ async fn call<T: DeserializeOwned>(
     {
         req = req.json(&body);
     }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the agent at {url}"))?;
+    let unreachable = |e: reqwest::Error| {
+        let why = if e.is_timeout() {
+            format!("no answer within {}", args.request_timeout)
+        } else {
+            e.to_string()
+        };
+        anyhow::anyhow!("cannot reach the agent at {url}: {why}")
+    };
+    let resp = req.send().await.map_err(unreachable)?;
     let status = resp.status();
-    let value: Value = resp.json().await.unwrap_or(Value::Null);
+    let body = resp.bytes().await.map_err(unreachable)?;
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if !status.is_success() {
         let msg = serde_json::from_value::<ErrorBody>(value)
             .map_or_else(|_| "request failed".to_string(), |e| e.error);
@@ -131,11 +143,11 @@ async fn call<T: DeserializeOwned>(
 /// GETs `url` from the agent: with `--output json` prints the answer as sent and returns
 /// `None`; else returns it as `T`.
 async fn fetch<T: DeserializeOwned>(
+    args: &ServerArgs,
     url: &str,
-    token: Option<&str>,
     out: Output,
 ) -> Result<Option<T>> {
-    let (raw, typed) = call(reqwest::Method::GET, url.to_string(), token, None).await?;
+    let (raw, typed) = call(args, reqwest::Method::GET, url.to_string(), None).await?;
     if out == Output::Json {
         outln!("{}", serde_json::to_string_pretty(&raw)?);
         return Ok(None);
@@ -161,14 +173,14 @@ fn short(sha: &str) -> &str {
 
 /// `ferry get apps` / `ferry get app NAME`.
 pub async fn get(args: &ServerArgs, what: &str, name: Option<&str>, out: Output) -> Result<i32> {
-    let (server, token) = (args.server.trim_end_matches('/'), args.token.as_deref());
+    let server = args.server.trim_end_matches('/');
     if what == "app" {
         let Some(name) = name else {
             bail!("ferry get app needs an app name")
         };
         let name = app_path(args, name)?;
         let Some(app) =
-            fetch::<AppDetail>(&format!("{server}/api/v1/apps/{name}"), token, out).await?
+            fetch::<AppDetail>(args, &format!("{server}/api/v1/apps/{name}"), out).await?
         else {
             return Ok(0);
         };
@@ -200,7 +212,7 @@ pub async fn get(args: &ServerArgs, what: &str, name: Option<&str>, out: Output)
         return Ok(0);
     }
     let Some(list) =
-        fetch::<AppList>(&format!("{server}/api/v1/apps?limit=1000"), token, out).await?
+        fetch::<AppList>(args, &format!("{server}/api/v1/apps?limit=1000"), out).await?
     else {
         return Ok(0);
     };
@@ -234,11 +246,11 @@ pub async fn get(args: &ServerArgs, what: &str, name: Option<&str>, out: Output)
 /// `ferry sync|refresh|suspend|resume APP`.
 pub async fn action(args: &ServerArgs, name: &str, action: &str, out: Output) -> Result<i32> {
     let name = app_path(args, name)?;
-    let (server, token) = (args.server.trim_end_matches('/'), args.token.as_deref());
+    let server = args.server.trim_end_matches('/');
     let (raw, _): (_, ActionAccepted) = call(
+        args,
         reqwest::Method::POST,
         format!("{server}/api/v1/apps/{name}/{action}"),
-        token,
         None,
     )
     .await?;
@@ -252,9 +264,9 @@ pub async fn action(args: &ServerArgs, name: &str, action: &str, out: Output) ->
 /// `ferry history APP`.
 pub async fn history(args: &ServerArgs, name: &str, out: Output) -> Result<i32> {
     let name = app_path(args, name)?;
-    let (server, token) = (args.server.trim_end_matches('/'), args.token.as_deref());
+    let server = args.server.trim_end_matches('/');
     let url = format!("{server}/api/v1/apps/{name}/history");
-    let Some(list) = fetch::<HistoryList>(&url, token, out).await? else {
+    let Some(list) = fetch::<HistoryList>(args, &url, out).await? else {
         return Ok(0);
     };
     outln!(
@@ -287,14 +299,14 @@ pub async fn history(args: &ServerArgs, name: &str, out: Output) -> Result<i32> 
 /// `ferry rollback APP TARGET`.
 pub async fn rollback(args: &ServerArgs, name: &str, target: &str, out: Output) -> Result<i32> {
     let name = app_path(args, name)?;
-    let (server, token) = (args.server.trim_end_matches('/'), args.token.as_deref());
+    let server = args.server.trim_end_matches('/');
     let body = RollbackBody {
         target: target.to_string(),
     };
     let (raw, accepted): (_, ActionAccepted) = call(
+        args,
         reqwest::Method::POST,
         format!("{server}/api/v1/apps/{name}/rollback"),
-        token,
         Some(serde_json::to_value(body)?),
     )
     .await?;
