@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -1299,6 +1299,34 @@ async fn forbidden_verb_is_an_error() {
         .unwrap();
     Api::<RoleBinding>::namespaced(f.client.clone(), system)
         .create(&pp, &binding(&inventory_reader))
+        .await
+        .unwrap();
+    // And the app's Project (push mode checks it when the Project CRD is installed, as
+    // after projects.rs on a reused test bed).
+    let project_reader = format!("{ns}-project-reader");
+    for r in [
+        ApiResource::erase::<ClusterRoleBinding>(&()),
+        ApiResource::erase::<ClusterRole>(&()),
+    ] {
+        f.delete_later(r, None, &project_reader);
+    }
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": project_reader},
+        "rules": [{"apiGroups": ["ferry.dev"], "resources": ["projects"], "verbs": ["get", "list"]}],
+    }))
+    .unwrap();
+    Api::<ClusterRole>::all(f.client.clone())
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    let cluster_binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": project_reader},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": project_reader},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(f.client.clone())
+        .create(&pp, &cluster_binding)
         .await
         .unwrap();
 
