@@ -3,7 +3,9 @@
 # layout (`FROM scratch`): the ferry binary (stripped), the pinned helm and kustomize of the
 # test bed's build, git and ssh with exactly the shared libraries they load (copied from
 # this Debian machine as ldd lists them), CA certificates, and a non-root user
-# (ferry, 65532). No shell. Labels carry the version and commit; every file is dated at
+# (ferry, 65532). The one shell is dash as /bin/sh, with coreutils' timeout: gix runs an SSH
+# fetch's `core.sshCommand` (`timeout … ssh …`, see ferry-source) through `sh -c`; ferry,
+# helm, kustomize and git need none. Labels carry the version and commit; every file is dated at
 # the commit, so the same inputs give the same image digest.
 #
 #   scripts/image.sh [--binary PATH] [--out DIR] [--push HOST[:PORT]/REPO]
@@ -72,6 +74,9 @@ install -m 0755 "$TESTBED_BIN/helm" "$root/usr/local/bin/helm"
 install -m 0755 "$TESTBED_BIN/kustomize" "$root/usr/local/bin/kustomize"
 copy_elf /usr/bin/git /usr/bin/git
 copy_elf /usr/bin/ssh /usr/bin/ssh
+copy_elf /usr/bin/dash /usr/bin/dash
+ln -s dash "$root/usr/bin/sh"
+copy_elf /usr/bin/timeout /usr/bin/timeout
 # git's helpers for HTTP(S) remotes and for being fetched from; the rest are builtins.
 for helper in git-remote-http git-upload-pack git-upload-archive git-receive-pack; do
   copy_elf "/usr/lib/git-core/$helper" "/usr/lib/git-core/$helper"

@@ -1,5 +1,5 @@
 //! ferry's container image (`scripts/image.sh`, umoci on an empty OCI layout): its config
-//! (non-root user, labels with version and commit, no shell), a push to a real OCI
+//! (non-root user, labels with version and commit, only dash as /bin/sh, for SSH fetches), a push to a real OCI
 //! registry with skopeo, and the image run with a real OCI runtime (runc; Debian's crun
 //! 1.8 refuses this machine's hybrid cgroup layout) on the test bed: `ferry version`, the
 //! helm, kustomize, git and ssh it carries, and `ferry agent` syncing an app.
@@ -287,9 +287,19 @@ fn the_image_runs_ferry_and_the_tools_it_needs() {
         !ok && helper.contains("Couldn't connect to server"),
         "{helper}"
     );
-    // No shell.
+    // An SSH fetch's `core.sshCommand` as ferry-source writes it, the way gix runs it
+    // (`sh -c '<command> "$@"' <command> <ssh args>`).
+    let ssh_command = "timeout -k 2 5.2 ssh -F /dev/null -o BatchMode=yes";
+    assert!(
+        in_image(
+            "/bin/sh",
+            &["-c", &format!("{ssh_command} \"$@\""), ssh_command, "-V"]
+        )
+        .starts_with("OpenSSH_")
+    );
+    // dash is the one shell.
     let root = rootfs();
-    for shell in ["bin/sh", "usr/bin/sh", "usr/bin/bash", "usr/bin/dash"] {
+    for shell in ["usr/bin/bash", "bin/bash"] {
         assert!(!root.join(shell).exists(), "{shell} is in the image");
     }
 }
