@@ -12,7 +12,7 @@ use common::{Fixture, configmap};
 use ferry_model::SYSTEM_NAMESPACE;
 use std::path::Path;
 
-use ferry_testkit::gitserve::{GitHttpServer, HttpAuth};
+use ferry_testkit::gitserve::{GitHttpServer, HttpAuth, SshServer};
 use ferry_testkit::{TestNamespace, TestRepo};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
@@ -148,6 +148,124 @@ async fn push_mode_refuses_what_the_project_does_not_allow() {
     }
     assert!(has_inventory(&f.client, SYSTEM_NAMESPACE, &ok).await);
     team_a.cleanup().await;
+    f.finish().await;
+}
+
+/// A Secret in `ferry-system` (made if missing), where a Project's `repoCredentials`
+/// look by default; deleted when `f` finishes.
+async fn system_secret(f: &Fixture, name: &str, string_data: Value) {
+    let namespaces: Api<Namespace> = Api::all(f.client.clone());
+    let system = serde_json::from_value(json!({"metadata": {"name": SYSTEM_NAMESPACE}})).unwrap();
+    match namespaces.create(&PostParams::default(), &system).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("creating namespace {SYSTEM_NAMESPACE}: {e}"),
+    }
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name}, "stringData": string_data}))
+    .unwrap();
+    f.delete_later(
+        ApiResource::erase::<Secret>(&()),
+        Some(SYSTEM_NAMESPACE),
+        name,
+    );
+    Api::<Secret>::namespaced(f.client.clone(), SYSTEM_NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("creating the credentials Secret");
+}
+
+/// A Project `name` for `repo` deploying into, and taking Applications from, `namespace`,
+/// with `repo_credentials`; deleted when `f` finishes.
+async fn credentials_project(
+    f: &Fixture,
+    name: &str,
+    repo: &str,
+    namespace: &str,
+    repo_credentials: Value,
+) {
+    let projects: Api<DynamicObject> =
+        Api::all_with(f.client.clone(), &ferry_api("Project", "projects"));
+    f.delete_later(ferry_api("Project", "projects"), None, name);
+    let project = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Project",
+        "metadata": {"name": name},
+        "spec": {"sourceRepos": [repo], "destinations": [namespace],
+                 "sourceNamespaces": [namespace], "repoCredentials": repo_credentials}});
+    projects
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(project).unwrap(),
+        )
+        .await
+        .expect("creating a Project");
+}
+
+/// An Application `<ns>-web` of `project` for `repo` (path `app`, no credentials of
+/// its own) in the fixture's namespace; returns its API and name.
+async fn project_application(
+    f: &Fixture,
+    project: &str,
+    repo: &str,
+) -> (Api<DynamicObject>, String) {
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        f.client.clone(),
+        f.ns(),
+        &ferry_api("Application", "applications"),
+    );
+    let web = f.app("-web");
+    let application = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": web},
+        "spec": {"project": project, "source": {"repo": repo, "path": "app"},
+                 "destination": {"namespace": f.ns()}, "wait": {"enabled": false},
+                 "interval": "1h"}});
+    apps.create(
+        &PostParams::default(),
+        &serde_json::from_value(application).unwrap(),
+    )
+    .await
+    .expect("creating the Application");
+    (apps, web)
+}
+
+/// An Application of an SSH repository with no Secret of its own is fetched with its
+/// project's SSH `repoCredentials` entry (key and known_hosts, host key checked).
+#[tokio::test]
+async fn a_projects_ssh_credentials_serve_an_application_without_its_own() {
+    let f = Fixture::new("proj-ssh").await;
+    install_crds(&f).await;
+    let repo = TestRepo::new();
+    repo.write("app/cfg.yaml", &configmap("over-ssh", &[("k", "v")]));
+    repo.commit("private over SSH");
+    let sshd = SshServer::start();
+    let url = sshd.url(repo.dir());
+    let secret_name = format!("{}-ssh", f.ns());
+    system_secret(
+        &f,
+        &secret_name,
+        json!({"identity": sshd.client_key(), "known_hosts": sshd.known_hosts()}),
+    )
+    .await;
+    let project = format!("{}-p", f.ns());
+    let creds = json!([{"url": url, "secretRef": {"name": secret_name}}]);
+    credentials_project(&f, &project, &url, f.ns(), creds).await;
+    let (apps, web) = project_application(&f, &project, &url).await;
+
+    let home = AgentHome::new("apps: []\n");
+    let agent = Agent::start(&home, "agent", &["--applications", f.ns()]).await;
+    let web_path = format!("/api/v1/apps/{}/{web}", f.ns());
+    let (agent_ref, web_path) = (&agent, &web_path);
+    eventually("the Application to be listed", WAIT, || async move {
+        agent_ref.get_text(web_path).await.0 == 200
+    })
+    .await;
+    agent
+        .wait_app(&format!("{}/{web}", f.ns()), "Synced", |s| {
+            s["sync"] == "Synced"
+        })
+        .await;
+    assert_eq!(f.cm_value("over-ssh", "k").await.as_deref(), Some("v"));
+    drop(agent);
+    let _ = apps.delete(&web, &Default::default()).await;
     f.finish().await;
 }
 
@@ -406,30 +524,14 @@ async fn a_projects_repository_credentials_serve_its_apps_only() {
     // A credential template for the whole server, as Argo CD's repo-creds: a URL prefix.
     let prefix = repo[..repo.rfind('/').expect("a path") + 1].to_string();
 
-    let namespaces: Api<Namespace> = Api::all(f.client.clone());
-    let system = serde_json::from_value(json!({"metadata": {"name": SYSTEM_NAMESPACE}})).unwrap();
-    match namespaces.create(&PostParams::default(), &system).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => panic!("creating namespace {SYSTEM_NAMESPACE}: {e}"),
-    }
     let secret_name = format!("{}-git", f.ns());
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": secret_name},
-        "stringData": {"username": "bot", "password": PASSWORD}}))
-    .unwrap();
-    f.delete_later(
-        ApiResource::erase::<Secret>(&()),
-        Some(SYSTEM_NAMESPACE),
+    system_secret(
+        &f,
         &secret_name,
-    );
-    Api::<Secret>::namespaced(f.client.clone(), SYSTEM_NAMESPACE)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("creating the credentials Secret");
+        json!({"username": "bot", "password": PASSWORD}),
+    )
+    .await;
 
-    let projects: Api<DynamicObject> =
-        Api::all_with(f.client.clone(), &ferry_api("Project", "projects"));
     let (with_creds, without) = (format!("{}-a", f.ns()), format!("{}-b", f.ns()));
     for (name, ns, creds) in [
         (
@@ -439,36 +541,9 @@ async fn a_projects_repository_credentials_serve_its_apps_only() {
         ),
         (&without, team_b.name(), json!([])),
     ] {
-        f.delete_later(ferry_api("Project", "projects"), None, name);
-        let project = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Project",
-            "metadata": {"name": name},
-            "spec": {"sourceRepos": [repo], "destinations": [ns], "sourceNamespaces": [ns],
-                     "repoCredentials": creds}});
-        projects
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(project).unwrap(),
-            )
-            .await
-            .expect("creating a Project");
+        credentials_project(&f, name, &repo, ns, creds).await;
     }
-    let apps: Api<DynamicObject> = Api::namespaced_with(
-        f.client.clone(),
-        f.ns(),
-        &ferry_api("Application", "applications"),
-    );
-    let web = f.app("-web");
-    let application = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
-        "metadata": {"name": web},
-        "spec": {"project": with_creds, "source": {"repo": repo, "path": "app"},
-                 "destination": {"namespace": f.ns()}, "wait": {"enabled": false},
-                 "interval": "1h"}});
-    apps.create(
-        &PostParams::default(),
-        &serde_json::from_value(application).unwrap(),
-    )
-    .await
-    .expect("creating the Application");
+    let (apps, web) = project_application(&f, &with_creds, &repo).await;
 
     let thief = f.app("-thief");
     let file = format!(

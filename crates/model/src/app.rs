@@ -718,12 +718,6 @@ impl AppSpec {
                 ),
             ));
         }
-        if is_ssh_repo(repo) && source.secret_ref.is_none() {
-            return field(
-                "source.secretRef",
-                "an SSH repository needs a Secret with identity and known_hosts",
-            );
-        }
         if source
             .kustomize
             .as_ref()
@@ -767,15 +761,6 @@ pub fn is_local_repo(repo: &str) -> bool {
     match lower.split_once(':') {
         Some((host, _)) => host.contains('/') || host.len() == 1,
         None => true,
-    }
-}
-
-/// Whether `repo` is fetched over SSH: `ssh://` (or `git+ssh://`) or scp-like `host:path`.
-pub fn is_ssh_repo(repo: &str) -> bool {
-    let lower = repo.trim().to_ascii_lowercase();
-    match lower.split_once("://") {
-        Some((scheme, _)) => scheme.contains("ssh"),
-        None => !is_local_repo(repo),
     }
 }
 
@@ -1063,11 +1048,6 @@ appSets:
                 "its own namespace",
             ),
             (
-                "{repo: \"git@github.com:o/r.git\"}",
-                "source.secretRef",
-                "identity and known_hosts",
-            ),
-            (
                 "{repo: \"https://github.com/o/r\", kustomize: {loadRestrictor: LoadRestrictionsNone}}",
                 "source.kustomize.loadRestrictor",
                 "LoadRestrictionsNone",
@@ -1082,6 +1062,8 @@ appSets:
             "{repo: \"https://github.com/o/r\", secretRef: {name: git}}",
             "{repo: \"https://github.com/o/r\", secretRef: {name: git, namespace: team-a}}",
             "{repo: \"ssh://git@github.com/o/r.git\", secretRef: {name: git-ssh}}",
+            // Its project's repoCredentials may hold the key; with none the fetch refuses.
+            "{repo: \"git@github.com:o/r.git\"}",
         ] {
             assert_eq!(app(ok), Ok(()), "{ok}");
         }

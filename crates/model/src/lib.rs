@@ -20,8 +20,7 @@ pub mod redact;
 
 pub use app::{
     AppSpec, Destination, FerryFile, HelmOptions, JsonnetOptions, KustomizeOptions, NamedApp,
-    RendererKind, SecretRef, SourceSpec, SpecError, WaitSpec, is_local_repo, is_ssh_repo,
-    parse_duration,
+    RendererKind, SecretRef, SourceSpec, SpecError, WaitSpec, is_local_repo, parse_duration,
 };
 pub use appset::{AppSet, PromoteMethod, PromoteSpec};
 pub use backoff::Backoff;
