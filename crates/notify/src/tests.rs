@@ -240,43 +240,25 @@ async fn retries_server_errors_then_delivers() {
 
 #[tokio::test]
 async fn a_client_error_is_not_retried_and_gives_up_after_the_attempts() {
-    let (url, seen) = serve(vec![StatusCode::UNAUTHORIZED]).await;
-    let r = receiver(ReceiverKind::Webhook, Some(&url), None);
-    let err = quick()
-        .send(&r, &note(EventKind::SyncFailed))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            NotifyError::Status {
-                status: 401,
-                attempts: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(seen.lock().unwrap().len(), 1);
-
-    let (url, seen) = serve(vec![StatusCode::INTERNAL_SERVER_ERROR; 5]).await;
-    let r = receiver(ReceiverKind::Webhook, Some(&url), None);
-    let err = quick()
-        .send(&r, &note(EventKind::SyncFailed))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            NotifyError::Status {
-                status: 500,
-                attempts: 3,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(seen.lock().unwrap().len(), 3);
+    for (answers, status, attempts) in [
+        (vec![StatusCode::UNAUTHORIZED], 401, 1),
+        (vec![StatusCode::INTERNAL_SERVER_ERROR; 5], 500, 3),
+    ] {
+        let (url, seen) = serve(answers).await;
+        let r = receiver(ReceiverKind::Webhook, Some(&url), None);
+        let err = quick()
+            .send(&r, &note(EventKind::SyncFailed))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NotifyError::Status { status: s, attempts: a, .. } if s == status && a == attempts
+            ),
+            "{err}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), attempts as usize);
+    }
 }
 
 #[tokio::test]
