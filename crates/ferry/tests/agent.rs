@@ -68,21 +68,6 @@ async fn wait_value(f: &Fixture, name: &str, key: &str, want: Option<&str>) -> D
     .await
 }
 
-/// Patches `data[key]` of a ConfigMap as another field manager would (a live edit).
-async fn edit_value(f: &Fixture, name: &str, key: &str, value: &str) {
-    f.api::<ConfigMap>()
-        .patch(
-            name,
-            &PatchParams {
-                field_manager: Some("kubectl-edit".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(json!({ "data": { key: value } })),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("patching ConfigMap {name}: {e}"));
-}
-
 /// `ferry <args…> --server <agent>`.
 async fn cli(f: &Fixture, agent: &Agent, args: &[&str]) -> common::Run {
     let mut all: Vec<&str> = args.to_vec();
@@ -384,7 +369,7 @@ async fn live_changes_are_healed() {
     eprintln!("latency: drift → healed (kubectl scale): {scale:?}");
 
     let before = uid(&f, "cfg").await;
-    edit_value(&f, "cfg", "greeting", "tampered").await;
+    f.edit_value("cfg", "greeting", "tampered").await;
     let edit = wait_value(&f, "cfg", "greeting", Some("one")).await;
     eprintln!("latency: drift → healed (ConfigMap edit, 2nd heal within 10 s): {edit:?}");
     assert_eq!(uid(&f, "cfg").await, before, "the edit was healed in place");
@@ -505,7 +490,7 @@ async fn self_heal_off_reports_drift_until_sync() {
         .wait_app(&app, "Synced", |s| s["sync"] == "Synced")
         .await;
 
-    edit_value(&f, "cfg", "greeting", "tampered").await;
+    f.edit_value("cfg", "greeting", "tampered").await;
     let status = agent
         .wait_app(&app, "OutOfSync with cfg drifted", |s| {
             s["sync"] == "OutOfSync"
@@ -584,7 +569,7 @@ async fn self_heal_off_manual_sync_does_not_keep_healing() {
     cli(&f, &agent, &["sync", &app]).await.expect_code(0);
     // The manual sync runs, finds the Deployment InProgress and looks again every 2 s.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    edit_value(&f, "cfg", "greeting", "tampered").await;
+    f.edit_value("cfg", "greeting", "tampered").await;
     agent
         .wait_app(&app, "OutOfSync", |s| s["sync"] == "OutOfSync")
         .await;
@@ -782,7 +767,7 @@ async fn sigkill_and_restart_keep_history_and_objects() {
     );
 
     // The restarted agent watches again: a live edit is healed.
-    edit_value(&f, "cfg", "greeting", "tampered").await;
+    f.edit_value("cfg", "greeting", "tampered").await;
     let healed = wait_value(&f, "cfg", "greeting", Some("three")).await;
     eprintln!("latency: drift → healed after a restart: {healed:?}");
     f.finish().await;
@@ -923,7 +908,7 @@ async fn suspend_and_resume() {
             s["suspended"] == true && condition(s, "Ready")["reason"] == "Suspended"
         })
         .await;
-    edit_value(&f, "cfg", "greeting", "tampered").await;
+    f.edit_value("cfg", "greeting", "tampered").await;
     greet(&f, "two");
     f.write_configmap("added", &[]);
     let second = f.repo.commit("two");
@@ -1091,7 +1076,7 @@ async fn restart_keeps_rollback_pin_and_suspension() {
         })
         .await;
     assert_eq!(status["suspended"], true, "{status:#}");
-    edit_value(&f, "cfg", "greeting", "tampered").await;
+    f.edit_value("cfg", "greeting", "tampered").await;
     stays(
         "a suspended app is left alone",
         Duration::from_secs(3),

@@ -20,7 +20,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 
 /// A Job manifest annotated with `annotations` (indented YAML lines under
 /// `annotations:`), named by `name: x` or `generateName: x-` in `naming`. `fail` makes it
@@ -635,17 +635,7 @@ async fn agent_runs_hooks_for_revisions_and_manual_syncs_not_for_self_heal() {
     assert_eq!(runs(&f, &app).await, 1);
 
     // Self-heal restores the edit without running the hook.
-    f.api::<ConfigMap>()
-        .patch(
-            "cfg",
-            &PatchParams {
-                field_manager: Some("kubectl-edit".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(serde_json::json!({"data": {"greeting": "tampered"}})),
-        )
-        .await
-        .expect("editing cfg");
+    f.edit_value("cfg", "greeting", "tampered").await;
     eventually("cfg healed", WAIT, || async {
         f.cm_value("cfg", "greeting").await.as_deref() == Some("one")
     })

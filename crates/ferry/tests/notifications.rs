@@ -14,7 +14,7 @@ use agent_common::{Agent, AgentHome, WAIT, app_entry, eventually, github_signatu
 use axum::http::HeaderMap;
 use common::Fixture;
 use ferry_testkit::forge::Gitea;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -221,17 +221,7 @@ apps:
     );
 
     // A live edit: drift detected, then healed.
-    f.api::<ConfigMap>()
-        .patch(
-            "cfg",
-            &PatchParams {
-                field_manager: Some("kubectl-edit".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(json!({ "data": { "greeting": "tampered" } })),
-        )
-        .await
-        .expect("editing the ConfigMap");
+    f.edit_value("cfg", "greeting", "tampered").await;
     let drift = wait_event(&seen, "DriftDetected", Some(&three)).await;
     assert!(
         drift["message"].as_str().unwrap().contains("cfg"),

@@ -91,14 +91,7 @@ async fn cm_exists(client: &Client, ns: &str, name: &str) -> bool {
 
 /// Waits until the app's Ready condition is False with a message containing `part`.
 async fn wait_failed(agent: &Agent, app: &str, part: &str) -> String {
-    eventually(&format!("app {app} to be listed"), WAIT, || async {
-        agent
-            .get_text(&format!("/api/v1/apps/{}", app_path(app)))
-            .await
-            .0
-            == 200
-    })
-    .await;
+    agent.wait_listed(app).await;
     let status = agent
         .wait_app(app, &format!("a failure naming {part:?}"), |s| {
             let ready = condition(s, "Ready");

@@ -252,16 +252,10 @@ async fn a_projects_ssh_credentials_serve_an_application_without_its_own() {
 
     let home = AgentHome::new("apps: []\n");
     let agent = Agent::start(&home, "agent", &["--applications", f.ns()]).await;
-    let web_path = format!("/api/v1/apps/{}/{web}", f.ns());
-    let (agent_ref, web_path) = (&agent, &web_path);
-    eventually("the Application to be listed", WAIT, || async move {
-        agent_ref.get_text(web_path).await.0 == 200
-    })
-    .await;
+    let web_key = format!("{}/{web}", f.ns());
+    agent.wait_listed(&web_key).await;
     agent
-        .wait_app(&format!("{}/{web}", f.ns()), "Synced", |s| {
-            s["sync"] == "Synced"
-        })
+        .wait_app(&web_key, "Synced", |s| s["sync"] == "Synced")
         .await;
     assert_eq!(f.cm_value("over-ssh", "k").await.as_deref(), Some("v"));
     drop(agent);
@@ -552,16 +546,10 @@ async fn a_projects_repository_credentials_serve_its_apps_only() {
     );
     let home = AgentHome::new(&file);
     let agent = Agent::start(&home, "agent", &["--applications", f.ns()]).await;
-    let web_path = format!("/api/v1/apps/{}/{web}", f.ns());
-    let (agent_ref, web_path) = (&agent, &web_path);
-    eventually("the Application to be listed", WAIT, || async move {
-        agent_ref.get_text(web_path).await.0 == 200
-    })
-    .await;
+    let web_key = format!("{}/{web}", f.ns());
+    agent.wait_listed(&web_key).await;
     agent
-        .wait_app(&format!("{}/{web}", f.ns()), "Synced", |s| {
-            s["sync"] == "Synced"
-        })
+        .wait_app(&web_key, "Synced", |s| s["sync"] == "Synced")
         .await;
     assert_eq!(f.cm_value("private", "k").await.as_deref(), Some("v"));
     let status = agent

@@ -331,6 +331,17 @@ impl Agent {
         )
     }
 
+    /// Waits until the agent lists the app (an Application appears once its watch has
+    /// seen it).
+    pub async fn wait_listed(&self, app: &str) {
+        let path = format!("/api/v1/apps/{}", app_path(app));
+        let path = &path;
+        eventually(&format!("app {app} to be listed"), WAIT, || async move {
+            self.get_text(path).await.0 == 200
+        })
+        .await;
+    }
+
     /// Waits until the app's status satisfies `check`; returns that status.
     pub async fn wait_app(&self, app: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;

@@ -12,7 +12,9 @@ use std::time::Duration;
 use ferry_model::{APP_LABEL, AppKey, ObjectRef, SYSTEM_NAMESPACE};
 use ferry_testkit::{TESTBED_CONTEXT, TestNamespace, TestRepo};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use kube::{Api, Client};
 use tempfile::TempDir;
 
@@ -370,6 +372,22 @@ impl Fixture {
             .await
             .and_then(|cm| cm.data)
             .and_then(|d| d.get(key).cloned())
+    }
+
+    /// Patches `data[key]` of a ConfigMap as another field manager would (a live edit,
+    /// `kubectl-edit`).
+    pub async fn edit_value(&self, name: &str, key: &str, value: &str) {
+        self.api::<ConfigMap>()
+            .patch(
+                name,
+                &PatchParams {
+                    field_manager: Some("kubectl-edit".into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(serde_json::json!({ "data": { key: value } })),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("patching ConfigMap {name}: {e}"));
     }
 
     /// The ConfigMaps of the test namespace except the `kube-root-ca.crt` every namespace gets.
