@@ -68,6 +68,15 @@ async fn wait_value(f: &Fixture, name: &str, key: &str, want: Option<&str>) -> D
     .await
 }
 
+/// Waits for ConfigMap `name` to exist: objects of one wave are applied concurrently, so
+/// another object of the same sync may land after the one a test waited for.
+async fn wait_exists(f: &Fixture, name: &str) {
+    eventually(&format!("ConfigMap {name} in {}", f.ns()), WAIT, || async move {
+        f.get::<ConfigMap>(name).await.is_some()
+    })
+    .await;
+}
+
 /// `ferry <args…> --server <agent>`.
 async fn cli(f: &Fixture, agent: &Agent, args: &[&str]) -> common::Run {
     let mut all: Vec<&str> = args.to_vec();
@@ -533,7 +542,7 @@ async fn self_heal_off_reports_drift_until_sync() {
         .expect_stdout(&format!("{app}: sync requested"));
     let healed = wait_value(&f, "cfg", "greeting", Some("one")).await;
     eprintln!("latency: `ferry sync` → drift healed: {healed:?}");
-    assert!(f.get::<ConfigMap>("other").await.is_some(), "re-created");
+    wait_exists(&f, "other").await;
     let status = agent
         .wait_app(&app, "Synced after ferry sync", |s| s["sync"] == "Synced")
         .await;
@@ -933,7 +942,7 @@ async fn suspend_and_resume() {
         .expect_stdout(&format!("{app}: resume requested"));
     let resumed = wait_value(&f, "cfg", "greeting", Some("two")).await;
     eprintln!("latency: `ferry resume` → applied: {resumed:?}");
-    assert!(f.get::<ConfigMap>("added").await.is_some());
+    wait_exists(&f, "added").await;
     let status = agent
         .wait_app(&app, "Synced at the second commit", |s| {
             s["sync"] == "Synced" && s["revision"] == second.as_str()
@@ -957,7 +966,7 @@ async fn rollback_pins_until_resume() {
     f.write_configmap("extra", &[]);
     f.repo.commit("two");
     wait_value(&f, "cfg", "greeting", Some("two")).await;
-    assert!(f.get::<ConfigMap>("extra").await.is_some());
+    wait_exists(&f, "extra").await;
 
     // By SHA.
     cli(&f, &agent, &["rollback", &app, &first])
@@ -993,7 +1002,7 @@ async fn rollback_pins_until_resume() {
 
     cli(&f, &agent, &["resume", &app]).await.expect_code(0);
     wait_value(&f, "cfg", "greeting", Some("three")).await;
-    assert!(f.get::<ConfigMap>("extra").await.is_some());
+    wait_exists(&f, "extra").await;
     let status = agent
         .wait_app(&app, "Synced at the head", |s| {
             s["sync"] == "Synced" && s["revision"] == third.as_str()
