@@ -229,6 +229,16 @@ PY
   python3 -c 'import json,sys; r=json.loads(sys.stdin.readlines()[-1]); print("[bench] run %(run)d %(tool)-18s %(phase)-5s %(wall_s)7.2f s  rss %(max_rss_kb)6d KB  apiserver cpu %(apiserver_cpu_s)5.2f s  requests %(requests)s" % r)' <"$RECORDS" >&2
 }
 
+# delete_inventory: deletes ferry's inventory of $APP (its head and any shards), so that the
+# next first apply starts from none; fails when some is left.
+delete_inventory() {
+  local left
+  kubectl get configmap -n ferry-system -o name | grep "^configmap/ferry-inventory[-.]ferry-system\.$APP\b" |
+    xargs -r kubectl delete -n ferry-system --wait >/dev/null
+  left=$(kubectl get configmap -n ferry-system -o name | grep -c "^configmap/ferry-inventory[-.]ferry-system\.$APP\b" || true)
+  [ "$left" = 0 ] || die "ferry's inventory of $APP is still in ferry-system ($left ConfigMaps)"
+}
+
 # trial <run> <tool>: fresh namespace, first apply, settle, no-op re-apply, clean up.
 trial() {
   local run=$1 tool=$2 ns
@@ -241,7 +251,7 @@ trial() {
   measure "$run" "$tool" noop "$ns"
   kubectl delete namespace "$ns" --wait --timeout=600s >/dev/null
   if [ "$tool" = ferry ]; then
-    kubectl delete configmap -n ferry-system "ferry-inventory-$APP" --ignore-not-found >/dev/null
+    delete_inventory
   fi
 }
 
@@ -254,7 +264,7 @@ env "FERRY_CACHE=$WORK/ferry-cache" "$FERRY" apply "$APP" --repo "$REPO" --path 
   die "ferry's warm-up apply failed"
 kubectl apply --server-side --field-manager=bench -f "$REPO/apps/warmup" -n "$ns" >/dev/null
 kubectl delete namespace "$ns" --wait --timeout=600s >/dev/null
-kubectl delete configmap -n ferry-system "ferry-inventory-$APP" --ignore-not-found >/dev/null
+delete_inventory
 
 for ((run = 1; run <= RUNS; run++)); do
   n=${#TOOL_LIST[@]}

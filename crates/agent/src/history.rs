@@ -368,9 +368,16 @@ fn retain_newest(entries: &mut Entries, index: &mut Index, app: &str) -> Result<
     Ok(())
 }
 
+/// The most memory redb may keep of the database's pages. redb's own default is 1 GiB,
+/// and every page read or written stays resident up to it: the history is written once
+/// per sync and read by people, so a few MiB are enough.
+const CACHE_BYTES: usize = 4 << 20;
+
 /// Opens or creates the database at `path` and its tables.
 fn open_db(path: &Path) -> Result<Database, HistoryError> {
-    let db = Database::create(path)?;
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)?;
     // Create the tables up front so read transactions always find them.
     let txn = db.begin_write()?;
     txn.open_table(ENTRIES)?;

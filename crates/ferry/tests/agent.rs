@@ -71,9 +71,11 @@ async fn wait_value(f: &Fixture, name: &str, key: &str, want: Option<&str>) -> D
 /// Waits for ConfigMap `name` to exist: objects of one wave are applied concurrently, so
 /// another object of the same sync may land after the one a test waited for.
 async fn wait_exists(f: &Fixture, name: &str) {
-    eventually(&format!("ConfigMap {name} in {}", f.ns()), WAIT, || async move {
-        f.get::<ConfigMap>(name).await.is_some()
-    })
+    eventually(
+        &format!("ConfigMap {name} in {}", f.ns()),
+        WAIT,
+        || async move { f.get::<ConfigMap>(name).await.is_some() },
+    )
     .await;
 }
 

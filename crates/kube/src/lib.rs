@@ -76,6 +76,9 @@ pub const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// rerun discovery for every object.
 pub const DISCOVERY_MIN_AGE: Duration = Duration::from_secs(5);
 
+/// Objects per page of [`Cluster::list_names`].
+pub const NAMES_PAGE: u32 = 500;
+
 /// A connection to one cluster, with discovery cached and refreshable.
 ///
 /// Two clients share the configuration. Ordinary requests (get, list, apply, delete,
@@ -379,6 +382,35 @@ impl Cluster {
                 to_value(o)
             })
             .collect()
+    }
+
+    /// The names of every object of one kind in `namespace` (or of a cluster-scoped
+    /// kind), whoever owns them: a metadata-only LIST, in pages of [`NAMES_PAGE`].
+    pub async fn list_names(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<HashSet<String>, KubeError> {
+        let r = self.resolve(api_version, kind).await?;
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(self.objects.clone(), ns, &r.resource),
+            None => Api::all_with(self.objects.clone(), &r.resource),
+        };
+        let subject = ObjectRef::new(api_version, kind, namespace, "*");
+        let mut names = HashSet::new();
+        let mut params = kube::api::ListParams::default().limit(NAMES_PAGE);
+        loop {
+            let page = api
+                .list_metadata(&params)
+                .await
+                .map_err(|e| self.object_error(e, "list", &subject))?;
+            names.extend(page.items.into_iter().filter_map(|o| o.metadata.name));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(next) => params = params.continue_token(&next),
+                None => return Ok(names),
+            }
+        }
     }
 
     /// Server-side applies `object` as field manager `ferry` with force-conflicts;

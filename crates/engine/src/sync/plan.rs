@@ -230,41 +230,77 @@ fn crd_scopes(manifests: &[Manifest]) -> HashMap<(String, String), bool> {
 /// How many objects of one kind in one namespace make one LIST cheaper than their GETs.
 const LIST_FROM: usize = 8;
 
+/// What the plan knows of the app's live objects before it reads them one by one.
+#[derive(Default)]
+struct Prefetched {
+    /// Objects found, by reference.
+    listed: HashMap<ObjectRef, Value>,
+    /// Objects known not to exist: no GET needed.
+    absent: HashSet<ObjectRef>,
+}
+
 /// The app's live objects of each (kind, namespace) with at least [`LIST_FROM`] desired
-/// objects, by one labelled LIST each instead of a GET per object. Objects not found
-/// (not created yet, or not labelled yet) are left to a GET.
+/// objects, by one labelled LIST each instead of a GET per object. When at least
+/// [`LIST_FROM`] of them are not in that list (a first sync, or objects to adopt), one
+/// metadata-only LIST of the kind's names in the namespace tells which of those exist
+/// at all: the others are absent, the rest are left to a GET.
 async fn prefetch(
     cluster: &Cluster,
     app: &AppKey,
     prepared: &[(Manifest, bool)],
-) -> Result<HashMap<ObjectRef, Value>, EngineError> {
-    let mut groups: HashMap<(String, String, Option<String>), usize> = HashMap::new();
+) -> Result<Prefetched, EngineError> {
+    let mut groups: HashMap<(String, String, Option<String>), Vec<ObjectRef>> = HashMap::new();
     for (m, _) in prepared.iter().filter(|(_, known)| *known) {
         let key = (
             m.api_version().to_string(),
             m.kind().to_string(),
             m.namespace().map(str::to_string),
         );
-        *groups.entry(key).or_default() += 1;
+        groups.entry(key).or_default().push(m.object_ref());
     }
     // By name alone, so that objects labelled by earlier versions are listed too; the
     // plan checks the namespace label.
     let selector = format!("{APP_LABEL}={}", app.name);
     let selector = selector.as_str();
-    let lists: Vec<Vec<Value>> = stream::iter(groups.into_iter().filter(|(_, n)| *n >= LIST_FROM))
-        .map(|((version, kind, namespace), _)| async move {
-            cluster
-                .list_selected(&version, &kind, namespace.as_deref(), Some(selector))
-                .await
-        })
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await?;
-    Ok(lists
+    let found: Vec<Prefetched> = stream::iter(
+        groups
+            .into_iter()
+            .filter(|(_, subjects)| subjects.len() >= LIST_FROM),
+    )
+    .map(|((version, kind, namespace), subjects)| async move {
+        let listed: HashMap<ObjectRef, Value> = cluster
+            .list_selected(&version, &kind, namespace.as_deref(), Some(selector))
+            .await?
+            .into_iter()
+            .map(|o| (ferry_kube::object_ref(&o), o))
+            .collect();
+        let missed: Vec<ObjectRef> = subjects
+            .into_iter()
+            .filter(|s| !listed.contains_key(s))
+            .collect();
+        let absent = if missed.len() >= LIST_FROM {
+            let names = cluster
+                .list_names(&version, &kind, namespace.as_deref())
+                .await?;
+            missed
+                .into_iter()
+                .filter(|s| !names.contains(&s.name))
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        Ok::<_, EngineError>(Prefetched { listed, absent })
+    })
+    .buffered(CONCURRENCY)
+    .try_collect()
+    .await?;
+    Ok(found
         .into_iter()
-        .flatten()
-        .map(|o| (ferry_kube::object_ref(&o), o))
-        .collect())
+        .fold(Prefetched::default(), |mut all, group| {
+            all.listed.extend(group.listed);
+            all.absent.extend(group.absent);
+            all
+        }))
 }
 
 /// The project an app is bounded by, and where its `Application` lives.
@@ -369,7 +405,7 @@ pub(super) async fn plan(
     }
     let creates_namespace = &creates_namespace;
 
-    let listed = &prefetch(cluster, app, &prepared).await?;
+    let prefetched = &prefetch(cluster, app, &prepared).await?;
     let mut recreate = HashSet::new();
     let seen: Mutex<HashMap<ObjectRef, Known>> = Mutex::default();
     let seen = &seen;
@@ -388,8 +424,9 @@ pub(super) async fn plan(
                 ));
             }
             let subject = manifest.object_ref();
-            let live = match listed.get(&subject) {
+            let live = match prefetched.listed.get(&subject) {
                 Some(found) => Some(found.clone()),
+                None if prefetched.absent.contains(&subject) => None,
                 None => cluster.get(&subject).await?,
             };
             if let Some(live) = &live {
