@@ -8,7 +8,7 @@ use ferry_engine::EngineError;
 use ferry_engine::source::{Checkouts, ClusterFacts, Rendered};
 use ferry_engine::sync::InSync;
 use ferry_kube::Cluster;
-use ferry_model::{AppSpec, ObjectRef, SYSTEM_NAMESPACE, SecretRef, SourceSpec};
+use ferry_model::{AppSpec, Manifest, ObjectRef, Origin, SYSTEM_NAMESPACE, SecretRef, SourceSpec};
 use ferry_render::Tools;
 use ferry_source::{Credentials, GitCache, Revision, SourceError};
 use k8s_openapi::api::core::v1::Secret;
@@ -78,7 +78,46 @@ pub struct Engine {
     /// Objects found in sync, whose dry-runs the next plan skips.
     pub in_sync: InSync,
     revisions: Mutex<HashMap<RepoKey, Revision>>,
-    renders: Mutex<HashMap<String, Arc<Rendered>>>,
+    renders: Mutex<HashMap<String, Arc<Packed>>>,
+}
+
+/// A render as the cache keeps it: each manifest as compact JSON text, parsed again at
+/// each use. Parsed, a small object takes several times its text (every JSON object is a
+/// B-tree node of its own): kept parsed, the renders of 1000 apps of 4 objects took
+/// 14.5 MiB of the agent's 40 MiB heap.
+struct Packed {
+    revision: Revision,
+    renderer: &'static str,
+    manifests: Vec<(Box<str>, Origin)>,
+}
+
+impl Packed {
+    fn pack(rendered: &Rendered) -> Self {
+        Self {
+            revision: rendered.revision.clone(),
+            renderer: rendered.renderer,
+            manifests: rendered
+                .manifests
+                .iter()
+                .map(|m| (m.object.to_string().into_boxed_str(), m.origin.clone()))
+                .collect(),
+        }
+    }
+
+    fn unpack(&self) -> Rendered {
+        Rendered {
+            revision: self.revision.clone(),
+            renderer: self.renderer,
+            manifests: self
+                .manifests
+                .iter()
+                .map(|(json, origin)| Manifest {
+                    object: serde_json::from_str(json).expect("JSON ferry wrote parses"),
+                    origin: origin.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Engine {
@@ -174,20 +213,20 @@ impl Engine {
         spec: &AppSpec,
         credentials_ref: &CredentialsRef,
         sha: &str,
-    ) -> Result<Arc<Rendered>, EngineError> {
+    ) -> Result<Rendered, EngineError> {
         let key = format!(
             "{sha}\n{name}\n{credentials_ref:?}\n{}",
             serde_json::to_string(&(&spec.source, &spec.destination.namespace)).unwrap_or_default()
         );
-        if let Some(r) = self.renders.lock().expect("renders").get(&key) {
-            return Ok(r.clone());
+        let cached = self.renders.lock().expect("renders").get(&key).cloned();
+        if let Some(packed) = cached {
+            return Ok(packed.unpack());
         }
         let credentials = self.credentials(credentials_ref).await?;
-        let rendered = Arc::new(
-            self.checkouts
-                .render(&self.tools, name, spec, &credentials, sha, &self.facts)
-                .await?,
-        );
+        let rendered = self
+            .checkouts
+            .render(&self.tools, name, spec, &credentials, sha, &self.facts)
+            .await?;
         if ferry_render::chart_version_floats(&spec.source) {
             return Ok(rendered);
         }
@@ -195,7 +234,43 @@ impl Engine {
         if renders.len() > 4096 {
             renders.clear();
         }
-        renders.insert(key, rendered.clone());
+        renders.insert(key, Arc::new(Packed::pack(&rendered)));
         Ok(rendered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_packed_render_unpacks_to_the_same_manifests() {
+        let object = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"tier": "front"}},
+            "spec": {"replicas": 0, "ratio": 0.25, "big": u64::MAX, "neg": -3,
+                     "args": ["--a", "ü", ""], "none": null, "on": true}
+        });
+        let rendered = Rendered {
+            revision: Revision {
+                sha: "a".repeat(40),
+                message: "one".into(),
+                author: "me".into(),
+                time: 1,
+            },
+            manifests: vec![Manifest {
+                object,
+                origin: Origin {
+                    file: "web.yaml".into(),
+                    doc: 2,
+                },
+            }],
+            renderer: "plain",
+        };
+        let again = Packed::pack(&rendered).unpack();
+        assert_eq!(again.manifests, rendered.manifests);
+        assert_eq!(again.revision.sha, rendered.revision.sha);
+        assert_eq!(again.renderer, "plain");
     }
 }

@@ -370,8 +370,8 @@ fn retain_newest(entries: &mut Entries, index: &mut Index, app: &str) -> Result<
 
 /// The most memory redb may keep of the database's pages. redb's own default is 1 GiB,
 /// and every page read or written stays resident up to it: the history is written once
-/// per sync and read by people, so a few MiB are enough.
-const CACHE_BYTES: usize = 4 << 20;
+/// per sync and read by people, so 1 MiB is enough.
+const CACHE_BYTES: usize = 1 << 20;
 
 /// Opens or creates the database at `path` and its tables.
 fn open_db(path: &Path) -> Result<Database, HistoryError> {

@@ -209,7 +209,7 @@ pub async fn events(
 }
 
 /// The app's manifests at its current revision (the agent's render cache).
-async fn rendered(web: &Web, status: &AppStatus) -> Result<Arc<Rendered>, WebError> {
+async fn rendered(web: &Web, status: &AppStatus) -> Result<Rendered, WebError> {
     if status.revision.is_empty() {
         return Err(WebError::NoRevision(status.key()));
     }
