@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::Planned;
-use super::{CONCURRENCY, prune};
+use super::{CONCURRENCY, proceed, prune};
 use crate::order::{Stage, stage};
 use crate::progress::{Event, Progress};
 use crate::{EngineError, failpoint, wait};
@@ -65,10 +65,6 @@ pub(super) async fn write(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<(), EngineError> {
-    let check = || match cancel.is_cancelled() {
-        true => Err(EngineError::Cancelled),
-        false => Ok(()),
-    };
     let writes: Vec<_> = planned
         .changeset
         .changes
@@ -84,7 +80,7 @@ pub(super) async fn write(
         if batch.is_empty() {
             continue;
         }
-        check()?;
+        proceed(cancel)?;
         progress.event(Event::Phase(format!(
             "applying {} object(s) ({})",
             batch.len(),
@@ -163,9 +159,7 @@ pub(super) async fn forget_gone(
     if gone.is_empty() {
         return Ok(());
     }
-    if cancel.is_cancelled() {
-        return Err(EngineError::Cancelled);
-    }
+    proceed(cancel)?;
     planned
         .update_inventory(cluster, app, |current| {
             let mut inventory = current.cloned().unwrap_or_default();
@@ -188,17 +182,13 @@ pub(super) async fn finish(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<(), EngineError> {
-    let check = || match cancel.is_cancelled() {
-        true => Err(EngineError::Cancelled),
-        false => Ok(()),
-    };
     failpoint::hit(failpoint::AFTER_APPLY);
-    check()?;
+    proceed(cancel)?;
     let revision = planned.changeset.revision.clone();
     let desired = planned.desired();
     let prune = prune::prune(cluster, planned, progress, cancel).await;
     failpoint::hit(failpoint::BEFORE_NARROW);
-    check()?;
+    proceed(cancel)?;
     let mut entries = desired.clone();
     entries.extend(
         planned

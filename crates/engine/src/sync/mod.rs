@@ -33,6 +33,15 @@ use crate::wait::{self, WaitReport};
 /// How many API requests one app keeps in flight.
 const CONCURRENCY: usize = 16;
 
+/// `Err(Cancelled)` once `cancel` fired: checked before each write step, so that a
+/// cancelled sync stops before its next write.
+fn proceed(cancel: &CancellationToken) -> Result<(), EngineError> {
+    match cancel.is_cancelled() {
+        true => Err(EngineError::Cancelled),
+        false => Ok(()),
+    }
+}
+
 /// How long one wave or one wave of hooks may take when neither the sync's wait nor the
 /// app's `wait.timeout` says.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(300);

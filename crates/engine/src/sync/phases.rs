@@ -476,10 +476,7 @@ impl Phases<'_> {
     }
 
     fn check(&self) -> Result<(), Failure> {
-        match self.cancel.is_cancelled() {
-            true => Err(Failure::Engine(EngineError::Cancelled)),
-            false => Ok(()),
-        }
+        super::proceed(self.cancel).map_err(Failure::Engine)
     }
 
     fn event(&self, text: String) {
