@@ -175,6 +175,22 @@ async fn system_secret(f: &Fixture, name: &str, string_data: Value) {
         .expect("creating the credentials Secret");
 }
 
+/// Creates the Project `name` with `spec`; deleted when `f` finishes.
+async fn create_project(f: &Fixture, name: &str, spec: Value) {
+    let projects: Api<DynamicObject> =
+        Api::all_with(f.client.clone(), &ferry_api("Project", "projects"));
+    f.delete_later(ferry_api("Project", "projects"), None, name);
+    let project = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Project",
+        "metadata": {"name": name}, "spec": spec});
+    projects
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(project).unwrap(),
+        )
+        .await
+        .expect("creating a Project");
+}
+
 /// A Project `name` for `repo` deploying into, and taking Applications from, `namespace`,
 /// with `repo_credentials`; deleted when `f` finishes.
 async fn credentials_project(
@@ -184,20 +200,9 @@ async fn credentials_project(
     namespace: &str,
     repo_credentials: Value,
 ) {
-    let projects: Api<DynamicObject> =
-        Api::all_with(f.client.clone(), &ferry_api("Project", "projects"));
-    f.delete_later(ferry_api("Project", "projects"), None, name);
-    let project = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Project",
-        "metadata": {"name": name},
-        "spec": {"sourceRepos": [repo], "destinations": [namespace],
-                 "sourceNamespaces": [namespace], "repoCredentials": repo_credentials}});
-    projects
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(project).unwrap(),
-        )
-        .await
-        .expect("creating a Project");
+    let spec = json!({"sourceRepos": [repo], "destinations": [namespace],
+                      "sourceNamespaces": [namespace], "repoCredentials": repo_credentials});
+    create_project(f, name, spec).await;
 }
 
 /// An Application `<ns>-web` of `project` for `repo` (path `app`, no credentials of
@@ -335,20 +340,9 @@ async fn the_agent_refuses_an_application_outside_its_project() {
     let served = GitHttpServer::start(Path::new(f.repo.path()), HttpAuth::None);
     let repo = served.url();
     let project = format!("{}-b", f.ns());
-    let projects: Api<DynamicObject> =
-        Api::all_with(f.client.clone(), &ferry_api("Project", "projects"));
-    f.delete_later(ferry_api("Project", "projects"), None, &project);
-    let spec = json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "Project",
-        "metadata": {"name": project},
-        "spec": {"sourceRepos": [repo], "destinations": [f.ns()],
-                 "sourceNamespaces": [f.ns()]}});
-    projects
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(spec).unwrap(),
-        )
-        .await
-        .expect("creating the Project");
+    let spec = json!({"sourceRepos": [repo], "destinations": [f.ns()],
+                      "sourceNamespaces": [f.ns()]});
+    create_project(&f, &project, spec).await;
     let apps: Api<DynamicObject> = Api::namespaced_with(
         f.client.clone(),
         f.ns(),

@@ -392,12 +392,8 @@ impl Cluster {
         kind: &str,
         namespace: Option<&str>,
     ) -> Result<HashSet<String>, KubeError> {
-        let r = self.resolve(api_version, kind).await?;
-        let api: Api<DynamicObject> = match namespace {
-            Some(ns) => Api::namespaced_with(self.objects.clone(), ns, &r.resource),
-            None => Api::all_with(self.objects.clone(), &r.resource),
-        };
         let subject = ObjectRef::new(api_version, kind, namespace, "*");
+        let api = self.api(&subject).await?;
         let mut names = HashSet::new();
         let mut params = kube::api::ListParams::default().limit(NAMES_PAGE);
         loop {
